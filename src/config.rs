@@ -1,0 +1,218 @@
+//! Server configuration: one plain struct with documented defaults, validated once.
+//!
+//! The command line (`src/cli.rs`) is the only place that knows about clap; it fills a
+//! [`ServerConfig`] and calls [`ServerConfig::validate`]. Everything below the edge receives
+//! an `Arc<ServerConfig>` and never re-checks it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What a shard does when a broadcast frame would push a client's outbox past its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowPolicy {
+    /// Skip this frame for this client only; the client sees a gap in `seq` (default).
+    Drop,
+    /// Close the connection with 1008 "slow consumer".
+    Disconnect,
+}
+
+/// How the synthetic ticker feeds pace themselves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TickerPace {
+    /// One message per feed every interval (default 100 ms, down to 1 ms).
+    Interval(Duration),
+    /// A fixed number of messages per second per feed, emitted in small bursts (for stress).
+    Rate(f64),
+}
+
+/// Settings of the built-in `ticker` provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickerConfig {
+    /// Independent feeds, each on its own thread with its own symbols. 0 disables ticks.
+    pub feeds: usize,
+    /// Pace of each feed.
+    pub pace: TickerPace,
+    /// Approximate size of each tick's `data` object in bytes; padded with a `pad` field.
+    /// 0 means "natural size" (about 100 bytes).
+    pub payload_bytes: usize,
+    /// Symbols per feed.
+    pub symbols_per_feed: usize,
+}
+
+impl Default for TickerConfig {
+    fn default() -> Self {
+        TickerConfig {
+            feeds: 4,
+            pace: TickerPace::Interval(Duration::from_millis(100)),
+            payload_bytes: 0,
+            symbols_per_feed: 4,
+        }
+    }
+}
+
+/// Everything `tickcast serve` needs. Defaults are the production defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address of the listening socket. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Shard threads (event loops). Default: number of cores. `1` is the single hub.
+    pub shards: usize,
+    /// Pin each shard to its own core. Skipped (with a log line) when shards > cores.
+    pub pin: bool,
+    /// Capacity of each shard's broadcast queue, in messages. A full queue is a counted drop
+    /// for that shard, never a block of the mixer. Default 16384.
+    pub shard_queue: usize,
+    /// Capacity of the providers -> mixer channel, in messages. Default 65536.
+    pub mixer_queue: usize,
+    /// How long the mixer may hold frames before waking shards, to batch writes at low
+    /// rates. Default 0 (wake at once).
+    pub linger: Duration,
+    /// Largest accepted client message (after reassembly). Default 64 KiB. Larger: close 1009.
+    pub max_message: usize,
+    /// Largest HTTP request header block. Default 8 KiB. Larger: 431.
+    pub max_header: usize,
+    /// A connection that has not completed its HTTP request by then is closed. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Interval between server pings on an open WebSocket. Default 30 s.
+    pub ping_interval: Duration,
+    /// A connection that sent nothing (pongs included) for this long is closed. Default 75 s.
+    pub idle_timeout: Duration,
+    /// On shutdown, how long to wait for clients to answer the close frame. Default 5 s.
+    pub drain_timeout: Duration,
+    /// Longest wait for a peer's close reply (or a written error response) before the
+    /// socket is dropped. Default 2 s.
+    pub close_timeout: Duration,
+    /// Bytes a connection may have queued (frame bytes plus 24 bytes of bookkeeping each)
+    /// before the slow-consumer policy applies. Default 1 MiB.
+    pub outbox_limit: usize,
+    /// What happens when `outbox_limit` would be passed. Default [`SlowPolicy::Drop`].
+    pub slow_policy: SlowPolicy,
+    /// Bytes written to one connection per event-loop turn, so one fast link cannot starve
+    /// the others. Default 256 KiB.
+    pub write_budget: usize,
+    /// Topics one connection may hold at once. Default 64.
+    pub max_topics_per_conn: usize,
+    /// The built-in synthetic market feeds.
+    pub ticker: TickerConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shards: default_shards(),
+            pin: true,
+            shard_queue: 16 * 1024,
+            mixer_queue: 64 * 1024,
+            linger: Duration::ZERO,
+            max_message: 64 * 1024,
+            max_header: 8 * 1024,
+            handshake_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            drain_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(2),
+            outbox_limit: 1024 * 1024,
+            slow_policy: SlowPolicy::Drop,
+            write_budget: 256 * 1024,
+            max_topics_per_conn: 64,
+            ticker: TickerConfig::default(),
+        }
+    }
+}
+
+/// Number of cores this process may run on (at least 1).
+pub fn default_shards() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl ServerConfig {
+    /// Checks the relations between settings once, so the rest of the server can trust them.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.shards == 0 || self.shards > 1024 {
+            return Err(format!(
+                "--shards must be between 1 and 1024, got {}",
+                self.shards
+            ));
+        }
+        if self.shard_queue == 0 || self.mixer_queue == 0 {
+            return Err("queue capacities must be at least 1".into());
+        }
+        if self.max_message < 125 {
+            return Err("--max-message must be at least 125 bytes".into());
+        }
+        if self.max_header < 512 {
+            return Err("--max-header must be at least 512 bytes".into());
+        }
+        if self.outbox_limit < 4096 {
+            return Err("--outbox-limit must be at least 4096 bytes".into());
+        }
+        if self.write_budget < 1024 {
+            return Err("--write-budget must be at least 1024 bytes".into());
+        }
+        if self.ping_interval.is_zero() || self.idle_timeout.is_zero() {
+            return Err("--ping-interval and --idle-timeout must be positive".into());
+        }
+        if self.idle_timeout <= self.ping_interval {
+            return Err(format!(
+                "--idle-timeout ({:?}) must be longer than --ping-interval ({:?}), or clients \
+                 would be closed before they could answer a ping",
+                self.idle_timeout, self.ping_interval
+            ));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err("--handshake-timeout must be positive".into());
+        }
+        if self.linger > Duration::from_secs(1) {
+            return Err("--linger must be at most 1s".into());
+        }
+        if self.max_topics_per_conn == 0 {
+            return Err("--max-topics must be at least 1".into());
+        }
+        match self.ticker.pace {
+            TickerPace::Interval(d) if d < Duration::from_millis(1) => {
+                return Err("--interval must be at least 1ms (use --rate for more)".into());
+            }
+            TickerPace::Rate(r) if !(r > 0.0 && r <= 10_000_000.0) => {
+                return Err("--rate must be between 0 and 10,000,000 per feed".into());
+            }
+            _ => {}
+        }
+        if self.ticker.payload_bytes > 1024 * 1024 {
+            return Err("--payload-bytes must be at most 1 MiB".into());
+        }
+        if self.ticker.symbols_per_feed == 0 {
+            return Err("--symbols must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        ServerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn idle_timeout_must_exceed_ping_interval() {
+        let cfg = ServerConfig {
+            ping_interval: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            ..ServerConfig::default()
+        };
+        assert!(cfg.validate().unwrap_err().contains("idle-timeout"));
+    }
+
+    #[test]
+    fn interval_floor_is_one_millisecond() {
+        let mut cfg = ServerConfig::default();
+        cfg.ticker.pace = TickerPace::Interval(Duration::from_micros(500));
+        assert!(cfg.validate().is_err());
+        cfg.ticker.pace = TickerPace::Interval(Duration::from_millis(1));
+        cfg.validate().unwrap();
+    }
+}

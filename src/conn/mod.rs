@@ -1,0 +1,636 @@
+//! One client connection, owned by one shard for its whole life.
+//!
+//! The connection is a state machine ([`State`]): it reads an HTTP request, upgrades to a
+//! WebSocket (or answers and closes), exchanges frames, and closes. All I/O is non-blocking
+//! and driven by the shard: [`Conn::on_readable`] when mio reports data, [`Conn::flush`] once
+//! per turn while the outbox holds bytes, [`Conn::on_tick`] when its timer fires. Time is
+//! passed in through [`ConnCtx`], so timers are testable.
+//!
+//! Memory per idle connection is kept small on purpose: reads go into the shard's scratch
+//! buffer and only an incomplete frame (bounded by `--max-message`) is kept here; the outbox
+//! and topic list hold no allocation while empty.
+
+mod inbound;
+mod ops;
+mod outbox;
+
+pub use inbound::{Assembler, Event, Flow, Violation, unmask_in_place};
+pub use outbox::{ENTRY_OVERHEAD, OutFrame, Outbox, WriteStatus};
+
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::config::{ServerConfig, SlowPolicy};
+use crate::frame::{self, FrameBytes, close_code};
+use crate::http::WsRoute;
+use crate::shard::{ShardStats, Subscriptions, TimerWheel};
+
+/// Reads per readable event before yielding to other connections (each up to the scratch
+/// buffer's size); the connection is revisited next turn.
+const MAX_READS_PER_EVENT: usize = 4;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Reading the HTTP request head; closed if incomplete at `deadline`.
+    Handshake {
+        /// When an incomplete request is given up on.
+        deadline: Instant,
+    },
+    /// An open WebSocket on one of the routes.
+    Open(WsRoute),
+    /// Writing a last answer (HTTP response or close frame), then closing.
+    Closing {
+        /// When the socket is dropped whatever remains.
+        deadline: Instant,
+        /// What happens once the outbox is written.
+        then: AfterFlush,
+    },
+    /// Finished; removed from the shard at the end of the turn.
+    Closed,
+}
+
+/// What became of the bytes offered to a connection still reading its request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadOutcome {
+    /// The head is not complete yet.
+    Incomplete,
+    /// Upgraded to a WebSocket; the head used this many bytes.
+    Upgraded(usize),
+    /// An HTTP answer (or refusal) is queued; the connection closes after it.
+    Answered,
+}
+
+/// How a closing connection ends once its last bytes are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFlush {
+    /// Drop the socket (HTTP answers, and replies to a peer's close).
+    Drop,
+    /// We sent a close frame first: shut our write side and wait for the peer's close frame
+    /// or EOF, so the peer reads our close before the socket goes (no RST).
+    AwaitPeer {
+        /// Whether the write side is already shut down.
+        shut: bool,
+    },
+}
+
+/// What a connection may touch of its shard while it runs; built by the shard per call.
+pub struct ConnCtx<'a> {
+    /// This connection's slab token.
+    pub token: usize,
+    /// The time of this turn.
+    pub now: Instant,
+    /// The same instant as µs since the Unix epoch (for latency against mixer stamps).
+    pub now_us: u64,
+    /// Server settings.
+    pub cfg: &'a ServerConfig,
+    /// The shard's poll registry, to change interest.
+    pub registry: &'a Registry,
+    /// The shard's topic index.
+    pub subs: &'a mut Subscriptions,
+    /// The shard's counters.
+    pub stats: &'a mut ShardStats,
+    /// The shard's timer wheel.
+    pub timers: &'a mut TimerWheel,
+    /// Connections with bytes to write this turn, as (token, id).
+    pub to_flush: &'a mut Vec<(usize, u64)>,
+    /// Connections to read again next turn (read budget spent), as (token, id).
+    pub to_read: &'a mut Vec<(usize, u64)>,
+    /// Connections that reached `Closed`, to remove at the end of the turn.
+    pub to_reap: &'a mut Vec<usize>,
+}
+
+/// The part of a shard a broadcast walk touches: a frame is offered to every subscriber
+/// while the topic index is being read, so the index itself is not in here.
+pub struct FanOut<'a> {
+    /// Server settings (outbox limit, slow policy).
+    pub cfg: &'a ServerConfig,
+    /// The shard's counters.
+    pub stats: &'a mut ShardStats,
+    /// Connections with bytes to write this turn.
+    pub to_flush: &'a mut Vec<(usize, u64)>,
+}
+
+/// What [`Conn::offer`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Queued by reference.
+    Queued,
+    /// Skipped for this client (`--slow-policy drop`); counted.
+    Dropped,
+    /// Over the limit under `--slow-policy disconnect`: the caller closes the connection
+    /// with [`Conn::close_slow_consumer`] once it may touch the topic index again.
+    OverLimit,
+}
+
+/// One client connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// Unique per shard; tells stale timer and flush entries apart when tokens are reused.
+    pub id: u64,
+    stream: TcpStream,
+    /// Remote address, for logs and per-address limits.
+    pub peer: SocketAddr,
+    state: State,
+    /// Frames waiting to be written.
+    outbox: Outbox,
+    /// Received bytes not yet parsed: an incomplete request head or frame.
+    partial: Vec<u8>,
+    /// Reassembly of fragmented messages.
+    assembler: Assembler,
+    /// Topics this connection is subscribed to (canonical `Arc`s from the shard's index).
+    topics: Vec<Arc<str>>,
+    /// Last time anything arrived from the peer (pongs included).
+    last_recv: Instant,
+    /// Last time a ping was sent.
+    last_ping: Instant,
+    /// The tick of this connection's live timer entry.
+    timer_tick: u64,
+    /// Whether WRITABLE interest is registered (only while bytes remain after a write).
+    writable_registered: bool,
+    /// Whether this connection is already in the shard's flush list.
+    queued_for_flush: bool,
+    /// The close code of this WebSocket (sent or received), for the close metrics.
+    close_code: Option<u16>,
+}
+
+impl Conn {
+    /// A new connection in the handshake state; the caller registers it and arms its timer.
+    pub fn new(
+        id: u64,
+        stream: TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+        cfg: &ServerConfig,
+    ) -> Self {
+        Conn {
+            id,
+            stream,
+            peer,
+            state: State::Handshake {
+                deadline: now + cfg.handshake_timeout,
+            },
+            outbox: Outbox::default(),
+            partial: Vec::new(),
+            assembler: Assembler::default(),
+            topics: Vec::new(),
+            last_recv: now,
+            last_ping: now,
+            timer_tick: 0,
+            writable_registered: false,
+            queued_for_flush: false,
+            close_code: None,
+        }
+    }
+
+    /// Registers the socket with the shard's poll for reading.
+    pub fn register(&mut self, registry: &Registry, token: usize) -> io::Result<()> {
+        registry.register(&mut self.stream, Token(token), Interest::READABLE)
+    }
+
+    /// Removes the socket from the shard's poll (before it is dropped).
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Whether the connection is finished.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// The close code to count when the connection is reaped (WebSockets only).
+    pub fn close_code(&self) -> Option<u16> {
+        self.close_code
+    }
+
+    /// Bytes of memory held by the outbox.
+    pub fn outbox_cost(&self) -> usize {
+        self.outbox.cost()
+    }
+
+    /// Arms this connection's timer for its earliest deadline.
+    pub fn arm_timer(&mut self, ctx: &mut ConnCtx<'_>) {
+        if let Some(at) = self.next_deadline(ctx.cfg) {
+            self.timer_tick = ctx.timers.schedule((ctx.token, self.id), at);
+        }
+    }
+
+    /// Whether a fired wheel entry for `tick` is this connection's live one.
+    pub fn is_live_timer(&self, tick: u64) -> bool {
+        self.timer_tick == tick
+    }
+
+    fn next_deadline(&self, cfg: &ServerConfig) -> Option<Instant> {
+        match self.state {
+            State::Handshake { deadline } | State::Closing { deadline, .. } => Some(deadline),
+            State::Open(_) => {
+                Some((self.last_recv + cfg.idle_timeout).min(self.last_ping + cfg.ping_interval))
+            }
+            State::Closed => None,
+        }
+    }
+
+    /// The timer fired: act on whatever deadline has passed, then re-arm.
+    pub fn on_tick(&mut self, ctx: &mut ConnCtx<'_>) {
+        let now = ctx.now;
+        match self.state {
+            State::Handshake { deadline } if now >= deadline => {
+                ctx.stats.metrics.count_handshake_failure("timeout");
+                self.drop_now(ctx, None);
+            }
+            State::Closing { deadline, .. } if now >= deadline => self.drop_now(ctx, None),
+            State::Open(_) if now >= self.last_recv + ctx.cfg.idle_timeout => {
+                ctx.stats.idle_timeouts += 1;
+                log::debug!("closing idle connection from {}", self.peer);
+                self.close_ws(
+                    ctx,
+                    close_code::GOING_AWAY,
+                    "idle timeout",
+                    ctx.cfg.close_timeout,
+                );
+            }
+            State::Open(_) if now >= self.last_ping + ctx.cfg.ping_interval => {
+                self.last_ping = now;
+                self.push_control(ctx, frame::ping());
+            }
+            _ => {}
+        }
+        self.arm_timer(ctx);
+    }
+
+    /// Reads what the socket holds and acts on it.
+    pub fn on_readable(&mut self, ctx: &mut ConnCtx<'_>, scratch: &mut [u8]) {
+        for _ in 0..MAX_READS_PER_EVENT {
+            if self.is_closed() {
+                return;
+            }
+            match self.stream.read(scratch) {
+                Ok(0) => return self.on_eof(ctx),
+                Ok(n) => {
+                    self.last_recv = ctx.now;
+                    self.on_bytes(ctx, &mut scratch[..n]);
+                    if n < scratch.len() {
+                        // Short read: the socket is drained; a new edge comes with new data.
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.drop_now(ctx, Some(close_code::ABNORMAL)),
+            }
+        }
+        ctx.to_read.push((ctx.token, self.id));
+    }
+
+    fn on_eof(&mut self, ctx: &mut ConnCtx<'_>) {
+        if let State::Handshake { .. } = self.state {
+            ctx.stats.metrics.count_handshake_failure("eof");
+        }
+        // A peer that half-closes after our close frame has done its part.
+        self.drop_now(ctx, Some(close_code::ABNORMAL));
+    }
+
+    /// Feeds received bytes through the parser for the current state, keeping any
+    /// incomplete tail in `partial`.
+    fn on_bytes(&mut self, ctx: &mut ConnCtx<'_>, data: &mut [u8]) {
+        if self.partial.is_empty() {
+            let used = self.process(ctx, data);
+            if used < data.len() && !self.is_closed() {
+                self.partial.extend_from_slice(&data[used..]);
+            }
+        } else {
+            let mut buf = std::mem::take(&mut self.partial);
+            buf.extend_from_slice(data);
+            let used = self.process(ctx, &mut buf);
+            buf.drain(..used.min(buf.len()));
+            if buf.is_empty() && buf.capacity() > 4096 {
+                buf = Vec::new();
+            }
+            self.partial = buf;
+        }
+    }
+
+    /// Parses `buf` according to the state; returns the bytes consumed.
+    fn process(&mut self, ctx: &mut ConnCtx<'_>, buf: &mut [u8]) -> usize {
+        let mut pos = 0;
+        if let State::Handshake { .. } = self.state {
+            match self.on_request_bytes(ctx, buf) {
+                // Incomplete head: keep everything for the next read.
+                HeadOutcome::Incomplete => return 0,
+                // Upgraded: frames may follow the head in the same read.
+                HeadOutcome::Upgraded(used) => pos = used,
+                // Answered (or refused): whatever follows is ignored.
+                HeadOutcome::Answered => return buf.len(),
+            }
+        }
+        match self.state {
+            State::Open(_)
+            | State::Closing {
+                then: AfterFlush::AwaitPeer { .. },
+                ..
+            } => {
+                let mut asm = std::mem::take(&mut self.assembler);
+                let max = ctx.cfg.max_message;
+                let res = asm.feed(&mut buf[pos..], max, |ev| self.on_event(ctx, ev));
+                self.assembler = asm;
+                match res {
+                    Ok(used) => pos + used,
+                    Err(violation) => {
+                        self.on_violation(ctx, &violation);
+                        buf.len()
+                    }
+                }
+            }
+            _ => buf.len(),
+        }
+    }
+
+    fn on_violation(&mut self, ctx: &mut ConnCtx<'_>, violation: &Violation) {
+        log::debug!(
+            "{}: {} -> close {}",
+            self.peer,
+            violation.reason(),
+            violation.close_code()
+        );
+        if let State::Open(_) = self.state {
+            self.close_ws(
+                ctx,
+                violation.close_code(),
+                violation.reason(),
+                ctx.cfg.close_timeout,
+            );
+        } else {
+            self.drop_now(ctx, None);
+        }
+    }
+
+    /// Handles one parsed frame or message.
+    fn on_event(&mut self, ctx: &mut ConnCtx<'_>, event: Event<'_>) -> Flow {
+        let route = match self.state {
+            State::Open(route) => route,
+            // Waiting for the peer's close: only its close (or EOF) matters.
+            State::Closing { deadline, .. } => {
+                if let Event::Close(..) = event {
+                    self.state = State::Closing {
+                        deadline,
+                        then: AfterFlush::Drop,
+                    };
+                    if self.outbox.is_empty() {
+                        self.drop_now(ctx, None);
+                    }
+                    return Flow::Stop;
+                }
+                return Flow::Continue;
+            }
+            _ => return Flow::Stop,
+        };
+        match event {
+            Event::Ping(payload) => self.push_control(ctx, frame::pong(payload)),
+            Event::Pong => {}
+            Event::Close(code, _) => {
+                // Echo the peer's code (RFC 6455 §5.5.1); 1005 means none, answered with 1000.
+                let reply = if code == close_code::NO_STATUS {
+                    close_code::NORMAL
+                } else {
+                    code
+                };
+                self.leave_topics(ctx);
+                self.close_code = Some(code);
+                self.outbox.push(frame::close(reply, ""), 0);
+                self.want_flush(ctx);
+                let deadline = ctx.now + ctx.cfg.close_timeout;
+                self.state = State::Closing {
+                    deadline,
+                    then: AfterFlush::Drop,
+                };
+                self.arm_timer(ctx);
+                return Flow::Stop;
+            }
+            Event::Text(text) => self.on_text(ctx, route, text),
+            Event::Binary(data) => self.on_binary(ctx, route, data),
+        }
+        if matches!(self.state, State::Open(_)) {
+            Flow::Continue
+        } else {
+            Flow::Stop
+        }
+    }
+
+    /// Offers a frame for this connection's outbox: queued by reference, or refused when it
+    /// would pass the outbox limit (dropped under `drop`, reported under `disconnect`).
+    #[inline]
+    pub fn offer(
+        &mut self,
+        token: usize,
+        frame: &FrameBytes,
+        stamp_us: u64,
+        out: &mut FanOut<'_>,
+    ) -> Offer {
+        if self.outbox.would_exceed(frame.len(), out.cfg.outbox_limit) {
+            return match out.cfg.slow_policy {
+                SlowPolicy::Drop => {
+                    out.stats.outbox_drops += 1;
+                    Offer::Dropped
+                }
+                SlowPolicy::Disconnect => Offer::OverLimit,
+            };
+        }
+        self.outbox.push(frame.clone(), stamp_us);
+        if !self.queued_for_flush {
+            self.queued_for_flush = true;
+            out.to_flush.push((token, self.id));
+        }
+        Offer::Queued
+    }
+
+    /// Closes a connection that could not keep up: frames not yet started are dropped and
+    /// close 1008 "slow consumer" follows what is already on its way.
+    pub fn close_slow_consumer(&mut self, ctx: &mut ConnCtx<'_>) {
+        if !matches!(self.state, State::Open(_)) {
+            return;
+        }
+        ctx.stats.slow_disconnects += 1;
+        log::debug!("{}: slow consumer, closing", self.peer);
+        self.outbox.drop_unstarted();
+        self.close_ws(
+            ctx,
+            close_code::POLICY,
+            "slow consumer",
+            ctx.cfg.close_timeout,
+        );
+    }
+
+    /// Queues a reply meant for this connection only (acknowledgements, errors, echoes),
+    /// under the same limit and policy as broadcasts.
+    fn push_reply(&mut self, ctx: &mut ConnCtx<'_>, frame: FrameBytes) {
+        let mut out = FanOut {
+            cfg: ctx.cfg,
+            stats: ctx.stats,
+            to_flush: ctx.to_flush,
+        };
+        if self.offer(ctx.token, &frame, 0, &mut out) == Offer::OverLimit {
+            self.close_slow_consumer(ctx);
+        }
+    }
+
+    /// Queues a small control frame. Allowed a little past the outbox limit so a pong or close
+    /// is not lost behind data, but never more than one limit's worth of them.
+    fn push_control(&mut self, ctx: &mut ConnCtx<'_>, frame: FrameBytes) {
+        if self
+            .outbox
+            .would_exceed(frame.len(), ctx.cfg.outbox_limit + 4096)
+        {
+            return;
+        }
+        self.outbox.push(frame, 0);
+        self.want_flush(ctx);
+    }
+
+    fn want_flush(&mut self, ctx: &mut ConnCtx<'_>) {
+        if !self.queued_for_flush {
+            self.queued_for_flush = true;
+            ctx.to_flush.push((ctx.token, self.id));
+        }
+    }
+
+    /// A WRITABLE edge: the socket has room again, write at the end of this turn.
+    pub fn mark_for_flush(&mut self, ctx: &mut ConnCtx<'_>) {
+        if !self.outbox.is_empty() {
+            self.want_flush(ctx);
+        }
+    }
+
+    /// Writes what is pending, within the per-turn budget, and updates poll interest.
+    pub fn flush(&mut self, ctx: &mut ConnCtx<'_>) {
+        self.queued_for_flush = false;
+        if self.is_closed() {
+            return;
+        }
+        let (stats, now_us) = (&mut *ctx.stats, ctx.now_us);
+        let result = self
+            .outbox
+            .write_to(&mut self.stream, ctx.cfg.write_budget, |f| {
+                if f.stamp_us != 0 {
+                    stats.record_delivery(f.stamp_us, now_us);
+                }
+            });
+        let status = match result {
+            Ok((status, written)) => {
+                ctx.stats.bytes += written as u64;
+                status
+            }
+            Err(_) => return self.drop_now(ctx, Some(close_code::ABNORMAL)),
+        };
+        match status {
+            WriteStatus::Drained => {
+                self.set_writable_interest(ctx, false);
+                self.after_drained(ctx);
+            }
+            WriteStatus::Blocked => self.set_writable_interest(ctx, true),
+            WriteStatus::BudgetSpent => self.want_flush(ctx),
+        }
+    }
+
+    fn set_writable_interest(&mut self, ctx: &mut ConnCtx<'_>, writable: bool) {
+        if self.writable_registered == writable {
+            return;
+        }
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match ctx
+            .registry
+            .reregister(&mut self.stream, Token(ctx.token), interest)
+        {
+            Ok(()) => self.writable_registered = writable,
+            Err(_) => self.drop_now(ctx, Some(close_code::ABNORMAL)),
+        }
+    }
+
+    /// The outbox is empty: finish a closing connection.
+    fn after_drained(&mut self, ctx: &mut ConnCtx<'_>) {
+        match self.state {
+            State::Closing {
+                then: AfterFlush::Drop,
+                ..
+            } => self.drop_now(ctx, None),
+            State::Closing {
+                deadline,
+                then: AfterFlush::AwaitPeer { shut: false },
+            } => {
+                // FIN after our close frame; keep reading until the peer closes too.
+                let _ = self.stream.shutdown(Shutdown::Write);
+                self.state = State::Closing {
+                    deadline,
+                    then: AfterFlush::AwaitPeer { shut: true },
+                };
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts the closing handshake: leaves every topic, queues a close frame after what is
+    /// already queued, and gives the peer until `wait` from now to answer.
+    pub fn close_ws(
+        &mut self,
+        ctx: &mut ConnCtx<'_>,
+        code: u16,
+        reason: &str,
+        wait: std::time::Duration,
+    ) {
+        if !matches!(self.state, State::Open(_)) {
+            return;
+        }
+        self.leave_topics(ctx);
+        self.close_code = Some(code);
+        self.outbox.push(frame::close(code, reason), 0);
+        self.want_flush(ctx);
+        self.state = State::Closing {
+            deadline: ctx.now + wait,
+            then: AfterFlush::AwaitPeer { shut: false },
+        };
+        self.arm_timer(ctx);
+    }
+
+    /// Shutdown: open WebSockets get close 1001 after everything already queued; others go.
+    pub fn begin_shutdown(&mut self, ctx: &mut ConnCtx<'_>, wait: std::time::Duration) {
+        match self.state {
+            State::Open(_) => self.close_ws(ctx, close_code::GOING_AWAY, "going away", wait),
+            State::Handshake { .. } => self.drop_now(ctx, None),
+            State::Closing { .. } | State::Closed => {}
+        }
+    }
+
+    /// Ends the connection at once (the shard drops the socket at the end of the turn).
+    /// `code` records an abnormal end (1006) for a WebSocket that had no close code yet.
+    fn drop_now(&mut self, ctx: &mut ConnCtx<'_>, code: Option<u16>) {
+        if self.is_closed() {
+            return;
+        }
+        if matches!(self.state, State::Open(_)) {
+            self.close_code = self.close_code.or(code.or(Some(close_code::ABNORMAL)));
+        }
+        self.leave_topics(ctx);
+        self.state = State::Closed;
+        ctx.to_reap.push(ctx.token);
+    }
+
+    fn leave_topics(&mut self, ctx: &mut ConnCtx<'_>) {
+        for topic in self.topics.drain(..) {
+            ctx.subs.unsubscribe(&topic, ctx.token);
+        }
+        self.topics = Vec::new();
+    }
+}

@@ -1,0 +1,335 @@
+//! A connection's outbox: frames waiting to be written, by reference, plus an offset into the
+//! first one.
+//!
+//! Broadcast frames are pushed as `Arc` clones of the bytes the mixer encoded once; control
+//! frames (pong, close) and per-connection replies go through the same queue, so frames never
+//! interleave on the wire. [`Outbox::write_to`] puts everything pending into vectored writes
+//! (Redis's `reply` list + `sentlen`, written by `writeToClient`), up to a byte budget.
+//!
+//! The outbox also accounts for the memory it holds: each entry costs its frame bytes plus
+//! [`ENTRY_OVERHEAD`], and the slow-consumer policy compares that against the limit.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+use crate::frame::FrameBytes;
+
+/// Bookkeeping bytes charged per queued frame (the deque slot), on top of the frame bytes.
+pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<OutFrame>();
+
+/// Slices gathered into one `writev`. Linux accepts up to 1024 (IOV_MAX); 512 small frames
+/// already fill a socket buffer, and the array lives on the stack.
+const MAX_IOV: usize = 512;
+
+/// One queued frame.
+#[derive(Debug, Clone)]
+pub struct OutFrame {
+    /// The complete frame, shared with every other outbox that holds it.
+    pub bytes: FrameBytes,
+    /// The mixer's stamp (µs since the Unix epoch) for broadcast frames, 0 for control frames
+    /// and replies; used for the broadcast-latency histogram and the delivered count.
+    pub stamp_us: u64,
+}
+
+/// How a call to [`Outbox::write_to`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStatus {
+    /// Everything queued was written.
+    Drained,
+    /// The socket would block with bytes still queued: wait for WRITABLE.
+    Blocked,
+    /// The per-turn budget ran out with bytes still queued and the socket still writable.
+    BudgetSpent,
+}
+
+/// Frames pending for one connection.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Queued frames, oldest first. Holds no allocation while idle.
+    frames: VecDeque<OutFrame>,
+    /// Bytes of the first frame already written.
+    head_offset: usize,
+    /// Memory charged: frame bytes plus [`ENTRY_OVERHEAD`] per entry, minus `head_offset`.
+    cost: usize,
+}
+
+impl Outbox {
+    /// Bytes of memory this outbox holds (see the module docs).
+    pub fn cost(&self) -> usize {
+        self.cost
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Number of queued frames.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether pushing a frame of `len` bytes would take the cost past `limit`.
+    pub fn would_exceed(&self, len: usize, limit: usize) -> bool {
+        self.cost + len + ENTRY_OVERHEAD > limit
+    }
+
+    /// Queues a frame (by reference).
+    pub fn push(&mut self, bytes: FrameBytes, stamp_us: u64) {
+        self.cost += bytes.len() + ENTRY_OVERHEAD;
+        self.frames.push_back(OutFrame { bytes, stamp_us });
+    }
+
+    /// Drops every frame not yet started, keeping a partially written head so the stream
+    /// stays well framed. Used before a slow consumer's close frame. Returns how many frames
+    /// were dropped.
+    pub fn drop_unstarted(&mut self) -> usize {
+        let keep = usize::from(self.head_offset > 0);
+        let dropped = self.frames.len().saturating_sub(keep);
+        self.frames.truncate(keep);
+        self.cost = self
+            .frames
+            .front()
+            .map_or(0, |f| f.bytes.len() + ENTRY_OVERHEAD);
+        self.cost -= self.head_offset.min(self.cost);
+        dropped
+    }
+
+    /// Writes pending frames with vectored writes until drained, blocked, or `budget` bytes
+    /// were written. `on_frame` is called for every frame that was written completely.
+    /// Returns the status and the bytes written; an I/O error other than `WouldBlock` or
+    /// `Interrupted` means the connection is broken.
+    pub fn write_to<W: Write>(
+        &mut self,
+        out: &mut W,
+        budget: usize,
+        mut on_frame: impl FnMut(&OutFrame),
+    ) -> io::Result<(WriteStatus, usize)> {
+        let mut written = 0;
+        while !self.frames.is_empty() {
+            if written >= budget {
+                return Ok((WriteStatus::BudgetSpent, written));
+            }
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            let mut want = 0;
+            for (i, f) in self.frames.iter().enumerate().take(MAX_IOV) {
+                let bytes = if i == 0 {
+                    &f.bytes[self.head_offset..]
+                } else {
+                    &f.bytes[..]
+                };
+                iov[count] = IoSlice::new(bytes);
+                count += 1;
+                want += bytes.len();
+                if written + want >= budget {
+                    break;
+                }
+            }
+            let n = match out.write_vectored(&iov[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok((WriteStatus::Blocked, written));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            written += n;
+            self.advance(n, &mut on_frame);
+        }
+        self.release_idle_capacity();
+        Ok((WriteStatus::Drained, written))
+    }
+
+    /// Marks `n` bytes as written, popping completed frames.
+    fn advance(&mut self, mut n: usize, on_frame: &mut impl FnMut(&OutFrame)) {
+        while n > 0 {
+            let Some(head) = self.frames.front() else {
+                break;
+            };
+            let remaining = head.bytes.len() - self.head_offset;
+            if n < remaining {
+                self.head_offset += n;
+                self.cost -= n;
+                return;
+            }
+            n -= remaining;
+            self.cost -= remaining + ENTRY_OVERHEAD;
+            self.head_offset = 0;
+            if let Some(done) = self.frames.pop_front() {
+                on_frame(&done);
+            }
+        }
+    }
+
+    /// An idle connection should hold no queue memory: give back a grown deque.
+    fn release_idle_capacity(&mut self) {
+        if self.frames.capacity() > 64 {
+            self.frames = VecDeque::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A writer that accepts at most `per_call` bytes per call and then `WouldBlock`s once
+    /// `capacity` bytes are in.
+    struct Throttled {
+        got: Vec<u8>,
+        per_call: usize,
+        capacity: usize,
+        calls: usize,
+    }
+
+    impl Write for Throttled {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            let room = self.capacity - self.got.len();
+            if room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut left = self.per_call.min(room);
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(left);
+                self.got.extend_from_slice(&b[..take]);
+                left -= take;
+                n += take;
+                if left == 0 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn frame(byte: u8, len: usize) -> FrameBytes {
+        Arc::from(vec![byte; len])
+    }
+
+    #[test]
+    fn one_vectored_write_carries_every_queued_frame() {
+        let mut ob = Outbox::default();
+        for i in 0..100 {
+            ob.push(frame(i, 50), 1 + i as u64);
+        }
+        let mut w = Throttled {
+            got: vec![],
+            per_call: usize::MAX,
+            capacity: usize::MAX,
+            calls: 0,
+        };
+        let mut done = vec![];
+        let (st, n) = ob
+            .write_to(&mut w, 1 << 20, |f| done.push(f.stamp_us))
+            .unwrap();
+        assert_eq!((st, n, w.calls), (WriteStatus::Drained, 5000, 1));
+        assert_eq!(done, (1..=100).collect::<Vec<_>>());
+        assert_eq!(ob.cost(), 0);
+        assert!(ob.is_empty());
+    }
+
+    #[test]
+    fn partial_writes_resume_at_the_right_offset() {
+        let mut ob = Outbox::default();
+        let a: FrameBytes = Arc::from(&b"aaaaaaa"[..]);
+        let b: FrameBytes = Arc::from(&b"bbbbb"[..]);
+        ob.push(a, 0);
+        ob.push(b, 7);
+        let mut w = Throttled {
+            got: vec![],
+            per_call: 3,
+            capacity: 9,
+            calls: 0,
+        };
+        let mut done = vec![];
+        let (st, n) = ob
+            .write_to(&mut w, 1 << 20, |f| done.push(f.stamp_us))
+            .unwrap();
+        assert_eq!((st, n), (WriteStatus::Blocked, 9));
+        assert_eq!(done, vec![0]);
+        assert_eq!(ob.cost(), 3 + ENTRY_OVERHEAD);
+        w.capacity = 100;
+        let (st, _) = ob
+            .write_to(&mut w, 1 << 20, |f| done.push(f.stamp_us))
+            .unwrap();
+        assert_eq!(st, WriteStatus::Drained);
+        assert_eq!(w.got, b"aaaaaaabbbbb");
+        assert_eq!(done, vec![0, 7]);
+    }
+
+    #[test]
+    fn budget_stops_a_fast_link() {
+        let mut ob = Outbox::default();
+        for _ in 0..10 {
+            ob.push(frame(1, 1000), 1);
+        }
+        let mut w = Throttled {
+            got: vec![],
+            per_call: usize::MAX,
+            capacity: usize::MAX,
+            calls: 0,
+        };
+        let (st, n) = ob.write_to(&mut w, 3000, |_| {}).unwrap();
+        assert_eq!(st, WriteStatus::BudgetSpent);
+        assert_eq!(n, 3000);
+        assert_eq!(ob.len(), 7);
+    }
+
+    #[test]
+    fn cost_counts_bytes_and_entries() {
+        let mut ob = Outbox::default();
+        assert!(!ob.would_exceed(100, 100 + ENTRY_OVERHEAD));
+        ob.push(frame(0, 100), 0);
+        assert_eq!(ob.cost(), 100 + ENTRY_OVERHEAD);
+        assert!(ob.would_exceed(1, 100 + ENTRY_OVERHEAD));
+    }
+
+    #[test]
+    fn drop_unstarted_keeps_a_partly_written_head() {
+        let mut ob = Outbox::default();
+        for _ in 0..5 {
+            ob.push(frame(9, 10), 1);
+        }
+        let mut w = Throttled {
+            got: vec![],
+            per_call: 4,
+            capacity: 4,
+            calls: 0,
+        };
+        ob.write_to(&mut w, 1 << 20, |_| {}).unwrap();
+        assert_eq!(ob.drop_unstarted(), 4);
+        assert_eq!(ob.len(), 1);
+        assert_eq!(ob.cost(), 6 + ENTRY_OVERHEAD);
+        let mut fresh = Outbox::default();
+        fresh.push(frame(1, 10), 0);
+        assert_eq!(fresh.drop_unstarted(), 1);
+        assert_eq!(fresh.cost(), 0);
+    }
+
+    #[test]
+    fn write_errors_surface() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut ob = Outbox::default();
+        ob.push(frame(0, 3), 0);
+        assert!(ob.write_to(&mut Broken, 100, |_| {}).is_err());
+    }
+}

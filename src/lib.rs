@@ -1,0 +1,43 @@
+//! tickcast: a thread-per-core WebSocket broadcaster.
+//!
+//! Many live providers are merged into one ordered stream and pushed, in real time, to tens of
+//! thousands of WebSocket clients. There is no async runtime: every thread owns its state and
+//! talks to the others through bounded channels.
+//!
+//! ```text
+//!  providers (one thread each)          mixer (one thread)                 shards (one per core)
+//!  ticker feed 0 ──┐                                                       ┌─ shard 0: mio::Poll
+//!  ticker feed 1 ──┼─ bounded channel ─▶ sequence per topic,  ─ try_send ─▶┤   Slab<Conn>, outboxes,
+//!  ...            ─┘   (fan-in)          serialize JSON once,   (bounded,  └─ shard N: timers, topics
+//!                                        encode WS frame once   per shard)        ▲
+//!                                        into Arc<[u8]>                           │ TcpStream
+//!                                                                  acceptor ──────┘ (fewest conns)
+//! ```
+//!
+//! Map of the crate, in the order a message travels:
+//!
+//! - [`provider`]: the `Provider` trait and the built-in synthetic `ticker` feeds.
+//! - [`mixer`]: the single sequencer; stamps `topic`/`seq`/`ts`, serializes and frames once.
+//! - [`frame`]: server-to-client WebSocket frame encoding (`Arc<[u8]>`, shared by every client).
+//! - [`shard`]: one event loop per core: its queue, topic index, timer wheel and connections.
+//! - [`conn`]: one connection's state machine, inbound frame parser and outbox.
+//! - [`http`]: HTTP/1.1 request parsing, routing and the WebSocket upgrade answer.
+//! - [`protocol`]: the JSON messages clients send and the error frames they get back.
+//! - [`acceptor`]: accepts sockets and hands each to the least-loaded shard.
+//! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms.
+//! - [`config`]: the plain, validated configuration struct.
+//! - [`server`]: starts the threads in order and shuts them down gracefully.
+//! - [`cli`]: the command line (the only module that knows clap).
+
+pub mod acceptor;
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod frame;
+pub mod http;
+pub mod metrics;
+pub mod mixer;
+pub mod protocol;
+pub mod provider;
+pub mod server;
+pub mod shard;

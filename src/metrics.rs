@@ -1,0 +1,377 @@
+//! Server metrics: one Prometheus registry, per-shard handles, merged latency histograms.
+//!
+//! Counters and gauges are `prometheus-client` atomics labelled by shard, resolved once when a
+//! shard starts, so the hot path never takes the registry's lock. A shard also counts in plain
+//! integers during a turn and adds them to its counters once per turn (see `ShardStats` in
+//! `shard/stats.rs`). Broadcast latency is recorded by each shard into its own hdrhistogram
+//! and handed over to [`LatencyStore`] about once a second; a scrape merges the per-shard
+//! histograms into one Prometheus histogram plus quantile gauges.
+
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+
+/// Label: a shard index.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabel {
+    /// Shard index.
+    pub shard: u32,
+}
+
+/// Label: a reason (handshake failures, accept errors).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Short snake_case reason.
+    pub reason: &'static str,
+}
+
+/// Labels of a dropped frame.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabel {
+    /// Shard that dropped it.
+    pub shard: u32,
+    /// `shard_queue_full` or `outbox_full`.
+    pub reason: &'static str,
+}
+
+/// Label: a topic name (capped in number by the mixer).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    /// Topic name.
+    pub topic: String,
+}
+
+/// Label: a WebSocket close code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// Close code.
+    pub code: u16,
+}
+
+/// Label: a client error code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    /// Error code sent in the error frame.
+    pub code: &'static str,
+}
+
+/// Every metric the server exports. Built once; shared as `Arc<Metrics>`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Sockets accepted by the acceptor.
+    pub accepted: Counter,
+    /// Accept failures by reason (e.g. `emfile`).
+    pub accept_errors: Family<ReasonLabel, Counter>,
+    /// Open connections per shard (every state).
+    pub connections: Family<ShardLabel, Gauge>,
+    /// Completed WebSocket handshakes per shard.
+    pub handshakes: Family<ShardLabel, Counter>,
+    /// Requests refused before or during the handshake, by reason.
+    pub handshake_failures: Family<ReasonLabel, Counter>,
+    /// Messages sequenced by the mixer, per topic.
+    pub published: Family<TopicLabel, Counter>,
+    /// Broadcast frames written completely to a client, per shard.
+    pub delivered: Family<ShardLabel, Counter>,
+    /// Bytes written to sockets, per shard.
+    pub bytes_written: Family<ShardLabel, Counter>,
+    /// Broadcast frames dropped, by shard and reason.
+    pub drops: Family<DropLabel, Counter>,
+    /// Connections closed with 1008 because they could not keep up.
+    pub slow_consumer_disconnects: Family<ShardLabel, Counter>,
+    /// Connections closed for sending nothing within the idle timeout.
+    pub idle_timeouts: Family<ShardLabel, Counter>,
+    /// Closed WebSocket connections by close code (sent or received; 1006 = no close frame).
+    pub closes: Family<CodeLabel, Counter>,
+    /// Error frames sent to clients, by code.
+    pub client_errors: Family<ErrorLabel, Counter>,
+    /// Messages waiting in each shard's broadcast queue (sampled every second).
+    pub queue_depth: Family<ShardLabel, Gauge>,
+    /// Per-shard broadcast latency histograms.
+    pub latency: Arc<LatencyStore>,
+}
+
+impl Metrics {
+    /// Registers every metric, for `shards` shards.
+    pub fn new(shards: usize) -> Arc<Metrics> {
+        let latency = Arc::new(LatencyStore::new(shards));
+        let mut m = Metrics {
+            registry: Registry::with_prefix("tickcast"),
+            accepted: Counter::default(),
+            accept_errors: Family::default(),
+            connections: Family::default(),
+            handshakes: Family::default(),
+            handshake_failures: Family::default(),
+            published: Family::default(),
+            delivered: Family::default(),
+            bytes_written: Family::default(),
+            drops: Family::default(),
+            slow_consumer_disconnects: Family::default(),
+            idle_timeouts: Family::default(),
+            closes: Family::default(),
+            client_errors: Family::default(),
+            queue_depth: Family::default(),
+            latency: latency.clone(),
+        };
+        let r = &mut m.registry;
+        r.register("accepted", "TCP connections accepted", m.accepted.clone());
+        r.register(
+            "accept_errors",
+            "accept() failures by reason",
+            m.accept_errors.clone(),
+        );
+        r.register(
+            "connections",
+            "Open connections per shard",
+            m.connections.clone(),
+        );
+        r.register(
+            "handshakes",
+            "Completed WebSocket handshakes",
+            m.handshakes.clone(),
+        );
+        r.register(
+            "handshake_failures",
+            "Requests refused before or during the handshake, by reason",
+            m.handshake_failures.clone(),
+        );
+        r.register(
+            "messages_published",
+            "Messages sequenced by the mixer",
+            m.published.clone(),
+        );
+        r.register(
+            "frames_delivered",
+            "Broadcast frames completely written to a client",
+            m.delivered.clone(),
+        );
+        r.register(
+            "bytes_written",
+            "Bytes written to client sockets",
+            m.bytes_written.clone(),
+        );
+        r.register(
+            "drops",
+            "Broadcast frames dropped, by reason",
+            m.drops.clone(),
+        );
+        r.register(
+            "slow_consumer_disconnects",
+            "Connections closed with 1008 for falling behind",
+            m.slow_consumer_disconnects.clone(),
+        );
+        r.register(
+            "idle_timeouts",
+            "Connections closed as idle",
+            m.idle_timeouts.clone(),
+        );
+        r.register(
+            "closes",
+            "Closed WebSocket connections by close code",
+            m.closes.clone(),
+        );
+        r.register(
+            "client_errors",
+            "Error frames sent to clients, by code",
+            m.client_errors.clone(),
+        );
+        r.register(
+            "shard_queue_depth",
+            "Messages waiting in a shard's queue",
+            m.queue_depth.clone(),
+        );
+        r.register_collector(Box::new(latency));
+        Arc::new(m)
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts a closed WebSocket connection.
+    pub fn count_close(&self, code: u16) {
+        self.closes.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    /// Counts a refused handshake.
+    pub fn count_handshake_failure(&self, reason: &'static str) {
+        self.handshake_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+}
+
+/// Content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Histogram upper bounds (seconds) of the exported broadcast latency histogram.
+const BUCKETS_S: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// A latency histogram in microseconds, from 1 µs to 1 hour, 2 significant digits.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    // Fixed, valid bounds: 1 <= low, high >= 2 * low, sigfig <= 5.
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
+}
+
+/// Latency (mixer stamp -> last byte written), per shard: everything since start, and the
+/// last complete interval (for telemetry). Each shard's slot is written about once a second
+/// by that shard and read by scrapes, so the mutex is never contended on the hot path.
+#[derive(Debug)]
+pub struct LatencyStore {
+    shards: Vec<Mutex<ShardLatency>>,
+}
+
+#[derive(Debug)]
+struct ShardLatency {
+    total: Histogram<u64>,
+    last_interval: Histogram<u64>,
+}
+
+impl LatencyStore {
+    fn new(shards: usize) -> Self {
+        let slot = || {
+            Mutex::new(ShardLatency {
+                total: new_latency_histogram(),
+                last_interval: new_latency_histogram(),
+            })
+        };
+        LatencyStore {
+            shards: (0..shards).map(|_| slot()).collect(),
+        }
+    }
+
+    /// Hands over one interval of shard `shard`'s recordings.
+    pub fn publish(&self, shard: usize, interval: &Histogram<u64>) {
+        let Some(slot) = self.shards.get(shard) else {
+            return;
+        };
+        let mut slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Same bounds on both sides, so adding cannot fail; saturate rather than panic.
+        let _ = slot.total.add(interval);
+        slot.last_interval.reset();
+        let _ = slot.last_interval.add(interval);
+    }
+
+    /// All shards merged: since start (`total = true`) or over the last interval.
+    pub fn merged(&self, total: bool) -> Histogram<u64> {
+        let mut out = new_latency_histogram();
+        for slot in &self.shards {
+            let slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _ = out.add(if total {
+                &slot.total
+            } else {
+                &slot.last_interval
+            });
+        }
+        out
+    }
+}
+
+impl Collector for LatencyStore {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let h = self.merged(true);
+        // prometheus-client accumulates the buckets itself: pass per-bucket counts.
+        let mut below = 0;
+        let mut buckets: Vec<(f64, u64)> = BUCKETS_S
+            .iter()
+            .map(|&le| {
+                let upto = h.count_between(0, (le * 1e6) as u64);
+                let in_bucket = upto.saturating_sub(below);
+                below = upto.max(below);
+                (le, in_bucket)
+            })
+            .collect();
+        buckets.push((f64::INFINITY, h.len().saturating_sub(below)));
+        let sum_s = h.mean() * h.len() as f64 / 1e6;
+        let metric = encoder.encode_descriptor(
+            "broadcast_latency_seconds",
+            "Mixer stamp to last byte written, per delivered broadcast frame",
+            None,
+            MetricType::Histogram,
+        )?;
+        let mut metric = metric;
+        metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            sum_s,
+            h.len(),
+            &buckets,
+            None,
+        )?;
+        for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
+            let gauge = ConstGauge::new(h.value_at_quantile(q) as f64 / 1e6);
+            let name = format!("broadcast_latency_{name}_seconds");
+            let help = format!("Broadcast latency {name} since start");
+            let enc = encoder.encode_descriptor(&name, &help, None, gauge.metric_type())?;
+            gauge.encode(enc)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_includes_merged_latency_histogram() {
+        let m = Metrics::new(2);
+        let mut h = new_latency_histogram();
+        for us in [100, 200, 5000] {
+            h.record(us).unwrap();
+        }
+        m.latency.publish(0, &h);
+        m.latency.publish(1, &h);
+        m.count_close(1001);
+        m.drops
+            .get_or_create(&DropLabel {
+                shard: 1,
+                reason: "outbox_full",
+            })
+            .inc_by(3);
+        let text = m.render();
+        assert!(
+            text.contains("tickcast_broadcast_latency_seconds_count 6"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickcast_broadcast_latency_seconds_bucket{le=\"0.00025\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickcast_closes_total{code=\"1001\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickcast_drops_total{shard=\"1\",reason=\"outbox_full\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickcast_broadcast_latency_p99_seconds"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn last_interval_replaces_total_accumulates() {
+        let m = Metrics::new(1);
+        let mut h = new_latency_histogram();
+        h.record(10).unwrap();
+        m.latency.publish(0, &h);
+        m.latency.publish(0, &h);
+        assert_eq!(m.latency.merged(true).len(), 2);
+        assert_eq!(m.latency.merged(false).len(), 1);
+    }
+}

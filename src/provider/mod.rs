@@ -1,0 +1,119 @@
+//! Providers: live data sources, each on its own thread, feeding the mixer (fan-in).
+//!
+//! A provider implements [`Provider`]: it runs until asked to stop and publishes through its
+//! [`ProviderCtx`]. The context hides the mixer channel and the stop signal: `publish` waits
+//! while the mixer's input is full (back-pressure on this provider alone) but gives up as soon
+//! as the server stops, and `sleep_until` returns early on stop, so shutdown never waits for a
+//! provider's next tick.
+
+pub mod ticker;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError};
+use serde_json::value::RawValue;
+
+use crate::mixer::{MixerMsg, Publish};
+
+/// A live data source.
+pub trait Provider: Send + 'static {
+    /// Short name, used for the thread name and logs.
+    fn name(&self) -> String;
+    /// Produces messages until `ctx.stopping()` (or a publish/sleep reports the stop).
+    fn run(&mut self, ctx: &ProviderCtx);
+}
+
+/// What a provider thread gets to talk to the server.
+#[derive(Debug, Clone)]
+pub struct ProviderCtx {
+    sink: Sender<MixerMsg>,
+    /// Never sent on; disconnected when the server stops.
+    stop: Receiver<()>,
+}
+
+/// How long `publish` waits on a full mixer before re-checking the stop signal.
+const PUBLISH_RETRY: Duration = Duration::from_millis(50);
+
+impl ProviderCtx {
+    /// A context publishing into `sink` until `stop` disconnects.
+    pub fn new(sink: Sender<MixerMsg>, stop: Receiver<()>) -> Self {
+        ProviderCtx { sink, stop }
+    }
+
+    /// Publishes `data` on `topic`. Returns false once the server is stopping.
+    pub fn publish(&self, topic: &Arc<str>, data: Box<RawValue>) -> bool {
+        let mut msg = MixerMsg::Publish(Publish {
+            topic: topic.clone(),
+            data,
+            from: None,
+        });
+        loop {
+            match self.sink.send_timeout(msg, PUBLISH_RETRY) {
+                Ok(()) => return true,
+                Err(SendTimeoutError::Timeout(back)) if !self.stopping() => msg = back,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Whether the server asked providers to stop.
+    pub fn stopping(&self) -> bool {
+        matches!(self.stop.try_recv(), Err(TryRecvError::Disconnected))
+    }
+
+    /// Sleeps until `deadline`; returns false (at once) if the server stops meanwhile.
+    pub fn sleep_until(&self, deadline: Instant) -> bool {
+        // Nothing is ever sent on `stop`: it either times out or disconnects.
+        matches!(
+            self.stop.recv_deadline(deadline),
+            Err(RecvTimeoutError::Timeout)
+        )
+    }
+}
+
+/// Running provider threads.
+#[derive(Debug)]
+pub struct ProviderSet {
+    threads: Vec<JoinHandle<()>>,
+    /// Dropped to tell every provider to stop.
+    stop: Option<Sender<()>>,
+}
+
+impl ProviderSet {
+    /// Starts each provider on its own thread, publishing into `sink`.
+    pub fn spawn(
+        providers: Vec<Box<dyn Provider>>,
+        sink: &Sender<MixerMsg>,
+    ) -> std::io::Result<Self> {
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let mut threads = Vec::with_capacity(providers.len());
+        for mut provider in providers {
+            let ctx = ProviderCtx::new(sink.clone(), stop_rx.clone());
+            let name = provider.name();
+            let thread = std::thread::Builder::new()
+                .name(format!("tickcast-{name}"))
+                .spawn(move || {
+                    log::debug!("provider {name} started");
+                    provider.run(&ctx);
+                    log::debug!("provider {name} stopped");
+                })?;
+            threads.push(thread);
+        }
+        Ok(ProviderSet {
+            threads,
+            stop: Some(stop_tx),
+        })
+    }
+
+    /// Tells every provider to stop and waits for them.
+    pub fn stop(mut self) {
+        self.stop.take();
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                log::error!("a provider thread panicked");
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Building, starting and stopping a server: the threads, the channels between them, and the
+//! order of a graceful shutdown.
+//!
+//! [`Server::bind`] validates the config and binds the port (so "address in use" is reported
+//! before any thread exists). [`Server::start`] builds every shard on the calling thread, moves
+//! each into its own (pinned) thread, then starts the mixer, the providers and the acceptor.
+//! [`RunningServer::shutdown`] stops them in dependency order:
+//!
+//! 1. the acceptor (no new connections; the listening socket closes);
+//! 2. the providers (no new messages);
+//! 3. the mixer, through a `Shutdown` message queued behind every message already sent, so it
+//!    sequences and offers everything first; then it drops the shard queues;
+//! 4. each shard sees its queue end after the last frame, queues close 1001 behind what each
+//!    client still has pending, and waits up to `--drain-timeout` for the clients' replies.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use serde_json::value::RawValue;
+
+use crate::acceptor::{Acceptor, AcceptorHandle};
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::mixer::{Mixer, MixerMsg, Publish};
+use crate::provider::{Provider, ProviderSet, ticker};
+use crate::shard::Shard;
+
+/// Listen backlog; the kernel caps it at `net.core.somaxconn`. Large, so a burst of thousands
+/// of connects is not met with SYN drops and one-second retransmits.
+const BACKLOG: i32 = 4096;
+
+/// A configured server with its port bound, not yet running.
+#[derive(Debug)]
+pub struct Server {
+    cfg: Arc<ServerConfig>,
+    listener: StdListener,
+    local_addr: SocketAddr,
+}
+
+/// Why a server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration is inconsistent.
+    Config(String),
+    /// The listen address could not be bound.
+    Bind(SocketAddr, io::Error),
+    /// A thread or poll could not be created.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(msg) => write!(f, "invalid configuration: {msg}"),
+            StartError::Bind(addr, e) if e.kind() == io::ErrorKind::AddrInUse => {
+                write!(f, "cannot listen on {addr}: address already in use")
+            }
+            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::Io(e) => write!(f, "cannot start: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl Server {
+    /// Validates `cfg` and binds its listen address.
+    pub fn bind(cfg: ServerConfig) -> Result<Server, StartError> {
+        cfg.validate().map_err(StartError::Config)?;
+        let listener = bind_listener(cfg.listen).map_err(|e| StartError::Bind(cfg.listen, e))?;
+        let local_addr = listener.local_addr().map_err(StartError::Io)?;
+        Ok(Server {
+            cfg: Arc::new(cfg),
+            listener,
+            local_addr,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Starts the server with the built-in providers of its config.
+    pub fn start(self) -> Result<RunningServer, StartError> {
+        let providers = ticker::feeds(&self.cfg.ticker);
+        self.start_with(providers)
+    }
+
+    /// Starts the server with the given providers.
+    pub fn start_with(
+        self,
+        providers: Vec<Box<dyn Provider>>,
+    ) -> Result<RunningServer, StartError> {
+        let cfg = self.cfg;
+        let metrics = Metrics::new(cfg.shards);
+        let mut shards = Vec::with_capacity(cfg.shards);
+        let mut links = Vec::with_capacity(cfg.shards);
+        for id in 0..cfg.shards {
+            let (shard, link) =
+                Shard::new(id, cfg.clone(), metrics.clone()).map_err(StartError::Io)?;
+            shards.push(shard);
+            links.push(link);
+        }
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let pin = cfg.pin && cfg.shards <= cores.len();
+        if cfg.pin && !pin {
+            log::info!(
+                "not pinning: {} shards on {} cores",
+                cfg.shards,
+                cores.len()
+            );
+        }
+        let mut shard_threads = Vec::with_capacity(cfg.shards);
+        for (id, shard) in shards.into_iter().enumerate() {
+            let core = if pin { cores.get(id).copied() } else { None };
+            let thread = std::thread::Builder::new()
+                .name(format!("tickcast-shard-{id}"))
+                .spawn(move || {
+                    if let Some(core) = core
+                        && !core_affinity::set_for_current(core)
+                    {
+                        log::warn!("shard {id}: could not pin to core {}", core.id);
+                    }
+                    shard.run();
+                })
+                .map_err(StartError::Io)?;
+            shard_threads.push(thread);
+        }
+
+        let (mixer_tx, mixer_rx) = Mixer::channel(cfg.mixer_queue);
+        let mixer = Mixer::new(mixer_rx, links.clone(), cfg.linger, metrics.clone());
+        let mixer_thread = std::thread::Builder::new()
+            .name("tickcast-mixer".into())
+            .spawn(move || mixer.run())
+            .map_err(StartError::Io)?;
+        let providers = ProviderSet::spawn(providers, &mixer_tx).map_err(StartError::Io)?;
+
+        self.listener
+            .set_nonblocking(true)
+            .map_err(StartError::Io)?;
+        let listener = mio::net::TcpListener::from_std(self.listener);
+        let (acceptor, acceptor_handle) =
+            Acceptor::new(listener, links, metrics.clone()).map_err(StartError::Io)?;
+        let acceptor_thread = std::thread::Builder::new()
+            .name("tickcast-acceptor".into())
+            .spawn(move || acceptor.run())
+            .map_err(StartError::Io)?;
+
+        log::info!(
+            "tickcast listening on {}: {} shard(s){}, {} provider thread(s), linger {:?}",
+            self.local_addr,
+            cfg.shards,
+            if pin { ", pinned" } else { "" },
+            cfg.ticker.feeds,
+            cfg.linger
+        );
+        Ok(RunningServer {
+            local_addr: self.local_addr,
+            metrics,
+            acceptor: (acceptor_handle, acceptor_thread),
+            providers,
+            mixer_tx,
+            mixer_thread,
+            shard_threads,
+        })
+    }
+}
+
+/// Binds with a large backlog and SO_REUSEADDR (restarts do not wait for TIME_WAIT).
+fn bind_listener(addr: SocketAddr) -> io::Result<StdListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// A running server: its threads and the handles to stop them.
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    acceptor: (AcceptorHandle, JoinHandle<()>),
+    providers: ProviderSet,
+    mixer_tx: Sender<MixerMsg>,
+    mixer_thread: JoinHandle<()>,
+    shard_threads: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// A handle that publishes straight into the mixer, like a provider.
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            tx: self.mixer_tx.clone(),
+        }
+    }
+
+    /// Graceful shutdown (see the module docs); returns once every thread has finished.
+    pub fn shutdown(self) {
+        let RunningServer {
+            acceptor,
+            providers,
+            mixer_tx,
+            mixer_thread,
+            shard_threads,
+            ..
+        } = self;
+        acceptor.0.stop();
+        join("acceptor", acceptor.1);
+        providers.stop();
+        // Queued behind every message already sent; blocks only while the mixer catches up.
+        let _ = mixer_tx.send(MixerMsg::Shutdown);
+        drop(mixer_tx);
+        join("mixer", mixer_thread);
+        for (i, t) in shard_threads.into_iter().enumerate() {
+            join(&format!("shard {i}"), t);
+        }
+        log::info!("tickcast stopped");
+    }
+}
+
+fn join(name: &str, thread: JoinHandle<()>) {
+    if thread.join().is_err() {
+        log::error!("{name} thread panicked");
+    }
+}
+
+/// Publishes messages into a running server's mixer (tests, embedding).
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    tx: Sender<MixerMsg>,
+}
+
+impl Publisher {
+    /// Publishes `json` (which must be valid JSON) on `topic`. Returns false if it is not
+    /// JSON or the server is stopping.
+    pub fn publish(&self, topic: &str, json: &str) -> bool {
+        let Ok(data) = RawValue::from_string(json.to_string()) else {
+            return false;
+        };
+        let msg = MixerMsg::Publish(Publish {
+            topic: Arc::from(topic),
+            data,
+            from: None,
+        });
+        self.tx.send(msg).is_ok()
+    }
+}
+
+/// Raises the open-file soft limit to the hard limit; returns (before, after, hard).
+pub fn raise_nofile_limit() -> io::Result<(u64, u64, u64)> {
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
+    let raised = rlimit::increase_nofile_limit(hard)?;
+    Ok((soft, raised, hard))
+}

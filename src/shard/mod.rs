@@ -1,0 +1,460 @@
+//! A shard: one pinned thread running one `mio::Poll` over its own connections.
+//!
+//! Each turn of the loop, in order (Redis's `beforeSleep` shape):
+//! 1. handle the socket events of the last poll (reads, WRITABLE edges) and fired timers;
+//! 2. take new sockets from the acceptor;
+//! 3. drain the broadcast queue from the mixer, pushing each frame by reference into the
+//!    outbox of every subscriber (the topic index skips everyone else);
+//! 4. write every connection with pending bytes, one vectored write each, within a budget;
+//! 5. remove connections that closed during the turn (never while iterating events);
+//! 6. park: announce sleep through `parked`, re-check the queue, and poll.
+//!
+//! Nothing here is shared with other threads except the queue ends, the `Waker`, the
+//! `parked` flag and the connection counter (see [`ShardLink`]). No lock is taken per message.
+
+mod stats;
+mod subs;
+mod timer;
+
+pub use stats::ShardStats;
+pub use subs::{Subscriptions, WILDCARD};
+pub use timer::{TimerKey, TimerWheel};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::net::TcpStream;
+use mio::{Events, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::config::ServerConfig;
+use crate::conn::{Conn, ConnCtx, FanOut, Offer};
+use crate::frame::FrameBytes;
+use crate::metrics::Metrics;
+
+/// Token of the shard's waker (never a slab index).
+const WAKER: Token = Token(usize::MAX);
+/// Width of a timer-wheel slot.
+const TIMER_TICK: Duration = Duration::from_millis(50);
+/// Slots of the timer wheel: 2048 x 50 ms covers 102 s, past the default idle timeout.
+const TIMER_SLOTS: usize = 2048;
+/// Shard-wide read buffer; connections keep only incomplete frames.
+const SCRATCH: usize = 64 * 1024;
+/// Broadcast messages taken from the queue per turn before writing, so sockets are served
+/// between bursts.
+const MAX_DRAIN_PER_TURN: usize = 4096;
+
+/// A sequenced broadcast message, as the mixer hands it to every shard.
+#[derive(Debug, Clone)]
+pub struct Broadcast {
+    /// The topic it was published on.
+    pub topic: Arc<str>,
+    /// Its sequence number within the topic.
+    pub seq: u64,
+    /// The mixer's stamp, µs since the Unix epoch (the `ts` field of the message).
+    pub stamp_us: u64,
+    /// The complete WebSocket frame, encoded once.
+    pub frame: FrameBytes,
+}
+
+/// What the mixer sends a shard.
+#[derive(Debug, Clone)]
+pub enum ShardMsg {
+    /// A frame for every subscriber of its topic.
+    Broadcast(Broadcast),
+}
+
+/// A new socket from the acceptor.
+pub type Intake = (TcpStream, SocketAddr);
+
+/// The handles other threads hold to one shard.
+#[derive(Debug, Clone)]
+pub struct ShardLink {
+    /// Shard index.
+    pub id: usize,
+    /// The bounded broadcast queue (mixer side); `try_send` only.
+    pub queue: Sender<ShardMsg>,
+    /// New sockets (acceptor side).
+    pub intake: Sender<Intake>,
+    /// Wakes the shard's poll.
+    pub waker: Arc<Waker>,
+    /// Set by the shard right before it sleeps; whoever clears it must wake it.
+    pub parked: Arc<AtomicBool>,
+    /// Connections handed to the shard and not yet closed (acceptor's load balancing).
+    pub conns: Arc<AtomicUsize>,
+}
+
+impl ShardLink {
+    /// Wakes the shard if it is parked; costs no syscall when it is awake. Call after
+    /// queueing work for it.
+    pub fn wake_if_parked(&self) {
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The parts of a shard that connections may touch (split from the slab for borrowing).
+struct Shared {
+    cfg: Arc<ServerConfig>,
+    subs: Subscriptions,
+    stats: ShardStats,
+    timers: TimerWheel,
+    to_flush: Vec<(usize, u64)>,
+    to_read: Vec<(usize, u64)>,
+    to_reap: Vec<usize>,
+}
+
+/// One shard: built on the main thread, then moved into its own thread by [`Shard::run`].
+pub struct Shard {
+    id: usize,
+    poll: Poll,
+    conns: Slab<Conn>,
+    shared: Shared,
+    queue: Receiver<ShardMsg>,
+    intake: Receiver<Intake>,
+    parked: Arc<AtomicBool>,
+    conn_count: Arc<AtomicUsize>,
+    scratch: Vec<u8>,
+    /// Slow consumers found during a broadcast walk, closed right after it.
+    slow: Vec<usize>,
+    next_conn_id: u64,
+    /// Set once the mixer is gone: the time by which remaining clients are dropped.
+    draining_until: Option<Instant>,
+}
+
+impl Shard {
+    /// Creates shard `id` and the link other threads use to reach it.
+    pub fn new(
+        id: usize,
+        cfg: Arc<ServerConfig>,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<(Shard, ShardLink)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (queue_tx, queue_rx) = crossbeam_channel::bounded(cfg.shard_queue);
+        // New sockets are few and each is an open file: bounded by the acceptor's handoff.
+        let (intake_tx, intake_rx) = crossbeam_channel::bounded(4096);
+        let parked = Arc::new(AtomicBool::new(false));
+        let conn_count = Arc::new(AtomicUsize::new(0));
+        let now = Instant::now();
+        let shard = Shard {
+            id,
+            poll,
+            conns: Slab::with_capacity(1024),
+            shared: Shared {
+                subs: Subscriptions::default(),
+                stats: ShardStats::new(id, metrics, now),
+                timers: TimerWheel::new(now, TIMER_TICK, TIMER_SLOTS),
+                to_flush: Vec::new(),
+                to_read: Vec::new(),
+                to_reap: Vec::new(),
+                cfg,
+            },
+            queue: queue_rx,
+            intake: intake_rx,
+            parked: parked.clone(),
+            conn_count: conn_count.clone(),
+            scratch: vec![0; SCRATCH],
+            slow: Vec::new(),
+            next_conn_id: 1,
+            draining_until: None,
+        };
+        let link = ShardLink {
+            id,
+            queue: queue_tx,
+            intake: intake_tx,
+            waker,
+            parked,
+            conns: conn_count,
+        };
+        Ok((shard, link))
+    }
+
+    /// Runs the event loop until the mixer is gone and every client has closed (or the
+    /// drain timeout passed).
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut fired = Vec::new();
+        loop {
+            let now = Instant::now();
+            let now_us = unix_micros();
+            self.handle_events(&events, now, now_us);
+            self.fire_timers(now, now_us, &mut fired);
+            self.take_new_sockets(now, now_us);
+            let mixer_alive = self.drain_queue(now, now_us);
+            if !mixer_alive && self.draining_until.is_none() {
+                self.begin_drain(now, now_us);
+            }
+            self.flush(now, now_us);
+            self.reap();
+            let next_publish = self
+                .shared
+                .stats
+                .publish(now, self.conns.len(), self.queue.len());
+            if let Some(until) = self.draining_until
+                && (self.conns.is_empty() || now >= until)
+            {
+                break;
+            }
+            let timeout = self.poll_timeout(now, next_publish);
+            self.park_and_poll(&mut events, timeout);
+        }
+        let dropped = self.conns.len();
+        if dropped > 0 {
+            log::info!(
+                "shard {}: drain timeout, dropping {dropped} connections",
+                self.id
+            );
+        }
+        for (_, conn) in self.conns.iter_mut() {
+            conn.deregister(self.poll.registry());
+        }
+        log::debug!("shard {} stopped", self.id);
+    }
+
+    /// Splits the shard into a connection slab and the context a connection runs with.
+    fn ctx<'a>(
+        shared: &'a mut Shared,
+        registry: &'a mio::Registry,
+        token: usize,
+        now: Instant,
+        now_us: u64,
+    ) -> ConnCtx<'a> {
+        ConnCtx {
+            token,
+            now,
+            now_us,
+            cfg: &shared.cfg,
+            registry,
+            subs: &mut shared.subs,
+            stats: &mut shared.stats,
+            timers: &mut shared.timers,
+            to_flush: &mut shared.to_flush,
+            to_read: &mut shared.to_read,
+            to_reap: &mut shared.to_reap,
+        }
+    }
+
+    fn handle_events(&mut self, events: &Events, now: Instant, now_us: u64) {
+        // Connections whose read budget ran out last turn go first.
+        let again = std::mem::take(&mut self.shared.to_read);
+        for (token, id) in again {
+            self.read_conn(token, Some(id), now, now_us);
+        }
+        for event in events.iter() {
+            let token = event.token();
+            if token == WAKER {
+                continue;
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                self.read_conn(token.0, None, now, now_us);
+            }
+            if event.is_writable()
+                && let Some(conn) = self.conns.get_mut(token.0)
+            {
+                let mut ctx =
+                    Self::ctx(&mut self.shared, self.poll.registry(), token.0, now, now_us);
+                conn.mark_for_flush(&mut ctx);
+            }
+        }
+    }
+
+    fn read_conn(&mut self, token: usize, id: Option<u64>, now: Instant, now_us: u64) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if id.is_some_and(|id| id != conn.id) {
+            return;
+        }
+        let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
+        conn.on_readable(&mut ctx, &mut self.scratch);
+    }
+
+    fn fire_timers(&mut self, now: Instant, now_us: u64, fired: &mut Vec<(TimerKey, u64)>) {
+        self.shared.timers.expire(now, fired);
+        for ((token, id), tick) in fired.drain(..) {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            if conn.id != id || !conn.is_live_timer(tick) {
+                continue;
+            }
+            let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
+            conn.on_tick(&mut ctx);
+        }
+    }
+
+    fn take_new_sockets(&mut self, now: Instant, now_us: u64) {
+        while let Ok((stream, peer)) = self.intake.try_recv() {
+            if self.draining_until.is_some() {
+                self.conn_count.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
+            let id = self.next_conn_id;
+            self.next_conn_id += 1;
+            let entry = self.conns.vacant_entry();
+            let token = entry.key();
+            let conn = entry.insert(Conn::new(id, stream, peer, now, &self.shared.cfg));
+            if let Err(e) = conn.register(self.poll.registry(), token) {
+                log::warn!("shard {}: cannot register {peer}: {e}", self.id);
+                self.conns.remove(token);
+                self.conn_count.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
+            let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
+            conn.arm_timer(&mut ctx);
+        }
+    }
+
+    /// Fans out queued broadcasts. Returns false once the mixer is gone and the queue empty.
+    fn drain_queue(&mut self, now: Instant, now_us: u64) -> bool {
+        for _ in 0..MAX_DRAIN_PER_TURN {
+            match self.queue.try_recv() {
+                Ok(ShardMsg::Broadcast(b)) => self.fan_out(&b, now, now_us),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    /// Pushes one frame into the outbox of every subscriber of its topic on this shard.
+    fn fan_out(&mut self, b: &Broadcast, now: Instant, now_us: u64) {
+        let Shared {
+            cfg,
+            subs,
+            stats,
+            to_flush,
+            ..
+        } = &mut self.shared;
+        let mut out = FanOut {
+            cfg,
+            stats,
+            to_flush,
+        };
+        let conns = &mut self.conns;
+        let slow = &mut self.slow;
+        subs.for_each_subscriber(&b.topic, |token| {
+            if let Some(conn) = conns.get_mut(token)
+                && conn.offer(token, &b.frame, b.stamp_us, &mut out) == Offer::OverLimit
+            {
+                slow.push(token);
+            }
+        });
+        // Closing leaves the topic index, so it waits until the walk is over.
+        while let Some(token) = self.slow.pop() {
+            if let Some(conn) = self.conns.get_mut(token) {
+                let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
+                conn.close_slow_consumer(&mut ctx);
+            }
+        }
+    }
+
+    fn flush(&mut self, now: Instant, now_us: u64) {
+        let pending = std::mem::take(&mut self.shared.to_flush);
+        for &(token, id) in &pending {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            if conn.id != id {
+                continue;
+            }
+            let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
+            conn.flush(&mut ctx);
+        }
+        let mut pending = pending;
+        pending.clear();
+        if self.shared.to_flush.is_empty() {
+            // Keep the allocation for the next turn.
+            self.shared.to_flush = pending;
+        }
+    }
+
+    fn reap(&mut self) {
+        let metrics = self.shared.stats.metrics.clone();
+        for token in self.shared.to_reap.drain(..) {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            if !conn.is_closed() {
+                continue;
+            }
+            conn.deregister(self.poll.registry());
+            if let Some(code) = conn.close_code() {
+                metrics.count_close(code);
+            }
+            self.conns.remove(token);
+            self.conn_count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The mixer is gone (shutdown): every open WebSocket gets close 1001 after what is
+    /// already queued, and the loop waits up to the drain timeout for the replies.
+    fn begin_drain(&mut self, now: Instant, now_us: u64) {
+        let wait = self.shared.cfg.drain_timeout;
+        self.draining_until = Some(now + wait);
+        let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
+        for token in tokens {
+            if let Some(conn) = self.conns.get_mut(token) {
+                let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
+                conn.begin_shutdown(&mut ctx, wait);
+            }
+        }
+        log::debug!(
+            "shard {}: draining {} connections",
+            self.id,
+            self.conns.len()
+        );
+    }
+
+    fn poll_timeout(&self, now: Instant, next_publish: Instant) -> Duration {
+        if !self.shared.to_flush.is_empty() || !self.shared.to_read.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut wake = next_publish;
+        if let Some(t) = self.shared.timers.next_wakeup() {
+            wake = wake.min(t);
+        }
+        if let Some(t) = self.draining_until {
+            wake = wake.min(t);
+        }
+        wake.saturating_duration_since(now)
+    }
+
+    /// Announces sleep, re-checks for work that raced with the announcement, and polls.
+    fn park_and_poll(&mut self, events: &mut Events, mut timeout: Duration) {
+        if !timeout.is_zero() {
+            self.parked.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if !self.queue.is_empty() || !self.intake.is_empty() {
+                timeout = Duration::ZERO;
+            }
+        }
+        loop {
+            match self.poll.poll(events, Some(timeout)) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // epoll_wait fails only on programming errors (EBADF, EINVAL); log and
+                    // carry on rather than take every client down.
+                    log::error!("shard {}: poll failed: {e}", self.id);
+                    events.clear();
+                    break;
+                }
+            }
+        }
+        self.parked.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}

@@ -1,0 +1,124 @@
+//! One shard's topic -> subscribers index.
+//!
+//! A broadcast frame costs one hash lookup per shard plus one step per subscriber: clients
+//! that did not ask for the topic are never visited. Subscriber sets are `IndexSet`s of slab
+//! tokens, so adding, removing (swap-remove) and iterating are all O(1) per element and the
+//! iteration walks a dense array. Clients that asked for every topic (`*`) sit in a separate
+//! set visited for every frame.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use indexmap::IndexSet;
+
+/// The wildcard topic: every topic, including ones that appear later.
+pub const WILDCARD: &str = "*";
+
+/// Topic -> subscriber tokens, owned by one shard thread.
+#[derive(Debug)]
+pub struct Subscriptions {
+    /// Subscribers per named topic. A topic's entry is removed when its last subscriber goes.
+    by_topic: HashMap<Arc<str>, IndexSet<usize>>,
+    /// Subscribers of every topic.
+    wildcard: IndexSet<usize>,
+    /// The shared name of the wildcard, handed to its subscribers.
+    wildcard_name: Arc<str>,
+}
+
+impl Default for Subscriptions {
+    fn default() -> Self {
+        Subscriptions {
+            by_topic: HashMap::new(),
+            wildcard: IndexSet::new(),
+            wildcard_name: Arc::from(WILDCARD),
+        }
+    }
+}
+
+impl Subscriptions {
+    /// Adds `token` to `topic` (or to the wildcard set) and returns the shard's shared copy
+    /// of the name, so that a thousand subscribers hold one string.
+    pub fn subscribe(&mut self, topic: &str, token: usize) -> Arc<str> {
+        if topic == WILDCARD {
+            self.wildcard.insert(token);
+            return self.wildcard_name.clone();
+        }
+        if let Some((name, _)) = self.by_topic.get_key_value(topic) {
+            let name = name.clone();
+            self.by_topic.entry(name.clone()).or_default().insert(token);
+            return name;
+        }
+        let name: Arc<str> = Arc::from(topic);
+        self.by_topic.insert(name.clone(), IndexSet::from([token]));
+        name
+    }
+
+    /// Removes `token` from `topic`. Returns false if it was not subscribed.
+    pub fn unsubscribe(&mut self, topic: &str, token: usize) -> bool {
+        if topic == WILDCARD {
+            return self.wildcard.swap_remove(&token);
+        }
+        let Some(set) = self.by_topic.get_mut(topic) else {
+            return false;
+        };
+        let removed = set.swap_remove(&token);
+        if set.is_empty() {
+            self.by_topic.remove(topic);
+        }
+        removed
+    }
+
+    /// Calls `f` for every subscriber of `topic`, wildcard subscribers included. A client
+    /// holds either the wildcard or named topics, never both, so nobody is visited twice.
+    pub fn for_each_subscriber(&self, topic: &str, mut f: impl FnMut(usize)) {
+        if let Some(set) = self.by_topic.get(topic) {
+            set.iter().for_each(|&t| f(t));
+        }
+        self.wildcard.iter().for_each(|&t| f(t));
+    }
+
+    /// Subscribers `topic` would reach on this shard, wildcard included.
+    pub fn count(&self, topic: &str) -> usize {
+        self.by_topic.get(topic).map_or(0, IndexSet::len) + self.wildcard.len()
+    }
+
+    /// Named topics with at least one subscriber on this shard.
+    pub fn topics(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.by_topic.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(s: &Subscriptions, topic: &str) -> Vec<usize> {
+        let mut v = vec![];
+        s.for_each_subscriber(topic, |t| v.push(t));
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn named_and_wildcard_subscribers() {
+        let mut s = Subscriptions::default();
+        let a = s.subscribe("ticks", 1);
+        let b = s.subscribe("ticks", 1);
+        assert!(Arc::ptr_eq(&a, &b), "one shared name per topic");
+        s.subscribe("ticks", 2);
+        s.subscribe(WILDCARD, 3);
+        assert_eq!(collect(&s, "ticks"), vec![1, 2, 3]);
+        assert_eq!(collect(&s, "telemetry"), vec![3]);
+        assert_eq!(s.count("ticks"), 3);
+    }
+
+    #[test]
+    fn empty_topics_are_forgotten() {
+        let mut s = Subscriptions::default();
+        s.subscribe("room.a", 7);
+        assert!(s.unsubscribe("room.a", 7));
+        assert!(!s.unsubscribe("room.a", 7));
+        assert_eq!(s.topics().count(), 0);
+        assert!(collect(&s, "room.a").is_empty());
+    }
+}
