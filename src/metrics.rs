@@ -312,8 +312,8 @@ impl Collector for LatencyStore {
         )?;
         for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
             let gauge = ConstGauge::new(h.value_at_quantile(q) as f64 / 1e6);
+            let help = format!("Broadcast latency, {name} since start (seconds)");
             let name = format!("broadcast_latency_{name}_seconds");
-            let help = format!("Broadcast latency {name} since start");
             let enc = encoder.encode_descriptor(&name, &help, None, gauge.metric_type())?;
             gauge.encode(enc)?;
         }

@@ -1,40 +1,12 @@
-//! The command line: clap definitions and their conversion into plain config structs.
-//!
-//! This is the only module that knows about clap. Every option has an environment variable
-//! (`TICKCAST_<OPTION>`); durations accept humantime syntax (`100ms`, `5s`, `1m`).
+//! `tickcast serve`: its options and their conversion into a [`ServerConfig`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 
+use super::parse_duration;
 use crate::config::{ServerConfig, SlowPolicy, TickerConfig, TickerPace, default_shards};
-
-/// tickcast: a thread-per-core WebSocket broadcaster.
-#[derive(Debug, Parser)]
-#[command(name = "tickcast", version, about, propagate_version = true)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The subcommands of the `tickcast` binary.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the broadcaster with its built-in ticker feeds.
-    #[command(after_help = SERVE_EXAMPLES)]
-    Serve(Box<ServeArgs>),
-}
-
-const SERVE_EXAMPLES: &str = "\
-Examples:
-  tickcast serve                                  # 127.0.0.1:8080, one shard per core, 4 feeds
-  tickcast serve --shards 1                       # the single hub
-  tickcast serve --providers 8 --interval 1ms --payload-bytes 256
-  tickcast serve --rate 20000 --linger 1ms        # stress: 20k msgs/s per feed, batched
-  TICKCAST_LISTEN=0.0.0.0:9000 tickcast serve     # every option has a TICKCAST_* variable
-Watch the stream:
-  websocat 'ws://127.0.0.1:8080/ws?topics=ticks'";
 
 /// Slow-consumer policy as spelled on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -43,10 +15,6 @@ pub enum SlowPolicyArg {
     Drop,
     /// Close the client with 1008 "slow consumer".
     Disconnect,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// Options of `tickcast serve`.
@@ -162,7 +130,8 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use crate::cli::{Cli, Command};
+    use clap::{CommandFactory, Parser};
 
     #[test]
     fn cli_definition_is_consistent() {

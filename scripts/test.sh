@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs on a fresh Debian/Ubuntu machine, then runs it:
+# formatting and lint checks, unit and integration tests (real sockets, real clients,
+# real redis-server, real headless Chromium), and the benchmark smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    need_apt+=(chromium)
+fi
+command -v perf >/dev/null 2>&1 || true  # only scripts/flamegraph.sh needs perf
+if ((${#need_apt[@]})); then
+    echo "test.sh: installing ${need_apt[*]}"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+echo "test.sh: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test.sh: cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "test.sh: cargo test"
+# Integration tests start real servers; two at a time keeps a 2-core machine responsive.
+cargo test --release --quiet -- --test-threads=2
+if [ -x scripts/bench.sh ]; then
+    echo "test.sh: bench smoke run"
+    scripts/bench.sh --smoke
+fi
+echo "test.sh: all tests passed"
