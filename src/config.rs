@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use crate::auth::Secret;
+
 /// What a shard does when a broadcast frame would push a client's outbox past its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlowPolicy {
@@ -92,6 +94,24 @@ pub struct ServerConfig {
     pub write_budget: usize,
     /// Topics one connection may hold at once. Default 64.
     pub max_topics_per_conn: usize,
+    /// Messages kept per topic for resumes (`?since=`). Default 1000; 0 disables history.
+    pub history: usize,
+    /// Rooms with more members get only counts, no member lists or deltas. Default 1000.
+    pub presence_list_max: usize,
+    /// Client publishes per second per connection (token bucket). Default 100; 0 = unlimited.
+    pub publish_rate: f64,
+    /// Burst allowed above `publish_rate`. Default 200.
+    pub publish_burst: u32,
+    /// WebSocket connections allowed at once; more get 503. Default 0 (unlimited: the
+    /// open-file limit still applies).
+    pub max_connections: usize,
+    /// WebSocket connections allowed per client address; more get 429. Default 0 (unlimited).
+    pub max_connections_per_ip: usize,
+    /// When set, upgrades need a token signed with this HS256 secret (401 otherwise).
+    pub auth_secret: Option<Secret>,
+    /// When not empty, a browser upgrade (with an `Origin` header) from any other origin gets
+    /// 403.
+    pub allowed_origins: Vec<String>,
     /// The built-in synthetic market feeds.
     pub ticker: TickerConfig,
 }
@@ -116,6 +136,14 @@ impl Default for ServerConfig {
             slow_policy: SlowPolicy::Drop,
             write_budget: 256 * 1024,
             max_topics_per_conn: 64,
+            history: 1000,
+            presence_list_max: 1000,
+            publish_rate: 100.0,
+            publish_burst: 200,
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            auth_secret: None,
+            allowed_origins: Vec::new(),
             ticker: TickerConfig::default(),
         }
     }
@@ -180,6 +208,18 @@ impl ServerConfig {
         }
         if self.ticker.payload_bytes > 1024 * 1024 {
             return Err("--payload-bytes must be at most 1 MiB".into());
+        }
+        if self.history > 1_000_000 {
+            return Err("--history must be at most 1,000,000 messages per topic".into());
+        }
+        if !(self.publish_rate >= 0.0 && self.publish_rate.is_finite()) {
+            return Err("--publish-rate must be 0 (unlimited) or positive".into());
+        }
+        if self.publish_burst == 0 {
+            return Err("--publish-burst must be at least 1".into());
+        }
+        if self.auth_secret.as_ref().is_some_and(|s| s.0.len() < 16) {
+            return Err("the auth secret must be at least 16 bytes".into());
         }
         if self.ticker.symbols_per_feed == 0 {
             return Err("--symbols must be at least 1".into());

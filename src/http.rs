@@ -218,6 +218,7 @@ pub fn response(status: u16, content_type: &str, body: &[u8], extra: &[(&str, &s
 /// The extra headers that go with an error status (RFC 9110, RFC 6455 §4.4).
 pub fn reject_headers(status: u16) -> &'static [(&'static str, &'static str)] {
     match status {
+        401 => &[("WWW-Authenticate", "Bearer")],
         405 => &[("Allow", "GET")],
         426 => &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")],
         _ => &[],

@@ -17,12 +17,17 @@
 //! Map of the crate, in the order a message travels:
 //!
 //! - [`provider`]: the `Provider` trait and the built-in synthetic `ticker` feeds.
-//! - [`mixer`]: the single sequencer; stamps `topic`/`seq`/`ts`, serializes and frames once.
+//! - [`mixer`]: the single sequencer; stamps `topic`/`seq`/`ts`, serializes and frames once;
+//!   also owns room membership (presence) and per-topic history (resume).
 //! - [`frame`]: server-to-client WebSocket frame encoding (`Arc<[u8]>`, shared by every client).
 //! - [`shard`]: one event loop per core: its queue, topic index, timer wheel and connections.
 //! - [`conn`]: one connection's state machine, inbound frame parser and outbox.
 //! - [`http`]: HTTP/1.1 request parsing, routing and the WebSocket upgrade answer.
 //! - [`protocol`]: the JSON messages clients send and the error frames they get back.
+//! - [`chat`]: chat commands (`/me`, `/nick`, `/who`, `/shrug`), parsed on the shard.
+//! - [`ratelimit`]: the per-connection publish token bucket.
+//! - [`auth`]: signed tokens (JWT HS256), topic rights, Origin checks.
+//! - [`admission`]: `--max-connections` and `--max-connections-per-ip`.
 //! - [`acceptor`]: accepts sockets and hands each to the least-loaded shard.
 //! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms.
 //! - [`config`]: the plain, validated configuration struct.
@@ -30,6 +35,9 @@
 //! - [`cli`]: the command line (the only module that knows clap).
 
 pub mod acceptor;
+pub mod admission;
+pub mod auth;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod conn;
@@ -39,5 +47,6 @@ pub mod metrics;
 pub mod mixer;
 pub mod protocol;
 pub mod provider;
+pub mod ratelimit;
 pub mod server;
 pub mod shard;

@@ -22,11 +22,13 @@ use crossbeam_channel::Sender;
 use serde_json::value::RawValue;
 
 use crate::acceptor::{Acceptor, AcceptorHandle};
+use crate::admission::Admission;
+use crate::auth::Verifier;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::mixer::{Mixer, MixerMsg, Publish};
+use crate::mixer::{Mixer, MixerConfig, MixerMsg, Publish};
 use crate::provider::{Provider, ProviderSet, ticker};
-use crate::shard::Shard;
+use crate::shard::{Services, Shard};
 
 /// Listen backlog; the kernel caps it at `net.core.somaxconn`. Large, so a burst of thousands
 /// of connects is not met with SYN drops and one-second retransmits.
@@ -97,11 +99,22 @@ impl Server {
     ) -> Result<RunningServer, StartError> {
         let cfg = self.cfg;
         let metrics = Metrics::new(cfg.shards);
+        let services = Arc::new(Services {
+            admission: Admission::new(cfg.max_connections, cfg.max_connections_per_ip),
+            verifier: cfg.auth_secret.as_ref().map(|s| Verifier::new(&s.0)),
+        });
+        let (mixer_tx, mixer_rx) = Mixer::channel(cfg.mixer_queue);
         let mut shards = Vec::with_capacity(cfg.shards);
         let mut links = Vec::with_capacity(cfg.shards);
         for id in 0..cfg.shards {
-            let (shard, link) =
-                Shard::new(id, cfg.clone(), metrics.clone()).map_err(StartError::Io)?;
+            let (shard, link) = Shard::new(
+                id,
+                cfg.clone(),
+                metrics.clone(),
+                services.clone(),
+                mixer_tx.clone(),
+            )
+            .map_err(StartError::Io)?;
             shards.push(shard);
             links.push(link);
         }
@@ -131,8 +144,12 @@ impl Server {
             shard_threads.push(thread);
         }
 
-        let (mixer_tx, mixer_rx) = Mixer::channel(cfg.mixer_queue);
-        let mixer = Mixer::new(mixer_rx, links.clone(), cfg.linger, metrics.clone());
+        let mixer_cfg = MixerConfig {
+            linger: cfg.linger,
+            history: cfg.history,
+            presence_list_max: cfg.presence_list_max,
+        };
+        let mixer = Mixer::new(mixer_rx, links.clone(), mixer_cfg, metrics.clone());
         let mixer_thread = std::thread::Builder::new()
             .name("tickcast-mixer".into())
             .spawn(move || mixer.run())
@@ -256,11 +273,7 @@ impl Publisher {
         let Ok(data) = RawValue::from_string(json.to_string()) else {
             return false;
         };
-        let msg = MixerMsg::Publish(Publish {
-            topic: Arc::from(topic),
-            data,
-            from: None,
-        });
+        let msg = MixerMsg::Publish(Publish::new(Arc::from(topic), data));
         self.tx.send(msg).is_ok()
     }
 }

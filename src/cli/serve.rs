@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::parse_duration;
-use crate::config::{ServerConfig, SlowPolicy, TickerConfig, TickerPace, default_shards};
+use crate::config::{Secret, ServerConfig, SlowPolicy, TickerConfig, TickerPace, default_shards};
 
 /// Slow-consumer policy as spelled on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -71,6 +71,42 @@ pub struct ServeArgs {
     /// Topics one connection may subscribe to at once.
     #[arg(long, env = "TICKCAST_MAX_TOPICS", default_value_t = 64)]
     pub max_topics: usize,
+    /// Messages kept per topic for resumes (`?since=topic:seq`); 0 disables history.
+    #[arg(long, env = "TICKCAST_HISTORY", default_value_t = 1000)]
+    pub history: usize,
+    /// Rooms with more members get only counts instead of member lists and deltas.
+    #[arg(long, env = "TICKCAST_PRESENCE_LIST_MAX", default_value_t = 1000)]
+    pub presence_list_max: usize,
+    /// Publishes per second per connection (token bucket); 0 = unlimited.
+    #[arg(long, env = "TICKCAST_PUBLISH_RATE", default_value_t = 100.0)]
+    pub publish_rate: f64,
+    /// Publishes allowed in a burst above the rate.
+    #[arg(long, env = "TICKCAST_PUBLISH_BURST", default_value_t = 200)]
+    pub publish_burst: u32,
+    /// WebSocket connections allowed at once (more get 503); 0 = unlimited.
+    #[arg(long, env = "TICKCAST_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// WebSocket connections allowed per client IP (more get 429); 0 = unlimited.
+    #[arg(long, env = "TICKCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+    /// Require tokens signed with this HS256 secret (at least 16 bytes).
+    #[arg(
+        long,
+        env = "TICKCAST_AUTH_SECRET",
+        hide_env_values = true,
+        conflicts_with = "auth_secret_file"
+    )]
+    pub auth_secret: Option<String>,
+    /// Read the auth secret from this file (trailing newline ignored).
+    #[arg(long, env = "TICKCAST_AUTH_SECRET_FILE")]
+    pub auth_secret_file: Option<std::path::PathBuf>,
+    /// Allowed browser Origin (repeatable); other origins get 403. Default: any.
+    #[arg(
+        long = "allowed-origin",
+        env = "TICKCAST_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
     /// Independent ticker feeds (provider threads); 0 disables ticks.
     #[arg(long, env = "TICKCAST_PROVIDERS", default_value_t = 4)]
     pub providers: usize,
@@ -89,6 +125,20 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    fn auth_secret(&self) -> Result<Option<Secret>, String> {
+        if let Some(s) = &self.auth_secret {
+            return Ok(Some(Secret(s.as_bytes().to_vec())));
+        }
+        let Some(path) = &self.auth_secret_file else {
+            return Ok(None);
+        };
+        let text =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let trimmed = text.strip_suffix(b"\n").unwrap_or(&text);
+        let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+        Ok(Some(Secret(trimmed.to_vec())))
+    }
+
     /// The validated server configuration these options describe.
     pub fn to_config(&self) -> Result<ServerConfig, String> {
         let cfg = ServerConfig {
@@ -112,6 +162,14 @@ impl ServeArgs {
             },
             write_budget: self.write_budget,
             max_topics_per_conn: self.max_topics,
+            history: self.history,
+            presence_list_max: self.presence_list_max,
+            publish_rate: self.publish_rate,
+            publish_burst: self.publish_burst,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            auth_secret: self.auth_secret()?,
+            allowed_origins: self.allowed_origins.clone(),
             ticker: TickerConfig {
                 feeds: self.providers,
                 pace: match self.rate {

@@ -13,22 +13,25 @@
 mod inbound;
 mod ops;
 mod outbox;
+mod session;
+mod write;
 
 pub use inbound::{Assembler, Event, Flow, Violation, unmask_in_place};
 pub use outbox::{ENTRY_OVERHEAD, OutFrame, Outbox, WriteStatus};
+pub use session::{Client, Session};
 
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::config::{ServerConfig, SlowPolicy};
-use crate::frame::{self, FrameBytes, close_code};
+use crate::admission::Ticket;
+use crate::config::ServerConfig;
+use crate::frame::{self, close_code};
 use crate::http::WsRoute;
-use crate::shard::{ShardStats, Subscriptions, TimerWheel};
+use crate::shard::{MixerPort, Services, ShardStats, Subscriptions, TimerWheel};
 
 /// Reads per readable event before yielding to other connections (each up to the scratch
 /// buffer's size); the connection is revisited next turn.
@@ -103,6 +106,10 @@ pub struct ConnCtx<'a> {
     pub to_read: &'a mut Vec<(usize, u64)>,
     /// Connections that reached `Closed`, to remove at the end of the turn.
     pub to_reap: &'a mut Vec<usize>,
+    /// The shard's channel into the mixer.
+    pub mixer: &'a mut MixerPort,
+    /// Server-wide services: connection caps, token verification.
+    pub services: &'a Services,
 }
 
 /// The part of a shard a broadcast walk touches: a frame is offered to every subscriber
@@ -143,8 +150,10 @@ pub struct Conn {
     partial: Vec<u8>,
     /// Reassembly of fragmented messages.
     assembler: Assembler,
-    /// Topics this connection is subscribed to (canonical `Arc`s from the shard's index).
-    topics: Vec<Arc<str>>,
+    /// The `/ws` session (identity, rights, topics); `None` on `/echo` and before upgrade.
+    session: Option<Box<Session>>,
+    /// This connection's place under the connection caps, once upgraded.
+    ticket: Option<Ticket>,
     /// Last time anything arrived from the peer (pongs included).
     last_recv: Instant,
     /// Last time a ping was sent.
@@ -178,7 +187,8 @@ impl Conn {
             outbox: Outbox::default(),
             partial: Vec::new(),
             assembler: Assembler::default(),
-            topics: Vec::new(),
+            session: None,
+            ticket: None,
             last_recv: now,
             last_ping: now,
             timer_tick: 0,
@@ -426,161 +436,6 @@ impl Conn {
         }
     }
 
-    /// Offers a frame for this connection's outbox: queued by reference, or refused when it
-    /// would pass the outbox limit (dropped under `drop`, reported under `disconnect`).
-    #[inline]
-    pub fn offer(
-        &mut self,
-        token: usize,
-        frame: &FrameBytes,
-        stamp_us: u64,
-        out: &mut FanOut<'_>,
-    ) -> Offer {
-        if self.outbox.would_exceed(frame.len(), out.cfg.outbox_limit) {
-            return match out.cfg.slow_policy {
-                SlowPolicy::Drop => {
-                    out.stats.outbox_drops += 1;
-                    Offer::Dropped
-                }
-                SlowPolicy::Disconnect => Offer::OverLimit,
-            };
-        }
-        self.outbox.push(frame.clone(), stamp_us);
-        if !self.queued_for_flush {
-            self.queued_for_flush = true;
-            out.to_flush.push((token, self.id));
-        }
-        Offer::Queued
-    }
-
-    /// Closes a connection that could not keep up: frames not yet started are dropped and
-    /// close 1008 "slow consumer" follows what is already on its way.
-    pub fn close_slow_consumer(&mut self, ctx: &mut ConnCtx<'_>) {
-        if !matches!(self.state, State::Open(_)) {
-            return;
-        }
-        ctx.stats.slow_disconnects += 1;
-        log::debug!("{}: slow consumer, closing", self.peer);
-        self.outbox.drop_unstarted();
-        self.close_ws(
-            ctx,
-            close_code::POLICY,
-            "slow consumer",
-            ctx.cfg.close_timeout,
-        );
-    }
-
-    /// Queues a reply meant for this connection only (acknowledgements, errors, echoes),
-    /// under the same limit and policy as broadcasts.
-    fn push_reply(&mut self, ctx: &mut ConnCtx<'_>, frame: FrameBytes) {
-        let mut out = FanOut {
-            cfg: ctx.cfg,
-            stats: ctx.stats,
-            to_flush: ctx.to_flush,
-        };
-        if self.offer(ctx.token, &frame, 0, &mut out) == Offer::OverLimit {
-            self.close_slow_consumer(ctx);
-        }
-    }
-
-    /// Queues a small control frame. Allowed a little past the outbox limit so a pong or close
-    /// is not lost behind data, but never more than one limit's worth of them.
-    fn push_control(&mut self, ctx: &mut ConnCtx<'_>, frame: FrameBytes) {
-        if self
-            .outbox
-            .would_exceed(frame.len(), ctx.cfg.outbox_limit + 4096)
-        {
-            return;
-        }
-        self.outbox.push(frame, 0);
-        self.want_flush(ctx);
-    }
-
-    fn want_flush(&mut self, ctx: &mut ConnCtx<'_>) {
-        if !self.queued_for_flush {
-            self.queued_for_flush = true;
-            ctx.to_flush.push((ctx.token, self.id));
-        }
-    }
-
-    /// A WRITABLE edge: the socket has room again, write at the end of this turn.
-    pub fn mark_for_flush(&mut self, ctx: &mut ConnCtx<'_>) {
-        if !self.outbox.is_empty() {
-            self.want_flush(ctx);
-        }
-    }
-
-    /// Writes what is pending, within the per-turn budget, and updates poll interest.
-    pub fn flush(&mut self, ctx: &mut ConnCtx<'_>) {
-        self.queued_for_flush = false;
-        if self.is_closed() {
-            return;
-        }
-        let (stats, now_us) = (&mut *ctx.stats, ctx.now_us);
-        let result = self
-            .outbox
-            .write_to(&mut self.stream, ctx.cfg.write_budget, |f| {
-                if f.stamp_us != 0 {
-                    stats.record_delivery(f.stamp_us, now_us);
-                }
-            });
-        let status = match result {
-            Ok((status, written)) => {
-                ctx.stats.bytes += written as u64;
-                status
-            }
-            Err(_) => return self.drop_now(ctx, Some(close_code::ABNORMAL)),
-        };
-        match status {
-            WriteStatus::Drained => {
-                self.set_writable_interest(ctx, false);
-                self.after_drained(ctx);
-            }
-            WriteStatus::Blocked => self.set_writable_interest(ctx, true),
-            WriteStatus::BudgetSpent => self.want_flush(ctx),
-        }
-    }
-
-    fn set_writable_interest(&mut self, ctx: &mut ConnCtx<'_>, writable: bool) {
-        if self.writable_registered == writable {
-            return;
-        }
-        let interest = if writable {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        match ctx
-            .registry
-            .reregister(&mut self.stream, Token(ctx.token), interest)
-        {
-            Ok(()) => self.writable_registered = writable,
-            Err(_) => self.drop_now(ctx, Some(close_code::ABNORMAL)),
-        }
-    }
-
-    /// The outbox is empty: finish a closing connection.
-    fn after_drained(&mut self, ctx: &mut ConnCtx<'_>) {
-        match self.state {
-            State::Closing {
-                then: AfterFlush::Drop,
-                ..
-            } => self.drop_now(ctx, None),
-            State::Closing {
-                deadline,
-                then: AfterFlush::AwaitPeer { shut: false },
-            } => {
-                // FIN after our close frame; keep reading until the peer closes too.
-                let _ = self.stream.shutdown(Shutdown::Write);
-                self.state = State::Closing {
-                    deadline,
-                    then: AfterFlush::AwaitPeer { shut: true },
-                };
-            }
-            _ => {}
-        }
-    }
-
     /// Starts the closing handshake: leaves every topic, queues a close frame after what is
     /// already queued, and gives the peer until `wait` from now to answer.
     pub fn close_ws(
@@ -625,12 +480,5 @@ impl Conn {
         self.leave_topics(ctx);
         self.state = State::Closed;
         ctx.to_reap.push(ctx.token);
-    }
-
-    fn leave_topics(&mut self, ctx: &mut ConnCtx<'_>) {
-        for topic in self.topics.drain(..) {
-            ctx.subs.unsubscribe(&topic, ctx.token);
-        }
-        self.topics = Vec::new();
     }
 }

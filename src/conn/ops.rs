@@ -1,16 +1,20 @@
-//! What a connection does with a complete request or message: the HTTP answer or upgrade,
-//! and, once open, each route's handling of data messages (`/ws` operations, `/echo`).
-//!
-//! Everything here answers this connection only; anything meant for other clients goes
-//! through the mixer.
+//! What a connection does with a complete HTTP request: the answer, or the WebSocket upgrade
+//! with everything checked first (Origin, token, connection caps, client id, topics), and the
+//! dispatch of data messages by route (`/ws` operations in `session.rs`, `/echo` here).
 
 use std::sync::Arc;
 
+use super::session::{Client, Session};
 use super::{Conn, ConnCtx, HeadOutcome, State};
+use crate::admission::Refusal;
+use crate::auth::{self, Rights};
 use crate::http::{self, ParseError, Request, Target, WsRoute};
 use crate::metrics;
-use crate::protocol::{self, ClientError, ClientOp, ErrorCode};
-use crate::shard::WILDCARD;
+use crate::protocol::{self, ClientError, ErrorCode, replies};
+use crate::ratelimit::TokenBucket;
+
+/// An upgrade refused after routing: status, counted reason, body.
+type Refused = (u16, &'static str, String);
 
 impl Conn {
     /// Tries to parse the request head from `buf` and acts on it when complete.
@@ -43,36 +47,16 @@ impl Conn {
     /// Routes a complete request. Returns true when the connection became a WebSocket.
     fn on_request(&mut self, ctx: &mut ConnCtx<'_>, req: &Request) -> bool {
         match http::route(req) {
-            Target::Upgrade { route, accept } => {
-                let topics = match route {
-                    WsRoute::Stream => match requested_topics(req, ctx.cfg.max_topics_per_conn) {
-                        Ok(topics) => topics,
-                        Err(e) => {
-                            ctx.stats.metrics.count_handshake_failure("bad_topics");
-                            let body = format!("{}\n", e.message);
-                            self.answer(
-                                ctx,
-                                http::response(400, "text/plain", body.as_bytes(), &[]),
-                            );
-                            return false;
-                        }
-                    },
-                    WsRoute::Echo => Vec::new(),
-                };
-                self.outbox
-                    .push(Arc::from(http::switching_protocols(&accept)), 0);
-                self.want_flush(ctx);
-                self.state = State::Open(route);
-                self.last_recv = ctx.now;
-                self.last_ping = ctx.now;
-                ctx.stats.handshakes += 1;
-                if route == WsRoute::Stream {
-                    self.join_topics(ctx, &topics);
-                    self.push_reply(ctx, protocol::welcome_frame(ctx.stats.shard, &self.topics));
+            Target::Upgrade { route, accept } => match self.admit(ctx, req, route) {
+                Ok(session) => {
+                    self.open(ctx, route, &accept, session);
+                    true
                 }
-                self.arm_timer(ctx);
-                true
-            }
+                Err((status, reason, message)) => {
+                    self.reject(ctx, status, reason, &message);
+                    false
+                }
+            },
             Target::Healthz => {
                 self.answer(ctx, http::response(200, "text/plain", b"ok\n", &[]));
                 false
@@ -94,6 +78,128 @@ impl Conn {
                 false
             }
         }
+    }
+
+    /// Every check an upgrade must pass, in the order of the statuses' precedence.
+    fn admit(
+        &mut self,
+        ctx: &mut ConnCtx<'_>,
+        req: &Request,
+        route: WsRoute,
+    ) -> Result<Option<Box<Session>>, Refused> {
+        if !auth::origin_allowed(&ctx.cfg.allowed_origins, req.origin.as_deref()) {
+            return Err((403, "origin_forbidden", "origin not allowed\n".into()));
+        }
+        let query_token = req.query_param("token");
+        let identity = match &ctx.services.verifier {
+            Some(verifier) => {
+                let token = auth::token_of(query_token.as_deref(), req.authorization.as_deref());
+                match verifier.verify(token) {
+                    Ok((sub, rights)) => Some((sub, rights)),
+                    Err(e) => return Err((401, e.reason(), e.message().into())),
+                }
+            }
+            None => None,
+        };
+        let session = if route == WsRoute::Stream {
+            Some(Box::new(self.new_session(ctx, req, identity).map_err(
+                |e| (bad_request(&e), "bad_request", format!("{}\n", e.message)),
+            )?))
+        } else {
+            None
+        };
+        match ctx.services.admission.admit(self.peer.ip()) {
+            Ok(ticket) => self.ticket = Some(ticket),
+            Err(Refusal::ServerFull) => {
+                return Err((503, "server_full", "too many connections\n".into()));
+            }
+            Err(Refusal::AddressFull) => {
+                return Err((
+                    429,
+                    "address_full",
+                    "too many connections from this address\n".into(),
+                ));
+            }
+        }
+        Ok(session)
+    }
+
+    /// The `/ws` session an upgrade asks for: identity, rights, topics and resumes.
+    fn new_session(
+        &self,
+        ctx: &mut ConnCtx<'_>,
+        req: &Request,
+        identity: Option<(String, Rights)>,
+    ) -> Result<Session, ClientError> {
+        let (client_id, rights) = match identity {
+            Some((sub, rights)) => (sub, rights),
+            None => {
+                let id = match req.query_param("client_id") {
+                    Some(id) => {
+                        protocol::validate_client_id(&id)?;
+                        id
+                    }
+                    None => format!("c-{:012x}", fastrand::u64(..) >> 16),
+                };
+                (id, Rights::all())
+            }
+        };
+        let since = match req.query_param("since") {
+            Some(v) => protocol::parse_since(&v)?,
+            None => Vec::new(),
+        };
+        let mut names: Vec<String> = Vec::new();
+        let explicit = req.query_param("topics").is_some() || req.query_param("room").is_some();
+        if let Some(list) = req.query_param("topics") {
+            names.extend(protocol::split_topics(&list));
+        }
+        if let Some(room) = req.query_param("room") {
+            names.extend(protocol::split_topics(&room));
+        }
+        if !explicit && since.is_empty() && rights.may_subscribe(crate::shard::WILDCARD) {
+            names.push(crate::shard::WILDCARD.to_string());
+        }
+        names.retain(|n| !since.iter().any(|(t, _)| t == n));
+        let client = Client {
+            id: Arc::from(client_id.as_str()),
+            nick: None,
+            rights,
+            bucket: TokenBucket::new(ctx.cfg.publish_rate, ctx.cfg.publish_burst, ctx.now),
+        };
+        Session::prepare(client, names, since, ctx.cfg.max_topics_per_conn)
+    }
+
+    /// Completes the upgrade: 101, then (on `/ws`) the welcome, topics and resumes.
+    fn open(
+        &mut self,
+        ctx: &mut ConnCtx<'_>,
+        route: WsRoute,
+        accept: &str,
+        session: Option<Box<Session>>,
+    ) {
+        self.outbox
+            .push(Arc::from(http::switching_protocols(accept)), 0);
+        self.want_flush(ctx);
+        self.state = State::Open(route);
+        self.last_recv = ctx.now;
+        self.last_ping = ctx.now;
+        ctx.stats.handshakes += 1;
+        if let Some(mut session) = session {
+            let (names, since) = session.take_requested();
+            let topics: Vec<&str> = names
+                .iter()
+                .map(String::as_str)
+                .chain(since.iter().map(|(t, _)| t.as_str()))
+                .collect();
+            let welcome = replies::welcome_frame(ctx.stats.shard, &session.client.id, &topics);
+            self.session = Some(session);
+            self.push_reply(ctx, welcome);
+            self.join_topics(ctx, &names);
+            if !since.is_empty() {
+                self.request_resume(ctx, since);
+            }
+        }
+        self.arm_timer(ctx);
     }
 
     /// Answers with an error status and counts the reason.
@@ -125,15 +231,7 @@ impl Conn {
     pub(super) fn on_text(&mut self, ctx: &mut ConnCtx<'_>, route: WsRoute, text: &str) {
         match route {
             WsRoute::Echo => self.push_reply(ctx, crate::frame::text(text)),
-            WsRoute::Stream => {
-                let result = protocol::parse_op(text).and_then(|op| match op {
-                    ClientOp::Subscribe(names) => self.subscribe(ctx, names),
-                    ClientOp::Unsubscribe(names) => self.unsubscribe(ctx, names),
-                });
-                if let Err(e) = result {
-                    self.send_error(ctx, &e);
-                }
-            }
+            WsRoute::Stream => self.on_op(ctx, text),
         }
     }
 
@@ -149,129 +247,17 @@ impl Conn {
         }
     }
 
-    fn send_error(&mut self, ctx: &mut ConnCtx<'_>, e: &ClientError) {
+    /// Sends an error frame to this connection and counts it.
+    pub(super) fn send_error(&mut self, ctx: &mut ConnCtx<'_>, e: &ClientError) {
         ctx.stats.count_client_error(e.code.as_str());
         self.push_reply(ctx, e.frame());
     }
-
-    /// `{"op":"subscribe"}`: all names are checked before any takes effect.
-    fn subscribe(&mut self, ctx: &mut ConnCtx<'_>, names: Vec<String>) -> Result<(), ClientError> {
-        check_topics(&names, ctx.cfg.max_topics_per_conn)?;
-        let wildcard = names.iter().any(|n| n == WILDCARD);
-        let has_wildcard = self.has_wildcard();
-        if wildcard && !has_wildcard {
-            // `*` replaces every named topic.
-            self.leave_topics(ctx);
-            self.join_topics(ctx, &[WILDCARD.to_string()]);
-        } else if !has_wildcard {
-            let mut new: Vec<String> = names
-                .iter()
-                .filter(|n| !self.topics.iter().any(|t| &**t == n.as_str()))
-                .cloned()
-                .collect();
-            dedup_in_order(&mut new);
-            if self.topics.len() + new.len() > ctx.cfg.max_topics_per_conn {
-                return Err(ClientError::new(
-                    ErrorCode::TooManyTopics,
-                    format!(
-                        "at most {} topics per connection",
-                        ctx.cfg.max_topics_per_conn
-                    ),
-                ));
-            }
-            self.join_topics(ctx, &new);
-        }
-        self.push_reply(ctx, protocol::ack_frame("subscribed", &names));
-        Ok(())
-    }
-
-    /// `{"op":"unsubscribe"}`: unknown names are ignored; named topics under `*` are refused.
-    fn unsubscribe(
-        &mut self,
-        ctx: &mut ConnCtx<'_>,
-        names: Vec<String>,
-    ) -> Result<(), ClientError> {
-        check_topics(&names, usize::MAX)?;
-        if self.has_wildcard() && names.iter().any(|n| n != WILDCARD) {
-            return Err(ClientError::new(
-                ErrorCode::WildcardActive,
-                "subscribed to every topic (`*`): unsubscribe `*` first",
-            ));
-        }
-        for name in &names {
-            if let Some(i) = self.topics.iter().position(|t| &**t == name.as_str()) {
-                let topic = self.topics.swap_remove(i);
-                ctx.subs.unsubscribe(&topic, ctx.token);
-            }
-        }
-        self.push_reply(ctx, protocol::ack_frame("unsubscribed", &names));
-        Ok(())
-    }
-
-    fn has_wildcard(&self) -> bool {
-        self.topics.iter().any(|t| &**t == WILDCARD)
-    }
-
-    /// Adds topics (already validated and new) to this connection and the shard's index.
-    fn join_topics(&mut self, ctx: &mut ConnCtx<'_>, names: &[String]) {
-        for name in names {
-            let topic = ctx.subs.subscribe(name, ctx.token);
-            self.topics.push(topic);
-        }
-    }
 }
 
-/// Validates a list of topic names against the per-connection limit.
-fn check_topics(names: &[String], max: usize) -> Result<(), ClientError> {
-    if names.len() > max {
-        return Err(ClientError::new(
-            ErrorCode::TooManyTopics,
-            format!("at most {max} topics per connection"),
-        ));
-    }
-    names.iter().try_for_each(|n| protocol::validate_topic(n))
-}
-
-/// The topics asked for at connect time: `?topics=a,b` (default: every topic, `*`).
-fn requested_topics(req: &Request, max: usize) -> Result<Vec<String>, ClientError> {
-    let mut names = match req.query_param("topics") {
-        Some(list) => protocol::split_topics(&list),
-        None => vec![WILDCARD.to_string()],
-    };
-    if names.is_empty() {
-        names.push(WILDCARD.to_string());
-    }
-    check_topics(&names, max)?;
-    dedup_in_order(&mut names);
-    if names.iter().any(|n| n == WILDCARD) {
-        names = vec![WILDCARD.to_string()];
-    }
-    Ok(names)
-}
-
-/// Removes repeated names, keeping the first occurrence of each (lists are short: ≤ max topics).
-fn dedup_in_order(names: &mut Vec<String>) {
-    let mut seen = 0;
-    for i in 0..names.len() {
-        if !names[..seen].contains(&names[i]) {
-            names.swap(seen, i);
-            seen += 1;
-        }
-    }
-    names.truncate(seen);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dedup_keeps_first_occurrences_in_order() {
-        let mut v: Vec<String> = ["b", "a", "b", "c", "a"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        dedup_in_order(&mut v);
-        assert_eq!(v, ["b", "a", "c"]);
+/// The status of an upgrade whose `/ws` parameters are wrong.
+fn bad_request(e: &ClientError) -> u16 {
+    match e.code {
+        ErrorCode::Forbidden => 403,
+        _ => 400,
     }
 }

@@ -44,11 +44,7 @@ impl ProviderCtx {
 
     /// Publishes `data` on `topic`. Returns false once the server is stopping.
     pub fn publish(&self, topic: &Arc<str>, data: Box<RawValue>) -> bool {
-        let mut msg = MixerMsg::Publish(Publish {
-            topic: topic.clone(),
-            data,
-            from: None,
-        });
+        let mut msg = MixerMsg::Publish(Publish::new(topic.clone(), data));
         loop {
             match self.sink.send_timeout(msg, PUBLISH_RETRY) {
                 Ok(()) => return true,

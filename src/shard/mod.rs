@@ -12,10 +12,12 @@
 //! Nothing here is shared with other threads except the queue ends, the `Waker`, the
 //! `parked` flag and the connection counter (see [`ShardLink`]). No lock is taken per message.
 
+mod port;
 mod stats;
 mod subs;
 mod timer;
 
+pub use port::MixerPort;
 pub use stats::ShardStats;
 pub use subs::{Subscriptions, WILDCARD};
 pub use timer::{TimerKey, TimerWheel};
@@ -26,6 +28,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+
+use crate::admission::Admission;
+use crate::auth::Verifier;
+use crate::mixer::MixerMsg;
 use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
@@ -65,6 +71,37 @@ pub struct Broadcast {
 pub enum ShardMsg {
     /// A frame for every subscriber of its topic.
     Broadcast(Broadcast),
+    /// A frame for one connection (presence snapshot, `/who` answer).
+    Direct {
+        /// The connection's token.
+        token: usize,
+        /// The connection's id (a reused token with another id is someone else).
+        id: u64,
+        /// The frame.
+        frame: FrameBytes,
+    },
+    /// The replay of a resumed topic; the connection subscribes to it after these frames.
+    Resumed {
+        /// The connection's token.
+        token: usize,
+        /// The connection's id.
+        id: u64,
+        /// The topic.
+        topic: Arc<str>,
+        /// A reset notice when history does not reach back far enough.
+        reset: Option<FrameBytes>,
+        /// Every frame after the client's seq that history still holds, in order.
+        frames: Vec<FrameBytes>,
+    },
+}
+
+/// Server-wide services every shard consults at upgrade time (never per message).
+#[derive(Debug)]
+pub struct Services {
+    /// Connection caps.
+    pub admission: Arc<Admission>,
+    /// Token verification, when `--auth-secret` is set.
+    pub verifier: Option<Verifier>,
 }
 
 /// A new socket from the acceptor.
@@ -107,6 +144,8 @@ struct Shared {
     to_flush: Vec<(usize, u64)>,
     to_read: Vec<(usize, u64)>,
     to_reap: Vec<usize>,
+    mixer: MixerPort,
+    services: Arc<Services>,
 }
 
 /// One shard: built on the main thread, then moved into its own thread by [`Shard::run`].
@@ -133,6 +172,8 @@ impl Shard {
         id: usize,
         cfg: Arc<ServerConfig>,
         metrics: Arc<Metrics>,
+        services: Arc<Services>,
+        mixer: Sender<MixerMsg>,
     ) -> std::io::Result<(Shard, ShardLink)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -153,6 +194,8 @@ impl Shard {
                 to_flush: Vec::new(),
                 to_read: Vec::new(),
                 to_reap: Vec::new(),
+                mixer: MixerPort::new(mixer),
+                services,
                 cfg,
             },
             queue: queue_rx,
@@ -192,6 +235,7 @@ impl Shard {
             }
             self.flush(now, now_us);
             self.reap();
+            self.shared.mixer.flush();
             let next_publish = self
                 .shared
                 .stats
@@ -237,6 +281,8 @@ impl Shard {
             to_flush: &mut shared.to_flush,
             to_read: &mut shared.to_read,
             to_reap: &mut shared.to_reap,
+            mixer: &mut shared.mixer,
+            services: &shared.services,
         }
     }
 
@@ -316,6 +362,26 @@ impl Shard {
         for _ in 0..MAX_DRAIN_PER_TURN {
             match self.queue.try_recv() {
                 Ok(ShardMsg::Broadcast(b)) => self.fan_out(&b, now, now_us),
+                Ok(ShardMsg::Direct { token, id, frame }) => {
+                    if let Some(conn) = self.conns.get_mut(token).filter(|c| c.id == id) {
+                        let mut ctx =
+                            Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
+                        conn.deliver(&mut ctx, frame);
+                    }
+                }
+                Ok(ShardMsg::Resumed {
+                    token,
+                    id,
+                    topic,
+                    reset,
+                    frames,
+                }) => {
+                    if let Some(conn) = self.conns.get_mut(token).filter(|c| c.id == id) {
+                        let mut ctx =
+                            Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
+                        conn.on_resumed(&mut ctx, &topic, reset, frames);
+                    }
+                }
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
             }
@@ -415,6 +481,10 @@ impl Shard {
     fn poll_timeout(&self, now: Instant, next_publish: Instant) -> Duration {
         if !self.shared.to_flush.is_empty() || !self.shared.to_read.is_empty() {
             return Duration::ZERO;
+        }
+        if self.shared.mixer.has_pending() {
+            // The mixer's channel was full: try again soon without spinning.
+            return Duration::from_millis(1);
         }
         let mut wake = next_publish;
         if let Some(t) = self.shared.timers.next_wakeup() {

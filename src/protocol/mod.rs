@@ -1,16 +1,30 @@
-//! The JSON protocol spoken on `/ws`: client operations, server replies and error codes.
+//! The JSON protocol spoken on `/ws`: error codes, names and their rules.
 //!
-//! Broadcast messages (`{"topic","seq","ts","data"}`) are built by the mixer; this module
-//! covers what is said to one connection: the welcome, acknowledgements and error frames, and
-//! the parsing of client operations into precise error codes. Every code listed in
-//! [`ErrorCode`] is documented in the README's protocol section.
+//! Broadcast messages (`{"topic","seq","ts","from","data"}`) are built by the mixer; this
+//! module covers what is said to one connection. [`ops`] parses client operations into precise
+//! error codes; [`replies`] builds the frames sent back (welcome, acknowledgements, presence,
+//! reset). Every code listed in [`ErrorCode`] is documented in the README's protocol section.
 
-use serde::{Deserialize, Serialize};
+pub mod ops;
+pub mod replies;
+
+pub use ops::{ClientOp, parse_op, parse_since};
+
+use serde::Serialize;
 
 use crate::frame::{self, FrameBytes};
 
 /// Longest topic name, in bytes.
 pub const MAX_TOPIC_LEN: usize = 128;
+/// Longest client id or nickname, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// Topics owned by the server's providers: clients may subscribe but never publish.
+pub const SERVER_TOPICS: &[&str] = &["ticks", "telemetry"];
+
+/// Whether clients may publish to `topic` (rooms are every topic but the server's own).
+pub fn is_room(topic: &str) -> bool {
+    topic != "*" && !SERVER_TOPICS.contains(&topic)
+}
 
 /// Error codes sent in `{"type":"error","code":...}` frames. Each is counted in
 /// `tickcast_client_errors_total{code}`.
@@ -30,6 +44,20 @@ pub enum ErrorCode {
     WildcardActive,
     /// A binary message on `/ws`, which only speaks JSON text.
     BinaryUnsupported,
+    /// The token does not grant this subscription or publish.
+    Forbidden,
+    /// Publishing faster than `--publish-rate` allows.
+    RateLimited,
+    /// Publishing to a server-owned topic (`ticks`, `telemetry`).
+    ReadOnlyTopic,
+    /// Publishing to a room this connection has not joined.
+    NotInRoom,
+    /// A chat command (`/...`) the server does not know, or used wrongly.
+    UnknownCommand,
+    /// A `/nick` or `client_id` outside `[A-Za-z0-9._-]{1,64}`.
+    InvalidName,
+    /// The server is momentarily unable to take the publish (its mixer queue is full).
+    ServerBusy,
 }
 
 impl ErrorCode {
@@ -43,6 +71,13 @@ impl ErrorCode {
             ErrorCode::TooManyTopics => "too_many_topics",
             ErrorCode::WildcardActive => "wildcard_active",
             ErrorCode::BinaryUnsupported => "binary_unsupported",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::ReadOnlyTopic => "read_only_topic",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::ServerBusy => "server_busy",
         }
     }
 }
@@ -82,48 +117,6 @@ impl ClientError {
     }
 }
 
-/// A parsed client operation.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ClientOp {
-    /// Add topics to this connection's subscriptions.
-    Subscribe(Vec<String>),
-    /// Remove topics from this connection's subscriptions.
-    Unsubscribe(Vec<String>),
-}
-
-/// The fields an operation may carry; which are required depends on `op`.
-#[derive(Deserialize)]
-struct RawOp<'a> {
-    #[serde(borrow)]
-    op: Option<&'a str>,
-    topics: Option<Vec<String>>,
-}
-
-/// Parses one text message into an operation, with a precise error code when it is not one.
-pub fn parse_op(text: &str) -> Result<ClientOp, ClientError> {
-    let raw: RawOp<'_> = serde_json::from_str(text).map_err(|e| {
-        let code = if e.is_data() {
-            ErrorCode::InvalidMessage
-        } else {
-            ErrorCode::InvalidJson
-        };
-        ClientError::new(code, e.to_string())
-    })?;
-    let topics = |raw: RawOp<'_>| {
-        raw.topics
-            .ok_or_else(|| ClientError::new(ErrorCode::InvalidMessage, "missing `topics`"))
-    };
-    match raw.op {
-        Some("subscribe") => Ok(ClientOp::Subscribe(topics(raw)?)),
-        Some("unsubscribe") => Ok(ClientOp::Unsubscribe(topics(raw)?)),
-        Some(other) => Err(ClientError::new(
-            ErrorCode::UnknownOp,
-            format!("unknown op `{other}`"),
-        )),
-        None => Err(ClientError::new(ErrorCode::UnknownOp, "missing `op`")),
-    }
-}
-
 /// Checks a topic name (or the wildcard `*`).
 pub fn validate_topic(topic: &str) -> Result<(), ClientError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/');
@@ -149,37 +142,22 @@ pub fn split_topics(list: &str) -> Vec<String> {
         .collect()
 }
 
-/// `{"type":"welcome","shard":N,"topics":[...]}`, the first frame of every `/ws` connection.
-pub fn welcome_frame(shard: usize, topics: &[impl AsRef<str>]) -> FrameBytes {
-    #[derive(Serialize)]
-    struct Welcome<'a> {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        shard: usize,
-        topics: Vec<&'a str>,
+/// Checks a client id or nickname: `[A-Za-z0-9._-]`, 1 to 64 bytes.
+pub fn validate_client_id(name: &str) -> Result<(), ClientError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if !name.is_empty() && name.len() <= MAX_NAME_LEN && name.chars().all(ok_char) {
+        Ok(())
+    } else {
+        let shown: String = name.chars().take(MAX_NAME_LEN).collect();
+        Err(ClientError::new(
+            ErrorCode::InvalidName,
+            format!("invalid name `{shown}`: use [A-Za-z0-9._-], at most {MAX_NAME_LEN} bytes"),
+        ))
     }
-    let topics = topics.iter().map(AsRef::as_ref).collect();
-    json_frame(&Welcome {
-        kind: "welcome",
-        shard,
-        topics,
-    })
-}
-
-/// `{"type":"subscribed"|"unsubscribed","topics":[...]}`: the operation is in effect.
-pub fn ack_frame(kind: &'static str, topics: &[impl AsRef<str>]) -> FrameBytes {
-    #[derive(Serialize)]
-    struct Ack<'a> {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        topics: Vec<&'a str>,
-    }
-    let topics = topics.iter().map(AsRef::as_ref).collect();
-    json_frame(&Ack { kind, topics })
 }
 
 /// Serializes `value` into one text frame.
-fn json_frame(value: &impl Serialize) -> FrameBytes {
+pub fn json_frame(value: &impl Serialize) -> FrameBytes {
     // Serializing these plain structs of strings and numbers into memory cannot fail.
     frame::text(&serde_json::to_string(value).expect("serializing a reply"))
 }
@@ -187,36 +165,6 @@ fn json_frame(value: &impl Serialize) -> FrameBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn code(text: &str) -> ErrorCode {
-        parse_op(text).unwrap_err().code
-    }
-
-    #[test]
-    fn parses_subscribe_and_unsubscribe() {
-        assert_eq!(
-            parse_op(r#"{"op":"subscribe","topics":["a","b"]}"#),
-            Ok(ClientOp::Subscribe(vec!["a".into(), "b".into()]))
-        );
-        assert_eq!(
-            parse_op(r#"{"topics":[],"op":"unsubscribe"}"#),
-            Ok(ClientOp::Unsubscribe(vec![]))
-        );
-    }
-
-    #[test]
-    fn precise_error_codes() {
-        assert_eq!(code("not json"), ErrorCode::InvalidJson);
-        assert_eq!(code(r#"{"op":"subscribe""#), ErrorCode::InvalidJson);
-        assert_eq!(code("[1,2]"), ErrorCode::InvalidMessage);
-        assert_eq!(
-            code(r#"{"op":"subscribe","topics":"ticks"}"#),
-            ErrorCode::InvalidMessage
-        );
-        assert_eq!(code(r#"{"op":"subscribe"}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code(r#"{"op":"dance"}"#), ErrorCode::UnknownOp);
-        assert_eq!(code(r#"{"topics":["a"]}"#), ErrorCode::UnknownOp);
-    }
 
     #[test]
     fn topic_rules() {

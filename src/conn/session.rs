@@ -1,0 +1,510 @@
+//! A `/ws` session: who the client is, what it may do, its topics, and its operations
+//! (subscribe, unsubscribe, publish with chat commands, resume).
+//!
+//! Everything a client sends is handled here, on its own shard. What must reach other
+//! clients (publishes, joins and leaves, nick changes) goes to the mixer through the shard's
+//! [`MixerPort`](crate::shard::MixerPort); answers meant for this client alone (acks, errors)
+//! are queued directly.
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use super::{Conn, ConnCtx};
+use crate::auth::Rights;
+use crate::chat::{self, Command};
+use crate::frame::{FrameBytes, close_code};
+use crate::mixer::{ConnRef, MixerMsg, Publish};
+use crate::protocol::{self, ClientError, ClientOp, ErrorCode, replies};
+use crate::ratelimit::{TokenBucket, Verdict};
+use crate::shard::WILDCARD;
+
+/// Who is on the other end of a `/ws` connection.
+#[derive(Debug)]
+pub struct Client {
+    /// Its id: the token's `sub`, `?client_id=`, or generated.
+    pub id: Arc<str>,
+    /// Its nickname, once set with `/nick`.
+    pub nick: Option<Arc<str>>,
+    /// What it may subscribe and publish to.
+    pub rights: Rights,
+    /// Its publish rate limit.
+    pub bucket: TokenBucket,
+}
+
+/// The state of a `/ws` connection beyond the transport.
+#[derive(Debug)]
+pub struct Session {
+    /// The client.
+    pub client: Client,
+    /// Topics in the shard's index for this connection (canonical `Arc`s from the index).
+    topics: Vec<Arc<str>>,
+    /// Topics waiting for their replay from the mixer; subscribed when it arrives.
+    resuming: Vec<Arc<str>>,
+    /// What the upgrade asked for, until the connection opens.
+    requested: (Vec<String>, Vec<(String, u64)>),
+}
+
+impl Session {
+    /// Validates what an upgrade asks for: names, rights, limits.
+    pub fn prepare(
+        client: Client,
+        mut names: Vec<String>,
+        since: Vec<(String, u64)>,
+        max: usize,
+    ) -> Result<Session, ClientError> {
+        dedup_in_order(&mut names);
+        check_topics(names.iter().chain(since.iter().map(|(t, _)| t)), max)?;
+        for name in names.iter().chain(since.iter().map(|(t, _)| t)) {
+            if !client.rights.may_subscribe(name) {
+                return Err(forbidden(name));
+            }
+        }
+        if names.iter().any(|n| n == WILDCARD) {
+            if !since.is_empty() {
+                return Err(wildcard_resume());
+            }
+            names = vec![WILDCARD.to_string()];
+        }
+        if since.iter().any(|(t, _)| t == WILDCARD) {
+            return Err(ClientError::new(
+                ErrorCode::InvalidTopic,
+                "cannot resume `*`",
+            ));
+        }
+        Ok(Session {
+            client,
+            topics: Vec::new(),
+            resuming: Vec::new(),
+            requested: (names, since),
+        })
+    }
+
+    /// The topics and resumes the upgrade asked for (once).
+    pub fn take_requested(&mut self) -> (Vec<String>, Vec<(String, u64)>) {
+        std::mem::take(&mut self.requested)
+    }
+
+    fn has_wildcard(&self) -> bool {
+        self.topics.iter().any(|t| &**t == WILDCARD)
+    }
+
+    fn holds(&self, name: &str) -> bool {
+        self.topics
+            .iter()
+            .chain(&self.resuming)
+            .any(|t| &**t == name)
+    }
+
+    fn held(&self) -> usize {
+        self.topics.len() + self.resuming.len()
+    }
+
+    /// Rooms this connection is a member of.
+    fn rooms(&self) -> Vec<Arc<str>> {
+        self.topics
+            .iter()
+            .chain(&self.resuming)
+            .filter(|t| protocol::is_room(t))
+            .cloned()
+            .collect()
+    }
+}
+
+fn forbidden(topic: &str) -> ClientError {
+    ClientError::new(ErrorCode::Forbidden, format!("not allowed on `{topic}`"))
+}
+
+fn wildcard_resume() -> ClientError {
+    ClientError::new(
+        ErrorCode::WildcardActive,
+        "subscribed to every topic (`*`): resume needs named topics",
+    )
+}
+
+impl Conn {
+    fn conn_ref(&self, ctx: &ConnCtx<'_>) -> ConnRef {
+        ConnRef {
+            shard: ctx.stats.shard,
+            token: ctx.token,
+            id: self.id,
+        }
+    }
+
+    /// A text message on `/ws`: one operation.
+    pub(super) fn on_op(&mut self, ctx: &mut ConnCtx<'_>, text: &str) {
+        let result = protocol::parse_op(text).and_then(|op| match op {
+            ClientOp::Subscribe(names) => self.subscribe(ctx, names),
+            ClientOp::Unsubscribe(names) => self.unsubscribe(ctx, names),
+            ClientOp::Publish { topic, data } => self.publish(ctx, &topic, data),
+            ClientOp::Resume(since) => self.resume_op(ctx, since),
+        });
+        if let Err(e) = result {
+            self.send_error(ctx, &e);
+        }
+    }
+
+    /// `{"op":"subscribe"}`: every name is checked before any takes effect.
+    fn subscribe(&mut self, ctx: &mut ConnCtx<'_>, names: Vec<String>) -> Result<(), ClientError> {
+        let max = ctx.cfg.max_topics_per_conn;
+        let Some(s) = self.session.as_ref() else {
+            return Ok(());
+        };
+        check_topics(names.iter(), max)?;
+        if let Some(name) = names.iter().find(|n| !s.client.rights.may_subscribe(n)) {
+            return Err(forbidden(name));
+        }
+        if names.iter().any(|n| n == WILDCARD) {
+            if !s.has_wildcard() {
+                // `*` replaces every named topic.
+                self.leave_topics(ctx);
+                self.join_topics(ctx, &[WILDCARD.to_string()]);
+            }
+        } else if !s.has_wildcard() {
+            let mut new: Vec<String> = names.iter().filter(|n| !s.holds(n)).cloned().collect();
+            dedup_in_order(&mut new);
+            if s.held() + new.len() > max {
+                return Err(ClientError::new(
+                    ErrorCode::TooManyTopics,
+                    format!("at most {max} topics per connection"),
+                ));
+            }
+            self.join_topics(ctx, &new);
+        }
+        self.push_reply(ctx, replies::ack_frame("subscribed", &names));
+        Ok(())
+    }
+
+    /// `{"op":"unsubscribe"}`: unknown names are ignored; named topics under `*` are refused.
+    fn unsubscribe(
+        &mut self,
+        ctx: &mut ConnCtx<'_>,
+        names: Vec<String>,
+    ) -> Result<(), ClientError> {
+        check_topics(names.iter(), usize::MAX)?;
+        let me = self.conn_ref(ctx);
+        let Some(s) = self.session.as_mut() else {
+            return Ok(());
+        };
+        if s.has_wildcard() && names.iter().any(|n| n != WILDCARD) {
+            return Err(ClientError::new(
+                ErrorCode::WildcardActive,
+                "subscribed to every topic (`*`): unsubscribe `*` first",
+            ));
+        }
+        for name in &names {
+            let topic = if let Some(i) = s.topics.iter().position(|t| &**t == name.as_str()) {
+                let topic = s.topics.swap_remove(i);
+                ctx.subs.unsubscribe(&topic, ctx.token);
+                topic
+            } else if let Some(i) = s.resuming.iter().position(|t| &**t == name.as_str()) {
+                s.resuming.swap_remove(i)
+            } else {
+                continue;
+            };
+            if protocol::is_room(&topic) {
+                ctx.mixer.send(MixerMsg::Leave {
+                    room: topic,
+                    conn: me,
+                });
+            }
+        }
+        self.push_reply(ctx, replies::ack_frame("unsubscribed", &names));
+        Ok(())
+    }
+
+    /// Adds topics (already validated, allowed and new) to this connection and the shard's
+    /// index; rooms are joined.
+    pub(super) fn join_topics(&mut self, ctx: &mut ConnCtx<'_>, names: &[String]) {
+        let me = self.conn_ref(ctx);
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        for name in names {
+            let topic = ctx.subs.subscribe(name, ctx.token);
+            if protocol::is_room(&topic) {
+                ctx.mixer.send(MixerMsg::Join {
+                    room: topic.clone(),
+                    conn: me,
+                    client_id: s.client.id.clone(),
+                    nick: s.client.nick.clone(),
+                });
+            }
+            s.topics.push(topic);
+        }
+    }
+
+    /// Leaves every topic (closing, or `*` replacing named topics).
+    pub(super) fn leave_topics(&mut self, ctx: &mut ConnCtx<'_>) {
+        let me = self.conn_ref(ctx);
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        for topic in s.topics.drain(..) {
+            ctx.subs.unsubscribe(&topic, ctx.token);
+            if protocol::is_room(&topic) {
+                ctx.mixer.send(MixerMsg::Leave {
+                    room: topic,
+                    conn: me,
+                });
+            }
+        }
+        for topic in s.resuming.drain(..) {
+            if protocol::is_room(&topic) {
+                ctx.mixer.send(MixerMsg::Leave {
+                    room: topic,
+                    conn: me,
+                });
+            }
+        }
+        s.topics = Vec::new();
+    }
+
+    /// `{"op":"publish"}`: checks, rate limit, chat commands, then off to the mixer.
+    fn publish(
+        &mut self,
+        ctx: &mut ConnCtx<'_>,
+        topic: &str,
+        data: Box<RawValue>,
+    ) -> Result<(), ClientError> {
+        let me = self.conn_ref(ctx);
+        let Some(s) = self.session.as_mut() else {
+            return Ok(());
+        };
+        protocol::validate_topic(topic)?;
+        if !protocol::is_room(topic) {
+            return Err(ClientError::new(
+                ErrorCode::ReadOnlyTopic,
+                format!("`{topic}` is published by the server only"),
+            ));
+        }
+        if !s.client.rights.may_publish(topic) {
+            return Err(forbidden(topic));
+        }
+        let Some(room) = s
+            .topics
+            .iter()
+            .chain(&s.resuming)
+            .find(|t| &***t == topic)
+            .cloned()
+        else {
+            return Err(ClientError::new(
+                ErrorCode::NotInRoom,
+                format!("join `{topic}` before publishing to it"),
+            ));
+        };
+        match s.client.bucket.take(ctx.now) {
+            Verdict::Allow => {}
+            Verdict::Refuse => {
+                return Err(ClientError::new(
+                    ErrorCode::RateLimited,
+                    "publishing too fast",
+                ));
+            }
+            Verdict::Abuse => {
+                ctx.stats
+                    .count_client_error(ErrorCode::RateLimited.as_str());
+                log::info!("{}: closing for persistent publish rate abuse", self.peer);
+                self.close_ws(
+                    ctx,
+                    close_code::POLICY,
+                    "rate limit exceeded",
+                    ctx.cfg.close_timeout,
+                );
+                return Ok(());
+            }
+        }
+        let mut msg = Publish {
+            topic: room.clone(),
+            data,
+            from: Some(s.client.id.clone()),
+            nick: s.client.nick.clone(),
+            kind: None,
+        };
+        match chat::parse(msg.data.get())? {
+            None => {}
+            Some(Command::Shrug(text)) => msg.data = json_string(&text),
+            Some(Command::Me(action)) => {
+                msg.data = json_string(&action);
+                msg.kind = Some("me");
+            }
+            Some(Command::Nick(nick)) => {
+                let nick: Arc<str> = Arc::from(nick.as_str());
+                s.client.nick = Some(nick.clone());
+                let rooms = s.rooms();
+                ctx.mixer.send(MixerMsg::Nick {
+                    conn: me,
+                    nick,
+                    rooms,
+                });
+                return Ok(());
+            }
+            Some(Command::Who) => {
+                ctx.mixer.send(MixerMsg::Who { room, conn: me });
+                return Ok(());
+            }
+        }
+        if !ctx.mixer.publish(MixerMsg::Publish(msg)) {
+            return Err(ClientError::new(
+                ErrorCode::ServerBusy,
+                "server busy, publish not taken",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `{"op":"resume","since":{...}}`.
+    fn resume_op(
+        &mut self,
+        ctx: &mut ConnCtx<'_>,
+        since: Vec<(String, u64)>,
+    ) -> Result<(), ClientError> {
+        let max = ctx.cfg.max_topics_per_conn;
+        let Some(s) = self.session.as_ref() else {
+            return Ok(());
+        };
+        check_topics(since.iter().map(|(t, _)| t), max)?;
+        if s.has_wildcard() {
+            return Err(wildcard_resume());
+        }
+        if let Some((name, _)) = since
+            .iter()
+            .find(|(t, _)| t == WILDCARD || !s.client.rights.may_subscribe(t))
+        {
+            return Err(if name == WILDCARD {
+                ClientError::new(ErrorCode::InvalidTopic, "cannot resume `*`")
+            } else {
+                forbidden(name)
+            });
+        }
+        let new = since.iter().filter(|(t, _)| !s.holds(t)).count();
+        if s.held() + new > max {
+            return Err(ClientError::new(
+                ErrorCode::TooManyTopics,
+                format!("at most {max} topics per connection"),
+            ));
+        }
+        self.request_resume(ctx, since);
+        Ok(())
+    }
+
+    /// Takes the topics out of the live index (keeping room membership) and asks the mixer
+    /// for their replays; each is subscribed again when its replay arrives.
+    pub(super) fn request_resume(&mut self, ctx: &mut ConnCtx<'_>, since: Vec<(String, u64)>) {
+        let me = self.conn_ref(ctx);
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let mut asks = Vec::with_capacity(since.len());
+        for (name, seq) in since {
+            let topic = if let Some(i) = s.topics.iter().position(|t| **t == *name) {
+                let topic = s.topics.swap_remove(i);
+                ctx.subs.unsubscribe(&topic, ctx.token);
+                topic
+            } else if let Some(t) = s.resuming.iter().find(|t| ***t == *name) {
+                t.clone()
+            } else {
+                let topic: Arc<str> = Arc::from(name.as_str());
+                if protocol::is_room(&topic) {
+                    ctx.mixer.send(MixerMsg::Join {
+                        room: topic.clone(),
+                        conn: me,
+                        client_id: s.client.id.clone(),
+                        nick: s.client.nick.clone(),
+                    });
+                }
+                topic
+            };
+            if !s.resuming.contains(&topic) {
+                s.resuming.push(topic.clone());
+            }
+            asks.push((topic, seq));
+        }
+        ctx.mixer.send(MixerMsg::Resume {
+            conn: me,
+            topics: asks,
+        });
+    }
+
+    /// The mixer's replay for `topic`: reset notice and frames, then the live stream.
+    pub fn on_resumed(
+        &mut self,
+        ctx: &mut ConnCtx<'_>,
+        topic: &Arc<str>,
+        reset: Option<FrameBytes>,
+        frames: Vec<FrameBytes>,
+    ) {
+        if !matches!(self.state, super::State::Open(_)) {
+            return;
+        }
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let Some(i) = s.resuming.iter().position(|t| t == topic) else {
+            return;
+        };
+        s.resuming.swap_remove(i);
+        let canonical = ctx.subs.subscribe(topic, ctx.token);
+        s.topics.push(canonical);
+        for frame in reset.into_iter().chain(frames) {
+            self.push_reply(ctx, frame);
+        }
+    }
+
+    /// A frame for this connection alone from the mixer (presence snapshot, `/who`).
+    pub fn deliver(&mut self, ctx: &mut ConnCtx<'_>, frame: FrameBytes) {
+        if matches!(self.state, super::State::Open(_)) {
+            self.push_reply(ctx, frame);
+        }
+    }
+}
+
+/// A JSON string value for a rewritten chat message.
+fn json_string(text: &str) -> Box<RawValue> {
+    // A Rust string always serializes to a valid JSON string.
+    RawValue::from_string(serde_json::Value::from(text).to_string())
+        .expect("a JSON string is valid JSON")
+}
+
+/// Validates names against the per-connection limit.
+fn check_topics<'a>(
+    names: impl Iterator<Item = &'a String> + Clone,
+    max: usize,
+) -> Result<(), ClientError> {
+    if names.clone().count() > max {
+        return Err(ClientError::new(
+            ErrorCode::TooManyTopics,
+            format!("at most {max} topics per connection"),
+        ));
+    }
+    names
+        .into_iter()
+        .try_for_each(|n| protocol::validate_topic(n))
+}
+
+/// Removes repeated names, keeping the first occurrence of each (lists are short: ≤ max topics).
+fn dedup_in_order(names: &mut Vec<String>) {
+    let mut seen = 0;
+    for i in 0..names.len() {
+        if !names[..seen].contains(&names[i]) {
+            names.swap(seen, i);
+            seen += 1;
+        }
+    }
+    names.truncate(seen);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keeps_first_occurrences_in_order() {
+        let mut v: Vec<String> = ["b", "a", "b", "c", "a"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        dedup_in_order(&mut v);
+        assert_eq!(v, ["b", "a", "c"]);
+    }
+}

@@ -1,0 +1,160 @@
+//! The write side of a connection: offering frames under the outbox limit, the one
+//! vectored write per turn, poll interest while bytes remain, and what follows a drained
+//! outbox on a closing connection.
+
+use std::net::Shutdown;
+
+use mio::{Interest, Token};
+
+use super::{AfterFlush, Conn, ConnCtx, FanOut, Offer, State, WriteStatus};
+use crate::config::SlowPolicy;
+use crate::frame::{FrameBytes, close_code};
+
+impl Conn {
+    /// Offers a frame for this connection's outbox: queued by reference, or refused when it
+    /// would pass the outbox limit (dropped under `drop`, reported under `disconnect`).
+    #[inline]
+    pub fn offer(
+        &mut self,
+        token: usize,
+        frame: &FrameBytes,
+        stamp_us: u64,
+        out: &mut FanOut<'_>,
+    ) -> Offer {
+        if self.outbox.would_exceed(frame.len(), out.cfg.outbox_limit) {
+            return match out.cfg.slow_policy {
+                SlowPolicy::Drop => {
+                    out.stats.outbox_drops += 1;
+                    Offer::Dropped
+                }
+                SlowPolicy::Disconnect => Offer::OverLimit,
+            };
+        }
+        self.outbox.push(frame.clone(), stamp_us);
+        if !self.queued_for_flush {
+            self.queued_for_flush = true;
+            out.to_flush.push((token, self.id));
+        }
+        Offer::Queued
+    }
+    /// Closes a connection that could not keep up: frames not yet started are dropped and
+    /// close 1008 "slow consumer" follows what is already on its way.
+    pub fn close_slow_consumer(&mut self, ctx: &mut ConnCtx<'_>) {
+        if !matches!(self.state, State::Open(_)) {
+            return;
+        }
+        ctx.stats.slow_disconnects += 1;
+        log::debug!("{}: slow consumer, closing", self.peer);
+        self.outbox.drop_unstarted();
+        self.close_ws(
+            ctx,
+            close_code::POLICY,
+            "slow consumer",
+            ctx.cfg.close_timeout,
+        );
+    }
+    /// Queues a reply meant for this connection only (acknowledgements, errors, echoes),
+    /// under the same limit and policy as broadcasts.
+    pub(super) fn push_reply(&mut self, ctx: &mut ConnCtx<'_>, frame: FrameBytes) {
+        let mut out = FanOut {
+            cfg: ctx.cfg,
+            stats: ctx.stats,
+            to_flush: ctx.to_flush,
+        };
+        if self.offer(ctx.token, &frame, 0, &mut out) == Offer::OverLimit {
+            self.close_slow_consumer(ctx);
+        }
+    }
+    /// Queues a small control frame. Allowed a little past the outbox limit so a pong or close
+    /// is not lost behind data, but never more than one limit's worth of them.
+    pub(super) fn push_control(&mut self, ctx: &mut ConnCtx<'_>, frame: FrameBytes) {
+        if self
+            .outbox
+            .would_exceed(frame.len(), ctx.cfg.outbox_limit + 4096)
+        {
+            return;
+        }
+        self.outbox.push(frame, 0);
+        self.want_flush(ctx);
+    }
+    pub(super) fn want_flush(&mut self, ctx: &mut ConnCtx<'_>) {
+        if !self.queued_for_flush {
+            self.queued_for_flush = true;
+            ctx.to_flush.push((ctx.token, self.id));
+        }
+    }
+    /// A WRITABLE edge: the socket has room again, write at the end of this turn.
+    pub fn mark_for_flush(&mut self, ctx: &mut ConnCtx<'_>) {
+        if !self.outbox.is_empty() {
+            self.want_flush(ctx);
+        }
+    }
+    /// Writes what is pending, within the per-turn budget, and updates poll interest.
+    pub fn flush(&mut self, ctx: &mut ConnCtx<'_>) {
+        self.queued_for_flush = false;
+        if self.is_closed() {
+            return;
+        }
+        let (stats, now_us) = (&mut *ctx.stats, ctx.now_us);
+        let result = self
+            .outbox
+            .write_to(&mut self.stream, ctx.cfg.write_budget, |f| {
+                if f.stamp_us != 0 {
+                    stats.record_delivery(f.stamp_us, now_us);
+                }
+            });
+        let status = match result {
+            Ok((status, written)) => {
+                ctx.stats.bytes += written as u64;
+                status
+            }
+            Err(_) => return self.drop_now(ctx, Some(close_code::ABNORMAL)),
+        };
+        match status {
+            WriteStatus::Drained => {
+                self.set_writable_interest(ctx, false);
+                self.after_drained(ctx);
+            }
+            WriteStatus::Blocked => self.set_writable_interest(ctx, true),
+            WriteStatus::BudgetSpent => self.want_flush(ctx),
+        }
+    }
+    fn set_writable_interest(&mut self, ctx: &mut ConnCtx<'_>, writable: bool) {
+        if self.writable_registered == writable {
+            return;
+        }
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match ctx
+            .registry
+            .reregister(&mut self.stream, Token(ctx.token), interest)
+        {
+            Ok(()) => self.writable_registered = writable,
+            Err(_) => self.drop_now(ctx, Some(close_code::ABNORMAL)),
+        }
+    }
+    /// The outbox is empty: finish a closing connection.
+    pub(super) fn after_drained(&mut self, ctx: &mut ConnCtx<'_>) {
+        match self.state {
+            State::Closing {
+                then: AfterFlush::Drop,
+                ..
+            } => self.drop_now(ctx, None),
+            State::Closing {
+                deadline,
+                then: AfterFlush::AwaitPeer { shut: false },
+            } => {
+                // FIN after our close frame; keep reading until the peer closes too.
+                let _ = self.stream.shutdown(Shutdown::Write);
+                self.state = State::Closing {
+                    deadline,
+                    then: AfterFlush::AwaitPeer { shut: true },
+                };
+            }
+            _ => {}
+        }
+    }
+}

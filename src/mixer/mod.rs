@@ -1,0 +1,428 @@
+//! The mixer: the single sequencer that merges every provider into one ordered stream.
+//!
+//! Providers (and later client publishes) send [`Publish`] messages into one bounded channel
+//! (fan-in). For each, the mixer stamps the topic's next sequence number and the server time,
+//! serializes the message once with serde_json straight into a frame buffer, encodes it once
+//! as a complete WebSocket text frame in an `Arc<[u8]>`, and offers it to every shard's
+//! bounded queue with `try_send`. A full queue is a counted drop for that shard
+//! (`tickcast_drops_total{reason="shard_queue_full"}`), never a block: one slow shard cannot
+//! hold back the others.
+//!
+//! Shards are woken only when parked (see `ShardLink::wake_if_parked`), once per batch of
+//! messages; with `--linger` the wake is delayed up to that long so that frames pile up and
+//! leave in fewer, larger writes.
+//!
+//! Being the single sequencer, the mixer also owns what needs one order across shards:
+//! room membership and presence ([`rooms`]), and each topic's recent history for resumes
+//! ([`history`]). A resumed topic is subscribed by the shard only when the replay arrives
+//! through the same queue as the live frames, so there is no gap and no duplicate at the seam.
+
+pub mod history;
+mod outlet;
+pub mod rooms;
+
+pub use rooms::ConnRef;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use prometheus_client::metrics::counter::Counter;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::frame::{FrameBuilder, FrameBytes};
+use crate::metrics::{Metrics, TopicLabel};
+use crate::protocol::{self, replies};
+use crate::shard::{Broadcast, ShardLink, ShardMsg, unix_micros};
+use history::{History, Replay};
+use outlet::Outlet;
+use rooms::Rooms;
+
+/// Messages taken from the input per wake-up before shards are woken.
+const BATCH: usize = 1024;
+/// Distinct topics that get their own `messages_published` label; later ones share `_other`.
+const MAX_TOPIC_LABELS: usize = 1000;
+
+/// A message to sequence and broadcast.
+#[derive(Debug)]
+pub struct Publish {
+    /// Topic to publish on.
+    pub topic: Arc<str>,
+    /// The message body, already valid JSON, relayed byte for byte.
+    pub data: Box<RawValue>,
+    /// The publishing client's id, for client publishes.
+    pub from: Option<Arc<str>>,
+    /// The publishing client's nickname, once it set one.
+    pub nick: Option<Arc<str>>,
+    /// `"me"` for `/me` actions.
+    pub kind: Option<&'static str>,
+}
+
+impl Publish {
+    /// A message from a provider (no sender).
+    pub fn new(topic: Arc<str>, data: Box<RawValue>) -> Self {
+        Publish {
+            topic,
+            data,
+            from: None,
+            nick: None,
+            kind: None,
+        }
+    }
+}
+
+/// Settings of the mixer.
+#[derive(Debug, Clone)]
+pub struct MixerConfig {
+    /// How long frames may be held before shards are woken (`--linger`).
+    pub linger: Duration,
+    /// Messages kept per topic for resumes (`--history`).
+    pub history: usize,
+    /// Rooms larger than this get counts instead of member lists (`--presence-list-max`).
+    pub presence_list_max: usize,
+}
+
+/// Input of the mixer.
+#[derive(Debug)]
+pub enum MixerMsg {
+    /// Sequence and broadcast a message.
+    Publish(Publish),
+    /// A connection joined a room (subscribed to a topic clients may publish to).
+    Join {
+        /// The room.
+        room: Arc<str>,
+        /// The member.
+        conn: ConnRef,
+        /// Its client id.
+        client_id: Arc<str>,
+        /// Its nickname, if set.
+        nick: Option<Arc<str>>,
+    },
+    /// A connection left a room (unsubscribed or closed).
+    Leave {
+        /// The room.
+        room: Arc<str>,
+        /// The member.
+        conn: ConnRef,
+    },
+    /// A connection renamed itself (`/nick`) in its rooms.
+    Nick {
+        /// The member.
+        conn: ConnRef,
+        /// The new name.
+        nick: Arc<str>,
+        /// The rooms it is in.
+        rooms: Vec<Arc<str>>,
+    },
+    /// A connection asked for a room's member list (`/who`).
+    Who {
+        /// The room.
+        room: Arc<str>,
+        /// Who asked.
+        conn: ConnRef,
+    },
+    /// A connection asked to resume topics after the given sequence numbers.
+    Resume {
+        /// Who asked.
+        conn: ConnRef,
+        /// (topic, last seq seen).
+        topics: Vec<(Arc<str>, u64)>,
+    },
+    /// Flush, close the shard queues and stop. Everything sent before it is delivered.
+    Shutdown,
+}
+
+/// The wire form of a broadcast message.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    topic: &'a str,
+    seq: u64,
+    ts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nick: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    data: &'a RawValue,
+}
+
+struct TopicState {
+    /// The topic's name, shared by every broadcast on it.
+    name: Arc<str>,
+    /// Last sequence number assigned on this topic.
+    seq: u64,
+    published: Counter,
+    history: History,
+}
+
+impl TopicState {
+    /// State for a topic seen for the first time; `known` topics already have labels.
+    fn new(name: Arc<str>, known: usize, metrics: &Metrics, history: usize) -> Self {
+        let label = if known < MAX_TOPIC_LABELS {
+            name.to_string()
+        } else {
+            "_other".into()
+        };
+        let published = metrics
+            .published
+            .get_or_create(&TopicLabel { topic: label })
+            .clone();
+        TopicState {
+            name,
+            seq: 0,
+            published,
+            history: History::new(history),
+        }
+    }
+}
+
+/// The mixer thread's state.
+pub struct Mixer {
+    input: Receiver<MixerMsg>,
+    shards: Vec<Outlet>,
+    cfg: MixerConfig,
+    topics: HashMap<Arc<str>, TopicState>,
+    rooms: Rooms,
+    metrics: Arc<Metrics>,
+    builder: FrameBuilder,
+}
+
+impl Mixer {
+    /// A mixer reading `input` and feeding `shards`.
+    pub fn new(
+        input: Receiver<MixerMsg>,
+        shards: Vec<ShardLink>,
+        cfg: MixerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let shards = shards
+            .into_iter()
+            .map(|link| Outlet::new(link, &metrics))
+            .collect();
+        Mixer {
+            input,
+            shards,
+            rooms: Rooms::new(cfg.presence_list_max, Instant::now()),
+            cfg,
+            topics: HashMap::new(),
+            metrics,
+            builder: FrameBuilder::new(),
+        }
+    }
+
+    /// The input channel: bounded, so a provider that outpaces the mixer waits (only itself).
+    pub fn channel(capacity: usize) -> (Sender<MixerMsg>, Receiver<MixerMsg>) {
+        crossbeam_channel::bounded(capacity)
+    }
+
+    /// Runs until [`MixerMsg::Shutdown`] (or every sender is gone), then closes the shard
+    /// queues so shards start their drain after the last frame.
+    pub fn run(mut self) {
+        let mut held_since: Option<Instant> = None;
+        'run: loop {
+            let mut deadline = self.rooms.next_tick();
+            if let Some(since) = held_since {
+                deadline = deadline.min(since + self.cfg.linger);
+            }
+            if self.shards.iter().any(Outlet::has_pending) {
+                deadline = deadline.min(Instant::now() + Duration::from_millis(1));
+            }
+            match self.input.recv_deadline(deadline) {
+                Ok(msg) => {
+                    if !self.handle(msg) {
+                        break 'run;
+                    }
+                    for _ in 1..BATCH {
+                        let Ok(msg) = self.input.try_recv() else {
+                            break;
+                        };
+                        if !self.handle(msg) {
+                            break 'run;
+                        }
+                    }
+                    held_since.get_or_insert_with(Instant::now);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break 'run,
+            }
+            let now = Instant::now();
+            for (room, frame) in self.rooms.tick(now) {
+                self.offer_unsequenced(room, frame);
+            }
+            for out in &mut self.shards {
+                out.flush_pending();
+            }
+            if held_since.is_some_and(|since| since.elapsed() >= self.cfg.linger) {
+                self.wake_shards();
+                held_since = None;
+            }
+        }
+        for out in &mut self.shards {
+            out.flush_pending();
+        }
+        self.wake_shards();
+        // Dropping the queue senders is the shards' signal that the stream has ended; wake
+        // them once more so they notice.
+        let wakers: Vec<_> = self
+            .shards
+            .drain(..)
+            .map(|s| s.link.waker.clone())
+            .collect();
+        for waker in wakers {
+            let _ = waker.wake();
+        }
+        log::debug!("mixer stopped");
+    }
+
+    /// Handles one input message; false means stop.
+    fn handle(&mut self, msg: MixerMsg) -> bool {
+        match msg {
+            MixerMsg::Publish(p) => self.broadcast(&p),
+            MixerMsg::Join {
+                room,
+                conn,
+                client_id,
+                nick,
+            } => {
+                let out = self.rooms.join(&room, conn, client_id, nick);
+                self.apply(&room, out);
+            }
+            MixerMsg::Leave { room, conn } => {
+                let out = self.rooms.leave(&room, conn);
+                self.apply(&room, out);
+            }
+            MixerMsg::Nick { conn, nick, rooms } => {
+                for (room, frame) in self.rooms.rename(conn, &nick, &rooms) {
+                    self.offer_unsequenced(room, frame);
+                }
+            }
+            MixerMsg::Who { room, conn } => {
+                let frame = self.rooms.who(&room);
+                self.send_to(conn, frame);
+            }
+            MixerMsg::Resume { conn, topics } => {
+                for (topic, since) in topics {
+                    self.resume(conn, topic, since);
+                }
+            }
+            MixerMsg::Shutdown => return false,
+        }
+        if self.cfg.linger.is_zero() {
+            self.wake_shards();
+        }
+        true
+    }
+
+    /// Sends what a membership change produced.
+    fn apply(&mut self, room: &Arc<str>, out: rooms::Outcome) {
+        if let Some((conn, frame)) = out.to_conn {
+            self.send_to(conn, frame);
+        }
+        for frame in out.to_room {
+            self.offer_unsequenced(room.clone(), frame);
+        }
+        if out.emptied && protocol::is_room(room) {
+            // Rooms exist while someone is in them: their sequence and history go too.
+            self.topics.remove(room);
+        }
+    }
+
+    /// A frame for one connection, through its shard's queue (in order with broadcasts).
+    fn send_to(&mut self, conn: ConnRef, frame: FrameBytes) {
+        if let Some(out) = self.shards.get_mut(conn.shard) {
+            out.send_control(ShardMsg::Direct {
+                token: conn.token,
+                id: conn.id,
+                frame,
+            });
+        }
+    }
+
+    /// Replays `topic` after `since` to `conn`, which subscribes once the replay arrives.
+    fn resume(&mut self, conn: ConnRef, topic: Arc<str>, since: u64) {
+        let replay = match self.topics.get(&topic) {
+            Some(state) => state.history.replay(since, state.seq),
+            None if since == 0 => Replay::Frames(Vec::new()),
+            None => Replay::Reset {
+                oldest: 1,
+                latest: 0,
+                frames: Vec::new(),
+            },
+        };
+        let (reset, frames) = match replay {
+            Replay::Frames(frames) => (None, frames),
+            Replay::Reset {
+                oldest,
+                latest,
+                frames,
+            } => (Some(replies::reset_frame(&topic, oldest, latest)), frames),
+        };
+        if let Some(out) = self.shards.get_mut(conn.shard) {
+            out.send_control(ShardMsg::Resumed {
+                token: conn.token,
+                id: conn.id,
+                topic,
+                reset,
+                frames,
+            });
+        }
+    }
+
+    /// A frame for every subscriber of `topic` that is not part of its sequence (presence).
+    fn offer_unsequenced(&mut self, topic: Arc<str>, frame: FrameBytes) {
+        let b = Broadcast {
+            topic,
+            seq: 0,
+            stamp_us: 0,
+            frame,
+        };
+        for out in &mut self.shards {
+            out.offer(ShardMsg::Broadcast(b.clone()));
+        }
+    }
+
+    /// Sequences, serializes and frames one message, and offers it to every shard.
+    fn broadcast(&mut self, p: &Publish) {
+        let ts = unix_micros();
+        let known = self.topics.len();
+        let (metrics, history) = (&self.metrics, self.cfg.history);
+        let state = self
+            .topics
+            .entry(p.topic.clone())
+            .or_insert_with(|| TopicState::new(p.topic.clone(), known, metrics, history));
+        state.seq += 1;
+        state.published.inc();
+        let (topic, seq) = (state.name.clone(), state.seq);
+        let envelope = Envelope {
+            topic: &topic,
+            seq,
+            ts,
+            from: p.from.as_deref(),
+            nick: p.nick.as_deref(),
+            kind: p.kind,
+            data: &p.data,
+        };
+        // Serializing strings, integers and pre-validated raw JSON into memory cannot fail.
+        serde_json::to_writer(self.builder.payload(), &envelope).expect("serialize envelope");
+        let frame = self.builder.finish_text();
+        state.history.push(seq, &frame);
+        let b = Broadcast {
+            topic,
+            seq,
+            stamp_us: ts,
+            frame,
+        };
+        for out in &mut self.shards {
+            out.offer(ShardMsg::Broadcast(b.clone()));
+        }
+    }
+
+    fn wake_shards(&mut self) {
+        for out in &mut self.shards {
+            out.wake();
+        }
+    }
+}

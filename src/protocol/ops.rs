@@ -1,0 +1,197 @@
+//! Parsing of client operations (`{"op":...}`) into [`ClientOp`], with a precise error code
+//! for everything that is not a valid operation.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{ClientError, ErrorCode};
+
+/// A parsed client operation.
+#[derive(Debug)]
+pub enum ClientOp {
+    /// Add topics to this connection's subscriptions.
+    Subscribe(Vec<String>),
+    /// Remove topics from this connection's subscriptions.
+    Unsubscribe(Vec<String>),
+    /// Publish `data` (any JSON, relayed byte for byte) to a room.
+    Publish {
+        /// The room.
+        topic: String,
+        /// The message body, validated once here and never parsed again.
+        data: Box<RawValue>,
+    },
+    /// Replay what followed each (topic, seq) from history, then continue live.
+    Resume(Vec<(String, u64)>),
+}
+
+impl PartialEq for ClientOp {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ClientOp::Subscribe(a), ClientOp::Subscribe(b)) => a == b,
+            (ClientOp::Unsubscribe(a), ClientOp::Unsubscribe(b)) => a == b,
+            (
+                ClientOp::Publish {
+                    topic: t1,
+                    data: d1,
+                },
+                ClientOp::Publish {
+                    topic: t2,
+                    data: d2,
+                },
+            ) => t1 == t2 && d1.get() == d2.get(),
+            (ClientOp::Resume(a), ClientOp::Resume(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// The fields an operation may carry; which are required depends on `op`.
+#[derive(Deserialize)]
+struct RawOp<'a> {
+    #[serde(borrow)]
+    op: Option<Cow<'a, str>>,
+    topics: Option<Vec<String>>,
+    topic: Option<String>,
+    data: Option<Box<RawValue>>,
+    since: Option<BTreeMap<String, u64>>,
+}
+
+fn missing(field: &str) -> ClientError {
+    ClientError::new(ErrorCode::InvalidMessage, format!("missing `{field}`"))
+}
+
+/// Parses one text message into an operation, with a precise error code when it is not one.
+pub fn parse_op(text: &str) -> Result<ClientOp, ClientError> {
+    let raw: RawOp<'_> = serde_json::from_str(text).map_err(|e| {
+        let code = if e.is_data() {
+            ErrorCode::InvalidMessage
+        } else {
+            ErrorCode::InvalidJson
+        };
+        ClientError::new(code, e.to_string())
+    })?;
+    match raw.op.as_deref() {
+        Some("subscribe") => Ok(ClientOp::Subscribe(
+            raw.topics.ok_or_else(|| missing("topics"))?,
+        )),
+        Some("unsubscribe") => Ok(ClientOp::Unsubscribe(
+            raw.topics.ok_or_else(|| missing("topics"))?,
+        )),
+        Some("publish") => Ok(ClientOp::Publish {
+            topic: raw.topic.ok_or_else(|| missing("topic"))?,
+            data: raw.data.ok_or_else(|| missing("data"))?,
+        }),
+        Some("resume") => Ok(ClientOp::Resume(
+            raw.since
+                .ok_or_else(|| missing("since"))?
+                .into_iter()
+                .collect(),
+        )),
+        Some(other) => {
+            let shown: String = other.chars().take(32).collect();
+            Err(ClientError::new(
+                ErrorCode::UnknownOp,
+                format!("unknown op `{shown}`"),
+            ))
+        }
+        None => Err(ClientError::new(ErrorCode::UnknownOp, "missing `op`")),
+    }
+}
+
+/// Parses a `since=topic:seq[,topic:seq]` query value. Topic names may contain `:`, so the
+/// sequence number is what follows the last one.
+pub fn parse_since(value: &str) -> Result<Vec<(String, u64)>, ClientError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let bad = || {
+                ClientError::new(
+                    ErrorCode::InvalidMessage,
+                    format!("`since` wants topic:seq, got `{item}`"),
+                )
+            };
+            let (topic, seq) = item.rsplit_once(':').ok_or_else(bad)?;
+            let seq = seq.parse::<u64>().map_err(|_| bad())?;
+            Ok((topic.to_string(), seq))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        parse_op(text).unwrap_err().code
+    }
+
+    #[test]
+    fn parses_subscribe_and_unsubscribe() {
+        assert_eq!(
+            parse_op(r#"{"op":"subscribe","topics":["a","b"]}"#),
+            Ok(ClientOp::Subscribe(vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(
+            parse_op(r#"{"topics":[],"op":"unsubscribe"}"#),
+            Ok(ClientOp::Unsubscribe(vec![]))
+        );
+    }
+
+    #[test]
+    fn precise_error_codes() {
+        assert_eq!(code("not json"), ErrorCode::InvalidJson);
+        assert_eq!(code(r#"{"op":"subscribe""#), ErrorCode::InvalidJson);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidMessage);
+        assert_eq!(
+            code(r#"{"op":"subscribe","topics":"ticks"}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(code(r#"{"op":"subscribe"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"op":"dance"}"#), ErrorCode::UnknownOp);
+        assert_eq!(code(r#"{"topics":["a"]}"#), ErrorCode::UnknownOp);
+        assert_eq!(
+            code(r#"{"op":"publish","topic":"r"}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"op":"publish","data":1}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"op":"resume","since":{"a":-1}}"#),
+            ErrorCode::InvalidMessage
+        );
+    }
+
+    #[test]
+    fn publish_keeps_data_bytes_and_escaped_ops_work() {
+        let op =
+            parse_op(r#"{"op":"pub\u006cish","topic":"room.a","data":{"x": [1, 2]}}"#).unwrap();
+        match op {
+            ClientOp::Publish { topic, data } => {
+                assert_eq!(topic, "room.a");
+                assert_eq!(data.get(), r#"{"x": [1, 2]}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse_op(r#"{"op":"resume","since":{"ticks":5,"room:a":7}}"#).unwrap(),
+            ClientOp::Resume(vec![("room:a".into(), 7), ("ticks".into(), 5)])
+        );
+    }
+
+    #[test]
+    fn since_query() {
+        assert_eq!(
+            parse_since("ticks:12, a:b:3").unwrap(),
+            vec![("ticks".into(), 12), ("a:b".into(), 3)]
+        );
+        assert!(parse_since("ticks").is_err());
+        assert!(parse_since("ticks:x").is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! The shard's side of the channel into the mixer (client publishes, joins, leaves, resumes).
+//!
+//! A shard never blocks. Messages that find the mixer's channel full wait here, in order,
+//! and go first next turn. Membership changes always wait (losing a leave would leave a ghost
+//! member); client publishes wait only while the backlog is short, past it the publisher is
+//! told `server_busy`.
+
+use std::collections::VecDeque;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use crate::mixer::MixerMsg;
+
+/// Client publishes that may wait for room in the mixer's channel, per shard.
+pub const PUBLISH_BACKLOG: usize = 4096;
+
+/// Where a shard sends what its clients ask of the mixer.
+#[derive(Debug)]
+pub struct MixerPort {
+    tx: Sender<MixerMsg>,
+    pending: VecDeque<MixerMsg>,
+}
+
+impl MixerPort {
+    /// A port into the mixer's input channel.
+    pub fn new(tx: Sender<MixerMsg>) -> Self {
+        MixerPort {
+            tx,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Sends a message that must not be lost (membership, resume, `/who`).
+    pub fn send(&mut self, msg: MixerMsg) {
+        if self.pending.is_empty() {
+            match self.tx.try_send(msg) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(msg)) => self.pending.push_back(msg),
+            }
+        } else {
+            self.pending.push_back(msg);
+        }
+    }
+
+    /// Sends a client publish; false when the backlog is full (the caller answers
+    /// `server_busy`).
+    pub fn publish(&mut self, msg: MixerMsg) -> bool {
+        if self.pending.len() >= PUBLISH_BACKLOG {
+            return false;
+        }
+        self.send(msg);
+        true
+    }
+
+    /// Moves waiting messages into the channel, in order; true when none is left.
+    pub fn flush(&mut self) -> bool {
+        while let Some(msg) = self.pending.pop_front() {
+            match self.tx.try_send(msg) {
+                Ok(()) => {}
+                Err(TrySendError::Full(msg)) => {
+                    self.pending.push_front(msg);
+                    return false;
+                }
+                Err(TrySendError::Disconnected(_)) => self.pending.clear(),
+            }
+        }
+        true
+    }
+
+    /// Whether messages are waiting.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mixer::{ConnRef, MixerMsg};
+    use std::sync::Arc;
+
+    fn leave(n: usize) -> MixerMsg {
+        MixerMsg::Leave {
+            room: Arc::from("r"),
+            conn: ConnRef {
+                shard: 0,
+                token: n,
+                id: n as u64,
+            },
+        }
+    }
+
+    #[test]
+    fn waits_in_order_when_full_and_bounds_publishes() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let mut port = MixerPort::new(tx);
+        port.send(leave(1));
+        port.send(leave(2));
+        port.send(leave(3));
+        assert!(port.has_pending());
+        let order = |m: MixerMsg| match m {
+            MixerMsg::Leave { conn, .. } => conn.token,
+            _ => usize::MAX,
+        };
+        assert_eq!(order(rx.try_recv().unwrap()), 1);
+        assert!(!port.flush());
+        assert_eq!(order(rx.try_recv().unwrap()), 2);
+        assert!(port.flush() || port.has_pending());
+        assert_eq!(order(rx.try_recv().unwrap()), 3);
+        assert!(port.flush());
+        for n in 0..PUBLISH_BACKLOG + 1 {
+            port.send(leave(n));
+        }
+        assert!(!port.publish(leave(0)), "backlog full: publish refused");
+    }
+}
