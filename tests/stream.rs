@@ -1,0 +1,343 @@
+//! The broadcast stream on `/ws`: sequence numbers and timestamps, fan-out across shards,
+//! topic filtering at connect time and at run time, and error frames for bad operations.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::{Value, json};
+use tungstenite::Message;
+
+/// Reads data messages until one on `topic` with `seq`, returning every data message read
+/// (that one included). Bounded by the read timeout and a message count.
+fn read_through(ws: &mut Client, topic: &str, seq: u64) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for _ in 0..100_000 {
+        let m = next_data(ws);
+        let done = m["topic"] == topic && m["seq"] == seq;
+        seen.push(m);
+        if done {
+            return seen;
+        }
+    }
+    panic!("never saw {topic} #{seq}");
+}
+
+fn topic_seqs(msgs: &[Value]) -> Vec<(String, u64)> {
+    msgs.iter()
+        .map(|m| {
+            (
+                m["topic"].as_str().unwrap().to_string(),
+                m["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn ticks_arrive_with_seq_up_by_one_and_a_current_ts() {
+    let server = start(test_config(2));
+    let (mut ws, _) = connect_stream(server.local_addr(), "ticks");
+    let mut last: Option<u64> = None;
+    for _ in 0..50 {
+        let m = next_data(&mut ws);
+        assert_eq!(m["topic"], "ticks");
+        let seq = m["seq"].as_u64().expect("seq is an integer");
+        if let Some(prev) = last {
+            assert_eq!(seq, prev + 1, "seq must go up by exactly one");
+        }
+        last = Some(seq);
+        let ts = m["ts"].as_u64().expect("ts is an integer");
+        let now = now_micros();
+        assert!(
+            ts.abs_diff(now) < 5_000_000,
+            "ts {ts} is not within 5 s of now ({now})"
+        );
+        assert!(m["data"].is_object(), "{m}");
+        assert!(m["data"]["symbol"].is_string(), "{m}");
+    }
+    close_client(ws);
+    server.shutdown();
+}
+
+#[test]
+fn two_hundred_clients_over_two_shards_receive_the_same_seqs() {
+    const CLIENTS: usize = 200;
+    const MESSAGES: u64 = 40;
+    let server = start(quiet_config(2));
+    let addr = server.local_addr();
+    let mut clients = Vec::with_capacity(CLIENTS);
+    let mut per_shard = [0usize; 2];
+    for _ in 0..CLIENTS {
+        let (ws, shard) = connect_stream(addr, "fan");
+        per_shard[shard as usize] += 1;
+        clients.push(ws);
+    }
+    assert!(
+        per_shard[0] > 0 && per_shard[1] > 0,
+        "both shards must get clients: {per_shard:?}"
+    );
+    // The shards' own view agrees (the scrape's connection counts on one shard too).
+    let m = scrape(addr);
+    for shard in 0..2 {
+        let seen = m.sum("tickcast_connections", &[("shard", &shard.to_string())]);
+        assert!(
+            seen >= per_shard[shard] as f64,
+            "shard {shard}: gauge {seen}, welcomed {}",
+            per_shard[shard]
+        );
+    }
+
+    let publisher = server.publisher();
+    for i in 0..MESSAGES {
+        assert!(publisher.publish("fan", &json!({ "i": i }).to_string()));
+    }
+    let expected: Vec<u64> = (1..=MESSAGES).collect();
+    for (n, ws) in clients.iter_mut().enumerate() {
+        let got: Vec<u64> = (0..MESSAGES)
+            .map(|_| {
+                let m = next_data(ws);
+                assert_eq!(m["topic"], "fan");
+                assert_eq!(
+                    m["data"]["i"].as_u64().unwrap() + 1,
+                    m["seq"].as_u64().unwrap()
+                );
+                m["seq"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(got, expected, "client {n}");
+    }
+    let delivered = (CLIENTS as u64 * MESSAGES) as f64;
+    wait_metric(addr, "tickcast_frames_delivered_total", &[], delivered);
+    assert_eq!(
+        metric(
+            addr,
+            "tickcast_messages_published_total",
+            &[("topic", "fan")]
+        ),
+        MESSAGES as f64
+    );
+    for ws in clients {
+        close_client(ws);
+    }
+    server.shutdown();
+}
+
+#[test]
+fn clients_receive_only_the_topics_they_asked_for() {
+    let server = start(quiet_config(2));
+    let addr = server.local_addr();
+    let (mut alpha, _) = connect_stream(addr, "alpha");
+    let (mut beta, _) = connect_stream(addr, "beta");
+    let (mut both, _) = connect_stream(addr, "alpha,beta");
+    let (mut all, _) = connect_stream(addr, "");
+    let p = server.publisher();
+    // alpha 1, beta 1, gamma 1, alpha 2, beta 2, alpha 3, gamma 2
+    for topic in ["alpha", "beta", "gamma", "alpha", "beta", "alpha", "gamma"] {
+        assert!(p.publish(topic, r#"{"x":1}"#));
+    }
+    let pairs = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|(t, s)| (t.to_string(), *s)).collect()
+    };
+    assert_eq!(
+        topic_seqs(&read_through(&mut alpha, "alpha", 3)),
+        pairs(&[("alpha", 1), ("alpha", 2), ("alpha", 3)])
+    );
+    assert_eq!(
+        topic_seqs(&read_through(&mut beta, "beta", 2)),
+        pairs(&[("beta", 1), ("beta", 2)])
+    );
+    assert_eq!(
+        topic_seqs(&read_through(&mut both, "alpha", 3)),
+        pairs(&[
+            ("alpha", 1),
+            ("beta", 1),
+            ("alpha", 2),
+            ("beta", 2),
+            ("alpha", 3)
+        ])
+    );
+    assert_eq!(
+        topic_seqs(&read_through(&mut all, "gamma", 2)),
+        pairs(&[
+            ("alpha", 1),
+            ("beta", 1),
+            ("gamma", 1),
+            ("alpha", 2),
+            ("beta", 2),
+            ("alpha", 3),
+            ("gamma", 2)
+        ])
+    );
+    // Nothing else was queued for the filtered clients: the next thing beta sees is beta #3.
+    assert!(p.publish("alpha", "{}"));
+    assert!(p.publish("beta", "{}"));
+    assert_eq!(
+        topic_seqs(&read_through(&mut beta, "beta", 3)),
+        pairs(&[("beta", 3)])
+    );
+    for ws in [alpha, beta, both, all] {
+        close_client(ws);
+    }
+    server.shutdown();
+}
+
+/// Sends an operation and reads until the reply of `kind` (skipping data messages).
+fn op_reply(ws: &mut Client, op: &str, kind: &str) -> Value {
+    ws.send(Message::text(op)).unwrap();
+    for _ in 0..10_000 {
+        let v = next_json(ws);
+        if v.get("type").is_some() {
+            assert_eq!(v["type"], kind, "reply to {op}: {v}");
+            return v;
+        }
+    }
+    panic!("no reply to {op}");
+}
+
+#[test]
+fn subscribe_and_unsubscribe_at_run_time_with_acks() {
+    let server = start(quiet_config(1));
+    let (mut ws, _) = connect_stream(server.local_addr(), "alpha");
+    let p = server.publisher();
+
+    let ack = op_reply(
+        &mut ws,
+        r#"{"op":"subscribe","topics":["beta","gamma"]}"#,
+        "subscribed",
+    );
+    assert_eq!(ack["topics"], json!(["beta", "gamma"]));
+    for topic in ["alpha", "beta", "gamma", "delta"] {
+        assert!(p.publish(topic, "{}"));
+    }
+    assert_eq!(
+        topic_seqs(&read_through(&mut ws, "gamma", 1)),
+        vec![("alpha".into(), 1), ("beta".into(), 1), ("gamma".into(), 1)]
+    );
+
+    let ack = op_reply(
+        &mut ws,
+        r#"{"op":"unsubscribe","topics":["alpha","gamma","never"]}"#,
+        "unsubscribed",
+    );
+    assert_eq!(ack["topics"], json!(["alpha", "gamma", "never"]));
+    for topic in ["alpha", "gamma", "beta"] {
+        assert!(p.publish(topic, "{}"));
+    }
+    // alpha #2 and gamma #2 were published first but are no longer for this client.
+    assert_eq!(
+        topic_seqs(&read_through(&mut ws, "beta", 2)),
+        vec![("beta".into(), 2)]
+    );
+
+    // `*` takes every topic, including new ones; a named unsubscribe under it is refused.
+    op_reply(
+        &mut ws,
+        r#"{"op":"subscribe","topics":["*"]}"#,
+        "subscribed",
+    );
+    let err = op_reply(
+        &mut ws,
+        r#"{"op":"unsubscribe","topics":["beta"]}"#,
+        "error",
+    );
+    assert_eq!(err["code"], "wildcard_active");
+    assert!(p.publish("brand-new", "{}"));
+    assert_eq!(
+        topic_seqs(&read_through(&mut ws, "brand-new", 1)),
+        vec![("brand-new".into(), 1)]
+    );
+    op_reply(
+        &mut ws,
+        r#"{"op":"unsubscribe","topics":["*"]}"#,
+        "unsubscribed",
+    );
+    op_reply(
+        &mut ws,
+        r#"{"op":"subscribe","topics":["zeta"]}"#,
+        "subscribed",
+    );
+    assert!(p.publish("beta", "{}"));
+    assert!(p.publish("zeta", "{}"));
+    assert_eq!(
+        topic_seqs(&read_through(&mut ws, "zeta", 1)),
+        vec![("zeta".into(), 1)]
+    );
+    close_client(ws);
+    server.shutdown();
+}
+
+#[test]
+fn bad_operations_get_an_error_frame_on_that_connection_only() {
+    let server = start(quiet_config(1));
+    let addr = server.local_addr();
+    let (mut bad, _) = connect_stream(addr, "alpha");
+    let (mut good, _) = connect_stream(addr, "alpha");
+    let p = server.publisher();
+    let cases = [
+        ("not json", "invalid_json"),
+        (r#"{"op":"subscribe""#, "invalid_json"),
+        ("[1,2,3]", "invalid_message"),
+        (r#"{"op":"subscribe","topics":"alpha"}"#, "invalid_message"),
+        (r#"{"op":"subscribe"}"#, "invalid_message"),
+        (r#"{"op":"dance","topics":["alpha"]}"#, "unknown_op"),
+        (r#"{"topics":["alpha"]}"#, "unknown_op"),
+        (
+            r#"{"op":"subscribe","topics":["no spaces"]}"#,
+            "invalid_topic",
+        ),
+        (r#"{"op":"subscribe","topics":[""]}"#, "invalid_topic"),
+    ];
+    let mut codes = BTreeSet::new();
+    for (i, (text, code)) in cases.iter().enumerate() {
+        let err = op_reply(&mut bad, text, "error");
+        assert_eq!(err["code"], *code, "{text}: {err}");
+        assert!(err["message"].is_string(), "{err}");
+        codes.insert(*code);
+        // The offending connection stays open and subscribed.
+        assert!(p.publish("alpha", "{}"));
+        read_through(&mut bad, "alpha", i as u64 + 1);
+    }
+    bad.send(Message::binary(vec![1u8, 2, 3])).unwrap();
+    let err = next_json(&mut bad);
+    assert_eq!(err["code"], "binary_unsupported", "{err}");
+    codes.insert("binary_unsupported");
+
+    // The other client saw only the broadcasts, never an error frame.
+    assert!(p.publish("alpha", "{}"));
+    let last = cases.len() as u64 + 1;
+    for _ in 1..=last {
+        let v = next_json(&mut good);
+        assert!(v.get("type").is_none(), "the other client got {v}");
+        assert_eq!(v["topic"], "alpha");
+    }
+    let m = scrape(addr);
+    for code in codes {
+        assert!(
+            m.sum("tickcast_client_errors_total", &[("code", code)]) >= 1.0,
+            "client_errors{{code={code}}} did not move"
+        );
+    }
+    close_client(bad);
+    close_client(good);
+    server.shutdown();
+}
+
+#[test]
+fn a_bad_topic_list_at_connect_time_is_refused_with_400() {
+    let server = start(quiet_config(1));
+    let addr = server.local_addr();
+    let err = try_connect(addr, "/ws?topics=ok,not%20ok").unwrap_err();
+    assert!(err.contains("400"), "{err}");
+    wait_metric(
+        addr,
+        "tickcast_handshake_failures_total",
+        &[("reason", "bad_topics")],
+        1.0,
+    );
+    // A good one still works on the same server.
+    let (ws, _) = connect_stream(addr, "ok");
+    close_client(ws);
+    server.shutdown();
+}
