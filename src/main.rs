@@ -15,6 +15,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Token(args) => match args.token() {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tickcast token: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -9,8 +9,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 pub mod serve;
+pub mod token;
 
 pub use serve::ServeArgs;
+pub use token::TokenArgs;
 
 /// tickcast: a thread-per-core WebSocket broadcaster.
 #[derive(Debug, Parser)]
@@ -26,6 +28,9 @@ pub enum Command {
     /// Run the broadcaster with its built-in ticker feeds.
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(Box<ServeArgs>),
+    /// Print a signed token (for --auth-secret servers), e.g.
+    /// `tickcast token --sub alice --publish 'room.*' --ttl 1h --secret-file secret.txt`.
+    Token(TokenArgs),
 }
 
 const SERVE_EXAMPLES: &str = "\

@@ -124,6 +124,16 @@ pub struct ServeArgs {
     pub symbols: usize,
 }
 
+/// Reads a secret from a file, without its trailing newline.
+pub fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let end = text
+        .iter()
+        .rposition(|b| !matches!(b, b'\n' | b'\r'))
+        .map_or(0, |i| i + 1);
+    Ok(text[..end].to_vec())
+}
+
 impl ServeArgs {
     fn auth_secret(&self) -> Result<Option<Secret>, String> {
         if let Some(s) = &self.auth_secret {
@@ -132,11 +142,7 @@ impl ServeArgs {
         let Some(path) = &self.auth_secret_file else {
             return Ok(None);
         };
-        let text =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let trimmed = text.strip_suffix(b"\n").unwrap_or(&text);
-        let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
-        Ok(Some(Secret(trimmed.to_vec())))
+        Ok(Some(Secret(read_secret_file(path)?)))
     }
 
     /// The validated server configuration these options describe.
@@ -200,7 +206,10 @@ mod tests {
     fn defaults_match_the_config_defaults() {
         let Cli {
             command: Command::Serve(args),
-        } = Cli::parse_from(["tickcast", "serve"]);
+        } = Cli::parse_from(["tickcast", "serve"])
+        else {
+            panic!("serve")
+        };
         let cfg = args.to_config().unwrap();
         let def = ServerConfig::default();
         assert_eq!(cfg.listen, def.listen);
@@ -215,7 +224,10 @@ mod tests {
             command: Command::Serve(args),
         } = Cli::parse_from([
             "tickcast", "serve", "--rate", "500", "--linger", "1ms", "--shards", "1",
-        ]);
+        ])
+        else {
+            panic!("serve")
+        };
         let cfg = args.to_config().unwrap();
         assert_eq!(cfg.ticker.pace, TickerPace::Rate(500.0));
         assert_eq!(cfg.linger, Duration::from_millis(1));
