@@ -176,7 +176,13 @@ pub struct Healthy {
 impl Healthy {
     /// Connects, reads the welcome and the first tick, then keeps reading in the background.
     pub fn start(addr: SocketAddr) -> Healthy {
-        let (mut ws, _) = connect_stream(addr, "ticks");
+        Healthy::start_path(addr, "/ws?topics=ticks")
+    }
+
+    /// The same on another path (e.g. with a token), which must stream `ticks` only.
+    pub fn start_path(addr: SocketAddr, path: &str) -> Healthy {
+        let mut ws = connect(addr, path);
+        assert_eq!(next_json(&mut ws)["type"], "welcome");
         ws.get_mut()
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();

@@ -1,0 +1,249 @@
+//! Authentication, authorization, Origin checks and connection caps: each refusal gets its
+//! precise status or error frame and is counted, while a healthy client keeps receiving.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tickcast::auth::{self, Claims};
+use tickcast::config::Secret;
+use tungstenite::Message;
+
+const SECRET: &[u8] = b"an-auth-secret-of-some-length";
+
+fn token(sub: &str, subscribe: &[&str], publish: &[&str], ttl: Duration) -> String {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    auth::issue(
+        SECRET,
+        &auth::claims_for(sub, ttl, strings(subscribe), strings(publish)),
+    )
+    .unwrap()
+}
+
+fn upgrade_status(addr: SocketAddr, path: &str, extra_headers: &str) -> u16 {
+    use std::io::{Read, Write};
+    let request = upgrade_request(
+        path,
+        &format!("Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra_headers}"),
+    );
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    // Only the response head matters; an upgraded connection stays open, so stop there.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    status_of(&String::from_utf8_lossy(&head))
+}
+
+#[test]
+fn tokens_are_required_checked_and_grant_rights() {
+    let mut cfg = test_config(2);
+    cfg.auth_secret = Some(Secret(SECRET.to_vec()));
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let good = token(
+        "alice",
+        &["ticks", "room.*"],
+        &["room.*"],
+        Duration::from_secs(600),
+    );
+    let healthy = {
+        // The healthy client needs a token too.
+        let mut ws = connect(addr, &format!("/ws?topics=ticks&token={good}"));
+        assert_eq!(next_json(&mut ws)["type"], "welcome");
+        close_client(ws);
+        Healthy::start_path(addr, &format!("/ws?topics=ticks&token={good}"))
+    };
+
+    assert_eq!(upgrade_status(addr, "/ws", ""), 401, "missing token");
+    let mut expired = auth::claims_for("bob", Duration::ZERO, vec!["*".into()], vec![]);
+    expired.exp -= 60;
+    let expired = auth::issue(SECRET, &expired).unwrap();
+    assert_eq!(
+        upgrade_status(addr, &format!("/ws?token={expired}"), ""),
+        401,
+        "expired"
+    );
+    let forged = auth::issue(
+        b"some-other-secret-entirely",
+        &Claims {
+            sub: "eve".into(),
+            exp: u64::MAX / 2,
+            subscribe: vec!["*".into()],
+            publish: vec!["*".into()],
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        upgrade_status(addr, &format!("/ws?token={forged}"), ""),
+        401,
+        "forged"
+    );
+    assert_eq!(
+        upgrade_status(addr, "/ws?token=not.a.token", ""),
+        401,
+        "garbage"
+    );
+    assert!(
+        metric(
+            addr,
+            "tickcast_handshake_failures_total",
+            &[("reason", "token_missing")]
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            addr,
+            "tickcast_handshake_failures_total",
+            &[("reason", "token_expired")]
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            addr,
+            "tickcast_handshake_failures_total",
+            &[("reason", "token_invalid")]
+        ) >= 2.0
+    );
+
+    // A valid token in the Authorization header; `sub` becomes the client id.
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://{addr}/ws?room=room.a"
+    ))
+    .unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {good}").parse().unwrap());
+    let (mut ws, _) = tungstenite::client::client(req, stream).unwrap();
+    let welcome = next_json(&mut ws);
+    assert_eq!(welcome["client_id"], "alice", "{welcome}");
+    // Outside its rights: forbidden, on this connection only.
+    ws.send(Message::text(
+        r#"{"op":"subscribe","topics":["telemetry"]}"#,
+    ))
+    .unwrap();
+    let e = next_json_where(&mut ws, |v| v["type"] == "error");
+    assert_eq!(e["code"], "forbidden");
+    ws.send(Message::text(r#"{"op":"subscribe","topics":["ticks"]}"#))
+        .unwrap();
+    assert_eq!(
+        next_json_where(&mut ws, |v| v["type"] == "subscribed")["topics"],
+        json!(["ticks"])
+    );
+    let reader = token("reader", &["*"], &[], Duration::from_secs(600));
+    let mut r = connect(addr, &format!("/ws?room=room.a&token={reader}"));
+    r.send(Message::text(
+        r#"{"op":"publish","topic":"room.a","data":"hi"}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        next_json_where(&mut r, |v| v["type"] == "error")["code"],
+        "forbidden"
+    );
+    // A restricted token asking for a forbidden topic at connect time is refused outright.
+    assert_eq!(
+        upgrade_status(addr, &format!("/ws?topics=telemetry&token={good}"), ""),
+        403
+    );
+    close_client(r);
+    close_client(ws);
+    healthy.finish();
+    server.shutdown();
+}
+
+fn next_json_where(
+    ws: &mut Client,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    for _ in 0..10_000 {
+        let v = next_json(ws);
+        if pred(&v) {
+            return v;
+        }
+    }
+    panic!("message not found");
+}
+
+#[test]
+fn foreign_origins_are_refused() {
+    let mut cfg = test_config(1);
+    cfg.allowed_origins = vec!["https://app.example".into()];
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let healthy = Healthy::start(addr);
+    assert_eq!(
+        upgrade_status(addr, "/ws", "Origin: https://evil.example\r\n"),
+        403
+    );
+    assert_eq!(
+        upgrade_status(addr, "/ws", "Origin: https://app.example\r\n"),
+        101
+    );
+    assert!(
+        metric(
+            addr,
+            "tickcast_handshake_failures_total",
+            &[("reason", "origin_forbidden")]
+        ) >= 1.0
+    );
+    healthy.finish();
+    server.shutdown();
+}
+
+#[test]
+fn connection_caps_answer_503_and_429() {
+    let mut cfg = test_config(2);
+    cfg.max_connections = 3;
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let healthy = Healthy::start(addr);
+    let a = connect(addr, "/ws?topics=ticks");
+    let b = connect(addr, "/ws?topics=ticks");
+    assert_eq!(
+        upgrade_status(addr, "/ws", ""),
+        503,
+        "fourth WebSocket over a cap of 3"
+    );
+    assert_eq!(
+        status_of(&raw_http(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")),
+        200,
+        "plain HTTP is not capped"
+    );
+    close_client(a);
+    wait_for("a freed place", || upgrade_status(addr, "/echo", "") == 101);
+    close_client(b);
+    healthy.finish();
+    server.shutdown();
+
+    let mut cfg = test_config(1);
+    cfg.max_connections_per_ip = 2;
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let healthy = Healthy::start(addr);
+    let a = connect(addr, "/ws?topics=ticks");
+    assert_eq!(
+        upgrade_status(addr, "/ws", ""),
+        429,
+        "third from one address over a cap of 2"
+    );
+    assert!(
+        metric(
+            addr,
+            "tickcast_handshake_failures_total",
+            &[("reason", "address_full")]
+        ) >= 1.0
+    );
+    close_client(a);
+    healthy.finish();
+    server.shutdown();
+}
