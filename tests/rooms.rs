@@ -63,8 +63,8 @@ fn publishes_reach_every_member_on_every_shard_once_in_one_order() {
     });
     // Three publishers, interleaved.
     for n in 0..20 {
-        for p in 0..3 {
-            publish(&mut members[p].1, "room.x", json!({"n": n, "p": p}));
+        for (p, member) in members.iter_mut().take(3).enumerate() {
+            publish(&mut member.1, "room.x", json!({"n": n, "p": p}));
         }
     }
     let mut orders = Vec::new();
@@ -118,7 +118,7 @@ fn presence_snapshot_and_deltas() {
     let (mut alice, snap) = join(addr, "room.p", "alice");
     assert_eq!(snap["count"], 1);
     assert_eq!(snap["members"], json!([{"client_id": "alice"}]));
-    let (mut bob, snap) = join(addr, "room.p", "bob");
+    let (bob, snap) = join(addr, "room.p", "bob");
     assert_eq!(snap["count"], 2);
     let ids: Vec<&str> = snap["members"]
         .as_array()
