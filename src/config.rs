@@ -112,6 +112,8 @@ pub struct ServerConfig {
     /// When not empty, a browser upgrade (with an `Origin` header) from any other origin gets
     /// 403.
     pub allowed_origins: Vec<String>,
+    /// With `Some`, nodes share messages through Redis Pub/Sub (see [`crate::bus`]).
+    pub redis: Option<crate::bus::BusConfig>,
     /// The built-in synthetic market feeds.
     pub ticker: TickerConfig,
 }
@@ -144,6 +146,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 0,
             auth_secret: None,
             allowed_origins: Vec::new(),
+            redis: None,
             ticker: TickerConfig::default(),
         }
     }
@@ -220,6 +223,9 @@ impl ServerConfig {
         }
         if self.auth_secret.as_ref().is_some_and(|s| s.0.len() < 16) {
             return Err("the auth secret must be at least 16 bytes".into());
+        }
+        if let Some(bus) = &self.redis {
+            bus.validate()?;
         }
         if self.ticker.symbols_per_feed == 0 {
             return Err("--symbols must be at least 1".into());

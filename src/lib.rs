@@ -28,6 +28,8 @@
 //! - [`ratelimit`]: the per-connection publish token bucket.
 //! - [`auth`]: signed tokens (JWT HS256), topic rights, Origin checks.
 //! - [`admission`]: `--max-connections` and `--max-connections-per-ip`.
+//! - [`interest`]: which topics this node's clients want, across shards.
+//! - [`bus`]: scale-out through Redis Pub/Sub (publisher and subscriber threads).
 //! - [`acceptor`]: accepts sockets and hands each to the least-loaded shard.
 //! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms.
 //! - [`config`]: the plain, validated configuration struct.
@@ -37,12 +39,14 @@
 pub mod acceptor;
 pub mod admission;
 pub mod auth;
+pub mod bus;
 pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod frame;
 pub mod http;
+pub mod interest;
 pub mod metrics;
 pub mod mixer;
 pub mod protocol;

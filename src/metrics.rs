@@ -96,6 +96,12 @@ pub struct Metrics {
     pub queue_depth: Family<ShardLabel, Gauge>,
     /// Per-shard broadcast latency histograms.
     pub latency: Arc<LatencyStore>,
+    /// Redis bus messages already passed in their topic's sequence (dropped, never shown).
+    pub bus_duplicates: Counter,
+    /// Redis bus publisher counters.
+    pub bus_publisher: crate::bus::publisher::PublisherMetrics,
+    /// Redis bus subscriber counters (including `redis_reconnects`).
+    pub bus_subscriber: crate::bus::subscriber::SubscriberMetrics,
 }
 
 impl Metrics {
@@ -118,6 +124,9 @@ impl Metrics {
             closes: Family::default(),
             client_errors: Family::default(),
             queue_depth: Family::default(),
+            bus_duplicates: Counter::default(),
+            bus_publisher: Default::default(),
+            bus_subscriber: Default::default(),
             latency: latency.clone(),
         };
         let r = &mut m.registry;
@@ -136,6 +145,36 @@ impl Metrics {
             "handshakes",
             "Completed WebSocket handshakes",
             m.handshakes.clone(),
+        );
+        r.register(
+            "redis_reconnects",
+            "Reconnections of the Redis subscriber after a lost connection",
+            m.bus_subscriber.reconnects.clone(),
+        );
+        r.register(
+            "bus_received",
+            "Messages received from the Redis bus",
+            m.bus_subscriber.received.clone(),
+        );
+        r.register(
+            "bus_malformed",
+            "Unparsable messages on the Redis bus channels (dropped)",
+            m.bus_subscriber.malformed.clone(),
+        );
+        r.register(
+            "bus_published",
+            "Messages published to the Redis bus",
+            m.bus_publisher.published.clone(),
+        );
+        r.register(
+            "bus_publish_errors",
+            "Failed publishes to the Redis bus (each retried after reconnecting)",
+            m.bus_publisher.errors.clone(),
+        );
+        r.register(
+            "bus_duplicates",
+            "Redis bus messages already passed in their topic's sequence (dropped)",
+            m.bus_duplicates.clone(),
         );
         r.register(
             "handshake_failures",

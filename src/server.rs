@@ -24,10 +24,14 @@ use serde_json::value::RawValue;
 use crate::acceptor::{Acceptor, AcceptorHandle};
 use crate::admission::Admission;
 use crate::auth::Verifier;
+use crate::bus::publisher::BusPublisher;
+use crate::bus::subscriber::BusSubscriber;
+use crate::bus::{BusConfig, BusState};
 use crate::config::ServerConfig;
+use crate::interest::Interest;
 use crate::metrics::Metrics;
 use crate::mixer::{Mixer, MixerConfig, MixerMsg, Publish};
-use crate::provider::{Provider, ProviderSet, ticker};
+use crate::provider::{Provider, ProviderSet, Sink, ticker};
 use crate::shard::{Services, Shard};
 
 /// Listen backlog; the kernel caps it at `net.core.somaxconn`. Large, so a burst of thousands
@@ -99,11 +103,19 @@ impl Server {
     ) -> Result<RunningServer, StartError> {
         let cfg = self.cfg;
         let metrics = Metrics::new(cfg.shards);
+        let (mixer_tx, mixer_rx) = Mixer::channel(cfg.mixer_queue);
+        let interest = Interest::new();
+        let bus = match &cfg.redis {
+            Some(bus_cfg) => Some(start_bus(bus_cfg, &interest, &mixer_tx, &metrics)?),
+            None => None,
+        };
         let services = Arc::new(Services {
             admission: Admission::new(cfg.max_connections, cfg.max_connections_per_ip),
             verifier: cfg.auth_secret.as_ref().map(|s| Verifier::new(&s.0)),
+            interest,
+            bus: bus.as_ref().map(|b| b.state.clone()),
+            bus_tx: bus.as_ref().map(|b| b.tx.clone()),
         });
-        let (mixer_tx, mixer_rx) = Mixer::channel(cfg.mixer_queue);
         let mut shards = Vec::with_capacity(cfg.shards);
         let mut links = Vec::with_capacity(cfg.shards);
         for id in 0..cfg.shards {
@@ -154,7 +166,15 @@ impl Server {
             .name("tickcast-mixer".into())
             .spawn(move || mixer.run())
             .map_err(StartError::Io)?;
-        let providers = ProviderSet::spawn(providers, &mixer_tx).map_err(StartError::Io)?;
+        let sink = match &bus {
+            Some(b) if cfg.redis.as_ref().is_some_and(|r| r.publish_providers) => {
+                Sink::Bus(b.tx.clone())
+            }
+            _ => Sink::Mixer(mixer_tx.clone()),
+        };
+        let providers = ProviderSet::spawn(providers, &sink).map_err(StartError::Io)?;
+        drop(sink);
+        let bus = bus.map(|b| b.threads);
 
         self.listener
             .set_nonblocking(true)
@@ -183,8 +203,74 @@ impl Server {
             mixer_tx,
             mixer_thread,
             shard_threads,
+            bus,
         })
     }
+}
+
+/// The Redis bus threads of a running node.
+#[derive(Debug)]
+struct BusThreads {
+    /// Dropped to stop the subscriber.
+    stop: Sender<()>,
+    subscriber: JoinHandle<()>,
+    /// Dropped once the shards have stopped: the publisher stops waiting for Redis.
+    publisher_stop: Sender<()>,
+    /// Ends once every sender (shards, providers) is gone and its queue is published.
+    publisher: JoinHandle<()>,
+}
+
+/// A started bus: its health, the publisher's input, its threads.
+struct StartedBus {
+    state: Arc<BusState>,
+    tx: Sender<Publish>,
+    threads: BusThreads,
+}
+
+/// Starts the Redis bus publisher and subscriber threads. They connect (and reconnect) by
+/// themselves: an unreachable Redis does not stop the node from serving its local streams.
+fn start_bus(
+    cfg: &BusConfig,
+    interest: &Arc<Interest>,
+    mixer_tx: &Sender<MixerMsg>,
+    metrics: &Metrics,
+) -> Result<StartedBus, StartError> {
+    let state = BusState::new();
+    let (publisher_stop, publisher_stop_rx) = crossbeam_channel::bounded(0);
+    let (publisher, tx) = BusPublisher::new(
+        cfg.clone(),
+        publisher_stop_rx,
+        state.clone(),
+        metrics.bus_publisher.clone(),
+    );
+    let publisher = std::thread::Builder::new()
+        .name("tickcast-bus-pub".into())
+        .spawn(move || publisher.run())
+        .map_err(StartError::Io)?;
+    let (stop, stop_rx) = crossbeam_channel::bounded(0);
+    let subscriber = BusSubscriber::new(
+        cfg.clone(),
+        interest.clone(),
+        mixer_tx.clone(),
+        stop_rx,
+        state.clone(),
+        metrics.bus_subscriber.clone(),
+    );
+    let subscriber = std::thread::Builder::new()
+        .name("tickcast-bus-sub".into())
+        .spawn(move || subscriber.run())
+        .map_err(StartError::Io)?;
+    log::info!("redis bus: {} (prefix `{}`)", cfg.url, cfg.prefix);
+    Ok(StartedBus {
+        state,
+        tx,
+        threads: BusThreads {
+            stop,
+            subscriber,
+            publisher_stop,
+            publisher,
+        },
+    })
 }
 
 /// Binds with a large backlog and SO_REUSEADDR (restarts do not wait for TIME_WAIT).
@@ -210,6 +296,7 @@ pub struct RunningServer {
     mixer_tx: Sender<MixerMsg>,
     mixer_thread: JoinHandle<()>,
     shard_threads: Vec<JoinHandle<()>>,
+    bus: Option<BusThreads>,
 }
 
 impl RunningServer {
@@ -238,17 +325,27 @@ impl RunningServer {
             mixer_tx,
             mixer_thread,
             shard_threads,
+            bus,
             ..
         } = self;
         acceptor.0.stop();
         join("acceptor", acceptor.1);
         providers.stop();
+        let bus_publisher = bus.map(|b| {
+            drop(b.stop);
+            join("bus subscriber", b.subscriber);
+            (b.publisher_stop, b.publisher)
+        });
         // Queued behind every message already sent; blocks only while the mixer catches up.
         let _ = mixer_tx.send(MixerMsg::Shutdown);
         drop(mixer_tx);
         join("mixer", mixer_thread);
         for (i, t) in shard_threads.into_iter().enumerate() {
             join(&format!("shard {i}"), t);
+        }
+        if let Some((stop, publisher)) = bus_publisher {
+            drop(stop);
+            join("bus publisher", publisher);
         }
         log::info!("tickcast stopped");
     }

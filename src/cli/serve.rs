@@ -107,6 +107,15 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+    /// Share messages with other nodes through Redis Pub/Sub (redis://host:port).
+    #[arg(long, env = "TICKCAST_REDIS")]
+    pub redis: Option<String>,
+    /// Prefix of the Redis channels and keys.
+    #[arg(long, env = "TICKCAST_REDIS_PREFIX", default_value = "tickcast")]
+    pub redis_prefix: String,
+    /// Also send this node's providers (ticks, telemetry) through Redis.
+    #[arg(long, env = "TICKCAST_REDIS_PUBLISH_PROVIDERS", requires = "redis")]
+    pub redis_publish_providers: bool,
     /// Independent ticker feeds (provider threads); 0 disables ticks.
     #[arg(long, env = "TICKCAST_PROVIDERS", default_value_t = 4)]
     pub providers: usize,
@@ -176,6 +185,11 @@ impl ServeArgs {
             max_connections_per_ip: self.max_connections_per_ip,
             auth_secret: self.auth_secret()?,
             allowed_origins: self.allowed_origins.clone(),
+            redis: self.redis.as_ref().map(|url| crate::bus::BusConfig {
+                url: url.clone(),
+                prefix: self.redis_prefix.clone(),
+                publish_providers: self.redis_publish_providers,
+            }),
             ticker: TickerConfig {
                 feeds: self.providers,
                 pace: match self.rate {

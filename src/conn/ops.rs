@@ -58,7 +58,15 @@ impl Conn {
                 }
             },
             Target::Healthz => {
-                self.answer(ctx, http::response(200, "text/plain", b"ok\n", &[]));
+                // Still 200 while Redis is away: the node serves its local streams, so a load
+                // balancer should keep it; the body tells operators what is missing.
+                let degraded = ctx.services.bus.as_ref().is_some_and(|b| !b.healthy());
+                let body: &[u8] = if degraded {
+                    b"degraded: redis\n"
+                } else {
+                    b"ok\n"
+                };
+                self.answer(ctx, http::response(200, "text/plain", body, &[]));
                 false
             }
             Target::Metrics => {

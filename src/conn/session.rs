@@ -320,6 +320,7 @@ impl Conn {
             from: Some(s.client.id.clone()),
             nick: s.client.nick.clone(),
             kind: None,
+            seq: None,
         };
         match chat::parse(msg.data.get())? {
             None => {}
@@ -344,7 +345,7 @@ impl Conn {
                 return Ok(());
             }
         }
-        if !ctx.mixer.publish(MixerMsg::Publish(msg)) {
+        if !ctx.mixer.publish(msg) {
             return Err(ClientError::new(
                 ErrorCode::ServerBusy,
                 "server busy, publish not taken",

@@ -58,6 +58,9 @@ pub struct Publish {
     pub nick: Option<Arc<str>>,
     /// `"me"` for `/me` actions.
     pub kind: Option<&'static str>,
+    /// A sequence number already assigned where the order was decided (the Redis bus);
+    /// `None` for local messages, which the mixer numbers itself.
+    pub seq: Option<u64>,
 }
 
 impl Publish {
@@ -69,6 +72,7 @@ impl Publish {
             from: None,
             nick: None,
             kind: None,
+            seq: None,
         }
     }
 }
@@ -393,7 +397,15 @@ impl Mixer {
             .topics
             .entry(p.topic.clone())
             .or_insert_with(|| TopicState::new(p.topic.clone(), known, metrics, history));
-        state.seq += 1;
+        match p.seq {
+            None => state.seq += 1,
+            Some(seq) if seq > state.seq => state.seq = seq,
+            Some(_) => {
+                // Already passed (a duplicate delivery): never shown twice.
+                metrics.bus_duplicates.inc();
+                return;
+            }
+        }
         state.published.inc();
         let (topic, seq) = (state.name.clone(), state.seq);
         let envelope = Envelope {

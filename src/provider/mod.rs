@@ -25,10 +25,20 @@ pub trait Provider: Send + 'static {
     fn run(&mut self, ctx: &ProviderCtx);
 }
 
+/// Where providers' messages go: the local mixer, or (with `--redis-publish-providers`) the
+/// Redis bus, which sequences them for every node.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// Straight into this node's mixer.
+    Mixer(Sender<MixerMsg>),
+    /// Through the Redis bus publisher.
+    Bus(Sender<Publish>),
+}
+
 /// What a provider thread gets to talk to the server.
 #[derive(Debug, Clone)]
 pub struct ProviderCtx {
-    sink: Sender<MixerMsg>,
+    sink: Sink,
     /// Never sent on; disconnected when the server stops.
     stop: Receiver<()>,
 }
@@ -38,15 +48,23 @@ const PUBLISH_RETRY: Duration = Duration::from_millis(50);
 
 impl ProviderCtx {
     /// A context publishing into `sink` until `stop` disconnects.
-    pub fn new(sink: Sender<MixerMsg>, stop: Receiver<()>) -> Self {
+    pub fn new(sink: Sink, stop: Receiver<()>) -> Self {
         ProviderCtx { sink, stop }
     }
 
     /// Publishes `data` on `topic`. Returns false once the server is stopping.
     pub fn publish(&self, topic: &Arc<str>, data: Box<RawValue>) -> bool {
-        let mut msg = MixerMsg::Publish(Publish::new(topic.clone(), data));
+        let msg = Publish::new(topic.clone(), data);
+        match &self.sink {
+            Sink::Mixer(tx) => self.send_patiently(tx, MixerMsg::Publish(msg)),
+            Sink::Bus(tx) => self.send_patiently(tx, msg),
+        }
+    }
+
+    /// Sends on a bounded channel, waiting while it is full, until the server stops.
+    fn send_patiently<T>(&self, tx: &Sender<T>, mut msg: T) -> bool {
         loop {
-            match self.sink.send_timeout(msg, PUBLISH_RETRY) {
+            match tx.send_timeout(msg, PUBLISH_RETRY) {
                 Ok(()) => return true,
                 Err(SendTimeoutError::Timeout(back)) if !self.stopping() => msg = back,
                 Err(_) => return false,
@@ -79,10 +97,7 @@ pub struct ProviderSet {
 
 impl ProviderSet {
     /// Starts each provider on its own thread, publishing into `sink`.
-    pub fn spawn(
-        providers: Vec<Box<dyn Provider>>,
-        sink: &Sender<MixerMsg>,
-    ) -> std::io::Result<Self> {
+    pub fn spawn(providers: Vec<Box<dyn Provider>>, sink: &Sink) -> std::io::Result<Self> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let mut threads = Vec::with_capacity(providers.len());
         for mut provider in providers {

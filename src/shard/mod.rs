@@ -31,7 +31,9 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::admission::Admission;
 use crate::auth::Verifier;
-use crate::mixer::MixerMsg;
+use crate::bus::BusState;
+use crate::interest::Interest;
+use crate::mixer::{MixerMsg, Publish};
 use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
@@ -102,6 +104,12 @@ pub struct Services {
     pub admission: Arc<Admission>,
     /// Token verification, when `--auth-secret` is set.
     pub verifier: Option<Verifier>,
+    /// Which topics this node's clients want (reported by the topic indexes).
+    pub interest: Arc<Interest>,
+    /// The Redis bus's health, when `--redis` is set (for `/healthz`).
+    pub bus: Option<Arc<BusState>>,
+    /// The Redis bus publisher's input, when `--redis` is set (client publishes go there).
+    pub bus_tx: Option<Sender<Publish>>,
 }
 
 /// A new socket from the acceptor.
@@ -188,13 +196,13 @@ impl Shard {
             poll,
             conns: Slab::with_capacity(1024),
             shared: Shared {
-                subs: Subscriptions::default(),
+                subs: Subscriptions::new(services.interest.clone()),
                 stats: ShardStats::new(id, metrics, now),
                 timers: TimerWheel::new(now, TIMER_TICK, TIMER_SLOTS),
                 to_flush: Vec::new(),
                 to_read: Vec::new(),
                 to_reap: Vec::new(),
-                mixer: MixerPort::new(mixer),
+                mixer: MixerPort::new(mixer, services.bus_tx.clone()),
                 services,
                 cfg,
             },

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use crate::mixer::MixerMsg;
+use crate::mixer::{MixerMsg, Publish};
 
 /// Client publishes that may wait for room in the mixer's channel, per shard.
 pub const PUBLISH_BACKLOG: usize = 4096;
@@ -19,14 +19,18 @@ pub const PUBLISH_BACKLOG: usize = 4096;
 pub struct MixerPort {
     tx: Sender<MixerMsg>,
     pending: VecDeque<MixerMsg>,
+    /// With `--redis`: client publishes go to the bus publisher, which sequences them for
+    /// every node (its channel is bounded; full means `server_busy`).
+    bus: Option<Sender<Publish>>,
 }
 
 impl MixerPort {
     /// A port into the mixer's input channel.
-    pub fn new(tx: Sender<MixerMsg>) -> Self {
+    pub fn new(tx: Sender<MixerMsg>, bus: Option<Sender<Publish>>) -> Self {
         MixerPort {
             tx,
             pending: VecDeque::new(),
+            bus,
         }
     }
 
@@ -44,11 +48,19 @@ impl MixerPort {
 
     /// Sends a client publish; false when the backlog is full (the caller answers
     /// `server_busy`).
-    pub fn publish(&mut self, msg: MixerMsg) -> bool {
+    pub fn publish(&mut self, msg: Publish) -> bool {
+        if let Some(bus) = &self.bus {
+            return match bus.try_send(msg) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => false,
+                // Stopping: nothing more is published.
+                Err(TrySendError::Disconnected(_)) => true,
+            };
+        }
         if self.pending.len() >= PUBLISH_BACKLOG {
             return false;
         }
-        self.send(msg);
+        self.send(MixerMsg::Publish(msg));
         true
     }
 
@@ -93,7 +105,7 @@ mod tests {
     #[test]
     fn waits_in_order_when_full_and_bounds_publishes() {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let mut port = MixerPort::new(tx);
+        let mut port = MixerPort::new(tx, None);
         port.send(leave(1));
         port.send(leave(2));
         port.send(leave(3));
@@ -111,6 +123,10 @@ mod tests {
         for n in 0..PUBLISH_BACKLOG + 1 {
             port.send(leave(n));
         }
-        assert!(!port.publish(leave(0)), "backlog full: publish refused");
+        let msg = crate::mixer::Publish::new(
+            Arc::from("r"),
+            serde_json::value::RawValue::from_string("1".into()).unwrap(),
+        );
+        assert!(!port.publish(msg), "backlog full: publish refused");
     }
 }

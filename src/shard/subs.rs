@@ -5,11 +5,16 @@
 //! tokens, so adding, removing (swap-remove) and iterating are all O(1) per element and the
 //! iteration walks a dense array. Clients that asked for every topic (`*`) sit in a separate
 //! set visited for every frame.
+//!
+//! When a topic gets its first subscriber on this shard, or loses its last, the node-wide
+//! [`Interest`] registry hears of it (subscription changes only, never per message).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use indexmap::IndexSet;
+
+use crate::interest::Interest;
 
 /// The wildcard topic: every topic, including ones that appear later.
 pub const WILDCARD: &str = "*";
@@ -23,24 +28,34 @@ pub struct Subscriptions {
     wildcard: IndexSet<usize>,
     /// The shared name of the wildcard, handed to its subscribers.
     wildcard_name: Arc<str>,
+    /// The node-wide registry told about topics appearing and disappearing here.
+    interest: Arc<Interest>,
 }
 
 impl Default for Subscriptions {
     fn default() -> Self {
-        Subscriptions {
-            by_topic: HashMap::new(),
-            wildcard: IndexSet::new(),
-            wildcard_name: Arc::from(WILDCARD),
-        }
+        Subscriptions::new(Interest::new())
     }
 }
 
 impl Subscriptions {
+    /// An empty index reporting to `interest`.
+    pub fn new(interest: Arc<Interest>) -> Self {
+        Subscriptions {
+            by_topic: HashMap::new(),
+            wildcard: IndexSet::new(),
+            wildcard_name: Arc::from(WILDCARD),
+            interest,
+        }
+    }
+
     /// Adds `token` to `topic` (or to the wildcard set) and returns the shard's shared copy
     /// of the name, so that a thousand subscribers hold one string.
     pub fn subscribe(&mut self, topic: &str, token: usize) -> Arc<str> {
         if topic == WILDCARD {
-            self.wildcard.insert(token);
+            if self.wildcard.insert(token) && self.wildcard.len() == 1 {
+                self.interest.set_wildcard(true);
+            }
             return self.wildcard_name.clone();
         }
         if let Some((name, _)) = self.by_topic.get_key_value(topic) {
@@ -50,13 +65,18 @@ impl Subscriptions {
         }
         let name: Arc<str> = Arc::from(topic);
         self.by_topic.insert(name.clone(), IndexSet::from([token]));
+        self.interest.add(&name);
         name
     }
 
     /// Removes `token` from `topic`. Returns false if it was not subscribed.
     pub fn unsubscribe(&mut self, topic: &str, token: usize) -> bool {
         if topic == WILDCARD {
-            return self.wildcard.swap_remove(&token);
+            let removed = self.wildcard.swap_remove(&token);
+            if removed && self.wildcard.is_empty() {
+                self.interest.set_wildcard(false);
+            }
+            return removed;
         }
         let Some(set) = self.by_topic.get_mut(topic) else {
             return false;
@@ -64,6 +84,7 @@ impl Subscriptions {
         let removed = set.swap_remove(&token);
         if set.is_empty() {
             self.by_topic.remove(topic);
+            self.interest.remove(topic);
         }
         removed
     }

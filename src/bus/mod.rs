@@ -1,0 +1,182 @@
+//! Scale-out: nodes share messages through Redis Pub/Sub.
+//!
+//! With `--redis`, every message that must reach every node (client publishes to rooms, and
+//! with `--redis-publish-providers` the node's own providers) goes to Redis instead of the
+//! local mixer; each node subscribes to the per-topic channels its local clients want and
+//! feeds what arrives into its mixer. Two threads, both on the Redis crate's blocking API:
+//!
+//! - [`publisher`]: one ordered queue per node; each message is sequenced and published in
+//!   one atomic Lua script (`INCR` the topic's counter, `PUBLISH` with that seq), so the
+//!   order Redis publishes in *is* the seq order, the same on every node;
+//! - [`subscriber`]: follows the node's [`Interest`](crate::interest::Interest) with
+//!   `SUBSCRIBE`/`UNSUBSCRIBE` (or `PSUBSCRIBE <prefix>:*` while someone wants `*`) and hands
+//!   every message to the mixer with the seq it already carries.
+//!
+//! Faults: both threads reconnect with exponential backoff; the subscriber resubscribes and
+//! counts `tickcast_redis_reconnects_total`; while it is down `/healthz` answers
+//! `degraded: redis` (HTTP 200: the node still serves its local streams). A message whose
+//! reply was lost is retried with the same id, and the script publishes each id once; the
+//! mixer drops any seq it has already passed, so clients never see a duplicate.
+
+pub mod publisher;
+pub mod subscriber;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::protocol::SERVER_TOPICS;
+
+/// First wait between reconnection attempts.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between reconnection attempts.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Settings of the Redis bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusConfig {
+    /// `redis://host:port[/db]`.
+    pub url: String,
+    /// Prefix of every key and channel (`<prefix>:<topic>`).
+    pub prefix: String,
+    /// Also send the node's own providers (ticks, telemetry) through Redis.
+    pub publish_providers: bool,
+}
+
+impl BusConfig {
+    /// Checks the URL once, at start, for a clear error.
+    pub fn validate(&self) -> Result<(), String> {
+        redis::Client::open(self.url.as_str())
+            .map_err(|e| format!("invalid --redis URL `{}`: {e}", self.url))?;
+        if self.prefix.is_empty() || self.prefix.contains(['*', '?', '[', ' ']) {
+            return Err(
+                "--redis-prefix must be non-empty, without spaces or glob characters".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The channel of `topic`.
+    pub fn channel(&self, topic: &str) -> String {
+        format!("{}:{topic}", self.prefix)
+    }
+
+    /// The topic of a channel, if it is one of ours.
+    pub fn topic_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(':')
+    }
+
+    /// Whether `topic` travels through Redis: rooms always, server topics only with
+    /// `--redis-publish-providers` (otherwise each node's ticks are its own).
+    pub fn carries(&self, topic: &str) -> bool {
+        self.publish_providers || !SERVER_TOPICS.contains(&topic)
+    }
+}
+
+/// What the health check and metrics know of the bus.
+#[derive(Debug, Default)]
+pub struct BusState {
+    subscriber_up: AtomicBool,
+    publisher_up: AtomicBool,
+}
+
+impl BusState {
+    /// A state with both connections down (until they connect).
+    pub fn new() -> Arc<Self> {
+        Arc::new(BusState::default())
+    }
+
+    /// Whether both connections are up.
+    pub fn healthy(&self) -> bool {
+        self.subscriber_up.load(Ordering::Acquire) && self.publisher_up.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_subscriber(&self, up: bool) {
+        self.subscriber_up.store(up, Ordering::Release);
+    }
+
+    pub(crate) fn set_publisher(&self, up: bool) {
+        self.publisher_up.store(up, Ordering::Release);
+    }
+}
+
+/// A message as it travels through Redis (the seq is added by the publish script).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Wire<'a> {
+    /// Cluster-wide sequence number of the message within its topic.
+    #[serde(default, skip_serializing)]
+    pub seq: u64,
+    /// Publisher-assigned id, unique per node run; the script publishes each id once.
+    pub id: &'a str,
+    /// The publishing client's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<&'a str>,
+    /// Its nickname.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nick: Option<&'a str>,
+    /// `"me"` for actions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'a str>,
+    /// The message body, relayed byte for byte.
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+}
+
+/// Sleeps `backoff` in small steps (returning early when `stopping` says so) and doubles it.
+pub(crate) fn back_off(backoff: &mut Duration, stopping: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + *backoff;
+    while std::time::Instant::now() < until && !stopping() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_and_carriage() {
+        let cfg = BusConfig {
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "tc".into(),
+            publish_providers: false,
+        };
+        cfg.validate().unwrap();
+        assert_eq!(cfg.channel("room.a"), "tc:room.a");
+        assert_eq!(cfg.topic_of("tc:room.a"), Some("room.a"));
+        assert_eq!(cfg.topic_of("other:room.a"), None);
+        assert!(cfg.carries("room.a") && !cfg.carries("ticks"));
+        let bad = BusConfig {
+            url: "http://nope".into(),
+            ..cfg
+        };
+        assert!(bad.validate().unwrap_err().contains("invalid --redis URL"));
+    }
+
+    #[test]
+    fn wire_round_trip() {
+        let data = RawValue::from_string("{\"x\":[1,2]}".into()).unwrap();
+        let w = Wire {
+            seq: 0,
+            id: "n-1",
+            from: Some("alice"),
+            nick: None,
+            kind: None,
+            data: &data,
+        };
+        let body = serde_json::to_string(&w).unwrap();
+        assert!(!body.contains("seq"), "the script adds the seq");
+        let published = format!("{{\"seq\":42,{}", &body[1..]);
+        let back: Wire<'_> = serde_json::from_str(&published).unwrap();
+        assert_eq!(
+            (back.seq, back.from, back.data.get()),
+            (42, Some("alice"), "{\"x\":[1,2]}")
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! The bus publisher thread: sends the node's outgoing messages to Redis, in order.
+//!
+//! Shards (client publishes) and, with `--redis-publish-providers`, providers put messages on
+//! one bounded channel; a full channel is the caller's to handle (`server_busy` for a client),
+//! never a block of a shard. Each message is sequenced and published by one Lua script, which
+//! runs atomically in Redis, so the seq order is the publish order on every node. While Redis
+//! is unreachable, messages wait in the channel and the connection is retried with backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use prometheus_client::metrics::counter::Counter;
+
+use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off};
+use crate::mixer::Publish;
+
+/// Messages waiting for Redis, per node.
+pub const QUEUE: usize = 16 * 1024;
+
+/// Sequences and publishes one message once per id (see the module docs and the README).
+/// KEYS: the topic's seq counter, the id's dedup key, the channel. ARGV: the JSON body
+/// without `seq`. A counter that does not exist (a new or restarted Redis) starts from the
+/// Redis clock in µs, so sequence numbers keep increasing across a Redis restart.
+const SCRIPT: &str = r#"
+local prev = redis.call('GET', KEYS[2])
+if prev then return tonumber(prev) end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[1], string.format('%d%06d', t[1], t[2]))
+end
+local s = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], s, 'EX', 300)
+redis.call('PUBLISH', KEYS[3], '{"seq":' .. string.format('%d', s) .. ',' .. string.sub(ARGV[1], 2))
+return s
+"#;
+
+/// Counters of the publisher.
+#[derive(Debug, Clone, Default)]
+pub struct PublisherMetrics {
+    /// Messages published to Redis.
+    pub published: Counter,
+    /// Failed attempts (each followed by a reconnect and a retry).
+    pub errors: Counter,
+}
+
+/// The bus publisher thread's state.
+pub struct BusPublisher {
+    cfg: BusConfig,
+    input: Receiver<Publish>,
+    /// Disconnected once the node's shards have stopped: give up waiting for Redis.
+    stop: Receiver<()>,
+    state: Arc<BusState>,
+    metrics: PublisherMetrics,
+    node: String,
+    next_id: u64,
+}
+
+impl BusPublisher {
+    /// A publisher and the channel that feeds it.
+    pub fn new(
+        cfg: BusConfig,
+        stop: Receiver<()>,
+        state: Arc<BusState>,
+        metrics: PublisherMetrics,
+    ) -> (BusPublisher, Sender<Publish>) {
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let node = format!("{:012x}", fastrand::u64(..) >> 16);
+        let publisher = BusPublisher {
+            cfg,
+            input: rx,
+            stop,
+            state,
+            metrics,
+            node,
+            next_id: 0,
+        };
+        (publisher, tx)
+    }
+
+    /// Runs until every sender is gone and the queue is published, or, while Redis is
+    /// unreachable, until the node stops.
+    pub fn run(mut self) {
+        let script = redis::Script::new(SCRIPT);
+        let mut conn: Option<redis::Connection> = None;
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let msg = match self.input.recv_timeout(Duration::from_secs(1)) {
+                Ok(msg) => msg,
+                Err(RecvTimeoutError::Timeout) => {
+                    if conn.is_none() {
+                        conn = self.connect();
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            self.next_id += 1;
+            let id = format!("{}-{}", self.node, self.next_id);
+            let wire = Wire {
+                seq: 0,
+                id: &id,
+                from: msg.from.as_deref(),
+                nick: msg.nick.as_deref(),
+                kind: msg.kind,
+                data: &msg.data,
+            };
+            // Strings and pre-validated raw JSON always serialize.
+            let body = serde_json::to_string(&wire).expect("serialize bus message");
+            let keys = [
+                format!("{}:seq:{}", self.cfg.prefix, msg.topic),
+                format!("{}:dedup:{id}", self.cfg.prefix),
+                self.cfg.channel(&msg.topic),
+            ];
+            // Retried with the same id until Redis takes it (or the node stops).
+            loop {
+                let Some(c) = conn.as_mut() else {
+                    if self.stopping() {
+                        log::warn!(
+                            "node stopping with redis unreachable: {} message(s) not published",
+                            1 + self.input.len()
+                        );
+                        return;
+                    }
+                    back_off(&mut backoff, || self.stopping());
+                    conn = self.connect();
+                    continue;
+                };
+                match script
+                    .key(&keys[0])
+                    .key(&keys[1])
+                    .key(&keys[2])
+                    .arg(&body)
+                    .invoke::<u64>(c)
+                {
+                    Ok(_) => {
+                        self.metrics.published.inc();
+                        backoff = BACKOFF_MIN;
+                        break;
+                    }
+                    Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                        self.metrics.errors.inc();
+                        log::warn!("redis publish failed ({e}); reconnecting");
+                        self.state.set_publisher(false);
+                        conn = None;
+                    }
+                    Err(e) => {
+                        self.metrics.errors.inc();
+                        log::error!("redis refused a publish on `{}`: {e}", msg.topic);
+                        break;
+                    }
+                }
+            }
+        }
+        log::debug!("bus publisher stopped");
+    }
+
+    /// Whether the node has stopped its shards (nothing more will be published).
+    fn stopping(&self) -> bool {
+        matches!(
+            self.stop.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        )
+    }
+
+    fn connect(&self) -> Option<redis::Connection> {
+        let client = redis::Client::open(self.cfg.url.as_str()).ok()?;
+        match client.get_connection_with_timeout(Duration::from_secs(2)) {
+            Ok(c) => {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
+                self.state.set_publisher(true);
+                log::info!("redis publisher connected to {}", self.cfg.url);
+                Some(c)
+            }
+            Err(e) => {
+                self.state.set_publisher(false);
+                log::debug!("redis publisher: cannot connect to {}: {e}", self.cfg.url);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The bus subscriber thread: follows the node's topic interest on Redis and feeds every
+//! message that arrives into the mixer, with the seq Redis's script gave it.
+//!
+//! Subscriptions are per topic (`<prefix>:<topic>`), changed as local clients come and go;
+//! only while some local client wants every topic is the pattern `<prefix>:*` used. On a lost
+//! connection the thread reconnects with backoff and subscribes again to what is wanted then.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
+use prometheus_client::metrics::counter::Counter;
+use serde_json::value::RawValue;
+
+use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off};
+use crate::interest::Interest;
+use crate::mixer::{MixerMsg, Publish};
+
+/// How long one wait for a message may block, so interest changes and stop are noticed.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Counters of the subscriber.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriberMetrics {
+    /// Messages received from Redis and handed to the mixer.
+    pub received: Counter,
+    /// Reconnections after a lost connection.
+    pub reconnects: Counter,
+    /// Messages that were not tickcast's (unparsable); dropped.
+    pub malformed: Counter,
+}
+
+/// The bus subscriber thread's state.
+pub struct BusSubscriber {
+    cfg: BusConfig,
+    interest: Arc<Interest>,
+    mixer: Sender<MixerMsg>,
+    stop: Receiver<()>,
+    state: Arc<BusState>,
+    metrics: SubscriberMetrics,
+}
+
+/// What is subscribed on the current connection.
+#[derive(Default)]
+struct Subscribed {
+    channels: BTreeSet<String>,
+    pattern: bool,
+    version: Option<u64>,
+}
+
+impl BusSubscriber {
+    /// A subscriber feeding `mixer`; it stops when `stop`'s sender is dropped.
+    pub fn new(
+        cfg: BusConfig,
+        interest: Arc<Interest>,
+        mixer: Sender<MixerMsg>,
+        stop: Receiver<()>,
+        state: Arc<BusState>,
+        metrics: SubscriberMetrics,
+    ) -> Self {
+        BusSubscriber {
+            cfg,
+            interest,
+            mixer,
+            stop,
+            state,
+            metrics,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        matches!(
+            self.stop.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        )
+    }
+
+    /// Runs until stopped.
+    pub fn run(self) {
+        let mut backoff = BACKOFF_MIN;
+        let mut connected_before = false;
+        while !self.stopping() {
+            let conn = redis::Client::open(self.cfg.url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)));
+            let mut conn = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    log::debug!("redis subscriber: cannot connect to {}: {e}", self.cfg.url);
+                    back_off(&mut backoff, || self.stopping());
+                    continue;
+                }
+            };
+            if connected_before {
+                self.metrics.reconnects.inc();
+            }
+            connected_before = true;
+            backoff = BACKOFF_MIN;
+            log::info!("redis subscriber connected to {}", self.cfg.url);
+            if let Err(e) = self.serve(&mut conn) {
+                log::warn!("redis subscriber lost its connection ({e}); reconnecting");
+            }
+            self.state.set_subscriber(false);
+        }
+        log::debug!("bus subscriber stopped");
+    }
+
+    /// Follows interest and forwards messages until the connection fails or the node stops.
+    fn serve(&self, conn: &mut redis::Connection) -> redis::RedisResult<()> {
+        conn.set_read_timeout(Some(POLL))?;
+        let mut pubsub = conn.as_pubsub();
+        let mut subscribed = Subscribed::default();
+        self.state.set_subscriber(true);
+        loop {
+            if self.stopping() {
+                return Ok(());
+            }
+            if subscribed.version != Some(self.interest.version()) {
+                self.follow_interest(&mut pubsub, &mut subscribed)?;
+            }
+            match pubsub.get_message() {
+                Ok(msg) => self.forward(msg.get_channel_name(), msg.get_payload_bytes()),
+                Err(e) if e.is_timeout() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Brings the connection's subscriptions in line with the node's interest.
+    fn follow_interest(
+        &self,
+        pubsub: &mut redis::PubSub<'_>,
+        now: &mut Subscribed,
+    ) -> redis::RedisResult<()> {
+        let snap = self.interest.snapshot();
+        let wanted: BTreeSet<String> = if snap.wildcard {
+            BTreeSet::new()
+        } else {
+            snap.topics
+                .iter()
+                .filter(|t| self.cfg.carries(t))
+                .map(|t| self.cfg.channel(t))
+                .collect()
+        };
+        let pattern = format!("{}:*", self.cfg.prefix);
+        if snap.wildcard && !now.pattern {
+            pubsub.psubscribe(&pattern)?;
+            now.pattern = true;
+        }
+        let gone: Vec<String> = now.channels.difference(&wanted).cloned().collect();
+        let new: Vec<String> = wanted.difference(&now.channels).cloned().collect();
+        if !new.is_empty() {
+            pubsub.subscribe(&new)?;
+        }
+        if !gone.is_empty() {
+            pubsub.unsubscribe(&gone)?;
+        }
+        if !snap.wildcard && now.pattern {
+            pubsub.punsubscribe(&pattern)?;
+            now.pattern = false;
+        }
+        now.channels = wanted;
+        now.version = Some(snap.version);
+        Ok(())
+    }
+
+    /// Parses one Redis message and hands it to the mixer (blocking only this thread).
+    fn forward(&self, channel: &str, payload: &[u8]) {
+        let Some(topic) = self.cfg.topic_of(channel) else {
+            return;
+        };
+        if !self.cfg.carries(topic) {
+            // A server topic published by a node with --redis-publish-providers, while this
+            // node keeps its own: not mixed into the local sequence.
+            return;
+        }
+        let Ok(wire) = serde_json::from_slice::<Wire<'_>>(payload) else {
+            self.metrics.malformed.inc();
+            log::debug!("ignoring a malformed message on {channel}");
+            return;
+        };
+        let data: Box<RawValue> = wire.data.to_owned();
+        let mut msg = MixerMsg::Publish(Publish {
+            topic: Arc::from(topic),
+            data,
+            from: wire.from.map(Arc::from),
+            nick: wire.nick.map(Arc::from),
+            kind: match wire.kind {
+                Some("me") => Some("me"),
+                _ => None,
+            },
+            seq: Some(wire.seq),
+        });
+        loop {
+            match self.mixer.send_timeout(msg, Duration::from_millis(100)) {
+                Ok(()) => {
+                    self.metrics.received.inc();
+                    return;
+                }
+                Err(SendTimeoutError::Timeout(back)) if !self.stopping() => msg = back,
+                Err(_) => return,
+            }
+        }
+    }
+}
