@@ -1,0 +1,265 @@
+//! Two tickcast nodes sharing rooms through a real `redis-server` (started here on a free
+//! port): publishes reach both nodes once and in one order, local streams survive Redis going
+//! away, and cross-node delivery resumes when it is back.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use tickcast::bus::BusConfig;
+use tickcast::server::RunningServer;
+use tungstenite::Message;
+
+/// A redis-server child process on a given port, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: u16) -> Option<Redis> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let redis = Redis { child, port };
+        wait_for("redis-server to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn node(url: &str, prefix: &str) -> RunningServer {
+    let mut cfg = test_config(2);
+    cfg.redis = Some(BusConfig {
+        url: url.into(),
+        prefix: prefix.into(),
+        publish_providers: false,
+    });
+    start(cfg)
+}
+
+fn healthz(addr: SocketAddr) -> String {
+    http_get(addr, "/healthz").1
+}
+
+/// Joins `room`, waits for the welcome.
+fn member(addr: SocketAddr, room: &str, id: &str) -> Client {
+    let mut ws = connect(addr, &format!("/ws?room={room}&client_id={id}"));
+    assert_eq!(next_json(&mut ws)["type"], "welcome");
+    ws
+}
+
+fn data_on(ws: &mut Client, topic: &str) -> Value {
+    for _ in 0..10_000 {
+        let v = next_json(ws);
+        if v["topic"] == topic && v.get("seq").is_some() {
+            return v;
+        }
+    }
+    panic!("no data on {topic}");
+}
+
+fn publish(ws: &mut Client, topic: &str, data: Value) {
+    ws.send(Message::text(
+        json!({"op":"publish","topic":topic,"data":data}).to_string(),
+    ))
+    .unwrap();
+}
+
+/// Publishes probes from `from` until `to` receives one (both nodes subscribed), bounded.
+fn await_bus(from: &mut Client, to: &mut Client, topic: &str) {
+    to.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut seen = false;
+    for i in 0..150 {
+        publish(from, topic, json!({"probe": i}));
+        let deadline = std::time::Instant::now() + Duration::from_millis(200);
+        while std::time::Instant::now() < deadline {
+            match to.read() {
+                Ok(Message::Text(t)) if t.contains("\"probe\"") && t.contains("\"seq\"") => {
+                    seen = true
+                }
+                _ => {}
+            }
+            if seen {
+                break;
+            }
+        }
+        if seen {
+            break;
+        }
+    }
+    to.get_mut().set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    assert!(seen, "cross-node delivery on {topic} did not start");
+}
+
+/// Reads until the probes stop and a message with `"n"` arrives; returns it.
+fn skip_probes(ws: &mut Client, topic: &str) -> Value {
+    loop {
+        let m = data_on(ws, topic);
+        if m["data"].get("probe").is_none() {
+            return m;
+        }
+    }
+}
+
+#[test]
+fn two_nodes_share_rooms_through_redis_and_survive_its_loss() {
+    let port = free_port();
+    let Some(redis) = Redis::start(port) else {
+        panic!("redis-server is not installed: scripts/test.sh installs it");
+    };
+    let url = redis.url();
+    let prefix = format!("t{}", free_port());
+    let a = node(&url, &prefix);
+    let b = node(&url, &prefix);
+    wait_for("both nodes to reach redis", || {
+        healthz(a.local_addr()) == "ok\n" && healthz(b.local_addr()) == "ok\n"
+    });
+
+    let mut on_a = member(a.local_addr(), "room.bus", "alice");
+    let mut on_b = member(b.local_addr(), "room.bus", "bob");
+    await_bus(&mut on_a, &mut on_b, "room.bus");
+    await_bus(&mut on_b, &mut on_a, "room.bus");
+    // Publishes from both nodes, interleaved.
+    for n in 0..20 {
+        publish(&mut on_a, "room.bus", json!({"n": n, "node": "a"}));
+        publish(&mut on_b, "room.bus", json!({"n": n, "node": "b"}));
+    }
+    let collect = |ws: &mut Client| -> Vec<(u64, String, u64)> {
+        let first = skip_probes(ws, "room.bus");
+        let mut got = vec![first];
+        while got.len() < 40 {
+            got.push(data_on(ws, "room.bus"));
+        }
+        got.iter()
+            .map(|m| {
+                (
+                    m["seq"].as_u64().unwrap(),
+                    m["data"]["node"].as_str().unwrap().to_string(),
+                    m["data"]["n"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let seen_a = collect(&mut on_a);
+    let seen_b = collect(&mut on_b);
+    assert_eq!(
+        seen_a, seen_b,
+        "both nodes deliver the same messages in the same order"
+    );
+    assert!(
+        seen_a.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+        "one cluster-wide sequence, no gap or duplicate"
+    );
+    for node in ["a", "b"] {
+        let ns: Vec<u64> = seen_a.iter().filter(|m| m.1 == node).map(|m| m.2).collect();
+        assert_eq!(
+            ns,
+            (0..20).collect::<Vec<_>>(),
+            "each node's publishes once, in order"
+        );
+    }
+    assert!(metric(a.local_addr(), "tickcast_bus_published_total", &[]) >= 20.0);
+    assert!(metric(b.local_addr(), "tickcast_bus_received_total", &[]) >= 40.0);
+
+    // Redis goes away: local streams go on, /healthz says so.
+    let healthy_a = Healthy::start(a.local_addr());
+    let healthy_b = Healthy::start(b.local_addr());
+    drop(redis);
+    wait_for("node a to notice", || {
+        healthz(a.local_addr()) == "degraded: redis\n"
+    });
+    wait_for("node b to notice", || {
+        healthz(b.local_addr()) == "degraded: redis\n"
+    });
+    let (ra, rb) = (healthy_a.received(), healthy_b.received());
+    healthy_a.wait_for_more(ra);
+    healthy_b.wait_for_more(rb);
+
+    // Redis is back (empty, on the same port): both reconnect and resubscribe.
+    let redis = Redis::start(port).expect("restart redis-server");
+    wait_for("both nodes to reconnect", || {
+        healthz(a.local_addr()) == "ok\n" && healthz(b.local_addr()) == "ok\n"
+    });
+    assert!(metric(a.local_addr(), "tickcast_redis_reconnects_total", &[]) >= 1.0);
+    await_bus(&mut on_b, &mut on_a, "room.bus");
+    publish(&mut on_b, "room.bus", json!({"n": 100, "node": "b"}));
+    let after = skip_probes(&mut on_a, "room.bus");
+    assert_eq!(after["data"]["n"], 100);
+    assert!(
+        after["seq"].as_u64().unwrap() > seen_a.last().unwrap().0,
+        "seq keeps increasing across a Redis restart"
+    );
+    healthy_a.finish();
+    healthy_b.finish();
+    close_client(on_a);
+    close_client(on_b);
+    a.shutdown();
+    b.shutdown();
+    drop(redis);
+}
+
+#[test]
+fn unreachable_redis_at_start_still_serves_local_streams() {
+    let port = free_port();
+    let a = node(&format!("redis://127.0.0.1:{port}"), "tc");
+    assert_eq!(healthz(a.local_addr()), "degraded: redis\n");
+    let healthy = Healthy::start(a.local_addr());
+    let redis = Redis::start(port).expect("start redis-server");
+    wait_for("the node to connect late", || {
+        healthz(a.local_addr()) == "ok\n"
+    });
+    healthy.finish();
+    a.shutdown();
+    drop(redis);
+}
+
+#[test]
+fn a_bad_redis_url_is_a_clear_error_at_start() {
+    let mut cfg = test_config(1);
+    cfg.redis = Some(BusConfig {
+        url: "http://example".into(),
+        prefix: "tc".into(),
+        publish_providers: false,
+    });
+    let err = tickcast::server::Server::bind(cfg).unwrap_err().to_string();
+    assert!(err.contains("invalid --redis URL"), "{err}");
+}
