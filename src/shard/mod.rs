@@ -117,6 +117,10 @@ pub struct Shard {
     shared: Shared,
     queue: Receiver<ShardMsg>,
     intake: Receiver<Intake>,
+    /// The shard's own handle on its waker's eventfd. Without it the last handle could be
+    /// another thread's (the mixer's, at shutdown): dropping it right after `wake()` closes
+    /// the eventfd, which removes the pending event from this poll, and the wake-up is lost.
+    _waker: Arc<Waker>,
     parked: Arc<AtomicBool>,
     conn_count: Arc<AtomicUsize>,
     scratch: Vec<u8>,
@@ -157,6 +161,7 @@ impl Shard {
             },
             queue: queue_rx,
             intake: intake_rx,
+            _waker: waker.clone(),
             parked: parked.clone(),
             conn_count: conn_count.clone(),
             scratch: vec![0; SCRATCH],
