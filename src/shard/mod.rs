@@ -249,7 +249,7 @@ impl Shard {
         // Connections whose read budget ran out last turn go first.
         let again = std::mem::take(&mut self.shared.to_read);
         for (token, id) in again {
-            self.read_conn(token, Some(id), now, now_us);
+            self.read_conn(token, Some(id), true, now, now_us);
         }
         for event in events.iter() {
             let token = event.token();
@@ -257,7 +257,8 @@ impl Shard {
                 continue;
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                self.read_conn(token.0, None, now, now_us);
+                let closed = event.is_read_closed() || event.is_error();
+                self.read_conn(token.0, None, closed, now, now_us);
             }
             if event.is_writable()
                 && let Some(conn) = self.conns.get_mut(token.0)
@@ -269,7 +270,14 @@ impl Shard {
         }
     }
 
-    fn read_conn(&mut self, token: usize, id: Option<u64>, now: Instant, now_us: u64) {
+    fn read_conn(
+        &mut self,
+        token: usize,
+        id: Option<u64>,
+        until_eof: bool,
+        now: Instant,
+        now_us: u64,
+    ) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -277,7 +285,7 @@ impl Shard {
             return;
         }
         let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
-        conn.on_readable(&mut ctx, &mut self.scratch);
+        conn.on_readable(&mut ctx, &mut self.scratch, until_eof);
     }
 
     fn fire_timers(&mut self, now: Instant, now_us: u64, fired: &mut Vec<(TimerKey, u64)>) {
