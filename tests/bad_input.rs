@@ -334,3 +334,54 @@ fn an_idle_client_is_closed_after_the_idle_timeout_but_pongs_keep_one_alive() {
     healthy.finish();
     server.shutdown();
 }
+
+#[test]
+fn clients_that_vanish_at_any_stage_are_reaped_and_counted() {
+    const EACH: usize = 100;
+    let server = start(bad_input_config());
+    let addr = server.local_addr();
+    let healthy = Healthy::start(addr);
+    let before = scrape(addr);
+    let mut upgraded = 0;
+    for i in 0..EACH * 3 {
+        match i % 3 {
+            // Gone before finishing the request.
+            0 => {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"GET /ws HTTP/1.1\r\nHo").unwrap();
+            }
+            // Gone right after the upgrade, without a close frame.
+            1 => {
+                drop(RawWs::connect(addr, "/ws?topics=ticks"));
+                upgraded += 1;
+            }
+            // Gone in the middle of a frame.
+            _ => {
+                let mut ws = RawWs::connect(addr, "/echo");
+                ws.send_raw(&client_frame(op::FIN | op::TEXT, b"half a frame", Some(MASK))[..6]);
+                upgraded += 1;
+            }
+        }
+    }
+    wait_metric(
+        addr,
+        "tickcast_closes_total",
+        &[("code", "1006")],
+        before.sum("tickcast_closes_total", &[("code", "1006")]) + upgraded as f64,
+    );
+    wait_for("every vanished connection to be reaped", || {
+        // The healthy client and the scrape itself.
+        metric(addr, "tickcast_connections", &[]) <= 2.0
+    });
+    let m = scrape(addr);
+    assert_eq!(
+        m.sum("tickcast_handshakes_total", &[]) - before.sum("tickcast_handshakes_total", &[]),
+        upgraded as f64
+    );
+    assert_eq!(
+        m.sum("tickcast_handshake_failures_total", &[("reason", "eof")]),
+        EACH as f64
+    );
+    healthy.finish();
+    server.shutdown();
+}

@@ -233,3 +233,89 @@ fn metrics_lists_every_family_and_the_counters_move() {
     assert_eq!(after.sum("tickcast_drops_total", &[]), 0.0);
     server.shutdown();
 }
+
+#[test]
+fn a_handshake_in_pieces_or_followed_by_frames_in_the_same_write_works() {
+    use std::io::{Read, Write};
+    let server = start(quiet_config(1));
+    let addr = server.local_addr();
+    let request = upgrade_request(
+        "/echo",
+        &format!("Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n"),
+    );
+
+    // Frames right behind the request head, in one write: processed after the upgrade.
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut bytes = request.clone().into_bytes();
+    bytes.extend(client_frame(op::FIN | op::TEXT, b"early", Some(MASK)));
+    bytes.extend(client_frame(op::FIN | op::PING, b"p", Some(MASK)));
+    stream.write_all(&bytes).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let frames = loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+            let mut rest = &got[end + 4..];
+            let mut frames = Vec::new();
+            while let Some((f, used)) = parse_server_frame(rest) {
+                frames.push(f);
+                rest = &rest[used..];
+            }
+            if frames.len() == 2 {
+                break frames;
+            }
+        }
+    };
+    assert_eq!(frames[0].opcode(), op::TEXT);
+    assert_eq!(frames[0].payload, b"early");
+    assert_eq!(frames[1].opcode(), op::PONG);
+    assert_eq!(frames[1].payload, b"p");
+    drop(stream);
+
+    // A request head written a few bytes at a time.
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    for piece in request.as_bytes().chunks(7) {
+        stream.write_all(piece).unwrap();
+        stream.flush().unwrap();
+    }
+    let mut ws = RawWs::from_upgraded(stream);
+    ws.send(op::FIN | op::TEXT, b"pieces");
+    assert_eq!(ws.read_frame().unwrap().text(), "pieces");
+    drop(ws);
+    server.shutdown();
+}
+
+#[test]
+fn a_burst_bigger_than_one_read_budget_is_echoed_completely() {
+    const MESSAGES: usize = 48;
+    const SIZE: usize = 16 * 1024;
+    let server = start(quiet_config(1));
+    let mut ws = RawWs::connect(server.local_addr(), "/echo");
+    let mut burst = Vec::new();
+    let bodies: Vec<Vec<u8>> = (0..MESSAGES)
+        .map(|i| {
+            let mut b = format!("{i:04}").into_bytes();
+            b.resize(SIZE, b'a' + (i % 26) as u8);
+            b
+        })
+        .collect();
+    for body in &bodies {
+        burst.extend(client_frame(op::FIN | op::BINARY, body, Some(MASK)));
+    }
+    // About 768 KiB in one write: more than the shard reads for one connection per turn.
+    ws.send_raw(&burst);
+    for body in &bodies {
+        let f = ws.read_frame().expect("an echo");
+        assert_eq!(f.opcode(), op::BINARY);
+        assert_eq!(&f.payload[..4], &body[..4]);
+        assert_eq!(f.payload, *body);
+    }
+    drop(ws);
+    server.shutdown();
+}
