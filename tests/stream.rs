@@ -81,12 +81,11 @@ fn two_hundred_clients_over_two_shards_receive_the_same_seqs() {
     );
     // The shards' own view agrees (the scrape's connection counts on one shard too).
     let m = scrape(addr);
-    for shard in 0..2 {
+    for (shard, welcomed) in per_shard.iter().enumerate() {
         let seen = m.sum("tickcast_connections", &[("shard", &shard.to_string())]);
         assert!(
-            seen >= per_shard[shard] as f64,
-            "shard {shard}: gauge {seen}, welcomed {}",
-            per_shard[shard]
+            seen >= *welcomed as f64,
+            "shard {shard}: gauge {seen}, welcomed {welcomed}"
         );
     }
 
