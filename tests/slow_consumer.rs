@@ -63,7 +63,7 @@ fn flood(
             assert_eq!(m["seq"], seq, "the healthy client must get every seq");
         }
         batches += 1;
-        if batches % 16 == 0 && done(addr) {
+        if batches.is_multiple_of(16) && done(addr) {
             return published;
         }
         assert!(
@@ -88,10 +88,8 @@ fn kernel_queued(server_port: u16, client_port: u16) -> u64 {
             u64::from_str_radix(tx, 16).unwrap(),
             u64::from_str_radix(rx, 16).unwrap(),
         );
-        if (local, remote) == (server_port, client_port) {
-            total += tx + rx;
-            found += 1;
-        } else if (local, remote) == (client_port, server_port) {
+        let ends = [(server_port, client_port), (client_port, server_port)];
+        if ends.contains(&(local, remote)) {
             total += tx + rx;
             found += 1;
         }

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use common::*;
 use serde_json::{Value, json};
+use tickcast::config::ServerConfig;
 use tungstenite::Message;
 
 /// Reads data messages until one on `topic` with `seq`, returning every data message read
@@ -80,12 +81,11 @@ fn two_hundred_clients_over_two_shards_receive_the_same_seqs() {
     );
     // The shards' own view agrees (the scrape's connection counts on one shard too).
     let m = scrape(addr);
-    for shard in 0..2 {
+    for (shard, welcomed) in per_shard.iter().enumerate() {
         let seen = m.sum("tickcast_connections", &[("shard", &shard.to_string())]);
         assert!(
-            seen >= per_shard[shard] as f64,
-            "shard {shard}: gauge {seen}, welcomed {}",
-            per_shard[shard]
+            seen >= *welcomed as f64,
+            "shard {shard}: gauge {seen}, welcomed {welcomed}"
         );
     }
 
@@ -338,6 +338,36 @@ fn a_bad_topic_list_at_connect_time_is_refused_with_400() {
     );
     // A good one still works on the same server.
     let (ws, _) = connect_stream(addr, "ok");
+    close_client(ws);
+    server.shutdown();
+}
+
+#[test]
+fn a_connection_cannot_hold_more_topics_than_the_limit() {
+    let server = start(ServerConfig {
+        max_topics_per_conn: 3,
+        ..quiet_config(1)
+    });
+    let addr = server.local_addr();
+    let err = try_connect(addr, "/ws?topics=a,b,c,d").unwrap_err();
+    assert!(err.contains("400"), "{err}");
+    let (mut ws, _) = connect_stream(addr, "a,b");
+    let err = op_reply(&mut ws, r#"{"op":"subscribe","topics":["c","d"]}"#, "error");
+    assert_eq!(err["code"], "too_many_topics");
+    // Nothing of the refused operation took effect; one more topic still fits.
+    op_reply(
+        &mut ws,
+        r#"{"op":"subscribe","topics":["b","c"]}"#,
+        "subscribed",
+    );
+    let p = server.publisher();
+    for topic in ["d", "c"] {
+        assert!(p.publish(topic, "{}"));
+    }
+    assert_eq!(
+        topic_seqs(&read_through(&mut ws, "c", 1)),
+        vec![("c".into(), 1)]
+    );
     close_client(ws);
     server.shutdown();
 }

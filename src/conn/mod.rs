@@ -278,8 +278,11 @@ impl Conn {
         self.arm_timer(ctx);
     }
 
-    /// Reads what the socket holds and acts on it.
-    pub fn on_readable(&mut self, ctx: &mut ConnCtx<'_>, scratch: &mut [u8]) {
+    /// Reads what the socket holds and acts on it. `until_eof` is set when the event says
+    /// the peer has closed its side (or when re-reading after a spent budget): then a short
+    /// read does not prove the socket drained, since data and FIN may arrive in one edge and
+    /// no later edge would report the end.
+    pub fn on_readable(&mut self, ctx: &mut ConnCtx<'_>, scratch: &mut [u8], until_eof: bool) {
         for _ in 0..MAX_READS_PER_EVENT {
             if self.is_closed() {
                 return;
@@ -289,7 +292,7 @@ impl Conn {
                 Ok(n) => {
                     self.last_recv = ctx.now;
                     self.on_bytes(ctx, &mut scratch[..n]);
-                    if n < scratch.len() {
+                    if n < scratch.len() && !until_eof {
                         // Short read: the socket is drained; a new edge comes with new data.
                         return;
                     }

@@ -164,6 +164,10 @@ pub struct Shard {
     shared: Shared,
     queue: Receiver<ShardMsg>,
     intake: Receiver<Intake>,
+    /// The shard's own handle on its waker's eventfd. Without it the last handle could be
+    /// another thread's (the mixer's, at shutdown): dropping it right after `wake()` closes
+    /// the eventfd, which removes the pending event from this poll, and the wake-up is lost.
+    _waker: Arc<Waker>,
     parked: Arc<AtomicBool>,
     conn_count: Arc<AtomicUsize>,
     scratch: Vec<u8>,
@@ -208,6 +212,7 @@ impl Shard {
             },
             queue: queue_rx,
             intake: intake_rx,
+            _waker: waker.clone(),
             parked: parked.clone(),
             conn_count: conn_count.clone(),
             scratch: vec![0; SCRATCH],
@@ -298,7 +303,7 @@ impl Shard {
         // Connections whose read budget ran out last turn go first.
         let again = std::mem::take(&mut self.shared.to_read);
         for (token, id) in again {
-            self.read_conn(token, Some(id), now, now_us);
+            self.read_conn(token, Some(id), true, now, now_us);
         }
         for event in events.iter() {
             let token = event.token();
@@ -306,7 +311,8 @@ impl Shard {
                 continue;
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                self.read_conn(token.0, None, now, now_us);
+                let closed = event.is_read_closed() || event.is_error();
+                self.read_conn(token.0, None, closed, now, now_us);
             }
             if event.is_writable()
                 && let Some(conn) = self.conns.get_mut(token.0)
@@ -318,7 +324,14 @@ impl Shard {
         }
     }
 
-    fn read_conn(&mut self, token: usize, id: Option<u64>, now: Instant, now_us: u64) {
+    fn read_conn(
+        &mut self,
+        token: usize,
+        id: Option<u64>,
+        until_eof: bool,
+        now: Instant,
+        now_us: u64,
+    ) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -326,7 +339,7 @@ impl Shard {
             return;
         }
         let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
-        conn.on_readable(&mut ctx, &mut self.scratch);
+        conn.on_readable(&mut ctx, &mut self.scratch, until_eof);
     }
 
     fn fire_timers(&mut self, now: Instant, now_us: u64, fired: &mut Vec<(TimerKey, u64)>) {

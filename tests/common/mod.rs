@@ -523,14 +523,19 @@ impl RawWs {
     }
 
     /// Completes a handshake on an already connected stream; panics unless it gets 101.
-    /// Reads the response head byte by byte, so nothing after it is consumed.
     pub fn handshake(mut stream: TcpStream, path: &str) -> RawWs {
-        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         let req = upgrade_request(
             path,
             &format!("Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n"),
         );
         stream.write_all(req.as_bytes()).unwrap();
+        Self::from_upgraded(stream)
+    }
+
+    /// Reads the answer to an upgrade request the caller already wrote; panics unless it is
+    /// a valid 101. Reads the head byte by byte, so nothing after it is consumed.
+    pub fn from_upgraded(mut stream: TcpStream) -> RawWs {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {

@@ -1,0 +1,279 @@
+//! The `tickcast serve` process: graceful shutdown on SIGTERM (every queued frame, then close
+//! 1001, exit 0), the drain timeout, the second signal, and a port already in use.
+//!
+//! These tests run the real binary on port 0 and learn its address from the
+//! "tickcast listening on ADDR: ..." line it logs on stderr at start-up.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tungstenite::Message;
+
+/// A spawned server process; killed on drop if the test did not end it.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+    /// Every stderr line after the listening line, as it comes.
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Process {
+    /// Starts `tickcast serve --listen 127.0.0.1:0 --no-pin <args>` and waits for its
+    /// listening line.
+    fn spawn(args: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-pin"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tickcast");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + WAIT_LIMIT;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("the server logs its listening address");
+            if let Some(addr) = listening_addr(&line) {
+                break addr;
+            }
+        };
+        Process {
+            child,
+            addr,
+            stderr: rx,
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits (bounded) for the process to exit.
+    fn wait(&mut self) -> ExitStatus {
+        wait_exit(&mut self.child)
+    }
+
+    /// Stderr lines logged so far.
+    fn logged(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The address in "... tickcast listening on 127.0.0.1:PORT: 2 shard(s) ...".
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("tickcast listening on ").nth(1)?;
+    let addr = rest.split(": ").next()?;
+    Some(
+        addr.trim_end_matches(':')
+            .parse()
+            .expect("a socket address"),
+    )
+}
+
+fn wait_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server did not exit within {WAIT_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What one client saw until its connection ended.
+#[derive(Debug)]
+struct Seen {
+    first: u64,
+    last: u64,
+    count: u64,
+    gaps: Vec<(u64, u64)>,
+    close: Option<u16>,
+}
+
+/// A client on its own thread reading ticks until the server closes; `counter` counts ticks.
+fn reader(addr: SocketAddr, counter: Arc<AtomicU64>) -> JoinHandle<Seen> {
+    let (mut ws, _) = connect_stream(addr, "ticks");
+    std::thread::spawn(move || {
+        let mut seen = Seen {
+            first: 0,
+            last: 0,
+            count: 0,
+            gaps: vec![],
+            close: None,
+        };
+        loop {
+            match ws.read() {
+                Ok(Message::Text(t)) => {
+                    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    let seq = v["seq"].as_u64().unwrap();
+                    if seen.count == 0 {
+                        seen.first = seq;
+                    } else if seq != seen.last + 1 {
+                        seen.gaps.push((seen.last, seq));
+                    }
+                    seen.last = seq;
+                    seen.count += 1;
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(Message::Close(frame)) if seen.close.is_none() => {
+                    seen.close = Some(frame.map_or(1005, |f| f.code.into()));
+                    // tungstenite queues the close reply; keep reading to send it and to
+                    // see the server end the connection.
+                }
+                Ok(_) => {}
+                Err(_) => return seen,
+            }
+        }
+    })
+}
+
+#[test]
+fn sigterm_delivers_every_queued_frame_then_1001_and_exits_0() {
+    const CLIENTS: usize = 20;
+    let mut server = Process::spawn(&[
+        "--shards",
+        "2",
+        "--providers",
+        "2",
+        "--interval",
+        "2ms",
+        "--drain-timeout",
+        "20s",
+    ]);
+    let counters: Vec<Arc<AtomicU64>> = (0..CLIENTS).map(|_| Arc::default()).collect();
+    let readers: Vec<_> = counters
+        .iter()
+        .map(|c| reader(server.addr, c.clone()))
+        .collect();
+    wait_for("every client to receive ticks", || {
+        counters.iter().all(|c| c.load(Ordering::SeqCst) >= 20)
+    });
+
+    server.signal(libc::SIGTERM);
+    let status = server.wait();
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+
+    let seen: Vec<Seen> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    let last = seen[0].last;
+    for (i, s) in seen.iter().enumerate() {
+        assert!(s.gaps.is_empty(), "client {i} saw gaps: {s:?}");
+        assert_eq!(s.close, Some(1001), "client {i}: {s:?}");
+        // Every client got everything the mixer sequenced before it stopped.
+        assert_eq!(s.last, last, "client {i} ended elsewhere: {s:?}");
+        assert!(s.count >= 20 && s.first + s.count - 1 == s.last, "{s:?}");
+    }
+    let log = server.logged().join("\n");
+    assert!(log.contains("shutting down"), "{log}");
+}
+
+#[test]
+fn a_silent_client_delays_exit_only_until_the_drain_timeout() {
+    let mut server =
+        Process::spawn(&["--shards", "1", "--providers", "1", "--drain-timeout", "1s"]);
+    // Completes the handshake, then never reads nor answers the close.
+    let _silent = RawWs::connect(server.addr, "/ws?topics=ticks");
+    wait_metric(server.addr, "tickcast_handshakes_total", &[], 1.0);
+    server.signal(libc::SIGTERM);
+    let status = server.wait();
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let mut server = Process::spawn(&[
+        "--shards",
+        "1",
+        "--providers",
+        "1",
+        "--drain-timeout",
+        "10m",
+    ]);
+    let _silent = RawWs::connect(server.addr, "/ws?topics=ticks");
+    wait_metric(server.addr, "tickcast_handshakes_total", &[], 1.0);
+    server.signal(libc::SIGTERM);
+    // Wait for the first signal to be seen before sending the second.
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        let line = server
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the server logs the first signal");
+        if line.contains("shutting down") {
+            break;
+        }
+    }
+    server.signal(libc::SIGINT);
+    // The drain would wait ten minutes; the second signal ends it (bounded wait).
+    let status = server.wait();
+    assert_ne!(status.code(), Some(0), "exit status {status:?}");
+}
+
+#[test]
+fn a_port_in_use_is_a_one_line_error_and_exit_code_1() {
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["serve", "--no-pin", "--listen", &addr.to_string()])
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tickcast");
+    let status = wait_exit(&mut child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "exit status {status:?}, stderr {stderr:?}"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr: {stderr:?}");
+    assert!(
+        lines[0].contains("address already in use") && lines[0].contains(&addr.to_string()),
+        "{stderr:?}"
+    );
+    drop(holder);
+}
