@@ -188,7 +188,8 @@ fn op_reply(ws: &mut Client, op: &str, kind: &str) -> Value {
     ws.send(Message::text(op)).unwrap();
     for _ in 0..10_000 {
         let v = next_json(ws);
-        if v.get("type").is_some() {
+        // Named topics other than the server's are rooms: presence frames come and go.
+        if v.get("type").is_some() && v["type"] != "presence" {
             assert_eq!(v["type"], kind, "reply to {op}: {v}");
             return v;
         }
@@ -307,10 +308,16 @@ fn bad_operations_get_an_error_frame_on_that_connection_only() {
     // The other client saw only the broadcasts, never an error frame.
     assert!(p.publish("alpha", "{}"));
     let last = cases.len() as u64 + 1;
-    for _ in 1..=last {
+    let mut data = 0;
+    while data < last {
         let v = next_json(&mut good);
+        if v["type"] == "presence" {
+            // `alpha` is a room: membership changes are announced to its members.
+            continue;
+        }
         assert!(v.get("type").is_none(), "the other client got {v}");
         assert_eq!(v["topic"], "alpha");
+        data += 1;
     }
     let m = scrape(addr);
     for code in codes {

@@ -110,9 +110,10 @@ impl Conn {
             None => None,
         };
         let session = if route == WsRoute::Stream {
-            Some(Box::new(self.new_session(ctx, req, identity).map_err(
-                |e| (bad_request(&e), "bad_request", format!("{}\n", e.message)),
-            )?))
+            let session = self
+                .new_session(ctx, req, identity)
+                .map_err(|e| refusal(&e))?;
+            Some(Box::new(session))
         } else {
             None
         };
@@ -262,10 +263,13 @@ impl Conn {
     }
 }
 
-/// The status of an upgrade whose `/ws` parameters are wrong.
-fn bad_request(e: &ClientError) -> u16 {
-    match e.code {
-        ErrorCode::Forbidden => 403,
-        _ => 400,
-    }
+/// The answer to an upgrade whose `/ws` parameters are wrong: status and counted reason.
+fn refusal(e: &ClientError) -> Refused {
+    let (status, reason) = match e.code {
+        ErrorCode::Forbidden => (403, "forbidden"),
+        ErrorCode::InvalidName => (400, "bad_client_id"),
+        ErrorCode::InvalidMessage => (400, "bad_since"),
+        _ => (400, "bad_topics"),
+    };
+    (status, reason, format!("{}\n", e.message))
 }
