@@ -100,6 +100,16 @@ impl Session {
         self.topics.len() + self.resuming.len()
     }
 
+    /// The mixer message announcing this client in `room`.
+    fn join_msg(&self, room: &Arc<str>, conn: ConnRef) -> MixerMsg {
+        MixerMsg::Join {
+            room: room.clone(),
+            conn,
+            client_id: self.client.id.clone(),
+            nick: self.client.nick.clone(),
+        }
+    }
+
     /// Rooms this connection is a member of.
     fn rooms(&self) -> Vec<Arc<str>> {
         self.topics
@@ -223,12 +233,7 @@ impl Conn {
         for name in names {
             let topic = ctx.subs.subscribe(name, ctx.token);
             if protocol::is_room(&topic) {
-                ctx.mixer.send(MixerMsg::Join {
-                    room: topic.clone(),
-                    conn: me,
-                    client_id: s.client.id.clone(),
-                    nick: s.client.nick.clone(),
-                });
+                ctx.mixer.send(s.join_msg(&topic, me));
             }
             s.topics.push(topic);
         }
@@ -407,12 +412,7 @@ impl Conn {
             } else {
                 let topic: Arc<str> = Arc::from(name.as_str());
                 if protocol::is_room(&topic) {
-                    ctx.mixer.send(MixerMsg::Join {
-                        room: topic.clone(),
-                        conn: me,
-                        client_id: s.client.id.clone(),
-                        nick: s.client.nick.clone(),
-                    });
+                    ctx.mixer.send(s.join_msg(&topic, me));
                 }
                 topic
             };

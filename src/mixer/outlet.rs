@@ -12,7 +12,7 @@ use crossbeam_channel::TrySendError;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::metrics::{DropLabel, Metrics};
-use crate::shard::{ShardLink, ShardMsg};
+use crate::shard::{ShardLink, ShardMsg, drain_into};
 
 /// Connection-addressed messages that may wait for room in one shard's queue.
 const MAX_PENDING: usize = 64 * 1024;
@@ -83,17 +83,9 @@ impl Outlet {
 
     /// Moves pending messages into the queue; true when none is left.
     pub fn flush_pending(&mut self) -> bool {
-        while let Some(msg) = self.pending.pop_front() {
-            match self.link.queue.try_send(msg) {
-                Ok(()) => self.unwoken = true,
-                Err(TrySendError::Full(msg)) => {
-                    self.pending.push_front(msg);
-                    return false;
-                }
-                Err(TrySendError::Disconnected(_)) => self.pending.clear(),
-            }
-        }
-        true
+        let (sent, done) = drain_into(&mut self.pending, &self.link.queue);
+        self.unwoken |= sent;
+        done
     }
 
     /// Whether messages still wait for room.

@@ -52,6 +52,20 @@ struct Room {
     count_dirty: bool,
 }
 
+impl Room {
+    /// The member list as `kind` (`snapshot` or `who`): names up to `list_max` members, the
+    /// count alone above.
+    fn list(&self, kind: &'static str, room: &str, list_max: usize) -> FrameBytes {
+        let count = self.members.len();
+        if count <= list_max {
+            let views: Vec<MemberView<'_>> = self.members.values().map(Member::view).collect();
+            replies::member_list(kind, room, Some(&views), count)
+        } else {
+            replies::member_list(kind, room, None, count)
+        }
+    }
+}
+
 /// What a membership change asks the mixer to send.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -97,15 +111,7 @@ impl Rooms {
         let list_max = self.list_max;
         let r = self.rooms.entry(room.clone()).or_default();
         let member = Member { client_id, nick };
-        let view_frame = |r: &Room| {
-            let count = r.members.len();
-            if count <= list_max {
-                let views: Vec<MemberView<'_>> = r.members.values().map(Member::view).collect();
-                replies::member_list("snapshot", room, Some(&views), count)
-            } else {
-                replies::member_list("snapshot", room, None, count)
-            }
-        };
+        let view_frame = |r: &Room| r.list("snapshot", room, list_max);
         if r.members.insert(conn, member.clone()).is_some() {
             // Already a member (a repeated join): answer with the list only.
             return Outcome {
@@ -187,15 +193,9 @@ impl Rooms {
 
     /// The member list of `room` for one connection (`/who`).
     pub fn who(&self, room: &str) -> FrameBytes {
-        let Some(r) = self.rooms.get(room) else {
-            return replies::member_list("who", room, Some(&[]), 0);
-        };
-        let count = r.members.len();
-        if count <= self.list_max {
-            let views: Vec<MemberView<'_>> = r.members.values().map(Member::view).collect();
-            replies::member_list("who", room, Some(&views), count)
-        } else {
-            replies::member_list("who", room, None, count)
+        match self.rooms.get(room) {
+            Some(r) => r.list("who", room, self.list_max),
+            None => replies::member_list("who", room, Some(&[]), 0),
         }
     }
 

@@ -17,7 +17,7 @@ mod stats;
 mod subs;
 mod timer;
 
-pub use port::MixerPort;
+pub use port::{MixerPort, drain_into};
 pub use stats::ShardStats;
 pub use subs::{Subscriptions, WILDCARD};
 pub use timer::{TimerKey, TimerWheel};

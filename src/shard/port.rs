@@ -66,23 +66,31 @@ impl MixerPort {
 
     /// Moves waiting messages into the channel, in order; true when none is left.
     pub fn flush(&mut self) -> bool {
-        while let Some(msg) = self.pending.pop_front() {
-            match self.tx.try_send(msg) {
-                Ok(()) => {}
-                Err(TrySendError::Full(msg)) => {
-                    self.pending.push_front(msg);
-                    return false;
-                }
-                Err(TrySendError::Disconnected(_)) => self.pending.clear(),
-            }
-        }
-        true
+        drain_into(&mut self.pending, &self.tx).1
     }
 
     /// Whether messages are waiting.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
+}
+
+/// Moves waiting messages into a bounded channel, in order, until it is full. Returns
+/// whether anything was sent and whether nothing is left waiting (a closed channel discards
+/// the rest: its receiver is gone).
+pub fn drain_into<T>(pending: &mut VecDeque<T>, tx: &Sender<T>) -> (bool, bool) {
+    let mut sent = false;
+    while let Some(msg) = pending.pop_front() {
+        match tx.try_send(msg) {
+            Ok(()) => sent = true,
+            Err(TrySendError::Full(msg)) => {
+                pending.push_front(msg);
+                return (sent, false);
+            }
+            Err(TrySendError::Disconnected(_)) => pending.clear(),
+        }
+    }
+    (sent, true)
 }
 
 #[cfg(test)]
