@@ -16,12 +16,14 @@
 //!
 //! Map of the crate, in the order a message travels:
 //!
-//! - [`provider`]: the `Provider` trait and the built-in synthetic `ticker` feeds.
+//! - [`provider`]: the `Provider` trait, the built-in synthetic `ticker` feeds and the
+//!   `telemetry` provider (the server's own figures, published only while someone listens).
 //! - [`mixer`]: the single sequencer; stamps `topic`/`seq`/`ts`, serializes and frames once.
 //! - [`frame`]: server-to-client WebSocket frame encoding (`Arc<[u8]>`, shared by every client).
 //! - [`shard`]: one event loop per core: its queue, topic index, timer wheel and connections.
 //! - [`conn`]: one connection's state machine, inbound frame parser and outbox.
 //! - [`http`]: HTTP/1.1 request parsing, routing and the WebSocket upgrade answer.
+//! - [`dashboard`]: the live page served at `GET /` (embedded; draws `telemetry` and `ticks`).
 //! - [`protocol`]: the JSON messages clients send and the error frames they get back.
 //! - [`acceptor`]: accepts sockets and hands each to the least-loaded shard.
 //! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms.
@@ -33,6 +35,7 @@ pub mod acceptor;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod dashboard;
 pub mod frame;
 pub mod http;
 pub mod metrics;

@@ -216,6 +216,7 @@ impl Mixer {
             .or_insert_with(|| TopicState::new(p.topic.clone(), known, metrics));
         state.seq += 1;
         state.published.inc();
+        metrics.published_all.inc();
         let (topic, seq) = (state.name.clone(), state.seq);
         let envelope = Envelope {
             topic: &topic,

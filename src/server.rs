@@ -25,6 +25,7 @@ use crate::acceptor::{Acceptor, AcceptorHandle};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::mixer::{Mixer, MixerMsg, Publish};
+use crate::provider::telemetry::Telemetry;
 use crate::provider::{Provider, ProviderSet, ticker};
 use crate::shard::Shard;
 
@@ -90,13 +91,20 @@ impl Server {
         self.start_with(providers)
     }
 
-    /// Starts the server with the given providers.
+    /// Starts the server with the given providers, plus the telemetry provider unless
+    /// `telemetry_interval` is zero.
     pub fn start_with(
         self,
-        providers: Vec<Box<dyn Provider>>,
+        mut providers: Vec<Box<dyn Provider>>,
     ) -> Result<RunningServer, StartError> {
         let cfg = self.cfg;
         let metrics = Metrics::new(cfg.shards);
+        if !cfg.telemetry_interval.is_zero() {
+            providers.push(Box::new(Telemetry::new(
+                cfg.telemetry_interval,
+                metrics.clone(),
+            )));
+        }
         let mut shards = Vec::with_capacity(cfg.shards);
         let mut links = Vec::with_capacity(cfg.shards);
         for id in 0..cfg.shards {
@@ -137,6 +145,7 @@ impl Server {
             .name("tickcast-mixer".into())
             .spawn(move || mixer.run())
             .map_err(StartError::Io)?;
+        let provider_count = providers.len();
         let providers = ProviderSet::spawn(providers, &mixer_tx).map_err(StartError::Io)?;
 
         self.listener
@@ -155,7 +164,7 @@ impl Server {
             self.local_addr,
             cfg.shards,
             if pin { ", pinned" } else { "" },
-            cfg.ticker.feeds,
+            provider_count,
             cfg.linger
         );
         Ok(RunningServer {

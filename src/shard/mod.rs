@@ -17,7 +17,7 @@ mod subs;
 mod timer;
 
 pub use stats::ShardStats;
-pub use subs::{Subscriptions, WILDCARD};
+pub use subs::{Subscriptions, WILDCARD, Watch};
 pub use timer::{TimerKey, TimerWheel};
 
 use std::net::SocketAddr;
@@ -147,7 +147,10 @@ impl Shard {
             poll,
             conns: Slab::with_capacity(1024),
             shared: Shared {
-                subs: Subscriptions::default(),
+                subs: Subscriptions::watching(Watch {
+                    topic: crate::provider::telemetry::TOPIC,
+                    subscribers: metrics.telemetry_subscribers.clone(),
+                }),
                 stats: ShardStats::new(id, metrics, now),
                 timers: TimerWheel::new(now, TIMER_TICK, TIMER_SLOTS),
                 to_flush: Vec::new(),

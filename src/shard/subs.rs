@@ -5,14 +5,28 @@
 //! tokens, so adding, removing (swap-remove) and iterating are all O(1) per element and the
 //! iteration walks a dense array. Clients that asked for every topic (`*`) sit in a separate
 //! set visited for every frame.
+//!
+//! One topic may be *watched*: its subscribers (wildcard included) are counted across shards
+//! in a shared gauge, touched only on subscribe and unsubscribe, so that the provider behind
+//! it (telemetry) can skip its work while nobody listens.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use indexmap::IndexSet;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// The wildcard topic: every topic, including ones that appear later.
 pub const WILDCARD: &str = "*";
+
+/// A topic whose subscribers every shard counts into one shared gauge.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// The watched topic's name.
+    pub topic: &'static str,
+    /// Connections that would receive a message on `topic`, all shards together.
+    pub subscribers: Gauge,
+}
 
 /// Topic -> subscriber tokens, owned by one shard thread.
 #[derive(Debug)]
@@ -23,6 +37,8 @@ pub struct Subscriptions {
     wildcard: IndexSet<usize>,
     /// The shared name of the wildcard, handed to its subscribers.
     wildcard_name: Arc<str>,
+    /// The watched topic, if any.
+    watch: Option<Watch>,
 }
 
 impl Default for Subscriptions {
@@ -31,39 +47,68 @@ impl Default for Subscriptions {
             by_topic: HashMap::new(),
             wildcard: IndexSet::new(),
             wildcard_name: Arc::from(WILDCARD),
+            watch: None,
         }
     }
 }
 
 impl Subscriptions {
+    /// An empty index that counts the subscribers of `watch.topic` into `watch.subscribers`.
+    pub fn watching(watch: Watch) -> Self {
+        Subscriptions {
+            watch: Some(watch),
+            ..Subscriptions::default()
+        }
+    }
+
+    /// Adjusts the watched topic's gauge after `token` joined (`delta = 1`) or left (`-1`)
+    /// `topic`. Called only when the index really changed, so joins and leaves balance.
+    fn count_watched(&self, topic: &str, delta: i64) {
+        if let Some(w) = &self.watch
+            && (topic == WILDCARD || topic == w.topic)
+        {
+            w.subscribers.inc_by(delta);
+        }
+    }
+
     /// Adds `token` to `topic` (or to the wildcard set) and returns the shard's shared copy
     /// of the name, so that a thousand subscribers hold one string.
     pub fn subscribe(&mut self, topic: &str, token: usize) -> Arc<str> {
         if topic == WILDCARD {
-            self.wildcard.insert(token);
+            if self.wildcard.insert(token) {
+                self.count_watched(topic, 1);
+            }
             return self.wildcard_name.clone();
         }
         if let Some((name, _)) = self.by_topic.get_key_value(topic) {
             let name = name.clone();
-            self.by_topic.entry(name.clone()).or_default().insert(token);
+            if self.by_topic.entry(name.clone()).or_default().insert(token) {
+                self.count_watched(topic, 1);
+            }
             return name;
         }
         let name: Arc<str> = Arc::from(topic);
         self.by_topic.insert(name.clone(), IndexSet::from([token]));
+        self.count_watched(topic, 1);
         name
     }
 
     /// Removes `token` from `topic`. Returns false if it was not subscribed.
     pub fn unsubscribe(&mut self, topic: &str, token: usize) -> bool {
-        if topic == WILDCARD {
-            return self.wildcard.swap_remove(&token);
-        }
-        let Some(set) = self.by_topic.get_mut(topic) else {
-            return false;
+        let removed = if topic == WILDCARD {
+            self.wildcard.swap_remove(&token)
+        } else {
+            let Some(set) = self.by_topic.get_mut(topic) else {
+                return false;
+            };
+            let removed = set.swap_remove(&token);
+            if set.is_empty() {
+                self.by_topic.remove(topic);
+            }
+            removed
         };
-        let removed = set.swap_remove(&token);
-        if set.is_empty() {
-            self.by_topic.remove(topic);
+        if removed {
+            self.count_watched(topic, -1);
         }
         removed
     }
@@ -110,6 +155,28 @@ mod tests {
         assert_eq!(collect(&s, "ticks"), vec![1, 2, 3]);
         assert_eq!(collect(&s, "telemetry"), vec![3]);
         assert_eq!(s.count("ticks"), 3);
+    }
+
+    #[test]
+    fn watched_topic_counts_named_and_wildcard_subscribers_once() {
+        let gauge = Gauge::default();
+        let mut s = Subscriptions::watching(Watch {
+            topic: "telemetry",
+            subscribers: gauge.clone(),
+        });
+        s.subscribe("ticks", 1);
+        assert_eq!(gauge.get(), 0, "other topics are not counted");
+        s.subscribe("telemetry", 2);
+        s.subscribe("telemetry", 2);
+        assert_eq!(gauge.get(), 1, "a repeated subscribe counts once");
+        s.subscribe(WILDCARD, 3);
+        assert_eq!(gauge.get(), 2, "the wildcard receives telemetry too");
+        assert!(!s.unsubscribe("telemetry", 9));
+        assert_eq!(gauge.get(), 2, "unknown tokens change nothing");
+        s.unsubscribe("telemetry", 2);
+        s.unsubscribe(WILDCARD, 3);
+        s.unsubscribe(WILDCARD, 3);
+        assert_eq!(gauge.get(), 0);
     }
 
     #[test]
