@@ -282,6 +282,7 @@ fn the_dashboard_runs_in_chromium_and_survives_a_server_restart() {
                   .map(r => r.dataset.price).join(',')";
     let before = page.eval(prices);
     page.wait_for("a price change", &format!("{prices} !== {before}"), wait);
+    page.wait_for("a price flash", "document.getAnimations().length > 0", wait);
     page.wait_for("msgs/s above zero", &format!("{MSGS_RATE} > 0"), wait);
     page.wait_for(
         "7 connections in telemetry",

@@ -37,6 +37,8 @@ pub struct Telemetry {
     /// When the server started (µs since the Unix epoch), so a client can tell a restart.
     started_us: u64,
     started: Instant,
+    /// Cores this process may run on (read once: it takes a few syscalls).
+    cores: usize,
     /// Counters at the previous message; `None` after a period without subscribers.
     last: Option<Counters>,
 }
@@ -94,6 +96,7 @@ impl Telemetry {
             topic: Arc::from(TOPIC),
             started_us: unix_micros(),
             started: Instant::now(),
+            cores: crate::config::default_shards(),
             last: None,
         }
     }
@@ -155,7 +158,7 @@ impl Telemetry {
             interval_ms: self.interval.as_millis() as u64,
             started_us: self.started_us,
             uptime_s: at.saturating_duration_since(self.started).as_secs_f64(),
-            cores: crate::config::default_shards(),
+            cores: self.cores,
             cpu_percent: rates.as_ref().and_then(|r| r.cpu_percent),
             rss_bytes: status.and_then(|s| s.rss_bytes),
             threads: status.and_then(|s| s.threads),
