@@ -7,15 +7,28 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
-    need_apt+=(chromium)
+# The dashboard test drives headless Chromium (tests/browser/mod.rs looks for the same names,
+# or $TICKCAST_CHROMIUM).
+want_chromium=0
+if [ -z "${TICKCAST_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 \
+    && ! command -v chromium-browser >/dev/null 2>&1 && ! command -v google-chrome >/dev/null 2>&1 \
+    && ! command -v google-chrome-stable >/dev/null 2>&1; then
+    want_chromium=1
 fi
 command -v perf >/dev/null 2>&1 || true  # only scripts/flamegraph.sh needs perf
-if ((${#need_apt[@]})); then
-    echo "test.sh: installing ${need_apt[*]}"
+if ((${#need_apt[@]})) || ((want_chromium)); then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
+    if ((want_chromium)); then
+        # Debian calls the package `chromium`; Ubuntu `chromium-browser`.
+        if [ -n "$(apt-cache policy chromium 2>/dev/null | grep -v '(none)' | grep 'Candidate:')" ]; then
+            need_apt+=(chromium)
+        else
+            need_apt+=(chromium-browser)
+        fi
+    fi
+    echo "test.sh: installing ${need_apt[*]}"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 

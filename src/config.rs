@@ -116,6 +116,9 @@ pub struct ServerConfig {
     pub redis: Option<crate::bus::BusConfig>,
     /// The built-in synthetic market feeds.
     pub ticker: TickerConfig,
+    /// How often the `telemetry` provider publishes on the `telemetry` topic (only while
+    /// someone subscribes). Default 1 s; zero disables the provider. Otherwise 100 ms to 1 h.
+    pub telemetry_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -148,6 +151,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             redis: None,
             ticker: TickerConfig::default(),
+            telemetry_interval: Duration::from_secs(1),
         }
     }
 }
@@ -227,6 +231,12 @@ impl ServerConfig {
         if let Some(bus) = &self.redis {
             bus.validate()?;
         }
+        if !self.telemetry_interval.is_zero()
+            && !(Duration::from_millis(100)..=Duration::from_secs(3600))
+                .contains(&self.telemetry_interval)
+        {
+            return Err("--telemetry-interval must be 0 (off) or between 100ms and 1h".into());
+        }
         if self.ticker.symbols_per_feed == 0 {
             return Err("--symbols must be at least 1".into());
         }
@@ -251,6 +261,17 @@ mod tests {
             ..ServerConfig::default()
         };
         assert!(cfg.validate().unwrap_err().contains("idle-timeout"));
+    }
+
+    #[test]
+    fn telemetry_interval_is_off_or_bounded() {
+        let mut cfg = ServerConfig::default();
+        for (interval, ok) in [(0, true), (50, false), (100, true), (3_600_000, true)] {
+            cfg.telemetry_interval = Duration::from_millis(interval);
+            assert_eq!(cfg.validate().is_ok(), ok, "{interval} ms");
+        }
+        cfg.telemetry_interval = Duration::from_secs(3601);
+        assert!(cfg.validate().is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Every connection starts here. A request is parsed from the bytes received so far; once the
 //! head is complete it is routed to a WebSocket upgrade (`/ws`, `/echo`), a plain answer
-//! (`/healthz`, `/metrics`) or a precise error status. Plain answers close the connection
+//! (`/healthz`, `/metrics`, the dashboard at `/`) or a precise error status. Plain answers close the connection
 //! after they are written (`Connection: close`): the server speaks HTTP only to open
 //! WebSockets and to be scraped.
 
@@ -121,6 +121,8 @@ pub enum Target {
     Healthz,
     /// `GET /metrics`.
     Metrics,
+    /// `GET /`: the dashboard page.
+    Dashboard,
     /// An error answer; `reason` labels `tickcast_handshake_failures_total`.
     Reject {
         status: u16,
@@ -144,6 +146,7 @@ pub fn route(req: &Request) -> Target {
         "/echo" => WsRoute::Echo,
         "/healthz" => return Target::Healthz,
         "/metrics" => return Target::Metrics,
+        "/" | "/index.html" => return Target::Dashboard,
         _ => return reject(404, "not_found", "no such path\n"),
     };
     if !req.upgrade_websocket || !req.connection_upgrade {
@@ -294,6 +297,11 @@ mod tests {
         assert_eq!(
             route(&parse("GET /metrics HTTP/1.1\r\n\r\n")),
             Target::Metrics
+        );
+        assert_eq!(route(&parse("GET / HTTP/1.1\r\n\r\n")), Target::Dashboard);
+        assert_eq!(
+            route(&parse("GET /?utm=x HTTP/1.1\r\n\r\n")),
+            Target::Dashboard
         );
     }
 

@@ -16,13 +16,15 @@
 //!
 //! Map of the crate, in the order a message travels:
 //!
-//! - [`provider`]: the `Provider` trait and the built-in synthetic `ticker` feeds.
+//! - [`provider`]: the `Provider` trait, the built-in synthetic `ticker` feeds and the
+//!   `telemetry` provider (the server's own figures, published only while someone listens).
 //! - [`mixer`]: the single sequencer; stamps `topic`/`seq`/`ts`, serializes and frames once;
 //!   also owns room membership (presence) and per-topic history (resume).
 //! - [`frame`]: server-to-client WebSocket frame encoding (`Arc<[u8]>`, shared by every client).
 //! - [`shard`]: one event loop per core: its queue, topic index, timer wheel and connections.
 //! - [`conn`]: one connection's state machine, inbound frame parser and outbox.
 //! - [`http`]: HTTP/1.1 request parsing, routing and the WebSocket upgrade answer.
+//! - [`dashboard`]: the live page served at `GET /` (embedded; draws `telemetry` and `ticks`).
 //! - [`protocol`]: the JSON messages clients send and the error frames they get back.
 //! - [`chat`]: chat commands (`/me`, `/nick`, `/who`, `/shrug`), parsed on the shard.
 //! - [`ratelimit`]: the per-connection publish token bucket.
@@ -44,6 +46,7 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod dashboard;
 pub mod frame;
 pub mod http;
 pub mod interest;

@@ -41,6 +41,9 @@ pub struct DropLabel {
     pub reason: &'static str,
 }
 
+/// Every `reason` a [`DropLabel`] takes: the mixer's full shard queue, a client's full outbox.
+pub const DROP_REASONS: [&str; 3] = ["shard_queue_full", "outbox_full", "control_overflow"];
+
 /// Label: a topic name (capped in number by the mixer).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabel {
@@ -78,6 +81,9 @@ pub struct Metrics {
     pub handshake_failures: Family<ReasonLabel, Counter>,
     /// Messages sequenced by the mixer, per topic.
     pub published: Family<TopicLabel, Counter>,
+    /// Messages sequenced by the mixer, every topic together. Not exported (Prometheus sums
+    /// `published` itself); read by the telemetry provider, which cannot list topic labels.
+    pub published_all: Counter,
     /// Broadcast frames written completely to a client, per shard.
     pub delivered: Family<ShardLabel, Counter>,
     /// Bytes written to sockets, per shard.
@@ -102,6 +108,10 @@ pub struct Metrics {
     pub bus_publisher: crate::bus::publisher::PublisherMetrics,
     /// Redis bus subscriber counters (including `redis_reconnects`).
     pub bus_subscriber: crate::bus::subscriber::SubscriberMetrics,
+    /// Connections that would receive a `telemetry` message (named or `*`), all shards
+    /// together. Kept by the shards' topic indexes on subscribe and unsubscribe only, so the
+    /// telemetry provider can skip its work while nobody listens.
+    pub telemetry_subscribers: Gauge,
 }
 
 impl Metrics {
@@ -116,6 +126,7 @@ impl Metrics {
             handshakes: Family::default(),
             handshake_failures: Family::default(),
             published: Family::default(),
+            published_all: Counter::default(),
             delivered: Family::default(),
             bytes_written: Family::default(),
             drops: Family::default(),
@@ -128,6 +139,7 @@ impl Metrics {
             bus_publisher: Default::default(),
             bus_subscriber: Default::default(),
             latency: latency.clone(),
+            telemetry_subscribers: Gauge::default(),
         };
         let r = &mut m.registry;
         r.register("accepted", "TCP connections accepted", m.accepted.clone());
@@ -226,6 +238,11 @@ impl Metrics {
             "Messages waiting in a shard's queue",
             m.queue_depth.clone(),
         );
+        r.register(
+            "telemetry_subscribers",
+            "Connections subscribed to the telemetry topic (wildcard included)",
+            m.telemetry_subscribers.clone(),
+        );
         r.register_collector(Box::new(latency));
         Arc::new(m)
     }
@@ -236,6 +253,40 @@ impl Metrics {
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Number of shards the per-shard metrics cover.
+    pub fn shards(&self) -> usize {
+        self.latency.shards.len()
+    }
+
+    /// Shard `shard`'s value of a per-shard counter (0 if it was never created).
+    pub fn shard_counter(family: &Family<ShardLabel, Counter>, shard: usize) -> u64 {
+        let label = ShardLabel {
+            shard: shard as u32,
+        };
+        family.get(&label).map_or(0, |c| c.get())
+    }
+
+    /// Shard `shard`'s value of a per-shard gauge (0 if it was never created).
+    pub fn shard_gauge(family: &Family<ShardLabel, Gauge>, shard: usize) -> i64 {
+        let label = ShardLabel {
+            shard: shard as u32,
+        };
+        family.get(&label).map_or(0, |g| g.get())
+    }
+
+    /// Frames dropped for `reason`, all shards together.
+    pub fn drops_for(&self, reason: &'static str) -> u64 {
+        (0..self.shards())
+            .map(|shard| {
+                let label = DropLabel {
+                    shard: shard as u32,
+                    reason,
+                };
+                self.drops.get(&label).map_or(0, |c| c.get())
+            })
+            .sum()
     }
 
     /// Counts a closed WebSocket connection.

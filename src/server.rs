@@ -31,6 +31,7 @@ use crate::config::ServerConfig;
 use crate::interest::Interest;
 use crate::metrics::Metrics;
 use crate::mixer::{Mixer, MixerConfig, MixerMsg, Publish};
+use crate::provider::telemetry::Telemetry;
 use crate::provider::{Provider, ProviderSet, Sink, ticker};
 use crate::shard::{Services, Shard};
 
@@ -96,13 +97,20 @@ impl Server {
         self.start_with(providers)
     }
 
-    /// Starts the server with the given providers.
+    /// Starts the server with the given providers, plus the telemetry provider unless
+    /// `telemetry_interval` is zero.
     pub fn start_with(
         self,
-        providers: Vec<Box<dyn Provider>>,
+        mut providers: Vec<Box<dyn Provider>>,
     ) -> Result<RunningServer, StartError> {
         let cfg = self.cfg;
         let metrics = Metrics::new(cfg.shards);
+        if !cfg.telemetry_interval.is_zero() {
+            providers.push(Box::new(Telemetry::new(
+                cfg.telemetry_interval,
+                metrics.clone(),
+            )));
+        }
         let (mixer_tx, mixer_rx) = Mixer::channel(cfg.mixer_queue);
         let interest = Interest::new();
         let bus = match &cfg.redis {
@@ -172,6 +180,7 @@ impl Server {
             }
             _ => Sink::Mixer(mixer_tx.clone()),
         };
+        let provider_count = providers.len();
         let providers = ProviderSet::spawn(providers, &sink).map_err(StartError::Io)?;
         drop(sink);
         let bus = bus.map(|b| b.threads);
@@ -192,7 +201,7 @@ impl Server {
             self.local_addr,
             cfg.shards,
             if pin { ", pinned" } else { "" },
-            cfg.ticker.feeds,
+            provider_count,
             cfg.linger
         );
         Ok(RunningServer {

@@ -131,6 +131,9 @@ pub struct ServeArgs {
     /// Symbols per feed.
     #[arg(long, env = "TICKCAST_SYMBOLS", default_value_t = 4)]
     pub symbols: usize,
+    /// How often the `telemetry` topic is published while someone subscribes (0 = off).
+    #[arg(long, env = "TICKCAST_TELEMETRY_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub telemetry_interval: Duration,
 }
 
 /// Reads a secret from a file, without its trailing newline.
@@ -199,6 +202,7 @@ impl ServeArgs {
                 payload_bytes: self.payload_bytes,
                 symbols_per_feed: self.symbols,
             },
+            telemetry_interval: self.telemetry_interval,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -230,6 +234,18 @@ mod tests {
         assert_eq!(cfg.ticker, def.ticker);
         assert_eq!(cfg.outbox_limit, def.outbox_limit);
         assert_eq!(cfg.idle_timeout, def.idle_timeout);
+        assert_eq!(cfg.telemetry_interval, def.telemetry_interval);
+    }
+
+    #[test]
+    fn telemetry_interval_zero_disables() {
+        let Cli {
+            command: Command::Serve(args),
+        } = Cli::parse_from(["tickcast", "serve", "--telemetry-interval", "0s"])
+        else {
+            panic!("serve")
+        };
+        assert!(args.to_config().unwrap().telemetry_interval.is_zero());
     }
 
     #[test]

@@ -69,6 +69,14 @@ impl Conn {
                 self.answer(ctx, http::response(200, "text/plain", body, &[]));
                 false
             }
+            Target::Dashboard => {
+                let page = crate::dashboard::PAGE.as_bytes();
+                self.answer(
+                    ctx,
+                    http::response(200, crate::dashboard::CONTENT_TYPE, page, &[]),
+                );
+                false
+            }
             Target::Metrics => {
                 let body = ctx.stats.metrics.render();
                 self.answer(

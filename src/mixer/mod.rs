@@ -407,6 +407,7 @@ impl Mixer {
             }
         }
         state.published.inc();
+        metrics.published_all.inc();
         let (topic, seq) = (state.name.clone(), state.seq);
         let envelope = Envelope {
             topic: &topic,

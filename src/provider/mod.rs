@@ -6,6 +6,7 @@
 //! as the server stops, and `sleep_until` returns early on stop, so shutdown never waits for a
 //! provider's next tick.
 
+pub mod telemetry;
 pub mod ticker;
 
 use std::sync::Arc;

@@ -19,7 +19,7 @@ mod timer;
 
 pub use port::{MixerPort, drain_into};
 pub use stats::ShardStats;
-pub use subs::{Subscriptions, WILDCARD};
+pub use subs::{Subscriptions, WILDCARD, Watch};
 pub use timer::{TimerKey, TimerWheel};
 
 use std::net::SocketAddr;
@@ -200,7 +200,11 @@ impl Shard {
             poll,
             conns: Slab::with_capacity(1024),
             shared: Shared {
-                subs: Subscriptions::new(services.interest.clone()),
+                subs: Subscriptions::watching(Watch {
+                    topic: crate::provider::telemetry::TOPIC,
+                    subscribers: metrics.telemetry_subscribers.clone(),
+                })
+                .with_interest(services.interest.clone()),
                 stats: ShardStats::new(id, metrics, now),
                 timers: TimerWheel::new(now, TIMER_TICK, TIMER_SLOTS),
                 to_flush: Vec::new(),

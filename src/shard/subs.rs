@@ -8,16 +8,30 @@
 //!
 //! When a topic gets its first subscriber on this shard, or loses its last, the node-wide
 //! [`Interest`] registry hears of it (subscription changes only, never per message).
+//!
+//! One topic may be *watched*: its subscribers (wildcard included) are counted across shards
+//! in a shared gauge, touched only on subscribe and unsubscribe, so that the provider behind
+//! it (telemetry) can skip its work while nobody listens.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use indexmap::IndexSet;
+use prometheus_client::metrics::gauge::Gauge;
 
 use crate::interest::Interest;
 
 /// The wildcard topic: every topic, including ones that appear later.
 pub const WILDCARD: &str = "*";
+
+/// A topic whose subscribers every shard counts into one shared gauge.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// The watched topic's name.
+    pub topic: &'static str,
+    /// Connections that would receive a message on `topic`, all shards together.
+    pub subscribers: Gauge,
+}
 
 /// Topic -> subscriber tokens, owned by one shard thread.
 #[derive(Debug)]
@@ -28,24 +42,46 @@ pub struct Subscriptions {
     wildcard: IndexSet<usize>,
     /// The shared name of the wildcard, handed to its subscribers.
     wildcard_name: Arc<str>,
+    /// The watched topic, if any.
+    watch: Option<Watch>,
     /// The node-wide registry told about topics appearing and disappearing here.
     interest: Arc<Interest>,
 }
 
 impl Default for Subscriptions {
     fn default() -> Self {
-        Subscriptions::new(Interest::new())
-    }
-}
-
-impl Subscriptions {
-    /// An empty index reporting to `interest`.
-    pub fn new(interest: Arc<Interest>) -> Self {
         Subscriptions {
             by_topic: HashMap::new(),
             wildcard: IndexSet::new(),
             wildcard_name: Arc::from(WILDCARD),
-            interest,
+            watch: None,
+            interest: Interest::new(),
+        }
+    }
+}
+
+impl Subscriptions {
+    /// An empty index that counts the subscribers of `watch.topic` into `watch.subscribers`.
+    pub fn watching(watch: Watch) -> Self {
+        Subscriptions {
+            watch: Some(watch),
+            ..Subscriptions::default()
+        }
+    }
+
+    /// The same, reporting topic presence to `interest`.
+    pub fn with_interest(mut self, interest: Arc<Interest>) -> Self {
+        self.interest = interest;
+        self
+    }
+
+    /// Adjusts the watched topic's gauge after `token` joined (`delta = 1`) or left (`-1`)
+    /// `topic`. Called only when the index really changed, so joins and leaves balance.
+    fn count_watched(&self, topic: &str, delta: i64) {
+        if let Some(w) = &self.watch
+            && (topic == WILDCARD || topic == w.topic)
+        {
+            w.subscribers.inc_by(delta);
         }
     }
 
@@ -53,38 +89,49 @@ impl Subscriptions {
     /// of the name, so that a thousand subscribers hold one string.
     pub fn subscribe(&mut self, topic: &str, token: usize) -> Arc<str> {
         if topic == WILDCARD {
-            if self.wildcard.insert(token) && self.wildcard.len() == 1 {
-                self.interest.set_wildcard(true);
+            if self.wildcard.insert(token) {
+                self.count_watched(topic, 1);
+                if self.wildcard.len() == 1 {
+                    self.interest.set_wildcard(true);
+                }
             }
             return self.wildcard_name.clone();
         }
         if let Some((name, _)) = self.by_topic.get_key_value(topic) {
             let name = name.clone();
-            self.by_topic.entry(name.clone()).or_default().insert(token);
+            if self.by_topic.entry(name.clone()).or_default().insert(token) {
+                self.count_watched(topic, 1);
+            }
             return name;
         }
         let name: Arc<str> = Arc::from(topic);
         self.by_topic.insert(name.clone(), IndexSet::from([token]));
+        self.count_watched(topic, 1);
         self.interest.add(&name);
         name
     }
 
     /// Removes `token` from `topic`. Returns false if it was not subscribed.
     pub fn unsubscribe(&mut self, topic: &str, token: usize) -> bool {
-        if topic == WILDCARD {
+        let removed = if topic == WILDCARD {
             let removed = self.wildcard.swap_remove(&token);
             if removed && self.wildcard.is_empty() {
                 self.interest.set_wildcard(false);
             }
-            return removed;
-        }
-        let Some(set) = self.by_topic.get_mut(topic) else {
-            return false;
+            removed
+        } else {
+            let Some(set) = self.by_topic.get_mut(topic) else {
+                return false;
+            };
+            let removed = set.swap_remove(&token);
+            if set.is_empty() {
+                self.by_topic.remove(topic);
+                self.interest.remove(topic);
+            }
+            removed
         };
-        let removed = set.swap_remove(&token);
-        if set.is_empty() {
-            self.by_topic.remove(topic);
-            self.interest.remove(topic);
+        if removed {
+            self.count_watched(topic, -1);
         }
         removed
     }
@@ -131,6 +178,28 @@ mod tests {
         assert_eq!(collect(&s, "ticks"), vec![1, 2, 3]);
         assert_eq!(collect(&s, "telemetry"), vec![3]);
         assert_eq!(s.count("ticks"), 3);
+    }
+
+    #[test]
+    fn watched_topic_counts_named_and_wildcard_subscribers_once() {
+        let gauge = Gauge::default();
+        let mut s = Subscriptions::watching(Watch {
+            topic: "telemetry",
+            subscribers: gauge.clone(),
+        });
+        s.subscribe("ticks", 1);
+        assert_eq!(gauge.get(), 0, "other topics are not counted");
+        s.subscribe("telemetry", 2);
+        s.subscribe("telemetry", 2);
+        assert_eq!(gauge.get(), 1, "a repeated subscribe counts once");
+        s.subscribe(WILDCARD, 3);
+        assert_eq!(gauge.get(), 2, "the wildcard receives telemetry too");
+        assert!(!s.unsubscribe("telemetry", 9));
+        assert_eq!(gauge.get(), 2, "unknown tokens change nothing");
+        s.unsubscribe("telemetry", 2);
+        s.unsubscribe(WILDCARD, 3);
+        s.unsubscribe(WILDCARD, 3);
+        assert_eq!(gauge.get(), 0);
     }
 
     #[test]
