@@ -185,6 +185,12 @@ fn sigterm_delivers_every_queued_frame_then_1001_and_exits_0() {
         counters.iter().all(|c| c.load(Ordering::SeqCst) >= 20)
     });
 
+    // Everything sequenced up to here was sequenced before the signal.
+    let before_signal = metric(
+        server.addr,
+        "tickcast_messages_published_total",
+        &[("topic", "ticks")],
+    ) as u64;
     server.signal(libc::SIGTERM);
     let status = server.wait();
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
@@ -196,6 +202,10 @@ fn sigterm_delivers_every_queued_frame_then_1001_and_exits_0() {
         assert_eq!(s.close, Some(1001), "client {i}: {s:?}");
         // Every client got everything the mixer sequenced before it stopped.
         assert_eq!(s.last, last, "client {i} ended elsewhere: {s:?}");
+        assert!(
+            s.last >= before_signal,
+            "{s:?}, {before_signal} before the signal"
+        );
         assert!(s.count >= 20 && s.first + s.count - 1 == s.last, "{s:?}");
     }
     let log = server.logged().join("\n");
