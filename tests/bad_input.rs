@@ -169,6 +169,30 @@ fn violations() -> Vec<Violation> {
         ),
         v("fragmented ping", "/echo", masked(op::PING, b"x"), 1002),
         v(
+            "close with a one-byte payload",
+            "/echo",
+            masked(op::FIN | op::CLOSE, &[3]),
+            1002,
+        ),
+        v(
+            "close with a reserved code",
+            "/echo",
+            masked(op::FIN | op::CLOSE, &1006u16.to_be_bytes()),
+            1002,
+        ),
+        v(
+            "close with an invalid UTF-8 reason",
+            "/echo",
+            masked(op::FIN | op::CLOSE, &[0x03, 0xe8, 0xff]),
+            1007,
+        ),
+        v(
+            "a new message inside a fragmented one",
+            "/echo",
+            [masked(op::TEXT, b"a"), masked(op::FIN | op::TEXT, b"b")].concat(),
+            1002,
+        ),
+        v(
             "continuation without a message",
             "/echo",
             masked(op::FIN | op::CONT, b"x"),
@@ -202,6 +226,17 @@ fn violations() -> Vec<Violation> {
             "text over max_message on /ws",
             "/ws?topics=ticks",
             masked(op::FIN | op::TEXT, &vec![b' '; MAX_MESSAGE + 1]),
+            1009,
+        ),
+        v(
+            "a 64-bit length with the top bit set",
+            "/echo",
+            {
+                let mut f = vec![op::FIN | op::BINARY, 0x80 | 127];
+                f.extend_from_slice(&u64::MAX.to_be_bytes());
+                f.extend_from_slice(&MASK);
+                f
+            },
             1009,
         ),
         v(
