@@ -423,3 +423,24 @@ fn clients_that_vanish_at_any_stage_are_reaped_and_counted() {
     healthy.finish();
     server.shutdown();
 }
+
+#[test]
+fn a_client_that_never_answers_our_close_is_dropped_after_the_close_timeout() {
+    let server = start(ServerConfig {
+        close_timeout: Duration::from_millis(300),
+        ..bad_input_config()
+    });
+    let addr = server.local_addr();
+    let healthy = Healthy::start(addr);
+    let mut ws = RawWs::connect(addr, "/echo");
+    ws.send(op::FIN | op::PING, &[0u8; 126]);
+    assert_eq!(ws.read_close().expect("a close").close_code(), 1002);
+    // We keep the socket open and never answer: the server gives up after the timeout.
+    wait_metric(addr, "tickcast_closes_total", &[("code", "1002")], 1.0);
+    wait_for("the silent connection to be reaped", || {
+        metric(addr, "tickcast_connections", &[]) <= 2.0
+    });
+    drop(ws);
+    healthy.finish();
+    server.shutdown();
+}
