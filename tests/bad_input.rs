@@ -48,6 +48,9 @@ fn bad_http_requests_get_their_status_while_a_healthy_client_keeps_receiving() {
     // Over 8 KiB and still incomplete: 431 too, without waiting for the end.
     let big_partial = format!("GET /ws HTTP/1.1\r\nX-Big: {}", "a".repeat(9000));
     expect_status(addr, &big_partial, 431);
+    // More headers than the parser takes, each small: 431 as well.
+    let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    expect_status(addr, &format!("GET /ws HTTP/1.1\r\n{many}\r\n"), 431);
     // Not GET: 405 with Allow.
     let resp = expect_status(addr, "POST /ws HTTP/1.1\r\nHost: x\r\n\r\n", 405);
     assert!(resp.contains("Allow: GET\r\n"), "{resp}");
@@ -94,7 +97,7 @@ fn bad_http_requests_get_their_status_while_a_healthy_client_keeps_receiving() {
 
     let m = scrape(addr);
     let failures = |reason| m.sum("tickcast_handshake_failures_total", &[("reason", reason)]);
-    assert_eq!(failures("header_too_large"), 2.0);
+    assert_eq!(failures("header_too_large"), 3.0);
     assert_eq!(failures("method_not_allowed"), 1.0);
     assert_eq!(failures("not_found"), 2.0);
     assert_eq!(failures("bad_version"), 1.0);
@@ -166,6 +169,30 @@ fn violations() -> Vec<Violation> {
         ),
         v("fragmented ping", "/echo", masked(op::PING, b"x"), 1002),
         v(
+            "close with a one-byte payload",
+            "/echo",
+            masked(op::FIN | op::CLOSE, &[3]),
+            1002,
+        ),
+        v(
+            "close with a reserved code",
+            "/echo",
+            masked(op::FIN | op::CLOSE, &1006u16.to_be_bytes()),
+            1002,
+        ),
+        v(
+            "close with an invalid UTF-8 reason",
+            "/echo",
+            masked(op::FIN | op::CLOSE, &[0x03, 0xe8, 0xff]),
+            1007,
+        ),
+        v(
+            "a new message inside a fragmented one",
+            "/echo",
+            [masked(op::TEXT, b"a"), masked(op::FIN | op::TEXT, b"b")].concat(),
+            1002,
+        ),
+        v(
             "continuation without a message",
             "/echo",
             masked(op::FIN | op::CONT, b"x"),
@@ -199,6 +226,17 @@ fn violations() -> Vec<Violation> {
             "text over max_message on /ws",
             "/ws?topics=ticks",
             masked(op::FIN | op::TEXT, &vec![b' '; MAX_MESSAGE + 1]),
+            1009,
+        ),
+        v(
+            "a 64-bit length with the top bit set",
+            "/echo",
+            {
+                let mut f = vec![op::FIN | op::BINARY, 0x80 | 127];
+                f.extend_from_slice(&u64::MAX.to_be_bytes());
+                f.extend_from_slice(&MASK);
+                f
+            },
             1009,
         ),
         v(
@@ -382,6 +420,27 @@ fn clients_that_vanish_at_any_stage_are_reaped_and_counted() {
         m.sum("tickcast_handshake_failures_total", &[("reason", "eof")]),
         EACH as f64
     );
+    healthy.finish();
+    server.shutdown();
+}
+
+#[test]
+fn a_client_that_never_answers_our_close_is_dropped_after_the_close_timeout() {
+    let server = start(ServerConfig {
+        close_timeout: Duration::from_millis(300),
+        ..bad_input_config()
+    });
+    let addr = server.local_addr();
+    let healthy = Healthy::start(addr);
+    let mut ws = RawWs::connect(addr, "/echo");
+    ws.send(op::FIN | op::PING, &[0u8; 126]);
+    assert_eq!(ws.read_close().expect("a close").close_code(), 1002);
+    // We keep the socket open and never answer: the server gives up after the timeout.
+    wait_metric(addr, "tickcast_closes_total", &[("code", "1002")], 1.0);
+    wait_for("the silent connection to be reaped", || {
+        metric(addr, "tickcast_connections", &[]) <= 2.0
+    });
+    drop(ws);
     healthy.finish();
     server.shutdown();
 }

@@ -9,7 +9,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -127,7 +127,13 @@ struct Seen {
 }
 
 /// A client on its own thread reading ticks until the server closes; `counter` counts ticks.
-fn reader(addr: SocketAddr, counter: Arc<AtomicU64>) -> JoinHandle<Seen> {
+/// While `pause` is set it stops reading (if `pausing`), so frames pile up for it.
+fn reader(
+    addr: SocketAddr,
+    counter: Arc<AtomicU64>,
+    pause: Arc<AtomicBool>,
+    pausing: bool,
+) -> JoinHandle<Seen> {
     let (mut ws, _) = connect_stream(addr, "ticks");
     std::thread::spawn(move || {
         let mut seen = Seen {
@@ -150,6 +156,9 @@ fn reader(addr: SocketAddr, counter: Arc<AtomicU64>) -> JoinHandle<Seen> {
                     seen.last = seq;
                     seen.count += 1;
                     counter.fetch_add(1, Ordering::SeqCst);
+                    while pausing && pause.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
                 }
                 Ok(Message::Close(frame)) if seen.close.is_none() => {
                     seen.close = Some(frame.map_or(1005, |f| f.code.into()));
@@ -177,15 +186,28 @@ fn sigterm_delivers_every_queued_frame_then_1001_and_exits_0() {
         "20s",
     ]);
     let counters: Vec<Arc<AtomicU64>> = (0..CLIENTS).map(|_| Arc::default()).collect();
+    let pause = Arc::new(AtomicBool::new(false));
+    // Half the clients stop reading for a while before the signal, so frames are queued for
+    // them (outbox and kernel buffers) when it comes.
     let readers: Vec<_> = counters
         .iter()
-        .map(|c| reader(server.addr, c.clone()))
+        .enumerate()
+        .map(|(i, c)| reader(server.addr, c.clone(), pause.clone(), i % 2 == 0))
         .collect();
     wait_for("every client to receive ticks", || {
         counters.iter().all(|c| c.load(Ordering::SeqCst) >= 20)
     });
-
+    pause.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    // Everything sequenced up to here was sequenced before the signal.
+    let before_signal = metric(
+        server.addr,
+        "tickcast_messages_published_total",
+        &[("topic", "ticks")],
+    ) as u64;
     server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(100));
+    pause.store(false, Ordering::SeqCst);
     let status = server.wait();
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
 
@@ -196,6 +218,10 @@ fn sigterm_delivers_every_queued_frame_then_1001_and_exits_0() {
         assert_eq!(s.close, Some(1001), "client {i}: {s:?}");
         // Every client got everything the mixer sequenced before it stopped.
         assert_eq!(s.last, last, "client {i} ended elsewhere: {s:?}");
+        assert!(
+            s.last >= before_signal,
+            "{s:?}, {before_signal} before the signal"
+        );
         assert!(s.count >= 20 && s.first + s.count - 1 == s.last, "{s:?}");
     }
     let log = server.logged().join("\n");

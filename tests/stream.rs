@@ -378,3 +378,122 @@ fn a_connection_cannot_hold_more_topics_than_the_limit() {
     close_client(ws);
     server.shutdown();
 }
+
+#[test]
+fn with_linger_every_frame_still_arrives_in_order() {
+    let server = start(ServerConfig {
+        linger: std::time::Duration::from_millis(20),
+        ..quiet_config(2)
+    });
+    let addr = server.local_addr();
+    let mut clients: Vec<Client> = (0..4).map(|_| connect_stream(addr, "slow").0).collect();
+    let p = server.publisher();
+    for round in 0..5u64 {
+        // A lone message (held for the linger, then sent), then a burst.
+        assert!(p.publish("slow", "{}"));
+        for ws in clients.iter_mut() {
+            assert_eq!(next_data(ws)["seq"], round * 21 + 1);
+        }
+        for _ in 0..20 {
+            assert!(p.publish("slow", "{}"));
+        }
+        for ws in clients.iter_mut() {
+            for i in 2..=21 {
+                assert_eq!(next_data(ws)["seq"], round * 21 + i);
+            }
+        }
+    }
+    for ws in clients {
+        close_client(ws);
+    }
+    server.shutdown();
+}
+
+#[test]
+fn a_full_shard_queue_is_a_counted_drop_never_a_block() {
+    const BURST: u64 = 3000;
+    let server = start(ServerConfig {
+        shard_queue: 4,
+        ..quiet_config(1)
+    });
+    let addr = server.local_addr();
+    let (mut ws, _) = connect_stream(addr, "burst,end");
+    // Both topics are rooms: let their presence frames (snapshot, join) pass first, so that
+    // every frame counted below is a data message.
+    loop {
+        let v = next_json(&mut ws);
+        if v["topic"] == "end" && v["event"] == "join" {
+            break;
+        }
+    }
+    let p = server.publisher();
+    for i in 0..BURST {
+        assert!(p.publish("burst", &format!(r#"{{"i":{i}}}"#)));
+    }
+    // Until the end marker gets through a queue that may still be full, send it again.
+    ws.get_mut()
+        .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    let mut markers = 0u64;
+    let mut received = 0u64;
+    let mut last = 0u64;
+    let mut got_marker = false;
+    let deadline = std::time::Instant::now() + WAIT_LIMIT;
+    while !got_marker {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the end marker never arrived"
+        );
+        assert!(p.publish("end", "{}"));
+        markers += 1;
+        loop {
+            match ws.read() {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["topic"] == "end" && v.get("seq").is_some() {
+                        got_marker = true;
+                        break;
+                    }
+                    // `burst` is a room: its presence frames carry no seq.
+                    let Some(seq) = v["seq"].as_u64() else {
+                        continue;
+                    };
+                    assert!(seq > last, "seq must increase: {last} then {seq}");
+                    last = seq;
+                    received += 1;
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    break;
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+    let m = scrape(addr);
+    let dropped = m.sum("tickcast_drops_total", &[("reason", "shard_queue_full")]) as u64;
+    assert!(
+        dropped > 0,
+        "a queue of 4 must overflow under a burst of {BURST}"
+    );
+    assert_eq!(
+        m.sum("tickcast_drops_total", &[("reason", "outbox_full")]),
+        0.0
+    );
+    // Every message published was either delivered or counted as dropped.
+    assert_eq!(
+        received + 1 + dropped,
+        BURST + markers,
+        "received {received} dropped {dropped} markers {markers}"
+    );
+    assert_eq!(
+        m.sum("tickcast_messages_published_total", &[("topic", "burst")]),
+        BURST as f64
+    );
+    ws.get_mut().set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    close_client(ws);
+    server.shutdown();
+}
