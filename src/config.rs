@@ -1,6 +1,6 @@
 //! Server configuration: one plain struct with documented defaults, validated once.
 //!
-//! The command line (`src/cli.rs`) is the only place that knows about clap; it fills a
+//! The command line (`src/cli/`) is the only place that knows about clap; it fills a
 //! [`ServerConfig`] and calls [`ServerConfig::validate`]. Everything below the edge receives
 //! an `Arc<ServerConfig>` and never re-checks it.
 

@@ -13,6 +13,7 @@
 mod inbound;
 mod ops;
 mod outbox;
+mod resume;
 mod session;
 mod write;
 

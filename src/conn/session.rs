@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use super::{Conn, ConnCtx};
 use crate::auth::Rights;
 use crate::chat::{self, Command};
-use crate::frame::{FrameBytes, close_code};
+use crate::frame::close_code;
 use crate::mixer::{ConnRef, MixerMsg, Publish};
 use crate::protocol::{self, ClientError, ClientOp, ErrorCode, replies};
 use crate::ratelimit::{TokenBucket, Verdict};
@@ -38,9 +38,9 @@ pub struct Session {
     /// The client.
     pub client: Client,
     /// Topics in the shard's index for this connection (canonical `Arc`s from the index).
-    topics: Vec<Arc<str>>,
+    pub(super) topics: Vec<Arc<str>>,
     /// Topics waiting for their replay from the mixer; subscribed when it arrives.
-    resuming: Vec<Arc<str>>,
+    pub(super) resuming: Vec<Arc<str>>,
     /// What the upgrade asked for, until the connection opens.
     requested: (Vec<String>, Vec<(String, u64)>),
 }
@@ -85,23 +85,23 @@ impl Session {
         std::mem::take(&mut self.requested)
     }
 
-    fn has_wildcard(&self) -> bool {
+    pub(super) fn has_wildcard(&self) -> bool {
         self.topics.iter().any(|t| &**t == WILDCARD)
     }
 
-    fn holds(&self, name: &str) -> bool {
+    pub(super) fn holds(&self, name: &str) -> bool {
         self.topics
             .iter()
             .chain(&self.resuming)
             .any(|t| &**t == name)
     }
 
-    fn held(&self) -> usize {
+    pub(super) fn held(&self) -> usize {
         self.topics.len() + self.resuming.len()
     }
 
     /// The mixer message announcing this client in `room`.
-    fn join_msg(&self, room: &Arc<str>, conn: ConnRef) -> MixerMsg {
+    pub(super) fn join_msg(&self, room: &Arc<str>, conn: ConnRef) -> MixerMsg {
         MixerMsg::Join {
             room: room.clone(),
             conn,
@@ -121,11 +121,11 @@ impl Session {
     }
 }
 
-fn forbidden(topic: &str) -> ClientError {
+pub(super) fn forbidden(topic: &str) -> ClientError {
     ClientError::new(ErrorCode::Forbidden, format!("not allowed on `{topic}`"))
 }
 
-fn wildcard_resume() -> ClientError {
+pub(super) fn wildcard_resume() -> ClientError {
     ClientError::new(
         ErrorCode::WildcardActive,
         "subscribed to every topic (`*`): resume needs named topics",
@@ -133,7 +133,7 @@ fn wildcard_resume() -> ClientError {
 }
 
 impl Conn {
-    fn conn_ref(&self, ctx: &ConnCtx<'_>) -> ConnRef {
+    pub(super) fn conn_ref(&self, ctx: &ConnCtx<'_>) -> ConnRef {
         ConnRef {
             shard: ctx.stats.shard,
             token: ctx.token,
@@ -358,106 +358,6 @@ impl Conn {
         }
         Ok(())
     }
-
-    /// `{"op":"resume","since":{...}}`.
-    fn resume_op(
-        &mut self,
-        ctx: &mut ConnCtx<'_>,
-        since: Vec<(String, u64)>,
-    ) -> Result<(), ClientError> {
-        let max = ctx.cfg.max_topics_per_conn;
-        let Some(s) = self.session.as_ref() else {
-            return Ok(());
-        };
-        check_topics(since.iter().map(|(t, _)| t), max)?;
-        if s.has_wildcard() {
-            return Err(wildcard_resume());
-        }
-        if let Some((name, _)) = since
-            .iter()
-            .find(|(t, _)| t == WILDCARD || !s.client.rights.may_subscribe(t))
-        {
-            return Err(if name == WILDCARD {
-                ClientError::new(ErrorCode::InvalidTopic, "cannot resume `*`")
-            } else {
-                forbidden(name)
-            });
-        }
-        let new = since.iter().filter(|(t, _)| !s.holds(t)).count();
-        if s.held() + new > max {
-            return Err(ClientError::new(
-                ErrorCode::TooManyTopics,
-                format!("at most {max} topics per connection"),
-            ));
-        }
-        self.request_resume(ctx, since);
-        Ok(())
-    }
-
-    /// Takes the topics out of the live index (keeping room membership) and asks the mixer
-    /// for their replays; each is subscribed again when its replay arrives.
-    pub(super) fn request_resume(&mut self, ctx: &mut ConnCtx<'_>, since: Vec<(String, u64)>) {
-        let me = self.conn_ref(ctx);
-        let Some(s) = self.session.as_mut() else {
-            return;
-        };
-        let mut asks = Vec::with_capacity(since.len());
-        for (name, seq) in since {
-            let topic = if let Some(i) = s.topics.iter().position(|t| **t == *name) {
-                let topic = s.topics.swap_remove(i);
-                ctx.subs.unsubscribe(&topic, ctx.token);
-                topic
-            } else if let Some(t) = s.resuming.iter().find(|t| ***t == *name) {
-                t.clone()
-            } else {
-                let topic: Arc<str> = Arc::from(name.as_str());
-                if protocol::is_room(&topic) {
-                    ctx.mixer.send(s.join_msg(&topic, me));
-                }
-                topic
-            };
-            if !s.resuming.contains(&topic) {
-                s.resuming.push(topic.clone());
-            }
-            asks.push((topic, seq));
-        }
-        ctx.mixer.send(MixerMsg::Resume {
-            conn: me,
-            topics: asks,
-        });
-    }
-
-    /// The mixer's replay for `topic`: reset notice and frames, then the live stream.
-    pub fn on_resumed(
-        &mut self,
-        ctx: &mut ConnCtx<'_>,
-        topic: &Arc<str>,
-        reset: Option<FrameBytes>,
-        frames: Vec<FrameBytes>,
-    ) {
-        if !matches!(self.state, super::State::Open(_)) {
-            return;
-        }
-        let Some(s) = self.session.as_mut() else {
-            return;
-        };
-        let Some(i) = s.resuming.iter().position(|t| t == topic) else {
-            return;
-        };
-        s.resuming.swap_remove(i);
-        let canonical = ctx.subs.subscribe(topic, ctx.token);
-        s.topics.push(canonical);
-        for frame in reset.into_iter().chain(frames) {
-            self.push_reply(ctx, frame);
-        }
-    }
-
-    /// A frame for this connection alone from the mixer (presence snapshot, `/who`).
-    pub fn deliver(&mut self, ctx: &mut ConnCtx<'_>, frame: FrameBytes) {
-        if matches!(self.state, super::State::Open(_)) {
-            self.push_reply(ctx, frame);
-        }
-    }
 }
 
 /// A JSON string value for a rewritten chat message.
@@ -468,7 +368,7 @@ fn json_string(text: &str) -> Box<RawValue> {
 }
 
 /// Validates names against the per-connection limit.
-fn check_topics<'a>(
+pub(super) fn check_topics<'a>(
     names: impl Iterator<Item = &'a String> + Clone,
     max: usize,
 ) -> Result<(), ClientError> {
