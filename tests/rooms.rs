@@ -412,3 +412,55 @@ fn publish_errors_are_precise_and_private() {
     healthy.finish();
     server.shutdown();
 }
+
+#[test]
+fn a_replay_larger_than_the_outbox_is_cut_behind_a_reset() {
+    let mut cfg = quiet_config(1);
+    cfg.outbox_limit = 4096;
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let publisher = server.publisher();
+    let pad = "x".repeat(100);
+    for i in 0..200 {
+        assert!(publisher.publish("ticks", &format!("{{\"i\":{i},\"pad\":\"{pad}\"}}")));
+    }
+    let (mut probe, _) = connect_stream(addr, "ticks");
+    assert!(publisher.publish("ticks", "{\"i\":200}"));
+    next_where(&mut probe, "seq 201", |v| {
+        v["topic"] == "ticks" && v["seq"] == 201
+    });
+    close_client(probe);
+    let mut c = connect(addr, "/ws?since=ticks:0");
+    assert_eq!(next_json(&mut c)["type"], "welcome");
+    let reset = next_json(&mut c);
+    assert_eq!(reset["type"], "reset", "{reset}");
+    let oldest = reset["oldest"].as_u64().unwrap();
+    assert!(
+        oldest > 1 && oldest <= 201,
+        "only the newest frames fit: {reset}"
+    );
+    assert_eq!(reset["latest"], 201);
+    let seqs: Vec<u64> = (oldest..=201)
+        .map(|_| data_msg(&mut c, "ticks")["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (oldest..=201).collect::<Vec<_>>(),
+        "the kept tail is complete and in order"
+    );
+    close_client(c);
+    server.shutdown();
+}
+
+#[test]
+fn named_subscribes_under_the_wildcard_are_refused() {
+    let server = start(quiet_config(1));
+    let mut ws = connect(server.local_addr(), "/ws");
+    assert_eq!(next_json(&mut ws)["topics"], json!(["*"]));
+    ws.send(Message::text(r#"{"op":"subscribe","topics":["room.w"]}"#))
+        .unwrap();
+    let e = next_where(&mut ws, "an error", |v| v["type"] == "error");
+    assert_eq!(e["code"], "wildcard_active");
+    close_client(ws);
+    server.shutdown();
+}

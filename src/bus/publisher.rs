@@ -20,7 +20,8 @@ pub const QUEUE: usize = 16 * 1024;
 
 /// Sequences and publishes one message once per id (see the module docs and the README).
 /// KEYS: the topic's seq counter, the id's dedup key, the channel. ARGV: the JSON body
-/// without `seq`. A counter that does not exist (a new or restarted Redis) starts from the
+/// without `seq`. The dedup key lives 60 s (a retry comes right after a reconnect); the seq
+/// counters stay, one per topic name ever published. A counter that does not exist (a new or restarted Redis) starts from the
 /// Redis clock in µs, so sequence numbers keep increasing across a Redis restart.
 const SCRIPT: &str = r#"
 local prev = redis.call('GET', KEYS[2])
@@ -30,7 +31,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', KEYS[1], string.format('%d%06d', t[1], t[2]))
 end
 local s = redis.call('INCR', KEYS[1])
-redis.call('SET', KEYS[2], s, 'EX', 300)
+redis.call('SET', KEYS[2], s, 'EX', 60)
 redis.call('PUBLISH', KEYS[3], '{"seq":' .. string.format('%d', s) .. ',' .. string.sub(ARGV[1], 2))
 return s
 "#;

@@ -19,6 +19,8 @@ use crate::mixer::{MixerMsg, Publish};
 
 /// How long one wait for a message may block, so interest changes and stop are noticed.
 const POLL: Duration = Duration::from_millis(50);
+/// How long a SUBSCRIBE/UNSUBSCRIBE reply may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Counters of the subscriber.
 #[derive(Debug, Clone, Default)]
@@ -116,7 +118,11 @@ impl BusSubscriber {
                 return Ok(());
             }
             if subscribed.version != Some(self.interest.version()) {
+                // Replies to (un)subscribe may take longer than a poll: a slow Redis is not a
+                // lost one.
+                pubsub.set_read_timeout(Some(COMMAND_TIMEOUT))?;
                 self.follow_interest(&mut pubsub, &mut subscribed)?;
+                pubsub.set_read_timeout(Some(POLL))?;
             }
             match pubsub.get_message() {
                 Ok(msg) => self.forward(msg.get_channel_name(), msg.get_payload_bytes()),

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use super::session::{check_topics, forbidden, wildcard_resume};
-use super::{Conn, ConnCtx};
+use super::{Conn, ConnCtx, ENTRY_OVERHEAD};
 use crate::frame::FrameBytes;
-use crate::mixer::MixerMsg;
-use crate::protocol::{self, ClientError, ErrorCode};
-use crate::shard::WILDCARD;
+use crate::mixer::{MixerMsg, ResumeAsk};
+use crate::protocol::{self, ClientError, ErrorCode, replies};
+use crate::shard::{Replayed, WILDCARD};
 
 impl Conn {
     /// `{"op":"resume","since":{...}}`.
@@ -50,8 +50,10 @@ impl Conn {
         Ok(())
     }
 
-    /// Takes the topics out of the live index (keeping room membership) and asks the mixer
-    /// for their replays; each is subscribed again when its replay arrives.
+    /// Takes the topics out of the live index (keeping room membership and the node's
+    /// interest) and asks the mixer for their replays; each is subscribed again when its
+    /// replay arrives. A topic resumed again before its replay came gets a new generation:
+    /// only the latest replay is taken.
     pub(super) fn request_resume(&mut self, ctx: &mut ConnCtx<'_>, since: Vec<(String, u64)>) {
         let me = self.conn_ref(ctx);
         let Some(s) = self.session.as_mut() else {
@@ -59,23 +61,31 @@ impl Conn {
         };
         let mut asks = Vec::with_capacity(since.len());
         for (name, seq) in since {
+            let generation = s.next_generation;
+            s.next_generation += 1;
             let topic = if let Some(i) = s.topics.iter().position(|t| **t == *name) {
                 let topic = s.topics.swap_remove(i);
+                ctx.subs.hold(&topic);
                 ctx.subs.unsubscribe(&topic, ctx.token);
+                s.resuming.push((topic.clone(), generation));
                 topic
-            } else if let Some(t) = s.resuming.iter().find(|t| ***t == *name) {
-                t.clone()
+            } else if let Some(entry) = s.resuming.iter_mut().find(|(t, _)| **t == *name) {
+                entry.1 = generation;
+                entry.0.clone()
             } else {
                 let topic: Arc<str> = Arc::from(name.as_str());
+                ctx.subs.hold(&topic);
                 if protocol::is_room(&topic) {
                     ctx.mixer.send(s.join_msg(&topic, me));
                 }
+                s.resuming.push((topic.clone(), generation));
                 topic
             };
-            if !s.resuming.contains(&topic) {
-                s.resuming.push(topic.clone());
-            }
-            asks.push((topic, seq));
+            asks.push(ResumeAsk {
+                topic,
+                since: seq,
+                generation,
+            });
         }
         ctx.mixer.send(MixerMsg::Resume {
             conn: me,
@@ -83,29 +93,54 @@ impl Conn {
         });
     }
 
-    /// The mixer's replay for `topic`: reset notice and frames, then the live stream.
-    pub fn on_resumed(
-        &mut self,
-        ctx: &mut ConnCtx<'_>,
-        topic: &Arc<str>,
-        reset: Option<FrameBytes>,
-        frames: Vec<FrameBytes>,
-    ) {
+    /// The mixer's replay of a topic: the reset notice and frames, then the live stream.
+    /// A replay larger than the room left in the outbox is cut to its newest frames behind a
+    /// `reset` naming the first one kept, so the client always knows what it missed.
+    pub fn on_resumed(&mut self, ctx: &mut ConnCtx<'_>, replay: Replayed) {
         if !matches!(self.state, super::State::Open(_)) {
             return;
         }
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        let Some(i) = s.resuming.iter().position(|t| t == topic) else {
+        let Some(i) = s
+            .resuming
+            .iter()
+            .position(|(t, g)| *t == replay.topic && *g == replay.generation)
+        else {
+            // Unsubscribed meanwhile, or resumed again: a later replay is on its way.
             return;
         };
-        s.resuming.swap_remove(i);
-        let canonical = ctx.subs.subscribe(topic, ctx.token);
+        let (topic, _) = s.resuming.swap_remove(i);
+        let canonical = ctx.subs.subscribe(&topic, ctx.token);
+        ctx.subs.release(&topic);
         s.topics.push(canonical);
-        for frame in reset.into_iter().chain(frames) {
-            self.push_reply(ctx, frame);
+        let Replayed {
+            latest,
+            mut reset,
+            mut frames,
+            ..
+        } = replay;
+        let mut room = ctx.cfg.outbox_limit.saturating_sub(self.outbox.cost());
+        let mut keep = frames.len();
+        while keep > 0 && frames[keep - 1].1.len() + ENTRY_OVERHEAD <= room {
+            room -= frames[keep - 1].1.len() + ENTRY_OVERHEAD;
+            keep -= 1;
         }
+        if keep > 0 {
+            let oldest = frames
+                .get(keep)
+                .map_or(latest.saturating_add(1), |(seq, _)| *seq);
+            reset = Some(replies::reset_frame(&topic, oldest, latest));
+            frames.drain(..keep);
+        }
+        if let Some(frame) = reset {
+            self.push_control(ctx, frame);
+        }
+        for (_, frame) in frames {
+            self.outbox.push(frame, 0);
+        }
+        self.want_flush(ctx);
     }
 
     /// A frame for this connection alone from the mixer (presence snapshot, `/who`).

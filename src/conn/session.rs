@@ -40,7 +40,10 @@ pub struct Session {
     /// Topics in the shard's index for this connection (canonical `Arc`s from the index).
     pub(super) topics: Vec<Arc<str>>,
     /// Topics waiting for their replay from the mixer; subscribed when it arrives.
-    pub(super) resuming: Vec<Arc<str>>,
+    /// Topics waiting for their replay, each with the generation of its latest resume.
+    pub(super) resuming: Vec<(Arc<str>, u64)>,
+    /// The generation the next resume will carry.
+    pub(super) next_generation: u64,
     /// What the upgrade asked for, until the connection opens.
     requested: (Vec<String>, Vec<(String, u64)>),
 }
@@ -76,6 +79,7 @@ impl Session {
             client,
             topics: Vec::new(),
             resuming: Vec::new(),
+            next_generation: 1,
             requested: (names, since),
         })
     }
@@ -89,11 +93,15 @@ impl Session {
         self.topics.iter().any(|t| &**t == WILDCARD)
     }
 
-    pub(super) fn holds(&self, name: &str) -> bool {
+    /// Every topic this connection holds: subscribed or waiting for a replay.
+    pub(super) fn held_topics(&self) -> impl Iterator<Item = &Arc<str>> {
         self.topics
             .iter()
-            .chain(&self.resuming)
-            .any(|t| &**t == name)
+            .chain(self.resuming.iter().map(|(t, _)| t))
+    }
+
+    pub(super) fn holds(&self, name: &str) -> bool {
+        self.held_topics().any(|t| &**t == name)
     }
 
     pub(super) fn held(&self) -> usize {
@@ -112,9 +120,7 @@ impl Session {
 
     /// Rooms this connection is a member of.
     fn rooms(&self) -> Vec<Arc<str>> {
-        self.topics
-            .iter()
-            .chain(&self.resuming)
+        self.held_topics()
             .filter(|t| protocol::is_room(t))
             .cloned()
             .collect()
@@ -144,13 +150,53 @@ impl Conn {
     /// A text message on `/ws`: one operation.
     pub(super) fn on_op(&mut self, ctx: &mut ConnCtx<'_>, text: &str) {
         let result = protocol::parse_op(text).and_then(|op| match op {
-            ClientOp::Subscribe(names) => self.subscribe(ctx, names),
-            ClientOp::Unsubscribe(names) => self.unsubscribe(ctx, names),
             ClientOp::Publish { topic, data } => self.publish(ctx, &topic, data),
-            ClientOp::Resume(since) => self.resume_op(ctx, since),
+            // Subscription changes cost the mixer (presence, replays): same bucket, and none
+            // while the shard's channel into the mixer is backed up.
+            _ if ctx.mixer.is_backlogged() => Err(ClientError::new(
+                ErrorCode::ServerBusy,
+                "server busy, try again",
+            )),
+            other => match self.charge(ctx) {
+                Ok(true) => match other {
+                    ClientOp::Subscribe(names) => self.subscribe(ctx, names),
+                    ClientOp::Unsubscribe(names) => self.unsubscribe(ctx, names),
+                    ClientOp::Resume(since) => self.resume_op(ctx, since),
+                    ClientOp::Publish { .. } => Ok(()),
+                },
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            },
         });
         if let Err(e) = result {
             self.send_error(ctx, &e);
+        }
+    }
+
+    /// Takes one token from the connection's bucket: `Ok(true)` to go on, an error when over
+    /// the rate, `Ok(false)` when persistent abuse closed the connection.
+    fn charge(&mut self, ctx: &mut ConnCtx<'_>) -> Result<bool, ClientError> {
+        let Some(s) = self.session.as_mut() else {
+            return Ok(false);
+        };
+        match s.client.bucket.take(ctx.now) {
+            Verdict::Allow => Ok(true),
+            Verdict::Refuse => Err(ClientError::new(
+                ErrorCode::RateLimited,
+                "too many operations",
+            )),
+            Verdict::Abuse => {
+                ctx.stats
+                    .count_client_error(ErrorCode::RateLimited.as_str());
+                log::info!("{}: closing for persistent rate abuse", self.peer);
+                self.close_ws(
+                    ctx,
+                    close_code::POLICY,
+                    "rate limit exceeded",
+                    ctx.cfg.close_timeout,
+                );
+                Ok(false)
+            }
         }
     }
 
@@ -163,6 +209,12 @@ impl Conn {
         check_topics(names.iter(), max)?;
         if let Some(name) = names.iter().find(|n| !s.client.rights.may_subscribe(n)) {
             return Err(forbidden(name));
+        }
+        if s.has_wildcard() && names.iter().any(|n| n != WILDCARD) {
+            return Err(ClientError::new(
+                ErrorCode::WildcardActive,
+                "subscribed to every topic (`*`): unsubscribe `*` before joining named topics",
+            ));
         }
         if names.iter().any(|n| n == WILDCARD) {
             if !s.has_wildcard() {
@@ -207,8 +259,10 @@ impl Conn {
                 let topic = s.topics.swap_remove(i);
                 ctx.subs.unsubscribe(&topic, ctx.token);
                 topic
-            } else if let Some(i) = s.resuming.iter().position(|t| &**t == name.as_str()) {
-                s.resuming.swap_remove(i)
+            } else if let Some(i) = s.resuming.iter().position(|(t, _)| &**t == name.as_str()) {
+                let (topic, _) = s.resuming.swap_remove(i);
+                ctx.subs.release(&topic);
+                topic
             } else {
                 continue;
             };
@@ -254,7 +308,8 @@ impl Conn {
                 });
             }
         }
-        for topic in s.resuming.drain(..) {
+        for (topic, _) in s.resuming.drain(..) {
+            ctx.subs.release(&topic);
             if protocol::is_room(&topic) {
                 ctx.mixer.send(MixerMsg::Leave {
                     room: topic,
@@ -286,39 +341,18 @@ impl Conn {
         if !s.client.rights.may_publish(topic) {
             return Err(forbidden(topic));
         }
-        let Some(room) = s
-            .topics
-            .iter()
-            .chain(&s.resuming)
-            .find(|t| &***t == topic)
-            .cloned()
-        else {
+        let Some(room) = s.held_topics().find(|t| &***t == topic).cloned() else {
             return Err(ClientError::new(
                 ErrorCode::NotInRoom,
                 format!("join `{topic}` before publishing to it"),
             ));
         };
-        match s.client.bucket.take(ctx.now) {
-            Verdict::Allow => {}
-            Verdict::Refuse => {
-                return Err(ClientError::new(
-                    ErrorCode::RateLimited,
-                    "publishing too fast",
-                ));
-            }
-            Verdict::Abuse => {
-                ctx.stats
-                    .count_client_error(ErrorCode::RateLimited.as_str());
-                log::info!("{}: closing for persistent publish rate abuse", self.peer);
-                self.close_ws(
-                    ctx,
-                    close_code::POLICY,
-                    "rate limit exceeded",
-                    ctx.cfg.close_timeout,
-                );
-                return Ok(());
-            }
+        if !self.charge(ctx)? {
+            return Ok(());
         }
+        let Some(s) = self.session.as_mut() else {
+            return Ok(());
+        };
         let mut msg = Publish {
             topic: room.clone(),
             data,

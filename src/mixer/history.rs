@@ -1,17 +1,29 @@
 //! The last `--history` frames of one topic, and the replay that answers a resume.
 //!
 //! Frames are kept by reference (the same `Arc<[u8]>` every client was sent), so the ring
-//! costs a pointer and a sequence number per message plus the frames it keeps alive.
+//! costs a pointer and a sequence number per message plus the frames it keeps alive. It is
+//! bounded twice: by `--history` messages and by [`MAX_BYTES`] of frames per topic.
+//!
+//! Sequence numbers in the ring may have holes (messages this node never received from the
+//! Redis bus, or the jump after a Redis restart), so a replay is located by seq, never by
+//! position.
 
 use std::collections::VecDeque;
 
 use crate::frame::FrameBytes;
 
+/// Frame bytes kept per topic, whatever `--history` says (64 KiB messages would otherwise
+/// pin 64 MiB per room).
+pub const MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// A frame with its sequence number.
+pub type Sequenced = (u64, FrameBytes);
+
 /// What a resume from `since` gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replay {
     /// Every frame after `since`, in order (possibly none): no gap, no duplicate.
-    Frames(Vec<FrameBytes>),
+    Frames(Vec<Sequenced>),
     /// The history does not reach back to `since` (or `since` is ahead of this server):
     /// a reset notice, then everything the ring still holds.
     Reset {
@@ -20,7 +32,7 @@ pub enum Replay {
         /// The topic's last seq.
         latest: u64,
         /// Everything the ring holds.
-        frames: Vec<FrameBytes>,
+        frames: Vec<Sequenced>,
     },
 }
 
@@ -28,7 +40,8 @@ pub enum Replay {
 #[derive(Debug, Default)]
 pub struct History {
     capacity: usize,
-    ring: VecDeque<(u64, FrameBytes)>,
+    ring: VecDeque<Sequenced>,
+    bytes: usize,
 }
 
 impl History {
@@ -37,6 +50,7 @@ impl History {
         History {
             capacity,
             ring: VecDeque::new(),
+            bytes: 0,
         }
     }
 
@@ -45,10 +59,13 @@ impl History {
         if self.capacity == 0 {
             return;
         }
-        if self.ring.len() == self.capacity {
-            self.ring.pop_front();
-        }
         self.ring.push_back((seq, frame.clone()));
+        self.bytes += frame.len();
+        while self.ring.len() > self.capacity || (self.bytes > MAX_BYTES && self.ring.len() > 1) {
+            if let Some((_, old)) = self.ring.pop_front() {
+                self.bytes -= old.len();
+            }
+        }
     }
 
     /// What follows `since`, given that the topic's last seq is `latest`.
@@ -56,21 +73,18 @@ impl History {
         if since == latest {
             return Replay::Frames(Vec::new());
         }
-        let oldest = self.ring.front().map_or(latest + 1, |(s, _)| *s);
-        if since < latest && since + 1 >= oldest {
-            let skip = (since + 1 - oldest) as usize;
-            return Replay::Frames(
-                self.ring
-                    .iter()
-                    .skip(skip)
-                    .map(|(_, f)| f.clone())
-                    .collect(),
-            );
+        let oldest = self
+            .ring
+            .front()
+            .map_or(latest.saturating_add(1), |(s, _)| *s);
+        if since < latest && since.saturating_add(1) >= oldest {
+            let start = self.ring.partition_point(|(s, _)| *s <= since);
+            return Replay::Frames(self.ring.range(start..).cloned().collect());
         }
         Replay::Reset {
             oldest,
             latest,
-            frames: self.ring.iter().map(|(_, f)| f.clone()).collect(),
+            frames: self.ring.iter().cloned().collect(),
         }
     }
 }
@@ -84,10 +98,10 @@ mod tests {
         Arc::from(seq.to_string().as_bytes())
     }
 
-    fn ids(frames: &[FrameBytes]) -> Vec<String> {
+    fn ids(frames: &[Sequenced]) -> Vec<String> {
         frames
             .iter()
-            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .map(|(_, b)| String::from_utf8(b.to_vec()).unwrap())
             .collect()
     }
 
@@ -127,6 +141,36 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn holes_in_the_ring_are_located_by_seq() {
+        let mut h = History::new(100);
+        for seq in (1..=10).chain(15..=20) {
+            h.push(seq, &f(seq));
+        }
+        match h.replay(16, 20) {
+            Replay::Frames(v) => assert_eq!(ids(&v), ["17", "18", "19", "20"]),
+            other => panic!("{other:?}"),
+        }
+        match h.replay(10, 20) {
+            Replay::Frames(v) => assert_eq!(ids(&v)[0], "15"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            h.replay(u64::MAX, u64::MAX - 1),
+            Replay::Reset { .. }
+        ));
+    }
+
+    #[test]
+    fn bytes_are_capped() {
+        let mut h = History::new(1000);
+        let big: FrameBytes = Arc::from(vec![0u8; MAX_BYTES / 2 + 1]);
+        for seq in 1..=3 {
+            h.push(seq, &big);
+        }
+        assert_eq!(h.ring.len(), 1, "only what fits the byte cap stays");
     }
 
     #[test]

@@ -35,11 +35,13 @@ use serde_json::value::RawValue;
 use crate::frame::{FrameBuilder, FrameBytes};
 use crate::metrics::{Metrics, TopicLabel};
 use crate::protocol::{self, replies};
-use crate::shard::{Broadcast, ShardLink, ShardMsg, unix_micros};
+use crate::shard::{Broadcast, Replayed, ShardLink, ShardMsg, unix_micros};
 use history::{History, Replay};
 use outlet::Outlet;
 use rooms::Rooms;
 
+/// After `Shutdown`, how long the mixer still takes messages that shards send late.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
 /// Messages taken from the input per wake-up before shards are woken.
 const BATCH: usize = 1024;
 /// Distinct topics that get their own `messages_published` label; later ones share `_other`.
@@ -75,6 +77,17 @@ impl Publish {
             seq: None,
         }
     }
+}
+
+/// One topic a connection resumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeAsk {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The last seq the client saw.
+    pub since: u64,
+    /// The connection's resume generation for this topic, echoed in the answer.
+    pub generation: u64,
 }
 
 /// Settings of the mixer.
@@ -131,8 +144,8 @@ pub enum MixerMsg {
     Resume {
         /// Who asked.
         conn: ConnRef,
-        /// (topic, last seq seen).
-        topics: Vec<(Arc<str>, u64)>,
+        /// What it asked for.
+        topics: Vec<ResumeAsk>,
     },
     /// Flush, close the shard queues and stop. Everything sent before it is delivered.
     Shutdown,
@@ -252,17 +265,16 @@ impl Mixer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break 'run,
             }
-            let now = Instant::now();
-            for (room, frame) in self.rooms.tick(now) {
-                self.offer_unsequenced(room, frame);
-            }
-            for out in &mut self.shards {
-                out.flush_pending();
-            }
-            if held_since.is_some_and(|since| since.elapsed() >= self.cfg.linger) {
-                self.wake_shards();
-                held_since = None;
-            }
+            self.housekeeping(&mut held_since);
+        }
+        // Shards may still hold client messages (publishes, leaves) that found the channel
+        // full: take what arrives in a short grace period, so that acknowledged work is done.
+        let grace = Instant::now() + SHUTDOWN_GRACE;
+        while let Ok(msg) = self
+            .input
+            .recv_deadline(grace.min(Instant::now() + Duration::from_millis(20)))
+        {
+            self.handle(msg);
         }
         for out in &mut self.shards {
             out.flush_pending();
@@ -279,6 +291,21 @@ impl Mixer {
             let _ = waker.wake();
         }
         log::debug!("mixer stopped");
+    }
+
+    /// Once per loop turn: presence counts, pending control messages, the linger deadline.
+    fn housekeeping(&mut self, held_since: &mut Option<Instant>) {
+        let now = Instant::now();
+        for (room, frame) in self.rooms.tick(now) {
+            self.offer_unsequenced(room, frame);
+        }
+        for out in &mut self.shards {
+            out.flush_pending();
+        }
+        if held_since.is_some_and(|since| since.elapsed() >= self.cfg.linger) {
+            self.wake_shards();
+            *held_since = None;
+        }
     }
 
     /// Handles one input message; false means stop.
@@ -308,8 +335,8 @@ impl Mixer {
                 self.send_to(conn, frame);
             }
             MixerMsg::Resume { conn, topics } => {
-                for (topic, since) in topics {
-                    self.resume(conn, topic, since);
+                for ask in topics {
+                    self.resume(conn, ask);
                 }
             }
             MixerMsg::Shutdown => return false,
@@ -345,16 +372,25 @@ impl Mixer {
         }
     }
 
-    /// Replays `topic` after `since` to `conn`, which subscribes once the replay arrives.
-    fn resume(&mut self, conn: ConnRef, topic: Arc<str>, since: u64) {
-        let replay = match self.topics.get(&topic) {
-            Some(state) => state.history.replay(since, state.seq),
-            None if since == 0 => Replay::Frames(Vec::new()),
-            None => Replay::Reset {
-                oldest: 1,
-                latest: 0,
-                frames: Vec::new(),
-            },
+    /// Replays a topic after the client's seq to `conn`, which subscribes once the replay
+    /// arrives.
+    fn resume(&mut self, conn: ConnRef, ask: ResumeAsk) {
+        let ResumeAsk {
+            topic,
+            since,
+            generation,
+        } = ask;
+        let (replay, latest) = match self.topics.get(&topic) {
+            Some(state) => (state.history.replay(since, state.seq), state.seq),
+            None if since == 0 => (Replay::Frames(Vec::new()), 0),
+            None => (
+                Replay::Reset {
+                    oldest: 1,
+                    latest: 0,
+                    frames: Vec::new(),
+                },
+                0,
+            ),
         };
         let (reset, frames) = match replay {
             Replay::Frames(frames) => (None, frames),
@@ -364,13 +400,18 @@ impl Mixer {
                 frames,
             } => (Some(replies::reset_frame(&topic, oldest, latest)), frames),
         };
+        let replay = Box::new(Replayed {
+            topic,
+            generation,
+            latest,
+            reset,
+            frames,
+        });
         if let Some(out) = self.shards.get_mut(conn.shard) {
             out.send_control(ShardMsg::Resumed {
                 token: conn.token,
                 id: conn.id,
-                topic,
-                reset,
-                frames,
+                replay,
             });
         }
     }
@@ -391,6 +432,25 @@ impl Mixer {
     /// Sequences, serializes and frames one message, and offers it to every shard.
     fn broadcast(&mut self, p: &Publish) {
         let ts = unix_micros();
+        if p.seq.is_some()
+            && protocol::is_room(&p.topic)
+            && self.rooms.count(&p.topic) == 0
+            && !self.topics.contains_key(&p.topic)
+        {
+            // A room of another node that no local client is in (a local `*` subscriber, or
+            // a leave that overtook the message): relay it, keep no state for it.
+            let frame = self.frame(p, &p.topic, p.seq.unwrap_or(0), ts);
+            let b = Broadcast {
+                topic: p.topic.clone(),
+                seq: p.seq.unwrap_or(0),
+                stamp_us: ts,
+                frame,
+            };
+            for out in &mut self.shards {
+                out.offer(ShardMsg::Broadcast(b.clone()));
+            }
+            return;
+        }
         let known = self.topics.len();
         let (metrics, history) = (&self.metrics, self.cfg.history);
         let state = self
@@ -409,19 +469,10 @@ impl Mixer {
         state.published.inc();
         metrics.published_all.inc();
         let (topic, seq) = (state.name.clone(), state.seq);
-        let envelope = Envelope {
-            topic: &topic,
-            seq,
-            ts,
-            from: p.from.as_deref(),
-            nick: p.nick.as_deref(),
-            kind: p.kind,
-            data: &p.data,
-        };
-        // Serializing strings, integers and pre-validated raw JSON into memory cannot fail.
-        serde_json::to_writer(self.builder.payload(), &envelope).expect("serialize envelope");
-        let frame = self.builder.finish_text();
-        state.history.push(seq, &frame);
+        let frame = self.frame(p, &topic, seq, ts);
+        if let Some(state) = self.topics.get_mut(&topic) {
+            state.history.push(seq, &frame);
+        }
         let b = Broadcast {
             topic,
             seq,
@@ -431,6 +482,22 @@ impl Mixer {
         for out in &mut self.shards {
             out.offer(ShardMsg::Broadcast(b.clone()));
         }
+    }
+
+    /// Serializes a message's envelope once and encodes it as one text frame.
+    fn frame(&mut self, p: &Publish, topic: &str, seq: u64, ts: u64) -> FrameBytes {
+        let envelope = Envelope {
+            topic,
+            seq,
+            ts,
+            from: p.from.as_deref(),
+            nick: p.nick.as_deref(),
+            kind: p.kind,
+            data: &p.data,
+        };
+        // Serializing strings, integers and pre-validated raw JSON into memory cannot fail.
+        serde_json::to_writer(self.builder.payload(), &envelope).expect("serialize envelope");
+        self.builder.finish_text()
     }
 
     fn wake_shards(&mut self) {

@@ -69,7 +69,10 @@ impl Outlet {
 
     /// Sends a message meant for one connection, waiting in `pending` if the queue is full.
     pub fn send_control(&mut self, msg: ShardMsg) {
-        if self.pending.len() >= MAX_PENDING {
+        // A lost replay would leave its topic waiting forever: replays always wait (their
+        // number is bounded by the clients' rate limits and topic limits).
+        let replay = matches!(msg, ShardMsg::Resumed { .. });
+        if self.pending.len() >= MAX_PENDING && !replay {
             self.control_overflow.inc();
             log::warn!(
                 "shard {}: control backlog full, dropping a reply",

@@ -157,6 +157,10 @@ impl Rooms {
                 &member.view(),
                 count,
             ));
+        } else if count == self.list_max {
+            // Back under the limit from above: members' lists were counts only, so they get
+            // one fresh snapshot and deltas from here on.
+            out.to_room.push(r.list("snapshot", room, self.list_max));
         } else {
             r.count_dirty = true;
         }
@@ -292,5 +296,15 @@ mod tests {
             rooms.tick(now + COUNT_EVERY * 2).is_empty(),
             "unchanged: nothing sent"
         );
+        // Shrinking back to the list limit sends one fresh snapshot to the room.
+        rooms.leave("big", conn(4));
+        rooms.leave("big", conn(3));
+        let out = rooms.leave("big", conn(2));
+        let v = json(&out.to_room[0]);
+        assert_eq!(
+            (v["event"].as_str(), v["count"].as_u64()),
+            (Some("snapshot"), Some(2))
+        );
+        assert_eq!(v["members"].as_array().map(Vec::len), Some(2));
     }
 }

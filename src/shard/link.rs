@@ -50,13 +50,24 @@ pub enum ShardMsg {
         token: usize,
         /// The connection's id.
         id: u64,
-        /// The topic.
-        topic: Arc<str>,
-        /// A reset notice when history does not reach back far enough.
-        reset: Option<FrameBytes>,
-        /// Every frame after the client's seq that history still holds, in order.
-        frames: Vec<FrameBytes>,
+        /// What the mixer found.
+        replay: Box<Replayed>,
     },
+}
+
+/// The mixer's answer to one resumed topic.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// Which of the connection's resumes of this topic it answers (only the latest counts).
+    pub generation: u64,
+    /// The topic's last seq when the replay was taken.
+    pub latest: u64,
+    /// A reset notice when history does not reach back far enough.
+    pub reset: Option<FrameBytes>,
+    /// Every frame after the client's seq that history still holds, in order, with its seq.
+    pub frames: Vec<(u64, FrameBytes)>,
 }
 
 /// Server-wide services every shard consults at upgrade time (never per message).

@@ -18,7 +18,7 @@ mod stats;
 mod subs;
 mod timer;
 
-pub use link::{Broadcast, Intake, Services, ShardLink, ShardMsg};
+pub use link::{Broadcast, Intake, Replayed, Services, ShardLink, ShardMsg};
 pub use port::{MixerPort, drain_into};
 pub use stats::ShardStats;
 pub use subs::{Subscriptions, WILDCARD, Watch};
@@ -301,17 +301,11 @@ impl Shard {
                         conn.deliver(&mut ctx, frame);
                     }
                 }
-                Ok(ShardMsg::Resumed {
-                    token,
-                    id,
-                    topic,
-                    reset,
-                    frames,
-                }) => {
+                Ok(ShardMsg::Resumed { token, id, replay }) => {
                     if let Some(conn) = self.conns.get_mut(token).filter(|c| c.id == id) {
                         let mut ctx =
                             Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
-                        conn.on_resumed(&mut ctx, &topic, reset, frames);
+                        conn.on_resumed(&mut ctx, *replay);
                     }
                 }
                 Err(TryRecvError::Empty) => return true,

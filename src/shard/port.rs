@@ -69,6 +69,11 @@ impl MixerPort {
         drain_into(&mut self.pending, &self.tx).1
     }
 
+    /// Whether so many messages wait that clients' subscription changes should be refused.
+    pub fn is_backlogged(&self) -> bool {
+        self.pending.len() >= PUBLISH_BACKLOG
+    }
+
     /// Whether messages are waiting.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()

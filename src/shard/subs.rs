@@ -111,6 +111,18 @@ impl Subscriptions {
         name
     }
 
+    /// Keeps `topic` wanted by this node while a connection waits for its replay (outside
+    /// the index), so the Redis bus stays subscribed across the resume. Paired with
+    /// [`Subscriptions::release`].
+    pub fn hold(&self, topic: &Arc<str>) {
+        self.interest.add(topic);
+    }
+
+    /// Ends a [`Subscriptions::hold`].
+    pub fn release(&self, topic: &str) {
+        self.interest.remove(topic);
+    }
+
     /// Removes `token` from `topic`. Returns false if it was not subscribed.
     pub fn unsubscribe(&mut self, topic: &str, token: usize) -> bool {
         let removed = if topic == WILDCARD {
