@@ -140,9 +140,9 @@ mod tests {
 
     #[test]
     fn defaults_match_the_config_defaults() {
-        let Cli {
-            command: Command::Serve(args),
-        } = Cli::parse_from(["tickcast", "serve"]);
+        let Command::Serve(args) = Cli::parse_from(["tickcast", "serve"]).command else {
+            panic!("not serve");
+        };
         let cfg = args.to_config().unwrap();
         let def = ServerConfig::default();
         assert_eq!(cfg.listen, def.listen);
@@ -153,11 +153,13 @@ mod tests {
 
     #[test]
     fn rate_replaces_interval_and_durations_parse() {
-        let Cli {
-            command: Command::Serve(args),
-        } = Cli::parse_from([
+        let Command::Serve(args) = Cli::parse_from([
             "tickcast", "serve", "--rate", "500", "--linger", "1ms", "--shards", "1",
-        ]);
+        ])
+        .command
+        else {
+            panic!("not serve");
+        };
         let cfg = args.to_config().unwrap();
         assert_eq!(cfg.ticker.pace, TickerPace::Rate(500.0));
         assert_eq!(cfg.linger, Duration::from_millis(1));
