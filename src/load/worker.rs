@@ -29,6 +29,8 @@ const MAX_CONNECTS_PER_TURN: usize = 256;
 const MAX_PUBLISH_BURST: usize = 1000;
 /// How often connections still connecting are checked for their timeout.
 const TIMEOUT_SCAN: Duration = Duration::from_millis(100);
+/// Connections handled between two checks of the window inside one turn.
+const WINDOW_CHECK_EVERY: usize = 16;
 /// "Not set yet" for the window offsets.
 const UNSET: u64 = u64::MAX;
 
@@ -88,6 +90,7 @@ impl Control {
 enum WindowState {
     Before,
     Open { since: Instant, cpu_ns: u64 },
+    Closed,
 }
 
 /// One load thread.
@@ -147,7 +150,9 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            if self.control.stop.load(Ordering::Relaxed) || self.follow_window(now) {
+            if follow_window(&self.control, &mut self.window, &mut self.stats, now)
+                || self.control.stop.load(Ordering::Relaxed)
+            {
                 break;
             }
             self.open_due(now);
@@ -163,35 +168,12 @@ impl Worker {
                 log::error!("load thread {}: poll failed: {e}", self.index);
                 break;
             }
-            self.handle_events(&events);
+            if self.handle_events(&events) {
+                break;
+            }
         }
         self.finish();
         self.stats
-    }
-
-    /// Opens and closes the window on time. Returns true once the window is over.
-    fn follow_window(&mut self, now: Instant) -> bool {
-        let Some((start, end)) = self.control.window() else {
-            return false;
-        };
-        if let WindowState::Before = self.window
-            && now >= start
-        {
-            self.stats.begin_window();
-            self.window = WindowState::Open {
-                since: now,
-                cpu_ns: sys::thread_cpu_ns(),
-            };
-        }
-        if let WindowState::Open { since, cpu_ns } = self.window
-            && now >= end
-        {
-            self.stats.window_secs = now.duration_since(since).as_secs_f64();
-            self.stats.cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu_ns);
-            self.stats.measuring = false;
-            return true;
-        }
-        false
     }
 
     fn due(&self, k: usize) -> Instant {
@@ -313,39 +295,44 @@ impl Worker {
         wake.saturating_duration_since(now)
     }
 
-    fn handle_events(&mut self, events: &Events) {
-        let now = Instant::now();
+    /// Handles the connections whose read budget ran out last turn, then this poll's
+    /// events. The window is checked every few connections, so a long turn under overload
+    /// cannot stretch it. Returns true once the window is over.
+    fn handle_events(&mut self, events: &Events) -> bool {
         let track_sent = self.cfg.publishers > 0;
         let again = std::mem::take(&mut self.again);
-        let mut ctx = Ctx {
-            now,
-            stats: &mut self.stats,
-            scanner: &self.scanner,
-            max_message: self.cfg.max_message,
-            track_sent,
-            rng: &mut self.rng,
-        };
         let mut read_again = Vec::new();
-        for token in again {
-            if let Some(conn) = self.conns.get_mut(token)
-                && conn.on_readable(&mut ctx, &mut self.scratch)
-            {
-                read_again.push(token);
-            }
-        }
         let mut closed = Vec::new();
-        for event in events.iter() {
-            let token = event.token().0;
+        let mut ended = false;
+        let mut now = Instant::now();
+        let work = again.into_iter().map(|t| (t, false, true)).chain(events.iter().map(|e| {
+            let readable = e.is_readable() || e.is_read_closed() || e.is_error();
+            (e.token().0, e.is_writable(), readable)
+        }));
+        for (i, (token, writable, readable)) in work.enumerate() {
+            if i % WINDOW_CHECK_EVERY == WINDOW_CHECK_EVERY - 1 {
+                now = Instant::now();
+                if follow_window(&self.control, &mut self.window, &mut self.stats, now) {
+                    ended = true;
+                    break;
+                }
+            }
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
             };
+            let mut ctx = Ctx {
+                now,
+                stats: &mut self.stats,
+                scanner: &self.scanner,
+                max_message: self.cfg.max_message,
+                track_sent,
+                rng: &mut self.rng,
+            };
             let was_pending = is_pending(conn.phase());
-            if event.is_writable() {
+            if writable {
                 conn.on_writable(&mut ctx, &self.cfg.target);
             }
-            if (event.is_readable() || event.is_read_closed() || event.is_error())
-                && conn.on_readable(&mut ctx, &mut self.scratch)
-            {
+            if readable && conn.on_readable(&mut ctx, &mut self.scratch) {
                 read_again.push(token);
             }
             if conn.has_output() {
@@ -360,6 +347,7 @@ impl Worker {
         }
         self.again = read_again;
         self.reap(closed);
+        ended
     }
 
     /// Removes closed connections (never while iterating events).
@@ -400,8 +388,14 @@ impl Worker {
         self.reported = (now.0, now.1, now.2.max(m));
     }
 
-    /// Sends close 1000 on every open connection (best effort) and drops them.
+    /// Closes the window if `stop` came first, counts connections still connecting as
+    /// `unfinished`, sends close 1000 on every open connection (best effort) and drops them.
     fn finish(&mut self) {
+        let now = Instant::now();
+        if let WindowState::Open { since, cpu_ns } = self.window {
+            close_window(&mut self.stats, since, cpu_ns, now);
+            self.window = WindowState::Closed;
+        }
         let mut ctx = Ctx {
             now: Instant::now(),
             stats: &mut self.stats,
@@ -411,12 +405,52 @@ impl Worker {
             rng: &mut self.rng,
         };
         for (_, conn) in self.conns.iter_mut() {
+            if is_pending(conn.phase()) {
+                ctx.stats.fail("unfinished");
+            }
             conn.finish(&mut ctx);
             conn.deregister(self.poll.registry());
         }
         self.conns.clear();
         self.report_progress();
     }
+}
+
+/// Opens and closes the window on time. Returns true once the window is over.
+fn follow_window(
+    control: &Control,
+    state: &mut WindowState,
+    stats: &mut Stats,
+    now: Instant,
+) -> bool {
+    let Some((start, end)) = control.window() else {
+        return false;
+    };
+    if let WindowState::Before = *state
+        && now >= start
+    {
+        stats.begin_window();
+        *state = WindowState::Open {
+            since: now,
+            cpu_ns: sys::thread_cpu_ns(),
+        };
+    }
+    match *state {
+        WindowState::Open { since, cpu_ns } if now >= end => {
+            close_window(stats, since, cpu_ns, now);
+            *state = WindowState::Closed;
+            true
+        }
+        WindowState::Closed => true,
+        _ => false,
+    }
+}
+
+/// Records the window's length and this thread's CPU over it.
+fn close_window(stats: &mut Stats, since: Instant, cpu_ns_at_start: u64, now: Instant) {
+    stats.window_secs = now.duration_since(since).as_secs_f64();
+    stats.cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu_ns_at_start);
+    stats.measuring = false;
 }
 
 /// Whether a connection is still connecting or upgrading.
