@@ -224,17 +224,16 @@ ladder() {
         case $VERDICT in
             ok) lo=$d ;;
             client-bound) break ;;
-            *) hi=$d ;;
+            *) if ((hi == 0 || d < hi)); then hi=$d; fi ;;
         esac
         if ((hi == 0)); then
             # Still climbing.
             d=$(awk -v d="$d" -v f="$FACTOR" 'BEGIN { printf "%d", d * f }')
             ((d <= MAX_D)) || break
         elif ((lo == 0)); then
-            # Even the first point failed: step down.
+            # Even the first point failed: step down until one passes.
             d=$(awk -v d="$d" -v f="$FACTOR" 'BEGIN { printf "%d", d / f }')
             ((d >= 1000)) || break
-            hi=0
         else
             ((refined < REFINE)) || break
             refined=$((refined + 1))

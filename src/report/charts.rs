@@ -32,6 +32,8 @@ struct Axes {
     x_log: bool,
     y_log: bool,
     diagonal: bool,
+    /// Where the legend goes (away from where the data usually is).
+    legend: SeriesLabelPosition,
 }
 
 /// Series name -> color index, stable across charts.
@@ -63,7 +65,11 @@ fn bounds(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
         return if log { (1.0, 10.0) } else { (0.0, 1.0) };
     }
     if log {
-        (lo / 1.5, hi * 1.5)
+        // Whole decades, so the axis always carries labelled powers of ten.
+        (
+            10f64.powf((lo / 1.2).log10().floor()),
+            10f64.powf((hi * 1.2).log10().ceil()),
+        )
     } else {
         (0.0_f64.min(lo), if hi > 0.0 { hi * 1.15 } else { 1.0 })
     }
@@ -122,7 +128,7 @@ fn draw_panel<DB: DrawingBackend>(
             }
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(axes.legend.clone())
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK.mix(0.4))
                 .draw()
@@ -217,6 +223,7 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         x_log: true,
         y_log: true,
         diagonal: true,
+        legend: SeriesLabelPosition::UpperLeft,
     };
     draw(&path, &panels, &axes)?;
     written.push(path);
@@ -264,6 +271,7 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         x_log: false,
         y_log: true,
         diagonal: false,
+        legend: SeriesLabelPosition::UpperLeft,
     };
     draw(&path, &[light, sat], &axes)?;
     written.push(path);
@@ -279,6 +287,7 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         x_log: true,
         y_log: true,
         diagonal: false,
+        legend: SeriesLabelPosition::UpperRight,
     };
     draw(&path, &panels, &axes)?;
     written.push(path);
@@ -313,6 +322,7 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         x_log: false,
         y_log: false,
         diagonal: false,
+        legend: SeriesLabelPosition::UpperLeft,
     };
     draw(&path, &[panel], &axes)?;
     written.push(path);
