@@ -105,11 +105,20 @@ mod tests {
 
     #[test]
     fn the_mixer_output_scans_like_json_parses() {
-        // The same field order and formatting serde_json produces for the mixer's envelope.
-        let v = serde_json::json!({"topic": "room.a/b", "seq": 9, "ts": 123, "data": {"x": 1}});
-        let text = serde_json::to_string(&v).unwrap();
-        let e = Scanner::default().envelope(text.as_bytes());
-        assert_eq!(e.topic, Some(&b"room.a/b"[..]));
+        // The exact bytes the mixer broadcasts, with a `data` that repeats the keys.
+        let data =
+            serde_json::value::to_raw_value(&serde_json::json!({"seq": 1, "ts": 2})).unwrap();
+        let mut builder = crate::frame::FrameBuilder::new();
+        let frame =
+            crate::mixer::frame_envelope(&mut builder, "room.a/b", 9, 123, Some("c1"), &data);
+        let info = crate::load::wire::parse_header(&frame, 1 << 20)
+            .unwrap()
+            .unwrap();
+        let text = &frame[info.header_len..];
+        let e = Scanner::default().envelope(text);
+        let v: serde_json::Value = serde_json::from_slice(text).unwrap();
+        assert_eq!(e.topic, v["topic"].as_str().map(str::as_bytes));
+        assert_eq!((e.seq, e.ts), (v["seq"].as_u64(), v["ts"].as_u64()));
         assert_eq!((e.seq, e.ts), (Some(9), Some(123)));
     }
 

@@ -305,10 +305,13 @@ impl Worker {
         let mut closed = Vec::new();
         let mut ended = false;
         let mut now = Instant::now();
-        let work = again.into_iter().map(|t| (t, false, true)).chain(events.iter().map(|e| {
-            let readable = e.is_readable() || e.is_read_closed() || e.is_error();
-            (e.token().0, e.is_writable(), readable)
-        }));
+        let work = again
+            .into_iter()
+            .map(|t| (t, false, true))
+            .chain(events.iter().map(|e| {
+                let readable = e.is_readable() || e.is_read_closed() || e.is_error();
+                (e.token().0, e.is_writable(), readable)
+            }));
         for (i, (token, writable, readable)) in work.enumerate() {
             if i % WINDOW_CHECK_EVERY == WINDOW_CHECK_EVERY - 1 {
                 now = Instant::now();
