@@ -406,11 +406,11 @@ impl LoadConn {
             }
         }
         if let Some(topic) = env.topic {
-            self.track_seq(ctx.stats, topic, seq);
+            self.track_seq(ctx.stats, topic, seq, ts);
         }
     }
 
-    fn track_seq(&mut self, stats: &mut Stats, topic: &[u8], seq: u64) {
+    fn track_seq(&mut self, stats: &mut Stats, topic: &[u8], seq: u64, ts: u64) {
         let slot = match self
             .seqs
             .iter()
@@ -420,7 +420,7 @@ impl LoadConn {
             None => {
                 let id = stats.topics.id(topic);
                 if stats.measuring {
-                    stats.topics.counts[id as usize].messages += 1;
+                    stats.topics.counts[id as usize].seen(seq, ts);
                 }
                 if !stats.topics.is_other(id) && self.seqs.len() < MAX_TRACKED_TOPICS {
                     self.seqs.push((id, seq));
@@ -431,7 +431,7 @@ impl LoadConn {
         let (id, last) = &mut self.seqs[slot];
         if stats.measuring {
             let counts = &mut stats.topics.counts[*id as usize];
-            counts.messages += 1;
+            counts.seen(seq, ts);
             if seq > *last + 1 {
                 let missing = seq - *last - 1;
                 counts.gaps += missing;

@@ -25,6 +25,47 @@ pub struct TopicCounts {
     pub gaps: u64,
     /// Messages whose seq was not above the last one seen (duplicates, reordering).
     pub reordered: u64,
+    /// The lowest (seq, ts) seen in the window, over every connection.
+    pub first: Option<(u64, u64)>,
+    /// The highest (seq, ts) seen in the window, over every connection.
+    pub last: Option<(u64, u64)>,
+}
+
+impl TopicCounts {
+    /// Counts a message and widens the seen (seq, ts) span.
+    #[inline]
+    pub fn seen(&mut self, seq: u64, ts: u64) {
+        self.messages += 1;
+        if self.first.is_none_or(|(s, _)| seq < s) {
+            self.first = Some((seq, ts));
+        }
+        if self.last.is_none_or(|(s, _)| seq > s) {
+            self.last = Some((seq, ts));
+        }
+    }
+
+    /// Messages per second the server sequenced on this topic, from the server's own stamps
+    /// of the first and last seq seen: exact even when a window holds few messages.
+    pub fn produced_per_s(&self) -> Option<f64> {
+        let ((s0, t0), (s1, t1)) = (self.first?, self.last?);
+        (s1 > s0 && t1 > t0).then(|| (s1 - s0) as f64 / ((t1 - t0) as f64 / 1e6))
+    }
+
+    fn merge(&mut self, other: &TopicCounts) {
+        self.messages += other.messages;
+        self.gaps += other.gaps;
+        self.reordered += other.reordered;
+        if let Some(f) = other.first
+            && self.first.is_none_or(|(s, _)| f.0 < s)
+        {
+            self.first = Some(f);
+        }
+        if let Some(l) = other.last
+            && self.last.is_none_or(|(s, _)| l.0 > s)
+        {
+            self.last = Some(l);
+        }
+    }
 }
 
 /// Topic name -> small id, so connections remember their last seq per topic by id.
@@ -181,6 +222,18 @@ impl Stats {
         self.measuring = true;
     }
 
+    /// Messages per second the server sequenced, summed over the named topics seen (see
+    /// [`TopicCounts::produced_per_s`]); `None` when no topic had two messages.
+    pub fn produced_per_s(&self) -> Option<f64> {
+        let rates: Vec<f64> = self
+            .topics
+            .iter()
+            .filter(|(name, _)| *name != OTHER_TOPIC)
+            .filter_map(|(_, c)| c.produced_per_s())
+            .collect();
+        (!rates.is_empty()).then(|| rates.iter().sum())
+    }
+
     /// Total failures.
     pub fn failure_count(&self) -> u64 {
         self.failures.values().sum()
@@ -213,10 +266,7 @@ impl Stats {
             } else {
                 self.topics.id(name.as_bytes())
             };
-            let c = &mut self.topics.counts[id as usize];
-            c.messages += counts.messages;
-            c.gaps += counts.gaps;
-            c.reordered += counts.reordered;
+            self.topics.counts[id as usize].merge(counts);
         }
         self.cpu_ns = self.cpu_ns.max(other.cpu_ns);
         self.window_secs = self.window_secs.max(other.window_secs);
@@ -248,6 +298,24 @@ mod tests {
         assert!(t.is_other(over));
         assert_eq!(t.id(b"another"), over);
         assert_eq!(t.iter().count(), MAX_TOPICS + 1);
+    }
+
+    #[test]
+    fn the_production_rate_comes_from_server_stamps() {
+        let mut c = TopicCounts::default();
+        assert_eq!(c.produced_per_s(), None);
+        // Seen out of order across connections: 11 messages over 1 s of server time.
+        c.seen(15, 1_500_000);
+        c.seen(10, 1_000_000);
+        c.seen(20, 2_000_000);
+        c.seen(12, 1_200_000);
+        assert_eq!(c.messages, 4);
+        assert_eq!(c.produced_per_s(), Some(10.0));
+        let mut other = TopicCounts::default();
+        other.seen(30, 3_000_000);
+        c.merge(&other);
+        assert_eq!(c.produced_per_s(), Some(10.0));
+        assert_eq!(c.last, Some((30, 3_000_000)));
     }
 
     #[test]

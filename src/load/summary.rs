@@ -74,6 +74,40 @@ pub struct Summary {
     pub loadavg_1m: f64,
 }
 
+/// Deliveries the clients should have received in the window, the larger of two counts:
+///
+/// - by seq: what arrived plus what is missing from each topic's seq sequence, scaled up when
+///   the server sequenced slower than it was offered messages (its own stamps tell the rate);
+///   exact for drops, whatever the window's length;
+/// - by rate: `(rate x window - 1) x connected`, with the offered rate (else the produced
+///   one); this catches clients that received nothing (starved, disconnected), which the seq
+///   count cannot see. The one message per client it forgives is the one legitimately in
+///   flight at a window edge: every client gets a message at about the same time, so at
+///   10 msgs/s over 3 s a boundary alone would otherwise read as 3 % loss.
+pub fn expected_deliveries(
+    received: u64,
+    gaps: u64,
+    offered_rate: f64,
+    produced_per_s: Option<f64>,
+    window_s: f64,
+    connected: u64,
+) -> f64 {
+    let seen = (received + gaps) as f64;
+    let by_seq = match produced_per_s {
+        Some(produced) if offered_rate > 0.0 && produced > 0.0 && produced < offered_rate => {
+            seen * offered_rate / produced
+        }
+        _ => seen,
+    };
+    let rate = if offered_rate > 0.0 {
+        offered_rate
+    } else {
+        produced_per_s.unwrap_or(0.0)
+    };
+    let by_rate = (rate * window_s - 1.0).max(0.0) * connected as f64;
+    by_seq.max(by_rate)
+}
+
 fn q(h: &Histogram<u64>, quantile: f64) -> u64 {
     if h.is_empty() {
         0
@@ -96,11 +130,15 @@ impl Summary {
     pub fn row(&self, ctx: &RowContext) -> Row {
         let s = &self.stats;
         let window_s = s.window_secs;
-        let expected = if ctx.offered_rate > 0.0 {
-            ctx.offered_rate * window_s * s.connected as f64
-        } else {
-            (s.window.messages + s.window.gaps) as f64
-        };
+        let produced_per_s = s.produced_per_s();
+        let expected = expected_deliveries(
+            s.window.messages,
+            s.window.gaps,
+            ctx.offered_rate,
+            produced_per_s,
+            window_s,
+            s.connected,
+        );
         let delivery_ratio = if expected > 0.0 {
             s.window.messages as f64 / expected
         } else {
@@ -132,6 +170,7 @@ impl Summary {
             messages: s.window.messages,
             bytes: s.window.bytes,
             delivered_per_s: self.delivered_per_s(),
+            produced_per_s: produced_per_s.unwrap_or(0.0),
             expected,
             delivery_ratio,
             seq_gaps: s.window.gaps,
@@ -239,6 +278,16 @@ impl Summary {
         );
         let _ = writeln!(
             out,
+            "produced    {:.1} msgs/s sequenced by the server (offered {})",
+            r.produced_per_s,
+            if r.offered_rate > 0.0 {
+                format!("{:.1}", r.offered_rate)
+            } else {
+                "unknown".into()
+            }
+        );
+        let _ = writeln!(
+            out,
             "latency     p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
             ms(r.lat_p50_us),
             ms(r.lat_p90_us),
@@ -294,5 +343,31 @@ impl Summary {
             }
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expected_deliveries;
+
+    #[test]
+    fn expected_deliveries_count_gaps_a_slow_producer_and_silent_clients() {
+        // 10 clients, 100 msgs/s offered, 10 s window: 1000 per client, 990 after the
+        // boundary allowance.
+        let e = |received, gaps, produced| {
+            expected_deliveries(received, gaps, 100.0, produced, 10.0, 10)
+        };
+        // Everyone got everything, or one message fewer at the window's edge.
+        assert_eq!(e(10_000, 0, Some(100.0)), 10_000.0);
+        assert_eq!(e(9_990, 0, Some(100.0)), 9_990.0);
+        // Drops show as gaps.
+        assert_eq!(e(9_000, 1_000, Some(100.0)), 10_000.0);
+        // The server sequenced half the offered rate: twice as many were due.
+        assert_eq!(e(5_000, 0, Some(50.0)), 10_000.0);
+        // Half the clients received nothing: the rate count catches it.
+        assert_eq!(e(5_000, 0, Some(100.0)), 9_990.0);
+        // Unknown offered rate: the produced rate stands in; nothing known: gaps only.
+        assert_eq!(expected_deliveries(7, 3, 0.0, Some(1.0), 2.0, 1), 10.0);
+        assert_eq!(expected_deliveries(7, 3, 0.0, None, 2.0, 1), 10.0);
     }
 }

@@ -63,8 +63,13 @@ pub struct Row {
     pub bytes: u64,
     /// Data messages received per second, all clients together (deliveries/s).
     pub delivered_per_s: f64,
-    /// Deliveries expected in the window: offered rate x window x connected clients (or
-    /// received + seq gaps when the offered rate is unknown).
+    /// Messages per second the server sequenced, from the `seq`/`ts` stamps of the first and
+    /// last message seen per topic (0 when fewer than two were seen).
+    pub produced_per_s: f64,
+    /// Deliveries expected in the window: the larger of received + seq gaps (scaled by
+    /// `offered_rate / produced_per_s` when the server sequenced slower than offered) and
+    /// `(offered_rate x window_s - 1) x connected` (one message per client may be in flight
+    /// at a window edge).
     pub expected: f64,
     /// `messages / expected`.
     pub delivery_ratio: f64,
@@ -172,8 +177,13 @@ pub const COLUMNS: &[(&str, &str)] = &[
     ("bytes", "bytes received by all clients in the window"),
     ("delivered_per_s", "deliveries per second (all clients)"),
     (
+        "produced_per_s",
+        "messages/s the server sequenced (from seq and ts of the messages)",
+    ),
+    (
         "expected",
-        "deliveries expected: offered_rate x window_s x connected",
+        "deliveries expected: max((messages + seq_gaps) x max(1, offered_rate / produced_per_s), \
+         (offered_rate x window_s - 1) x connected)",
     ),
     ("delivery_ratio", "messages / expected"),
     (
