@@ -61,10 +61,10 @@ fn load_measures_every_message_of_a_real_server() {
     };
     let row = summary.row(&ctx);
     assert_eq!((row.clients, row.connected, row.seq_gaps), (60, 60, 0));
-    assert_eq!(
-        row.delivery_ratio, 1.0,
-        "no offered rate: expected = received + gaps"
-    );
+    // No offered rate given: the server's own stamps give the rate it produced at.
+    assert!(row.produced_per_s > 0.0);
+    assert!(row.expected >= row.messages as f64);
+    assert!(row.delivery_ratio > 0.0 && row.delivery_ratio <= 1.0);
     assert!(row.server_cpu_pct.is_some() && row.rss_kib_per_conn.is_some());
     assert_eq!(row.server_drops_total, Some(0));
     assert!(
