@@ -43,6 +43,8 @@ use worker::{Control, Worker};
 
 /// How often the coordinator refreshes progress and checks the ramp.
 const TICK: Duration = Duration::from_millis(100);
+/// How long before the window the server's drop counters are read (at most the warmup).
+const SCRAPE_LEAD: Duration = Duration::from_millis(500);
 /// Extra time after the ramp and connect timeout before measuring regardless.
 const RAMP_GRACE: Duration = Duration::from_secs(1);
 
@@ -98,20 +100,23 @@ pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
     control.set_window(window_start, window_end);
     bar.set_length(cfg.duration.as_millis() as u64);
     bar.set_position(0);
+    // A scrape can take a while from a saturated server, so the drop counters are read
+    // just outside the window and the CPU samples exactly at its edges.
+    let scrape = || {
+        cfg.scrape_metrics
+            .then(|| sys::scrape_drops(cfg.target.addr))
+            .flatten()
+    };
+    let scrape_at = window_start - cfg.warmup.min(SCRAPE_LEAD);
+    wait_until(scrape_at, &bar, "warming up", &control, None);
+    let drops_w0 = scrape();
     wait_until(window_start, &bar, "warming up", &control, None);
     let server_w0 = sample();
-    let drops_w0 = cfg
-        .scrape_metrics
-        .then(|| sys::scrape_drops(cfg.target.addr))
-        .flatten();
     let (cpu_w0, wall_w0) = (sys::process_cpu_ns(), Instant::now());
     wait_until(window_end, &bar, "measuring", &control, Some(window_start));
     let (cpu_w1, wall_w1) = (sys::process_cpu_ns(), Instant::now());
     let server_w1 = sample();
-    let drops_w1 = cfg
-        .scrape_metrics
-        .then(|| sys::scrape_drops(cfg.target.addr))
-        .flatten();
+    let drops_w1 = scrape();
     bar.finish_and_clear();
 
     // Threads end by themselves right after the window; `stop` covers a thread stuck in a
