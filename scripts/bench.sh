@@ -68,7 +68,7 @@ case $MODE in
         CLIENTS=${CLIENTS:-1000,5000,10000}; SHARDS=${SHARDS:-$(default_shards)}
         DURATION=${DURATION:-5}; WARMUP=${WARMUP:-2}
         START=200000; FACTOR=2; REFINE=2; MAX_POINTS=9; MAX_D=32000000
-        LINGERS="0 1ms 5ms"; LINGER_RATES=${BENCH_LINGER_RATES:-"10 100"}
+        LINGERS="0 1ms 5ms"; LINGER_RATES=${BENCH_LINGER_RATES:-"10 saturation"}
         ;;
     quick)
         CLIENTS=${CLIENTS:-1000}; SHARDS=${SHARDS:-$(default_shards | cut -d, -f1-2)}
@@ -258,9 +258,14 @@ for clients in $CLIENT_LIST; do
     done
 done
 
-# Linger: the single hub at a low and a high rate, at the middle client count.
+# Linger: the single hub at a low rate and at its saturation rate (found above), at the
+# middle client count.
 read -r -a client_array <<<"$CLIENT_LIST"
 LINGER_CLIENTS=${BENCH_LINGER_CLIENTS:-${client_array[$(((${#client_array[@]} - 1) / 2))]}}
+if [[ $LINGER_RATES == *saturation* ]]; then
+    best=$("$BIN" report "$CSV" --best-rate "tickcast,1,$LINGER_CLIENTS" || true)
+    LINGER_RATES=${LINGER_RATES/saturation/${best%.*}}
+fi
 for rate in $LINGER_RATES; do
     for linger in $LINGERS; do
         run_point tickcast 1 "$LINGER_CLIENTS" "$rate" "$linger"

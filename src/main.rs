@@ -112,6 +112,27 @@ fn report(args: &ReportArgs) -> ExitCode {
         eprintln!("tickcast report: a CSV file is required");
         return ExitCode::FAILURE;
     };
+    match args.best_rate_key() {
+        Ok(Some((mode, shards, clients))) => {
+            return match tickcast::report::best_offered_rate(csv, &mode, shards, clients) {
+                Ok(rate) => {
+                    if let Some(rate) = rate {
+                        println!("{rate}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tickcast report: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("tickcast report: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if args.verdict {
         return match tickcast::report::last_verdict(csv) {
             Ok(v) => {

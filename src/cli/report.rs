@@ -20,9 +20,35 @@ pub struct ReportArgs {
     /// Only print the CSV schema as a markdown table.
     #[arg(long)]
     pub schema: bool,
+    /// Only print the offered msgs/s at the strict saturation point of one configuration,
+    /// given as MODE,SHARDS,CLIENTS (e.g. `tickcast,1,5000`); nothing when none passed.
+    #[arg(long, value_name = "MODE,SHARDS,CLIENTS")]
+    pub best_rate: Option<String>,
 }
 
 impl ReportArgs {
+    /// `--best-rate` split into (mode, shards, clients).
+    pub fn best_rate_key(&self) -> Result<Option<(String, u32, u64)>, String> {
+        let Some(spec) = &self.best_rate else {
+            return Ok(None);
+        };
+        let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+        match parts.as_slice() {
+            [mode, shards, clients] => Ok(Some((
+                mode.to_string(),
+                shards
+                    .parse()
+                    .map_err(|_| format!("bad shard count in {spec:?}"))?,
+                clients
+                    .parse()
+                    .map_err(|_| format!("bad client count in {spec:?}"))?,
+            ))),
+            _ => Err(format!(
+                "--best-rate wants MODE,SHARDS,CLIENTS, got {spec:?}"
+            )),
+        }
+    }
+
     /// The output folder.
     pub fn out_dir(&self) -> PathBuf {
         match (&self.out, &self.csv) {

@@ -33,3 +33,22 @@ pub fn last_verdict(csv: &Path) -> Result<Verdict, String> {
         .map(saturation::verdict)
         .ok_or_else(|| format!("{}: no rows", csv.display()))
 }
+
+/// The offered rate (msgs/s) at the strict saturation point of `mode` with `shards` shards
+/// and `clients` clients, among the main sweep's rows of `csv`.
+pub fn best_offered_rate(
+    csv: &Path,
+    mode: &str,
+    shards: u32,
+    clients: u64,
+) -> Result<Option<f64>, String> {
+    let rows = schema::read_rows(csv).map_err(|e| format!("{}: {e}", csv.display()))?;
+    let main = summary::main_sweep(&rows);
+    Ok(
+        saturation::saturation_points(&main, saturation::STRICT_P99_US)
+            .into_iter()
+            .find(|s| s.key.mode == mode && s.key.shards == shards && s.key.clients == clients)
+            .and_then(|s| s.best)
+            .map(|r| r.offered_rate),
+    )
+}
