@@ -11,8 +11,9 @@
 # other CPUs) which ramps the clients, warms up, measures for --duration, samples the
 # server's CPU and RSS from /proc and appends one row to raw.csv; stop the server. A rate
 # ladder doubles the offered deliveries/s until a point is not sustainable (delivery < 99 %
-# or p99 > 100 ms), client-bound, or failed, then refines between the last good and first
-# bad rate. Everything computed (verdicts, saturation table, charts) is `tickcast report`.
+# or p99 > 100 ms, every client connected), then refines between the last good and the
+# first bad rate. Rows where the load generator was at >= 90 % CPU are flagged client-bound.
+# Everything computed (verdicts, saturation table, charts) is `tickcast report`.
 #
 # Output: results/<date>-<host>/{raw.csv, summary.md, README.md, *.svg, logs/}.
 set -euo pipefail
@@ -32,7 +33,7 @@ BASE_PORT=${BENCH_PORT:-18100}
 COMMAND_LINE="scripts/bench.sh $*"
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -221,9 +222,10 @@ ladder() {
         rate=$(awk -v d="$d" -v c="$clients" 'BEGIN { r = int(d / c + 0.5); if (r < 1) r = 1; print r }')
         run_point "$mode" "$shards" "$clients" "$rate" 0
         points=$((points + 1))
+        # ok: sustained (possibly with a busy client, flagged in the row); anything else
+        # (saturated, client-bound, failed) is the upper end of the search.
         case $VERDICT in
             ok) lo=$d ;;
-            client-bound) break ;;
             *) if ((hi == 0 || d < hi)); then hi=$d; fi ;;
         esac
         if ((hi == 0)); then
@@ -303,7 +305,10 @@ done
     echo "the load generator's: such rows say \`(shared)\` in \`cpu_split\`. On a 2-core machine the"
     echo "2-shard server and the load generator compete for a core, so that row understates sharding."
     echo "Every row carries the load generator's own CPU (\`load_cpu_pct\`); a row at >= 90 % is"
-    echo "marked \`client_bound\`: its number is the client's limit, not the server's."
+    echo "marked \`client_bound\`: if it failed the bar, the failure may be the client's, not the"
+    echo "server's. The client pays about what the server pays per socket read/write: when the"
+    echo "server writes each message on its own (low rates, many clients), one load-generator"
+    echo "core saturates near the rate one server core does."
     echo "\`loadavg_1m\` records how busy the machine was when each point started."
     echo
     echo "## Files"

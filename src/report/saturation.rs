@@ -4,8 +4,8 @@
 //! A point is sustainable when at least 99 % of the expected deliveries arrived, the p99
 //! end-to-end latency stayed within the bar (100 ms strict; 250 ms loose, because at 10,000
 //! clients one fan-out alone takes tens of milliseconds), and every client connected. A
-//! point where the load generator was at 90 % CPU or more is client-bound: its number is the
-//! client's limit, so it is kept but flagged, and the ladder stops there.
+//! point where the load generator was at 90 % CPU or more is client-bound: kept but flagged,
+//! and when such a point fails the bar the failure may be the client's, not the server's.
 
 use std::collections::BTreeMap;
 
@@ -36,11 +36,12 @@ pub fn is_client_bound(load_cpu_pct: f64, load_thread_max_cpu_pct: f64) -> bool 
 /// What one point says about the next step of a rate ladder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Sustained, with the client below its limit: raise the rate.
+    /// Sustained: raise the rate.
     Ok,
-    /// Not sustained: the server is saturated.
+    /// Not sustained, with the load generator below its limit: the server is saturated.
     Saturated,
-    /// The load generator was at its limit: higher rates would measure the client.
+    /// Not sustained while the load generator was at its limit: the client may be what
+    /// failed, so the point bounds the server's ceiling from below only.
     ClientBound,
     /// Not every client could connect: the point says nothing about throughput.
     Failed,
@@ -58,14 +59,16 @@ impl Verdict {
     }
 }
 
-/// The verdict on one point, with the strict bar.
+/// The verdict on one point, with the strict bar. A sustained point is `Ok` even when the
+/// load generator was busy (it kept up; the row stays flagged); a failed one is
+/// `ClientBound` when the client may be what failed.
 pub fn verdict(row: &Row) -> Verdict {
     if row.connected < row.clients {
         Verdict::Failed
-    } else if row.client_bound {
-        Verdict::ClientBound
     } else if is_sustainable(row, STRICT_P99_US) {
         Verdict::Ok
+    } else if row.client_bound {
+        Verdict::ClientBound
     } else {
         Verdict::Saturated
     }
@@ -244,7 +247,10 @@ mod tests {
         assert_eq!(verdict(&slow), Verdict::Saturated);
         let mut busy = ok.clone();
         busy.client_bound = true;
-        assert_eq!(verdict(&busy), Verdict::ClientBound);
+        assert_eq!(verdict(&busy), Verdict::Ok, "it kept up");
+        let mut busy_slow = slow.clone();
+        busy_slow.client_bound = true;
+        assert_eq!(verdict(&busy_slow), Verdict::ClientBound);
         assert!(is_client_bound(95.0, 10.0));
         assert!(is_client_bound(40.0, 91.0));
         assert!(!is_client_bound(89.9, 89.9));

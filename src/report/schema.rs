@@ -111,7 +111,7 @@ pub struct Row {
     pub load_cpu_pct: f64,
     /// The busiest load generator thread's CPU over the window, % of one core.
     pub load_thread_max_cpu_pct: f64,
-    /// The load generator was at 90 % or more: the point shows the client's limit.
+    /// The load generator was at 90 % CPU or more: if the point failed, the client may be why.
     pub client_bound: bool,
     /// Delivery >= 99 %, p99 <= 100 ms and every client connected.
     pub sustainable: bool,
@@ -237,7 +237,7 @@ pub const COLUMNS: &[(&str, &str)] = &[
     ),
     (
         "client_bound",
-        "load generator at >= 90 %: the client's limit, not the server's",
+        "load generator at >= 90 % CPU: a failed point may be the client's limit",
     ),
     (
         "sustainable",

@@ -109,7 +109,12 @@ fn saturation_table(out: &mut String, sats: &[Saturation]) {
         }
         let ratio = |a: Option<&Saturation>, b: Option<&Saturation>| match (a, b) {
             (Some(a), Some(b)) if a.rate() > 0.0 && b.rate() > 0.0 => {
-                format!("{:.2}", a.rate() / b.rate())
+                let cb = if a.client_bound() || b.client_bound() {
+                    " (cb)"
+                } else {
+                    ""
+                };
+                format!("{:.2}{cb}", a.rate() / b.rate())
             }
             _ => "-".into(),
         };
@@ -137,7 +142,8 @@ pub fn render(rows: &[Row]) -> String {
          the highest delivered rate (deliveries/s, all clients) with delivery >= 99 % of the \
          offered messages, every client connected, and p99 end-to-end latency within the bar. \
          `(cb)`: the load generator was at >= 90 % CPU at that point, so the server may sustain \
-         more. `(≥)`: no point of the ladder failed the bar, so the ceiling was not reached. \
+         more (a ratio marked `(cb)` involves such a point and compares client limits as much \
+         as servers). `(≥)`: no point of the ladder failed the bar, so the ceiling was not reached. \
          `none`: no point passed.\n",
         rows.len(),
         main.len()
