@@ -337,7 +337,7 @@ impl Summary {
             r.load_cpu_pct,
             r.load_thread_max_cpu_pct,
             if r.client_bound {
-                " -- CLIENT-BOUND: this is the load generator's limit"
+                " -- CLIENT-BOUND: the load generator is at its limit"
             } else {
                 ""
             }
