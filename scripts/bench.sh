@@ -33,7 +33,7 @@ BASE_PORT=${BENCH_PORT:-18100}
 COMMAND_LINE="scripts/bench.sh $*"
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 

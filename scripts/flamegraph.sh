@@ -34,7 +34,7 @@ while (($#)); do
         --linger) LINGER=$2; shift ;;
         --duration) DURATION=$2; shift ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "flamegraph.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
