@@ -372,7 +372,12 @@ impl LoadConn {
         }
     }
 
+    /// Queues a control frame, unless the send buffer is already full (a peer that pings
+    /// faster than it reads our pongs gets no more of them).
     fn queue_control(&mut self, ctx: &mut Ctx<'_>, kind: Control, payload: &[u8]) {
+        if self.out.len() - self.out_sent > MAX_PENDING_OUT {
+            return;
+        }
         let mask = ctx.rng.u32(..).to_ne_bytes();
         wire::encode_masked(OpCode::Control(kind), payload, mask, &mut self.out);
     }
