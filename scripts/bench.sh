@@ -214,12 +214,17 @@ run_point() {
         "$VERDICT" "$(grep -m1 '^delivered' "$log.txt" | awk '{print $2, $3}') $(grep -m1 '^latency' "$log.txt" | awk '{print "p99", $9, $10}' | tr -d ,)" >&2
 }
 
-# ladder MODE SHARDS CLIENTS: climbs by FACTOR until a point is not ok, then refines.
+# ladder MODE SHARDS CLIENTS: climbs by FACTOR until a point is not ok (stepping down
+# instead when the first point already fails), then refines between the last good and the
+# first bad rate. Rates are whole messages/s (at least 1); a rate already measured in this
+# ladder ends it.
 ladder() {
     local mode=$1 shards=$2 clients=$3
-    local d=$START lo=0 hi=0 points=0 refined=0 rate
+    local d=$START lo=0 hi=0 points=0 refined=0 rate measured=" "
     while ((points < MAX_POINTS)); do
         rate=$(awk -v d="$d" -v c="$clients" 'BEGIN { r = int(d / c + 0.5); if (r < 1) r = 1; print r }')
+        [[ $measured == *" $rate "* ]] && break
+        measured+="$rate "
         run_point "$mode" "$shards" "$clients" "$rate" 0
         points=$((points + 1))
         # ok: sustained (possibly with a busy client, flagged in the row); anything else
@@ -229,22 +234,14 @@ ladder() {
             *) if ((hi == 0 || d < hi)); then hi=$d; fi ;;
         esac
         if ((hi == 0)); then
-            # Still climbing.
             d=$(awk -v d="$d" -v f="$FACTOR" 'BEGIN { printf "%d", d * f }')
             ((d <= MAX_D)) || break
         elif ((lo == 0)); then
-            # Even the first point failed: step down until one passes.
             d=$(awk -v d="$d" -v f="$FACTOR" 'BEGIN { printf "%d", d / f }')
-            ((d >= 1000)) || break
         else
             ((refined < REFINE)) || break
             refined=$((refined + 1))
             d=$(awk -v a="$lo" -v b="$hi" 'BEGIN { printf "%d", sqrt(a * b) }')
-            # Rates are whole messages/s: stop when the midpoint rounds to a measured rate.
-            local r_lo r_mid
-            r_lo=$(awk -v d="$lo" -v c="$clients" 'BEGIN { print int(d / c + 0.5) }')
-            r_mid=$(awk -v d="$d" -v c="$clients" 'BEGIN { print int(d / c + 0.5) }')
-            ((r_mid != r_lo)) || break
         fi
     done
 }
