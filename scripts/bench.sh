@@ -2,7 +2,7 @@
 # Benchmark sweep: tickcast (single hub and each shard count) and the baseline loop, at
 # rising offered rates until saturation, for several client counts; plus a linger sweep.
 #
-#   scripts/bench.sh                 # full default sweep (about 15-20 minutes on 2 cores)
+#   scripts/bench.sh                 # full default sweep (about 12-17 minutes on 2 cores)
 #   scripts/bench.sh --quick         # small sweep, under 2 minutes
 #   scripts/bench.sh --smoke         # a handful of points, for the test suite
 #   scripts/bench.sh --out DIR --clients 1000,5000 --shards 1,2 --duration 5 --warmup 2
