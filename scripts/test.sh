@@ -40,7 +40,24 @@ echo "test.sh: cargo test"
 # Integration tests start real servers; two at a time keeps a 2-core machine responsive.
 cargo test --release --quiet -- --test-threads=2
 if [ -x scripts/bench.sh ]; then
+    # A few real points end to end (server, load generator, report); checks that the
+    # results are produced, not what the numbers are.
     echo "test.sh: bench smoke run"
-    scripts/bench.sh --smoke
+    bench_out=$(mktemp -d)
+    scripts/bench.sh --smoke --out "$bench_out"
+    rows=$(($(wc -l <"$bench_out/raw.csv") - 1))
+    if [ "$rows" -lt 3 ]; then
+        echo "test.sh: bench smoke run wrote $rows rows to raw.csv (expected 3)" >&2
+        exit 1
+    fi
+    for f in summary.md README.md delivered_vs_offered.svg p99_vs_clients.svg \
+             cpu_ns_per_msg.svg rss_per_conn.svg; do
+        if [ ! -s "$bench_out/$f" ]; then
+            echo "test.sh: bench smoke run did not produce $f" >&2
+            exit 1
+        fi
+    done
+    grep -q '^<svg' "$bench_out/delivered_vs_offered.svg"
+    rm -rf "$bench_out"
 fi
 echo "test.sh: all tests passed"

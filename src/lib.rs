@@ -37,10 +37,17 @@
 //! - [`config`]: the plain, validated configuration struct.
 //! - [`server`]: starts the threads in order and shuts them down gracefully.
 //! - [`cli`]: the command line (the only module that knows clap).
+//!
+//! Measuring (not part of the server's path):
+//!
+//! - [`load`]: `tickcast load`, the load generator (mio threads, own client framing, hdrhistogram).
+//! - [`baseline`]: `tickcast baseline`, the bare one-thread write loop tickcast is compared to.
+//! - [`report`]: the `raw.csv` schema, saturation points, `summary.md` and SVG charts.
 
 pub mod acceptor;
 pub mod admission;
 pub mod auth;
+pub mod baseline;
 pub mod bus;
 pub mod chat;
 pub mod cli;
@@ -50,10 +57,12 @@ pub mod dashboard;
 pub mod frame;
 pub mod http;
 pub mod interest;
+pub mod load;
 pub mod metrics;
 pub mod mixer;
 pub mod protocol;
 pub mod provider;
 pub mod ratelimit;
+pub mod report;
 pub mod server;
 pub mod shard;

@@ -7,7 +7,7 @@ use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use tickcast::cli::{Cli, Command, ServeArgs};
+use tickcast::cli::{BaselineArgs, Cli, Command, LoadArgs, ReportArgs, ServeArgs};
 use tickcast::server::{Server, raise_nofile_limit};
 
 fn main() -> ExitCode {
@@ -25,6 +25,147 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Load(args) => load(&args),
+        Command::Baseline(args) => baseline(&args),
+        Command::Report(args) => report(&args),
+    }
+}
+
+fn load(args: &LoadArgs) -> ExitCode {
+    let cfg = match args.to_config() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("tickcast load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = args.row_context();
+    let summary = match tickcast::load::run(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tickcast load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = &args.csv
+        && let Err(e) = tickcast::report::schema::append_row(path, &summary.row(&ctx))
+    {
+        eprintln!("tickcast load: cannot write {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    if args.json {
+        println!("{}", summary.json(&ctx));
+    } else {
+        print!("{}", summary.human(&ctx));
+    }
+    if summary.stats.connected == 0 {
+        eprintln!("tickcast load: no connection was established");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn baseline(args: &BaselineArgs) -> ExitCode {
+    let cfg = match args.to_config() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("tickcast baseline: invalid configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = raise_nofile_limit() {
+        log::warn!("could not raise the open-file limit: {e}");
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("tickcast baseline: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let server = match tickcast::baseline::Baseline::bind(cfg.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tickcast baseline: cannot listen on {}: {e}", cfg.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!(
+        "baseline listening on {}: {} msgs/s to every client",
+        server.local_addr(),
+        cfg.rate
+    );
+    match server.run(&stop) {
+        Ok(stats) => {
+            log::info!(
+                "baseline stopped: {} messages, {} upgrades, {} writes, {} drops",
+                stats.messages,
+                stats.upgraded,
+                stats.writes,
+                stats.drops
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tickcast baseline: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(args: &ReportArgs) -> ExitCode {
+    if args.schema {
+        print!("{}", tickcast::report::schema::markdown());
+        return ExitCode::SUCCESS;
+    }
+    let Some(csv) = &args.csv else {
+        eprintln!("tickcast report: a CSV file is required");
+        return ExitCode::FAILURE;
+    };
+    match args.best_rate_key() {
+        Ok(Some((mode, shards, clients))) => {
+            return match tickcast::report::best_offered_rate(csv, &mode, shards, clients) {
+                Ok(rate) => {
+                    if let Some(rate) = rate {
+                        println!("{rate}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tickcast report: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("tickcast report: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if args.verdict {
+        return match tickcast::report::last_verdict(csv) {
+            Ok(v) => {
+                println!("{}", v.as_str());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tickcast report: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match tickcast::report::write_report(csv, &args.out_dir()) {
+        Ok(files) => {
+            for f in files {
+                println!("{}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tickcast report: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -283,7 +283,8 @@ fn start_bus(
 }
 
 /// Binds with a large backlog and SO_REUSEADDR (restarts do not wait for TIME_WAIT).
-fn bind_listener(addr: SocketAddr) -> io::Result<StdListener> {
+/// Public for the baseline server, which must listen exactly like tickcast.
+pub fn bind_listener(addr: SocketAddr) -> io::Result<StdListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,

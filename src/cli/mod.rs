@@ -8,9 +8,15 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+pub mod baseline;
+pub mod load;
+pub mod report;
 pub mod serve;
 pub mod token;
 
+pub use baseline::BaselineArgs;
+pub use load::LoadArgs;
+pub use report::ReportArgs;
 pub use serve::ServeArgs;
 pub use token::TokenArgs;
 
@@ -31,7 +37,22 @@ pub enum Command {
     /// Print a signed token (for --auth-secret servers), e.g.
     /// `tickcast token --sub alice --publish 'room.*' --ttl 1h --secret-file secret.txt`.
     Token(TokenArgs),
+    /// Open many WebSocket connections to a server and measure what they receive.
+    #[command(after_help = LOAD_EXAMPLES)]
+    Load(Box<LoadArgs>),
+    /// The bare syscall pattern tickcast is measured against: one thread, one write per
+    /// client per loop turn, no queues, outboxes, timers or topics.
+    Baseline(Box<BaselineArgs>),
+    /// Turn a sweep's raw.csv into summary.md and SVG charts.
+    Report(Box<ReportArgs>),
 }
+
+const LOAD_EXAMPLES: &str = "\
+Examples:
+  tickcast load -n 1000 --duration 10              # 1000 clients on ws://127.0.0.1:8080/ws?topics=ticks
+  tickcast load -n 9900 --ramp 15 --source-ips 127.0.0.1-127.0.0.8
+  tickcast load -n 5000 --csv raw.csv --server-pid $(pidof tickcast) --offered-rate 1000
+  tickcast load -n 100 --publishers 10 --publish-rate 50 --json";
 
 const SERVE_EXAMPLES: &str = "\
 Examples:

@@ -222,11 +222,8 @@ mod tests {
 
     #[test]
     fn defaults_match_the_config_defaults() {
-        let Cli {
-            command: Command::Serve(args),
-        } = Cli::parse_from(["tickcast", "serve"])
-        else {
-            panic!("serve")
+        let Command::Serve(args) = Cli::parse_from(["tickcast", "serve"]).command else {
+            panic!("not serve");
         };
         let cfg = args.to_config().unwrap();
         let def = ServerConfig::default();
@@ -250,13 +247,12 @@ mod tests {
 
     #[test]
     fn rate_replaces_interval_and_durations_parse() {
-        let Cli {
-            command: Command::Serve(args),
-        } = Cli::parse_from([
+        let Command::Serve(args) = Cli::parse_from([
             "tickcast", "serve", "--rate", "500", "--linger", "1ms", "--shards", "1",
         ])
+        .command
         else {
-            panic!("serve")
+            panic!("not serve");
         };
         let cfg = args.to_config().unwrap();
         assert_eq!(cfg.ticker.pace, TickerPace::Rate(500.0));

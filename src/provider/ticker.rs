@@ -90,8 +90,8 @@ impl Ticker {
         ticker
     }
 
-    /// Moves one symbol's price and returns its tick as JSON.
-    fn next_tick(&mut self) -> Box<RawValue> {
+    /// Moves one symbol's price and returns its tick as JSON (public for the benchmarks).
+    pub fn next_tick(&mut self) -> Box<RawValue> {
         let i = self.rng.usize(..self.symbols.len());
         let sym = &mut self.symbols[i];
         let step = (self.rng.f64() - 0.5) * 0.002;

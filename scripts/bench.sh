@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# Benchmark sweep: tickcast (single hub and each shard count) and the baseline loop, at
+# rising offered rates until saturation, for several client counts; plus a linger sweep.
+#
+#   scripts/bench.sh                 # full default sweep (about 12-17 minutes on 2 cores)
+#   scripts/bench.sh --quick         # small sweep, under 2 minutes
+#   scripts/bench.sh --smoke         # a handful of points, for the test suite
+#   scripts/bench.sh --out DIR --clients 1000,5000 --shards 1,2 --duration 5 --warmup 2
+#
+# Each point: start the server (taskset to its CPUs), run `tickcast load` (taskset to the
+# other CPUs) which ramps the clients, warms up, measures for --duration, samples the
+# server's CPU and RSS from /proc and appends one row to raw.csv; stop the server. A rate
+# ladder doubles the offered deliveries/s until a point is not sustainable (delivery < 99 %
+# or p99 > 100 ms, every client connected), then refines between the last good and the
+# first bad rate. Rows where the load generator was at >= 90 % CPU are flagged client-bound.
+# Everything computed (verdicts, saturation table, charts) is `tickcast report`.
+#
+# Output: results/<date>-<host>/{raw.csv, summary.md, README.md, *.svg, logs/}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=full
+OUT=""
+CLIENTS=""
+SHARDS=""
+DURATION=""
+WARMUP=""
+BUILD=1
+PAYLOAD=${BENCH_PAYLOAD:-0}
+CONNECT_RATE=${BENCH_CONNECT_RATE:-2000}
+SOURCE_IPS=${BENCH_SOURCE_IPS:-127.0.0.1-127.0.0.8}
+BASE_PORT=${BENCH_PORT:-18100}
+COMMAND_LINE="scripts/bench.sh $*"
+
+usage() {
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+while (($#)); do
+    case "$1" in
+        --quick) MODE=quick ;;
+        --smoke) MODE=smoke ;;
+        --out) OUT=$2; shift ;;
+        --clients) CLIENTS=$2; shift ;;
+        --shards) SHARDS=$2; shift ;;
+        --duration) DURATION=$2; shift ;;
+        --warmup) WARMUP=$2; shift ;;
+        --no-build) BUILD=0 ;;
+        -h|--help) usage 0 ;;
+        *) echo "bench.sh: unknown option $1" >&2; usage 2 ;;
+    esac
+    shift
+done
+
+CORES=$(nproc)
+# Shard counts: 1, 2, 4, ... up to the core count, and the core count itself.
+default_shards() {
+    local s=1 out=""
+    while ((s <= CORES)); do out+="$s,"; s=$((s * 2)); done
+    [[ ",$out" == *",$CORES,"* ]] || out+="$CORES,"
+    echo "${out%,}"
+}
+
+# Ladder: start (deliveries/s), growth factor, refinement steps, most points per ladder,
+# highest deliveries/s tried.
+case $MODE in
+    full)
+        CLIENTS=${CLIENTS:-1000,5000,10000}; SHARDS=${SHARDS:-$(default_shards)}
+        DURATION=${DURATION:-5}; WARMUP=${WARMUP:-2}
+        START=200000; FACTOR=2; REFINE=2; MAX_POINTS=9; MAX_D=32000000
+        LINGERS="0 1ms 5ms"; LINGER_RATES=${BENCH_LINGER_RATES:-"10 saturation"}
+        ;;
+    quick)
+        CLIENTS=${CLIENTS:-1000}; SHARDS=${SHARDS:-$(default_shards | cut -d, -f1-2)}
+        DURATION=${DURATION:-2}; WARMUP=${WARMUP:-1}
+        START=250000; FACTOR=4; REFINE=0; MAX_POINTS=3; MAX_D=16000000
+        LINGERS="0 1ms"; LINGER_RATES=${BENCH_LINGER_RATES:-"20"}
+        ;;
+    smoke)
+        CLIENTS=${CLIENTS:-200}; SHARDS=${SHARDS:-1}
+        DURATION=${DURATION:-1}; WARMUP=${WARMUP:-0.5}
+        START=20000; FACTOR=2; REFINE=0; MAX_POINTS=1; MAX_D=20000
+        LINGERS="1ms"; LINGER_RATES=${BENCH_LINGER_RATES:-"50"}
+        ;;
+esac
+
+# Open files: the server holds one descriptor per client, and so does the load generator.
+HARD_NOFILE=$(ulimit -Hn)
+[[ $HARD_NOFILE == unlimited ]] && HARD_NOFILE=1048576
+ulimit -n "$HARD_NOFILE" 2>/dev/null || true
+MAX_CLIENTS=$((HARD_NOFILE - 200))
+capped=""
+for c in ${CLIENTS//,/ }; do
+    if ((c > MAX_CLIENTS)); then
+        echo "bench.sh: capping $c clients to $MAX_CLIENTS: the open-file limit is $HARD_NOFILE" \
+             "and the server and the load generator each hold one descriptor per client" >&2
+        c=$MAX_CLIENTS
+    fi
+    capped+="$c "
+done
+CLIENT_LIST=$capped
+
+# CPU split: the load generator gets the upper half of the CPUs (the last one on 2-3
+# cores), the server the rest. A server with more shards than its CPUs gets every CPU and
+# shares the load generator's: on 2 cores, 2 shards compete with the load generator.
+if ((CORES >= 4)); then
+    LOAD_CPUS="$((CORES / 2))-$((CORES - 1))"; SERVER_CPUS="0-$((CORES / 2 - 1))"; SERVER_NCPU=$((CORES / 2))
+elif ((CORES >= 2)); then
+    LOAD_CPUS="$((CORES - 1))"; SERVER_CPUS="0-$((CORES - 2))"; SERVER_NCPU=$((CORES - 1))
+else
+    LOAD_CPUS="0"; SERVER_CPUS="0"; SERVER_NCPU=1
+fi
+ALL_CPUS="0-$((CORES - 1))"
+
+if ((BUILD)); then
+    echo "bench.sh: cargo build --release" >&2
+    cargo build --release --quiet
+fi
+BIN=$PWD/target/release/tickcast
+
+OUT=${OUT:-results/$(date +%Y-%m-%d)-$(hostname -s)}
+mkdir -p "$OUT/logs"
+CSV=$OUT/raw.csv
+if [[ -s $CSV ]]; then
+    echo "bench.sh: $CSV exists; rows are appended to it" >&2
+fi
+
+SERVER_PID=""
+cleanup() {
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
+
+POINT=0
+SWEEP_START=$(date +%s)
+
+# Waits until 127.0.0.1:$1 accepts connections (or the process $2 died). 0 when up.
+wait_listening() {
+    local port=$1 pid=$2 i
+    for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# Stops the server: SIGTERM, then SIGKILL after 10 s.
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+# run_point MODE SHARDS CLIENTS RATE LINGER: measures one point, appends its row, and sets
+# VERDICT (ok, saturated, client-bound, failed).
+run_point() {
+    local mode=$1 shards=$2 clients=$3 rate=$4 linger=$5
+    local scpus split port log attempt rows_before rows_after
+    POINT=$((POINT + 1))
+    if ((shards <= SERVER_NCPU)); then
+        scpus=$SERVER_CPUS; split="server:$SERVER_CPUS load:$LOAD_CPUS"
+    else
+        scpus=$ALL_CPUS; split="server:$ALL_CPUS load:$LOAD_CPUS (shared)"
+    fi
+    log=$OUT/logs/$(printf '%03d' "$POINT")-$mode-s$shards-c$clients-r$rate-l$linger
+    for attempt in 1 2 3; do
+        port=$((BASE_PORT + (POINT * 3 + attempt) % 200))
+        if [[ $mode == baseline ]]; then
+            RUST_LOG=warn taskset -c "$scpus" "$BIN" baseline --listen "127.0.0.1:$port" \
+                --rate "$rate" --payload-bytes "$PAYLOAD" 2>"$log.server.log" &
+        else
+            RUST_LOG=warn taskset -c "$scpus" "$BIN" serve --listen "127.0.0.1:$port" \
+                --shards "$shards" --providers 1 --rate "$rate" --linger "$linger" \
+                --payload-bytes "$PAYLOAD" --drain-timeout 1s 2>"$log.server.log" &
+        fi
+        SERVER_PID=$!
+        wait_listening "$port" "$SERVER_PID" && break
+        stop_server
+    done
+    if [[ -z $SERVER_PID ]]; then
+        echo "bench.sh: the server did not start (see $log.server.log)" >&2
+        exit 1
+    fi
+    local extra=()
+    if [[ $mode == tickcast ]]; then extra+=(--scrape-metrics --pinned); fi
+    rows_before=$( [[ -f $CSV ]] && wc -l <"$CSV" || echo 0)
+    taskset -c "$LOAD_CPUS" "$BIN" load "ws://127.0.0.1:$port/ws?topics=ticks" \
+        -n "$clients" --connect-rate "$CONNECT_RATE" --source-ips "$SOURCE_IPS" \
+        --warmup "$WARMUP" --duration "$DURATION" --server-pid "$SERVER_PID" \
+        --csv "$CSV" --quiet --mode "$mode" --shards "$shards" --linger "$linger" \
+        --payload-bytes "$PAYLOAD" --providers 1 --offered-rate "$rate" \
+        --cpu-split "$split" "${extra[@]}" >"$log.txt" 2>&1 || true
+    stop_server
+    rows_after=$( [[ -f $CSV ]] && wc -l <"$CSV" || echo 0)
+    if ((rows_after == rows_before)); then
+        VERDICT=failed
+        echo "bench.sh: no row written (see $log.txt)" >&2
+    else
+        VERDICT=$("$BIN" report --verdict "$CSV")
+    fi
+    printf '[%3d %4ds] %-8s shards=%s clients=%-5s rate=%-7s linger=%-4s %-12s %s\n' \
+        "$POINT" $(($(date +%s) - SWEEP_START)) "$mode" "$shards" "$clients" "$rate" "$linger" \
+        "$VERDICT" "$(grep -m1 '^delivered' "$log.txt" | awk '{print $2, $3}') $(grep -m1 '^latency' "$log.txt" | awk '{print "p99", $9, $10}' | tr -d ,)" >&2
+}
+
+# ladder MODE SHARDS CLIENTS: climbs by FACTOR until a point is not ok (stepping down
+# instead when the first point already fails), then refines between the last good and the
+# first bad rate. Rates are whole messages/s (at least 1); a rate already measured in this
+# ladder ends it.
+ladder() {
+    local mode=$1 shards=$2 clients=$3
+    local d=$START lo=0 hi=0 points=0 refined=0 rate measured=" "
+    while ((points < MAX_POINTS)); do
+        rate=$(awk -v d="$d" -v c="$clients" 'BEGIN { r = int(d / c + 0.5); if (r < 1) r = 1; print r }')
+        [[ $measured == *" $rate "* ]] && break
+        measured+="$rate "
+        run_point "$mode" "$shards" "$clients" "$rate" 0
+        points=$((points + 1))
+        # ok: sustained (possibly with a busy client, flagged in the row); anything else
+        # (saturated, client-bound, failed) is the upper end of the search.
+        case $VERDICT in
+            ok) lo=$d ;;
+            *) if ((hi == 0 || d < hi)); then hi=$d; fi ;;
+        esac
+        if ((hi == 0)); then
+            d=$(awk -v d="$d" -v f="$FACTOR" 'BEGIN { printf "%d", d * f }')
+            ((d <= MAX_D)) || break
+        elif ((lo == 0)); then
+            d=$(awk -v d="$d" -v f="$FACTOR" 'BEGIN { printf "%d", d / f }')
+        else
+            ((refined < REFINE)) || break
+            refined=$((refined + 1))
+            d=$(awk -v a="$lo" -v b="$hi" 'BEGIN { printf "%d", sqrt(a * b) }')
+        fi
+    done
+}
+
+echo "bench.sh: $MODE sweep into $OUT: clients {$CLIENT_LIST}, shards {$SHARDS}, baseline;" \
+     "${DURATION}s windows after ${WARMUP}s warmup; server CPUs $SERVER_CPUS, load CPUs $LOAD_CPUS" >&2
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+for clients in $CLIENT_LIST; do
+    ladder baseline 1 "$clients"
+    for shards in ${SHARDS//,/ }; do
+        ladder tickcast "$shards" "$clients"
+    done
+done
+
+# Linger: the single hub at a low rate and at its saturation rate (found above), at the
+# middle client count.
+read -r -a client_array <<<"$CLIENT_LIST"
+LINGER_CLIENTS=${BENCH_LINGER_CLIENTS:-${client_array[$(((${#client_array[@]} - 1) / 2))]}}
+if [[ $LINGER_RATES == *saturation* ]]; then
+    best=$("$BIN" report "$CSV" --best-rate "tickcast,1,$LINGER_CLIENTS" || true)
+    LINGER_RATES=${LINGER_RATES/saturation/${best%.*}}
+fi
+for rate in $LINGER_RATES; do
+    for linger in $LINGERS; do
+        run_point tickcast 1 "$LINGER_CLIENTS" "$rate" "$linger"
+    done
+done
+
+"$BIN" report "$CSV" --out "$OUT" >/dev/null
+
+# README: how this folder was made.
+{
+    echo "# Benchmark run $(basename "$OUT")"
+    echo
+    echo "Command: \`$COMMAND_LINE\` ($MODE sweep), $(date -u '+%Y-%m-%d %H:%M UTC'), took $(($(date +%s) - SWEEP_START)) s."
+    echo
+    echo "| | |"
+    echo "|---|---|"
+    echo "| git commit | \`$(git rev-parse HEAD 2>/dev/null || echo unknown)\`$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)') |"
+    echo "| CPU | $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') |"
+    echo "| cores | $CORES |"
+    echo "| kernel | $(uname -sr) |"
+    echo "| rustc | $(rustc --version 2>/dev/null || echo unknown) |"
+    echo "| open files (soft/hard) | $(ulimit -Sn) / $HARD_NOFILE |"
+    echo "| somaxconn | $(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo ?) |"
+    echo "| ephemeral ports | $(tr '\t' '-' </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo ?) |"
+    echo "| load average at start | $LOADAVG_START |"
+    echo "| clients | $CLIENT_LIST |"
+    echo "| shards | $SHARDS |"
+    echo "| window | ${WARMUP} s warmup, ${DURATION} s measured; connect rate ${CONNECT_RATE}/s from $SOURCE_IPS |"
+    echo "| payload | $PAYLOAD bytes (0 = natural tick, ~100 bytes); 1 provider thread |"
+    echo
+    echo "## CPU split"
+    echo
+    echo "The server runs under \`taskset -c $SERVER_CPUS\` and \`tickcast load\` under \`taskset -c $LOAD_CPUS\`."
+    echo "A server with more shards than its $SERVER_NCPU CPU(s) gets all CPUs ($ALL_CPUS) and shares"
+    echo "the load generator's: such rows say \`(shared)\` in \`cpu_split\`. On a 2-core machine the"
+    echo "2-shard server and the load generator compete for a core, so that row understates sharding."
+    echo "Every row carries the load generator's own CPU (\`load_cpu_pct\`); a row at >= 90 % is"
+    echo "marked \`client_bound\`: if it failed the bar, the failure may be the client's, not the"
+    echo "server's. The client pays about what the server pays per socket read/write: when the"
+    echo "server writes each message on its own (low rates, many clients), one load-generator"
+    echo "core saturates near the rate one server core does."
+    echo "\`loadavg_1m\` records how busy the machine was when each point started."
+    echo
+    echo "## Files"
+    echo
+    echo "- \`raw.csv\`: one row per point (schema below); \`summary.md\`: saturation tables;"
+    echo "- \`delivered_vs_offered.svg\`, \`p99_vs_clients.svg\`, \`cpu_ns_per_msg.svg\`, \`rss_per_conn.svg\`;"
+    echo "- \`logs/\`: each point's load summary and server log."
+    echo
+    echo "## raw.csv schema"
+    echo
+    "$BIN" report --schema
+} >"$OUT/README.md"
+
+echo "bench.sh: done in $(($(date +%s) - SWEEP_START)) s: $OUT/summary.md" >&2

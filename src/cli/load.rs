@@ -1,0 +1,222 @@
+//! `tickcast load`: its options and their conversion into a [`LoadConfig`] and the
+//! [`RowContext`] recorded with its CSV row.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::parse_duration;
+use crate::load::{LoadConfig, RowContext, Target, parse_source_ips};
+
+/// Parses seconds (`15`, `0.5`) or a humantime duration (`15s`, `500ms`).
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
+        Ok(_) => Err("must be a positive number of seconds".into()),
+        Err(_) => parse_duration(s),
+    }
+}
+
+/// Options of `tickcast load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// WebSocket URL to load (loopback only: 127.0.0.0/8 or localhost).
+    #[arg(default_value = "ws://127.0.0.1:8080/ws?topics=ticks")]
+    pub url: String,
+    /// Connections to open.
+    #[arg(short = 'n', long = "connections", default_value_t = 1000)]
+    pub connections: usize,
+    /// Event-loop threads. Default: the CPUs this process may run on.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// New connections per second while ramping up.
+    #[arg(long, default_value_t = 2000.0, conflicts_with = "ramp")]
+    pub connect_rate: f64,
+    /// Instead of --connect-rate: open all connections over this long (`15`, `15s`).
+    #[arg(long, value_parser = parse_secs)]
+    pub ramp: Option<Duration>,
+    /// Source addresses to spread connections over, bound before connect
+    /// (`127.0.0.1-127.0.0.8` or a comma list); lifts the ~28k ports of one address.
+    #[arg(long)]
+    pub source_ips: Option<String>,
+    /// Time after the ramp before measuring (`2`, `2s`).
+    #[arg(long, default_value = "2", value_parser = parse_secs)]
+    pub warmup: Duration,
+    /// Length of the measured window (`10`, `10s`).
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    pub duration: Duration,
+    /// Longest wait from connect to 101 before a connection counts as failed.
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    pub connect_timeout: Duration,
+    /// Largest server message accepted, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_message: usize,
+    /// Connections (the first ones) that also publish `{"op":"publish",...}`.
+    #[arg(long, default_value_t = 0)]
+    pub publishers: usize,
+    /// Publishes per second per publisher.
+    #[arg(long, default_value_t = 0.0)]
+    pub publish_rate: f64,
+    /// Topic to publish on. Default: the URL's first topic, else `ticks`.
+    #[arg(long)]
+    pub publish_topic: Option<String>,
+    /// Append one row to this CSV file (header written when the file is new).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar (it is also off when stderr is not a terminal).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Server process to sample (CPU, RSS from /proc) before connecting, once connected,
+    /// and over the window.
+    #[arg(long, help_heading = "Server measurement")]
+    pub server_pid: Option<u32>,
+    /// Read the server's drop counters from /metrics at the window's start and end.
+    #[arg(long, help_heading = "Server measurement")]
+    pub scrape_metrics: bool,
+    /// Recorded in the row: what is measured (`tickcast`, `baseline`).
+    #[arg(
+        long,
+        default_value = "tickcast",
+        help_heading = "Recorded in the CSV row"
+    )]
+    pub mode: String,
+    /// Recorded: server shard threads.
+    #[arg(long, default_value_t = 0, help_heading = "Recorded in the CSV row")]
+    pub shards: u32,
+    /// Recorded: shard threads were pinned.
+    #[arg(long, help_heading = "Recorded in the CSV row")]
+    pub pinned: bool,
+    /// Recorded: mixer linger.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, help_heading = "Recorded in the CSV row")]
+    pub linger: Duration,
+    /// Recorded: requested payload bytes.
+    #[arg(long, default_value_t = 0, help_heading = "Recorded in the CSV row")]
+    pub payload_bytes: u64,
+    /// Recorded: provider threads.
+    #[arg(long, default_value_t = 0, help_heading = "Recorded in the CSV row")]
+    pub providers: u32,
+    /// Recorded: messages per second the server publishes; sets the expected deliveries.
+    #[arg(long, default_value_t = 0.0, help_heading = "Recorded in the CSV row")]
+    pub offered_rate: f64,
+    /// Recorded: provider interval when interval-paced.
+    #[arg(long, value_parser = parse_duration, help_heading = "Recorded in the CSV row")]
+    pub interval: Option<Duration>,
+    /// Recorded: how CPUs were split (e.g. `server:0 load:1`).
+    #[arg(long, default_value = "", help_heading = "Recorded in the CSV row")]
+    pub cpu_split: String,
+}
+
+impl LoadArgs {
+    /// The validated run configuration.
+    pub fn to_config(&self) -> Result<LoadConfig, String> {
+        let target = Target::parse(&self.url)?;
+        let mut cfg = LoadConfig::new(target, self.connections);
+        if let Some(t) = self.threads {
+            cfg.threads = t;
+        }
+        cfg.connect_rate = match self.ramp {
+            Some(ramp) if !ramp.is_zero() => self.connections as f64 / ramp.as_secs_f64(),
+            Some(_) => 1e6,
+            None => self.connect_rate,
+        };
+        if let Some(spec) = &self.source_ips {
+            cfg.source_ips = parse_source_ips(spec)?;
+        }
+        cfg.warmup = self.warmup;
+        cfg.duration = self.duration;
+        cfg.connect_timeout = self.connect_timeout;
+        cfg.max_message = self.max_message;
+        cfg.publishers = self.publishers;
+        cfg.publish_rate = self.publish_rate;
+        if let Some(topic) = &self.publish_topic {
+            cfg.publish_topic = topic.clone();
+        }
+        cfg.server_pid = self.server_pid;
+        cfg.scrape_metrics = self.scrape_metrics;
+        cfg.progress = !self.quiet;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The settings recorded with the row.
+    pub fn row_context(&self) -> RowContext {
+        RowContext {
+            mode: self.mode.clone(),
+            shards: self.shards,
+            pin: self.pinned,
+            linger_us: self.linger.as_micros() as u64,
+            payload_bytes: self.payload_bytes,
+            providers: self.providers,
+            offered_rate: self.offered_rate,
+            interval_us: self.interval.map_or(0, |d| d.as_micros() as u64),
+            cpu_split: self.cpu_split.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> super::LoadArgs {
+        let mut all = vec!["tickcast", "load"];
+        all.extend_from_slice(args);
+        match Cli::parse_from(all).command {
+            Command::Load(a) => *a,
+            other => panic!("not load: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ramp_sets_the_connect_rate() {
+        let a = parse(&["-n", "9900", "--ramp", "15", "--threads", "2"]);
+        let cfg = a.to_config().unwrap();
+        assert!((cfg.connect_rate - 660.0).abs() < 1e-9);
+        assert_eq!(cfg.threads, 2);
+    }
+
+    #[test]
+    fn durations_accept_seconds_or_units() {
+        let a = parse(&[
+            "--warmup",
+            "0.5",
+            "--duration",
+            "3s",
+            "--source-ips",
+            "127.0.0.1-127.0.0.4",
+        ]);
+        let cfg = a.to_config().unwrap();
+        assert_eq!(cfg.warmup.as_millis(), 500);
+        assert_eq!(cfg.duration.as_secs(), 3);
+        assert_eq!(cfg.source_ips.len(), 4);
+    }
+
+    #[test]
+    fn remote_targets_are_refused() {
+        assert!(parse(&["ws://192.0.2.1:80/ws"]).to_config().is_err());
+    }
+
+    #[test]
+    fn context_is_recorded() {
+        let a = parse(&[
+            "--mode",
+            "baseline",
+            "--shards",
+            "2",
+            "--linger",
+            "1ms",
+            "--offered-rate",
+            "500",
+        ]);
+        let c = a.row_context();
+        assert_eq!(
+            (c.mode.as_str(), c.shards, c.linger_us, c.offered_rate),
+            ("baseline", 2, 1000, 500.0)
+        );
+    }
+}

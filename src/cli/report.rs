@@ -1,0 +1,63 @@
+//! `tickcast report`: its options.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Options of `tickcast report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The sweep's raw.csv.
+    #[arg(required_unless_present = "schema")]
+    pub csv: Option<PathBuf>,
+    /// Folder for summary.md and the SVG charts. Default: the CSV's folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Only print the verdict on the last row (ok, saturated, client-bound, failed), for
+    /// the bench script's rate ladder.
+    #[arg(long)]
+    pub verdict: bool,
+    /// Only print the CSV schema as a markdown table.
+    #[arg(long)]
+    pub schema: bool,
+    /// Only print the offered msgs/s at the strict saturation point of one configuration,
+    /// given as MODE,SHARDS,CLIENTS (e.g. `tickcast,1,5000`); nothing when none passed.
+    #[arg(long, value_name = "MODE,SHARDS,CLIENTS")]
+    pub best_rate: Option<String>,
+}
+
+impl ReportArgs {
+    /// `--best-rate` split into (mode, shards, clients).
+    pub fn best_rate_key(&self) -> Result<Option<(String, u32, u64)>, String> {
+        let Some(spec) = &self.best_rate else {
+            return Ok(None);
+        };
+        let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+        match parts.as_slice() {
+            [mode, shards, clients] => Ok(Some((
+                mode.to_string(),
+                shards
+                    .parse()
+                    .map_err(|_| format!("bad shard count in {spec:?}"))?,
+                clients
+                    .parse()
+                    .map_err(|_| format!("bad client count in {spec:?}"))?,
+            ))),
+            _ => Err(format!(
+                "--best-rate wants MODE,SHARDS,CLIENTS, got {spec:?}"
+            )),
+        }
+    }
+
+    /// The output folder.
+    pub fn out_dir(&self) -> PathBuf {
+        match (&self.out, &self.csv) {
+            (Some(out), _) => out.clone(),
+            (None, Some(csv)) => csv
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), PathBuf::from),
+            (None, None) => PathBuf::from("."),
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! One load-generator connection: connect, upgrade, read frames, and (for publishers) send.
+//!
+//! Reads go into the thread's scratch buffer and are parsed in place by a
+//! [`wire::FrameReader`], which keeps only an incomplete frame, so a connection costs little
+//! memory and a batched read of hundreds of frames costs no copy. The connection answers pings,
+//! echoes a close, and counts everything in the thread's [`Stats`].
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+
+use super::config::Target;
+use super::scan::Scanner;
+use super::stats::Stats;
+use super::wire::{self, FrameInfo};
+use crate::frame::close_code;
+
+/// Topics whose last seq one connection remembers.
+const MAX_TRACKED_TOPICS: usize = 64;
+/// Reads per readable event before other connections get their turn.
+const MAX_READS_PER_EVENT: usize = 8;
+/// Bytes a connection may have waiting to be sent; publishes beyond it are skipped.
+pub const MAX_PENDING_OUT: usize = 64 * 1024;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The TCP connect is in progress.
+    Connecting,
+    /// The upgrade request is sent; waiting for 101.
+    Upgrading,
+    /// An open WebSocket.
+    Open,
+    /// Finished; removed at the end of the turn.
+    Closed,
+}
+
+/// What a connection may touch of its thread while it runs.
+pub struct Ctx<'a> {
+    /// The time of this turn.
+    pub now: Instant,
+    /// The thread's counters.
+    pub stats: &'a mut Stats,
+    /// The thread's scanner.
+    pub scanner: &'a Scanner,
+    /// Largest message accepted.
+    pub max_message: usize,
+    /// Whether to look for a publisher's `sent_us` in data messages.
+    pub track_sent: bool,
+    /// Source of mask keys.
+    pub rng: &'a mut fastrand::Rng,
+}
+
+/// One connection.
+#[derive(Debug)]
+pub struct LoadConn {
+    stream: TcpStream,
+    phase: Phase,
+    /// When the TCP connect started (handshake latency and timeout).
+    started: Instant,
+    /// The `Sec-WebSocket-Key` sent, until the upgrade completes.
+    key: Option<Box<str>>,
+    /// An incomplete response head (until upgraded).
+    partial: Vec<u8>,
+    /// Frames split across reads.
+    reader: wire::FrameReader,
+    /// A fragmented message being reassembled (never sent by tickcast, but legal).
+    fragments: Option<Vec<u8>>,
+    /// Bytes to send and how much of them is sent.
+    out: Vec<u8>,
+    out_sent: usize,
+    /// (topic id, last seq) per topic seen.
+    seqs: Vec<(u32, u64)>,
+    /// Next publish time, for publishers.
+    pub next_publish: Option<Instant>,
+    /// Publishes sent by this connection (the `n` field of each).
+    published: u64,
+}
+
+impl LoadConn {
+    /// Starts a non-blocking connect to `addr`, from `source` when given (bound with
+    /// `IP_BIND_ADDRESS_NO_PORT`, so the port is picked at connect time per destination).
+    pub fn connect(addr: SocketAddr, source: Option<Ipv4Addr>, now: Instant) -> io::Result<Self> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        socket.set_tcp_nodelay(true)?;
+        if let Some(ip) = source {
+            bind_no_port(&socket)?;
+            socket.bind(&SocketAddr::new(ip.into(), 0).into())?;
+        }
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(LoadConn {
+            stream: TcpStream::from_std(socket.into()),
+            phase: Phase::Connecting,
+            started: now,
+            key: None,
+            partial: Vec::new(),
+            reader: wire::FrameReader::default(),
+            fragments: None,
+            out: Vec::new(),
+            out_sent: 0,
+            seqs: Vec::new(),
+            next_publish: None,
+            published: 0,
+        })
+    }
+
+    /// Registers for both directions once; edges tell when to read or retry a write.
+    pub fn register(&mut self, registry: &Registry, token: usize) -> io::Result<()> {
+        registry.register(
+            &mut self.stream,
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    /// Removes the socket from the poll before it is dropped.
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether bytes wait to be sent.
+    pub fn has_output(&self) -> bool {
+        self.out_sent < self.out.len()
+    }
+
+    /// A WRITABLE edge: finish the connect and send the upgrade, or send what is pending.
+    pub fn on_writable(&mut self, ctx: &mut Ctx<'_>, target: &Target) {
+        if self.phase == Phase::Connecting {
+            if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
+                return self.fail(ctx, connect_reason(&e));
+            }
+            match self.stream.peer_addr() {
+                Ok(_) => {}
+                // Spurious edge: still connecting.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => return self.fail(ctx, connect_reason(&e)),
+            }
+            let key = tungstenite::handshake::client::generate_key();
+            self.out = wire::upgrade_request(&target.host, &target.path, &key);
+            self.key = Some(key.into());
+            self.phase = Phase::Upgrading;
+        }
+        self.flush(ctx);
+    }
+
+    /// Writes pending bytes until done or the socket is full.
+    pub fn flush(&mut self, ctx: &mut Ctx<'_>) {
+        while self.has_output() && self.phase != Phase::Closed {
+            match self.stream.write(&self.out[self.out_sent..]) {
+                Ok(0) => return self.lost(ctx),
+                Ok(n) => self.out_sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.lost(ctx),
+            }
+        }
+        if !self.has_output() {
+            self.out.clear();
+            self.out_sent = 0;
+            if self.out.capacity() > MAX_PENDING_OUT {
+                self.out = Vec::new();
+            }
+        }
+    }
+
+    /// Reads what the socket holds. Returns true when the read budget ran out with data
+    /// possibly left (read again next turn: edges do not repeat).
+    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>, scratch: &mut [u8]) -> bool {
+        if matches!(self.phase, Phase::Connecting | Phase::Closed) {
+            return false;
+        }
+        for _ in 0..MAX_READS_PER_EVENT {
+            match self.stream.read(scratch) {
+                Ok(0) => {
+                    self.lost(ctx);
+                    return false;
+                }
+                Ok(n) => {
+                    if ctx.stats.measuring {
+                        ctx.stats.window.bytes += n as u64;
+                    }
+                    let now_us = crate::shard::unix_micros();
+                    self.on_bytes(ctx, &scratch[..n], now_us);
+                    if self.phase == Phase::Closed || n < scratch.len() {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.lost(ctx);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Fails a connection still connecting or upgrading whose time is up.
+    pub fn check_timeout(&mut self, ctx: &mut Ctx<'_>, timeout: std::time::Duration) {
+        if matches!(self.phase, Phase::Connecting | Phase::Upgrading)
+            && ctx.now.duration_since(self.started) >= timeout
+        {
+            self.fail(ctx, "timeout");
+        }
+    }
+
+    /// Queues a publish operation whose data carries the send time. Skipped (and counted)
+    /// when the send buffer is already full.
+    pub fn publish(&mut self, ctx: &mut Ctx<'_>, topic: &str, scratch: &mut String) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        if self.out.len() - self.out_sent > MAX_PENDING_OUT {
+            if ctx.stats.measuring {
+                ctx.stats.window.publish_skipped += 1;
+            }
+            return;
+        }
+        use std::fmt::Write as _;
+        scratch.clear();
+        self.published += 1;
+        let _ = write!(
+            scratch,
+            r#"{{"op":"publish","topic":"{topic}","data":{{"sent_us":{},"n":{}}}}}"#,
+            crate::shard::unix_micros(),
+            self.published
+        );
+        let mask = ctx.rng.u32(..).to_ne_bytes();
+        wire::encode_masked(
+            OpCode::Data(Data::Text),
+            scratch.as_bytes(),
+            mask,
+            &mut self.out,
+        );
+        if ctx.stats.measuring {
+            ctx.stats.window.published += 1;
+        }
+    }
+
+    /// Ends the run: queues close 1000 and sends it if the socket takes it right away.
+    pub fn finish(&mut self, ctx: &mut Ctx<'_>) {
+        if self.phase == Phase::Open {
+            self.queue_control(ctx, Control::Close, &close_code::NORMAL.to_be_bytes());
+            self.flush(ctx);
+        }
+        self.phase = Phase::Closed;
+    }
+
+    fn fail(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
+        if matches!(self.phase, Phase::Connecting | Phase::Upgrading) {
+            ctx.stats.fail(reason);
+        }
+        self.phase = Phase::Closed;
+    }
+
+    /// The stream ended or broke: a failure before the upgrade, a 1006 close after it.
+    fn lost(&mut self, ctx: &mut Ctx<'_>) {
+        match self.phase {
+            Phase::Connecting | Phase::Upgrading => self.fail(ctx, "eof_in_handshake"),
+            Phase::Open => {
+                ctx.stats.close(close_code::ABNORMAL);
+                self.phase = Phase::Closed;
+            }
+            Phase::Closed => {}
+        }
+    }
+
+    fn on_bytes(&mut self, ctx: &mut Ctx<'_>, data: &[u8], now_us: u64) {
+        match self.phase {
+            Phase::Upgrading => {
+                self.partial.extend_from_slice(data);
+                let key = self.key.as_deref().unwrap_or_default();
+                match wire::check_upgrade_response(&self.partial, key) {
+                    Ok(None) => {}
+                    Ok(Some(used)) => {
+                        let elapsed = Instant::now().duration_since(self.started);
+                        ctx.stats
+                            .handshake
+                            .saturating_record((elapsed.as_micros() as u64).max(1));
+                        ctx.stats.connected += 1;
+                        self.phase = Phase::Open;
+                        self.key = None;
+                        let head = std::mem::take(&mut self.partial);
+                        self.on_frames(ctx, &head[used..], now_us);
+                    }
+                    Err(e) => self.fail(ctx, &e.reason()),
+                }
+            }
+            Phase::Open => self.on_frames(ctx, data, now_us),
+            Phase::Connecting | Phase::Closed => {}
+        }
+    }
+
+    /// Parses frames from `data`, completing a buffered partial frame first.
+    fn on_frames(&mut self, ctx: &mut Ctx<'_>, data: &[u8], now_us: u64) {
+        let mut reader = std::mem::take(&mut self.reader);
+        let result = reader.feed(data, ctx.max_message, |info, payload| {
+            self.on_frame(ctx, info, payload, now_us);
+            self.phase == Phase::Open
+        });
+        self.reader = reader;
+        if let Err(e) = result {
+            self.violation(ctx, e.reason());
+        }
+    }
+
+    fn violation(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
+        ctx.stats.fail(reason);
+        ctx.stats.close(close_code::PROTOCOL);
+        self.phase = Phase::Closed;
+    }
+
+    fn on_frame(&mut self, ctx: &mut Ctx<'_>, info: FrameInfo, payload: &[u8], now_us: u64) {
+        match info.opcode {
+            OpCode::Data(Data::Text | Data::Binary) if info.fin => {
+                if self.fragments.is_some() {
+                    return self.violation(ctx, "protocol_error");
+                }
+                self.on_message(ctx, payload, now_us);
+            }
+            OpCode::Data(Data::Text | Data::Binary) => {
+                if self.fragments.is_some() {
+                    return self.violation(ctx, "protocol_error");
+                }
+                self.fragments = Some(payload.to_vec());
+            }
+            OpCode::Data(Data::Continue) => {
+                let Some(mut buf) = self.fragments.take() else {
+                    return self.violation(ctx, "protocol_error");
+                };
+                if buf.len() + payload.len() > ctx.max_message {
+                    return self.violation(ctx, "message_too_big");
+                }
+                buf.extend_from_slice(payload);
+                if info.fin {
+                    self.on_message(ctx, &buf, now_us);
+                } else {
+                    self.fragments = Some(buf);
+                }
+            }
+            OpCode::Control(Control::Ping) => {
+                self.queue_control(ctx, Control::Pong, payload);
+                self.flush(ctx);
+            }
+            OpCode::Control(Control::Pong) => {}
+            OpCode::Control(Control::Close) => {
+                ctx.stats.close(wire::close_code(payload));
+                // Echo the code (RFC 6455 §5.5.1), then drop the socket.
+                let code = &payload[..payload.len().min(2)];
+                self.queue_control(ctx, Control::Close, code);
+                self.flush(ctx);
+                self.phase = Phase::Closed;
+            }
+            OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
+                self.violation(ctx, "protocol_error");
+            }
+        }
+    }
+
+    /// Queues a control frame, unless the send buffer is already full (a peer that pings
+    /// faster than it reads our pongs gets no more of them).
+    fn queue_control(&mut self, ctx: &mut Ctx<'_>, kind: Control, payload: &[u8]) {
+        if self.out.len() - self.out_sent > MAX_PENDING_OUT {
+            return;
+        }
+        let mask = ctx.rng.u32(..).to_ne_bytes();
+        wire::encode_masked(OpCode::Control(kind), payload, mask, &mut self.out);
+    }
+
+    /// Counts one complete message: latency and seq gaps for data messages.
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, text: &[u8], now_us: u64) {
+        let env = ctx.scanner.envelope(text);
+        let measuring = ctx.stats.measuring;
+        let (Some(seq), Some(ts)) = (env.seq, env.ts) else {
+            if measuring {
+                if ctx.scanner.is_error(text) {
+                    ctx.stats.window.error_frames += 1;
+                } else {
+                    ctx.stats.window.other_messages += 1;
+                }
+            }
+            return;
+        };
+        if measuring {
+            let stats = &mut *ctx.stats;
+            stats.window.messages += 1;
+            stats
+                .latency
+                .saturating_record(now_us.saturating_sub(ts).max(1));
+            if ctx.track_sent
+                && let Some(sent) = ctx.scanner.sent_us(text)
+            {
+                stats
+                    .publish_latency
+                    .saturating_record(now_us.saturating_sub(sent).max(1));
+            }
+        }
+        if let Some(topic) = env.topic {
+            self.track_seq(ctx.stats, topic, seq, ts);
+        }
+    }
+
+    fn track_seq(&mut self, stats: &mut Stats, topic: &[u8], seq: u64, ts: u64) {
+        let slot = match self
+            .seqs
+            .iter()
+            .position(|(id, _)| stats.topics.is(*id, topic))
+        {
+            Some(i) => i,
+            None => {
+                let id = stats.topics.id(topic);
+                if stats.measuring {
+                    stats.topics.counts[id as usize].seen(seq, ts);
+                }
+                if !stats.topics.is_other(id) && self.seqs.len() < MAX_TRACKED_TOPICS {
+                    self.seqs.push((id, seq));
+                }
+                return;
+            }
+        };
+        let (id, last) = &mut self.seqs[slot];
+        if stats.measuring {
+            let counts = &mut stats.topics.counts[*id as usize];
+            counts.seen(seq, ts);
+            if seq > *last + 1 {
+                let missing = seq - *last - 1;
+                counts.gaps += missing;
+                stats.window.gaps += missing;
+            } else if seq <= *last {
+                counts.reordered += 1;
+            }
+        }
+        *last = (*last).max(seq);
+    }
+}
+
+/// Sets `IP_BIND_ADDRESS_NO_PORT`: bind the address now, choose the port at connect time,
+/// so the full 4-tuple (not the source port alone) must be unique.
+fn bind_no_port(socket: &socket2::Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket fd and a pointer to a live c_int of the given length.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The failure reason for a connect error.
+pub fn connect_reason(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => "refused",
+        Some(libc::ECONNRESET) => "reset",
+        Some(libc::ETIMEDOUT) => "timeout",
+        Some(libc::EADDRNOTAVAIL) | Some(libc::EADDRINUSE) => "no_source_port",
+        Some(libc::EMFILE) | Some(libc::ENFILE) => "fd_limit",
+        _ => "connect_error",
+    }
+}

@@ -1,0 +1,373 @@
+//! The outcome of one run: merged counts plus the samples taken at the phase boundaries,
+//! turned into a CSV [`Row`], a JSON document, or a human summary.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+
+use super::stats::{Stats, join_counts};
+use super::sys::ProcSample;
+use crate::report::saturation::{STRICT_P99_US, is_client_bound, is_sustainable};
+use crate::report::schema::Row;
+
+/// Settings of the measured server, recorded verbatim in the row (the load generator cannot
+/// know them; `scripts/bench.sh` passes them).
+#[derive(Debug, Clone, Default)]
+pub struct RowContext {
+    /// `tickcast` or `baseline`.
+    pub mode: String,
+    /// Shard threads.
+    pub shards: u32,
+    /// Whether shards were pinned.
+    pub pin: bool,
+    /// Mixer linger, µs.
+    pub linger_us: u64,
+    /// Requested payload bytes.
+    pub payload_bytes: u64,
+    /// Provider threads.
+    pub providers: u32,
+    /// Messages per second the server publishes (0 = unknown).
+    pub offered_rate: f64,
+    /// Provider interval, µs (0 = rate-paced).
+    pub interval_us: u64,
+    /// CPU split description.
+    pub cpu_split: String,
+}
+
+/// The server process at the phase boundaries.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSamples {
+    /// Before any connection.
+    pub start: ProcSample,
+    /// Once the ramp was over.
+    pub connected: ProcSample,
+    /// At the window's start.
+    pub window_start: ProcSample,
+    /// At the window's end.
+    pub window_end: ProcSample,
+    /// Wall time between the two window samples.
+    pub window_wall_secs: f64,
+}
+
+/// Everything one run measured.
+#[derive(Debug)]
+pub struct Summary {
+    /// Connections requested.
+    pub connections: usize,
+    /// Load threads.
+    pub threads: usize,
+    /// Publishing connections.
+    pub publishers: usize,
+    /// Counts of every thread, merged.
+    pub stats: Stats,
+    /// Seconds from start to the end of the ramp.
+    pub ramp_secs: f64,
+    /// Server samples, with `--server-pid`.
+    pub server: Option<ServerSamples>,
+    /// Server drops over the window by reason, when `/metrics` was scraped.
+    pub drops: Option<std::collections::BTreeMap<String, u64>>,
+    /// This process's CPU over the window, % of the CPUs it may use.
+    pub load_cpu_pct: f64,
+    /// The busiest load thread over the window, % of one core.
+    pub load_thread_max_cpu_pct: f64,
+    /// Machine load average at the start.
+    pub loadavg_1m: f64,
+}
+
+/// Deliveries the clients should have received in the window, the larger of two counts:
+///
+/// - by seq: what arrived plus what is missing from each topic's seq sequence, scaled up when
+///   the server sequenced slower than it was offered messages (its own stamps tell the rate);
+///   exact for drops, whatever the window's length;
+/// - by rate: `(rate x window - 1) x connected`, with the offered rate (else the produced
+///   one); this catches clients that received nothing (starved, disconnected), which the seq
+///   count cannot see. The one message per client it forgives is the one legitimately in
+///   flight at a window edge: every client gets a message at about the same time, so at
+///   10 msgs/s over 3 s a boundary alone would otherwise read as 3 % loss.
+pub fn expected_deliveries(
+    received: u64,
+    gaps: u64,
+    offered_rate: f64,
+    produced_per_s: Option<f64>,
+    window_s: f64,
+    connected: u64,
+) -> f64 {
+    let seen = (received + gaps) as f64;
+    let by_seq = match produced_per_s {
+        Some(produced) if offered_rate > 0.0 && produced > 0.0 && produced < offered_rate => {
+            seen * offered_rate / produced
+        }
+        _ => seen,
+    };
+    let rate = if offered_rate > 0.0 {
+        offered_rate
+    } else {
+        produced_per_s.unwrap_or(0.0)
+    };
+    let by_rate = (rate * window_s - 1.0).max(0.0) * connected as f64;
+    by_seq.max(by_rate)
+}
+
+fn q(h: &Histogram<u64>, quantile: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(quantile)
+    }
+}
+
+impl Summary {
+    /// Data messages per second over the window, all clients.
+    pub fn delivered_per_s(&self) -> f64 {
+        if self.stats.window_secs > 0.0 {
+            self.stats.window.messages as f64 / self.stats.window_secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The CSV row for this run in `ctx`.
+    pub fn row(&self, ctx: &RowContext) -> Row {
+        let s = &self.stats;
+        let window_s = s.window_secs;
+        let produced_per_s = s.produced_per_s();
+        let expected = expected_deliveries(
+            s.window.messages,
+            s.window.gaps,
+            ctx.offered_rate,
+            produced_per_s,
+            window_s,
+            s.connected,
+        );
+        let delivery_ratio = if expected > 0.0 {
+            s.window.messages as f64 / expected
+        } else {
+            0.0
+        };
+        let unix_time = crate::shard::unix_micros() / 1_000_000;
+        let mut row = Row {
+            unix_time,
+            mode: ctx.mode.clone(),
+            shards: ctx.shards,
+            pin: ctx.pin,
+            linger_us: ctx.linger_us,
+            payload_bytes: ctx.payload_bytes,
+            providers: ctx.providers,
+            offered_rate: ctx.offered_rate,
+            interval_us: ctx.interval_us,
+            clients: self.connections as u64,
+            cpu_split: ctx.cpu_split.clone(),
+            loadavg_1m: self.loadavg_1m,
+            load_threads: self.threads as u32,
+            connected: s.connected,
+            connect_failures: s.failure_count(),
+            failure_reasons: join_counts(&s.failures),
+            handshake_p50_us: q(&s.handshake, 0.5),
+            handshake_p99_us: q(&s.handshake, 0.99),
+            handshake_max_us: s.handshake.max(),
+            closes: join_counts(&s.closes),
+            window_s,
+            messages: s.window.messages,
+            bytes: s.window.bytes,
+            delivered_per_s: self.delivered_per_s(),
+            produced_per_s: produced_per_s.unwrap_or(0.0),
+            expected,
+            delivery_ratio,
+            seq_gaps: s.window.gaps,
+            lat_p50_us: q(&s.latency, 0.5),
+            lat_p90_us: q(&s.latency, 0.9),
+            lat_p99_us: q(&s.latency, 0.99),
+            lat_p999_us: q(&s.latency, 0.999),
+            lat_max_us: s.latency.max(),
+            publishers: self.publishers as u64,
+            published: s.window.published,
+            error_frames: s.window.error_frames,
+            load_cpu_pct: self.load_cpu_pct,
+            load_thread_max_cpu_pct: self.load_thread_max_cpu_pct,
+            client_bound: is_client_bound(self.load_cpu_pct, self.load_thread_max_cpu_pct),
+            ..Row::default()
+        };
+        if let Some(sv) = &self.server {
+            let cpu_ns = sv.window_end.cpu_ns.saturating_sub(sv.window_start.cpu_ns) as f64;
+            row.server_cpu_pct = Some(cpu_ns / 1e9 / sv.window_wall_secs.max(1e-9) * 100.0);
+            row.server_cpu_ns_per_msg =
+                (s.window.messages > 0).then(|| cpu_ns / s.window.messages as f64);
+            row.server_rss_start_kib = Some(sv.start.rss_kib);
+            row.server_rss_connected_kib = Some(sv.connected.rss_kib);
+            row.server_rss_end_kib = Some(sv.window_end.rss_kib);
+            row.rss_kib_per_conn = (s.connected > 0).then(|| {
+                sv.connected.rss_kib.saturating_sub(sv.start.rss_kib) as f64 / s.connected as f64
+            });
+        }
+        if let Some(drops) = &self.drops {
+            row.server_drops = join_counts(drops);
+            row.server_drops_total = Some(drops.values().sum());
+        }
+        row.sustainable = is_sustainable(&row, STRICT_P99_US);
+        row
+    }
+
+    /// The row plus per-topic counts and the publish latency, as JSON.
+    pub fn json(&self, ctx: &RowContext) -> serde_json::Value {
+        let mut v = serde_json::to_value(self.row(ctx)).unwrap_or_default();
+        let topics: Vec<serde_json::Value> = self
+            .stats
+            .topics
+            .iter()
+            .map(|(name, c)| {
+                serde_json::json!({
+                    "topic": name, "messages": c.messages, "gaps": c.gaps, "reordered": c.reordered
+                })
+            })
+            .collect();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("topics".into(), topics.into());
+            obj.insert("ramp_s".into(), self.ramp_secs.into());
+            obj.insert(
+                "other_messages".into(),
+                self.stats.window.other_messages.into(),
+            );
+            obj.insert(
+                "publish_skipped".into(),
+                self.stats.window.publish_skipped.into(),
+            );
+            let pl = &self.stats.publish_latency;
+            obj.insert(
+                "publish_latency_us".into(),
+                serde_json::json!({"count": pl.len(), "p50": q(pl, 0.5), "p99": q(pl, 0.99), "max": pl.max()}),
+            );
+        }
+        v
+    }
+
+    /// A short human summary.
+    pub fn human(&self, ctx: &RowContext) -> String {
+        let r = self.row(ctx);
+        let ms = |us: u64| us as f64 / 1000.0;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "connected   {}/{} in {:.1} s ({} failed{}); {} load thread(s)",
+            r.connected,
+            r.clients,
+            self.ramp_secs,
+            r.connect_failures,
+            if r.failure_reasons.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.failure_reasons)
+            },
+            r.load_threads
+        );
+        let _ = writeln!(
+            out,
+            "handshake   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            ms(r.handshake_p50_us),
+            ms(r.handshake_p99_us),
+            ms(r.handshake_max_us)
+        );
+        let _ = writeln!(
+            out,
+            "delivered   {:.0} msgs/s over {:.1} s ({} msgs, {:.1} MB), delivery {:.2} %, seq gaps {}",
+            r.delivered_per_s,
+            r.window_s,
+            r.messages,
+            r.bytes as f64 / 1e6,
+            r.delivery_ratio * 100.0,
+            r.seq_gaps
+        );
+        let _ = writeln!(
+            out,
+            "produced    {:.1} msgs/s sequenced by the server (offered {})",
+            r.produced_per_s,
+            if r.offered_rate > 0.0 {
+                format!("{:.1}", r.offered_rate)
+            } else {
+                "unknown".into()
+            }
+        );
+        let _ = writeln!(
+            out,
+            "latency     p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            ms(r.lat_p50_us),
+            ms(r.lat_p90_us),
+            ms(r.lat_p99_us),
+            ms(r.lat_p999_us),
+            ms(r.lat_max_us)
+        );
+        if !r.closes.is_empty() {
+            let _ = writeln!(out, "closes      {}", r.closes);
+        }
+        if r.publishers > 0 {
+            let pl = &self.stats.publish_latency;
+            let _ = writeln!(
+                out,
+                "publishing  {} publishers, {} sent, {} skipped, {} error frames; echo p99 {:.2} ms",
+                r.publishers,
+                r.published,
+                self.stats.window.publish_skipped,
+                r.error_frames,
+                ms(q(pl, 0.99))
+            );
+        }
+        if let (Some(cpu), Some(per_conn)) = (r.server_cpu_pct, r.rss_kib_per_conn) {
+            let _ = writeln!(
+                out,
+                "server      CPU {cpu:.1} %, {} ns/msg; RSS {} -> {} KiB ({per_conn:.2} KiB/conn)",
+                r.server_cpu_ns_per_msg
+                    .map_or("-".into(), |n| format!("{n:.0}")),
+                r.server_rss_start_kib.unwrap_or(0),
+                r.server_rss_connected_kib.unwrap_or(0),
+            );
+        }
+        if r.server_drops_total.is_some() {
+            let _ = writeln!(
+                out,
+                "drops       {}",
+                if r.server_drops.is_empty() {
+                    "none"
+                } else {
+                    &r.server_drops
+                }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "load gen    CPU {:.1} % of its CPUs (busiest thread {:.1} %){}",
+            r.load_cpu_pct,
+            r.load_thread_max_cpu_pct,
+            if r.client_bound {
+                " -- CLIENT-BOUND: the load generator is at its limit"
+            } else {
+                ""
+            }
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expected_deliveries;
+
+    #[test]
+    fn expected_deliveries_count_gaps_a_slow_producer_and_silent_clients() {
+        // 10 clients, 100 msgs/s offered, 10 s window: 1000 per client, 990 after the
+        // boundary allowance.
+        let e = |received, gaps, produced| {
+            expected_deliveries(received, gaps, 100.0, produced, 10.0, 10)
+        };
+        // Everyone got everything, or one message fewer at the window's edge.
+        assert_eq!(e(10_000, 0, Some(100.0)), 10_000.0);
+        assert_eq!(e(9_990, 0, Some(100.0)), 9_990.0);
+        // Drops show as gaps.
+        assert_eq!(e(9_000, 1_000, Some(100.0)), 10_000.0);
+        // The server sequenced half the offered rate: twice as many were due.
+        assert_eq!(e(5_000, 0, Some(50.0)), 10_000.0);
+        // Half the clients received nothing: the rate count catches it.
+        assert_eq!(e(5_000, 0, Some(100.0)), 9_990.0);
+        // Unknown offered rate: the produced rate stands in; nothing known: gaps only.
+        assert_eq!(expected_deliveries(7, 3, 0.0, Some(1.0), 2.0, 1), 10.0);
+        assert_eq!(expected_deliveries(7, 3, 0.0, None, 2.0, 1), 10.0);
+    }
+}

@@ -1,0 +1,201 @@
+//! What the load generator reads from the operating system: a server process's CPU time and
+//! RSS from `/proc`, its own CPU time (`getrusage`), the load average, and the server's drop
+//! counters from its `/metrics` page.
+//!
+//! All of it is optional: a missing file or a server without `/metrics` gives `None`, and the
+//! CSV cell stays empty.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Longest `/metrics` page read.
+const MAX_METRICS_PAGE: u64 = 4 << 20;
+/// Time allowed for one scrape.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A process's CPU time and resident memory at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcSample {
+    /// utime + stime of every thread, ns (resolution: one clock tick, usually 10 ms).
+    pub cpu_ns: u64,
+    /// VmRSS, KiB.
+    pub rss_kib: u64,
+}
+
+/// Samples process `pid` from `/proc/PID/stat` and `/proc/PID/status`.
+pub fn sample_process(pid: u32) -> io::Result<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let ticks = parse_stat_ticks(&stat)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc stat"))?;
+    let rss_kib = parse_vm_rss(&status)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS"))?;
+    Ok(ProcSample {
+        cpu_ns: ticks.saturating_mul(1_000_000_000) / clock_ticks_per_sec(),
+        rss_kib,
+    })
+}
+
+/// utime + stime (fields 14 and 15) from a `/proc/PID/stat` line. The command name may hold
+/// spaces and parentheses, so fields are counted after its last `)`.
+fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after.split_whitespace();
+    // After ")": state is field 3, so utime (14) is the 12th and stime (15) the 13th.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `VmRSS:   1234 kB` from `/proc/PID/status`.
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+fn rusage_ns(who: libc::c_int) -> u64 {
+    // SAFETY: an all-zero rusage is a valid value to be overwritten by getrusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return 0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU time used by this whole process so far, ns.
+pub fn process_cpu_ns() -> u64 {
+    rusage_ns(libc::RUSAGE_SELF)
+}
+
+/// CPU time used by the calling thread so far, ns.
+pub fn thread_cpu_ns() -> u64 {
+    rusage_ns(libc::RUSAGE_THREAD)
+}
+
+/// The 1-minute load average (0 when unreadable).
+pub fn loadavg_1m() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The server's `tickcast_drops_total` counters summed by reason, read from
+/// `http://addr/metrics`. `None` when the server does not answer with them.
+pub fn scrape_drops(addr: SocketAddr) -> Option<BTreeMap<String, u64>> {
+    let page = http_get(addr, "/metrics").ok()?;
+    let drops = parse_drops(&page);
+    page.contains("tickcast_").then_some(drops)
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, SCRAPE_TIMEOUT)?;
+    s.set_read_timeout(Some(SCRAPE_TIMEOUT))?;
+    s.set_write_timeout(Some(SCRAPE_TIMEOUT))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut body = String::new();
+    s.take(MAX_METRICS_PAGE).read_to_string(&mut body)?;
+    Ok(body)
+}
+
+/// Sums `tickcast_drops_total{...reason="R"...} N` lines by reason.
+fn parse_drops(page: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for line in page.lines() {
+        let Some(rest) = line.strip_prefix("tickcast_drops_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once('}') else {
+            continue;
+        };
+        let Some(reason) = labels
+            .split(',')
+            .find_map(|l| l.trim().strip_prefix("reason=\""))
+            .and_then(|r| r.strip_suffix('"'))
+        else {
+            continue;
+        };
+        // Counters render as integers; be lenient with a float rendering.
+        let Some(n) = value.trim().parse::<f64>().ok().filter(|n| *n >= 0.0) else {
+            continue;
+        };
+        *out.entry(reason.to_string()).or_default() += n as u64;
+    }
+    out
+}
+
+/// `after - before` per key (counters only grow; a restart would show as 0).
+pub fn diff_counts(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.saturating_sub(before.get(k).copied().unwrap_or(0)),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_ticks_survive_odd_command_names() {
+        let stat = "1234 (tick cast) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 \
+                    9 0 12345 1000000 500 18446744073709551615";
+        assert_eq!(parse_stat_ticks(stat), Some(325));
+        assert_eq!(parse_stat_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn vm_rss_is_read_in_kib() {
+        let status = "Name:\ttickcast\nVmPeak:\t  9999 kB\nVmRSS:\t   5120 kB\nThreads:\t5\n";
+        assert_eq!(parse_vm_rss(status), Some(5120));
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+    }
+
+    #[test]
+    fn this_process_can_be_sampled() {
+        let s = sample_process(std::process::id()).unwrap();
+        assert!(s.rss_kib > 0);
+        let spin: u64 = (0..2_000_000u64).fold(0, |a, b| a ^ b.wrapping_mul(31));
+        assert!(spin != 1 || process_cpu_ns() > 0);
+        assert!(process_cpu_ns() > 0);
+    }
+
+    #[test]
+    fn drops_are_summed_by_reason() {
+        let page = "# HELP tickcast_drops_total Broadcast frames dropped.\n\
+                    tickcast_drops_total{shard=\"0\",reason=\"outbox_full\"} 5\n\
+                    tickcast_drops_total{shard=\"1\",reason=\"outbox_full\"} 7\n\
+                    tickcast_drops_total{shard=\"0\",reason=\"shard_queue_full\"} 0\n\
+                    tickcast_delivered_total{shard=\"0\"} 99\n";
+        let d = parse_drops(page);
+        assert_eq!(d["outbox_full"], 12);
+        assert_eq!(d["shard_queue_full"], 0);
+        let mut before = BTreeMap::new();
+        before.insert("outbox_full".to_string(), 2);
+        assert_eq!(diff_counts(&before, &d)["outbox_full"], 10);
+    }
+}

@@ -1,0 +1,462 @@
+//! One load thread: a mio event loop over its share of the connections.
+//!
+//! Connection `k` (0-based, of `n`) belongs to thread `k % threads` and is due at
+//! `start + k / connect_rate`, so threads ramp together without talking to each other. Each
+//! turn: open due connections, follow the window set by the coordinator (see [`Control`]),
+//! send due publishes, poll, read, and remove closed connections. The loop ends by itself
+//! once the window is over (or on `stop`), so a run is always bounded in time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll};
+use slab::Slab;
+
+use super::config::LoadConfig;
+use super::conn::{Ctx, LoadConn, Phase, connect_reason};
+use super::scan::Scanner;
+use super::stats::Stats;
+use super::sys;
+
+/// Per-thread read buffer: big reads are what keep the client cheaper than the server.
+const SCRATCH: usize = 256 * 1024;
+/// Longest poll, so window boundaries and `stop` are seen promptly.
+const MAX_POLL: Duration = Duration::from_millis(10);
+/// Connections opened per turn at most (each is a few syscalls).
+const MAX_CONNECTS_PER_TURN: usize = 256;
+/// Publishes per publisher per turn at most, so a stalled loop cannot flood.
+const MAX_PUBLISH_BURST: usize = 1000;
+/// How often connections still connecting are checked for their timeout.
+const TIMEOUT_SCAN: Duration = Duration::from_millis(100);
+/// Connections handled between two checks of the window inside one turn.
+const WINDOW_CHECK_EVERY: usize = 16;
+/// "Not set yet" for the window offsets.
+const UNSET: u64 = u64::MAX;
+
+/// Shared between the coordinator and the threads: the window and a few progress counters.
+#[derive(Debug)]
+pub struct Control {
+    /// Time zero: connection `k` is due at `base + k / connect_rate`.
+    pub base: Instant,
+    /// Window start and end as µs after `base`; [`UNSET`] until the ramp is over.
+    window_start_us: AtomicU64,
+    window_end_us: AtomicU64,
+    /// Ask every thread to stop now.
+    pub stop: AtomicBool,
+    /// Connections upgraded so far (progress).
+    pub opened: AtomicUsize,
+    /// Connections failed so far (progress).
+    pub failed: AtomicUsize,
+    /// Data messages received inside the window so far (progress).
+    pub messages: AtomicU64,
+}
+
+impl Control {
+    /// A control block with time zero `base`.
+    pub fn new(base: Instant) -> Self {
+        Control {
+            base,
+            window_start_us: AtomicU64::new(UNSET),
+            window_end_us: AtomicU64::new(UNSET),
+            stop: AtomicBool::new(false),
+            opened: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            messages: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets the measured window.
+    pub fn set_window(&self, start: Instant, end: Instant) {
+        let us = |t: Instant| t.saturating_duration_since(self.base).as_micros() as u64;
+        self.window_end_us.store(us(end), Ordering::SeqCst);
+        self.window_start_us.store(us(start), Ordering::SeqCst);
+    }
+
+    fn window(&self) -> Option<(Instant, Instant)> {
+        let start = self.window_start_us.load(Ordering::SeqCst);
+        let end = self.window_end_us.load(Ordering::SeqCst);
+        (start != UNSET && end != UNSET).then(|| {
+            (
+                self.base + Duration::from_micros(start),
+                self.base + Duration::from_micros(end),
+            )
+        })
+    }
+}
+
+/// Where this thread is relative to the window.
+#[derive(Debug, Clone, Copy)]
+enum WindowState {
+    Before,
+    Open { since: Instant, cpu_ns: u64 },
+    Closed,
+}
+
+/// One load thread.
+pub struct Worker {
+    index: usize,
+    cfg: Arc<LoadConfig>,
+    control: Arc<Control>,
+    poll: Poll,
+    conns: Slab<LoadConn>,
+    scratch: Vec<u8>,
+    stats: Stats,
+    scanner: Scanner,
+    rng: fastrand::Rng,
+    /// The next global connection index this thread opens.
+    next_k: usize,
+    /// Connections whose read budget ran out: read again next turn.
+    again: Vec<usize>,
+    /// Tokens of publishing connections.
+    publishers: Vec<usize>,
+    /// Connections not yet open or failed.
+    pending: usize,
+    next_timeout_scan: Instant,
+    window: WindowState,
+    /// What was last added to the shared progress counters.
+    reported: (usize, usize, u64),
+    publish_text: String,
+}
+
+impl Worker {
+    /// Thread `index` of `cfg.threads`.
+    pub fn new(index: usize, cfg: Arc<LoadConfig>, control: Arc<Control>) -> std::io::Result<Self> {
+        let base = control.base;
+        Ok(Worker {
+            index,
+            poll: Poll::new()?,
+            conns: Slab::with_capacity(cfg.connections / cfg.threads + 1),
+            scratch: vec![0; SCRATCH],
+            stats: Stats::default(),
+            scanner: Scanner::default(),
+            rng: fastrand::Rng::with_seed(0x10ad_0000 + index as u64),
+            next_k: index,
+            again: Vec::new(),
+            publishers: Vec::new(),
+            pending: 0,
+            next_timeout_scan: base,
+            window: WindowState::Before,
+            reported: (0, 0, 0),
+            publish_text: String::with_capacity(256),
+            cfg,
+            control,
+        })
+    }
+
+    /// Runs until the window is over (or `stop`), closes every connection, and returns the
+    /// thread's counts.
+    pub fn run(mut self) -> Stats {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            if follow_window(&self.control, &mut self.window, &mut self.stats, now)
+                || self.control.stop.load(Ordering::Relaxed)
+            {
+                break;
+            }
+            self.open_due(now);
+            self.publish_due(now);
+            if self.pending > 0 && now >= self.next_timeout_scan {
+                self.scan_timeouts(now);
+            }
+            self.report_progress();
+            let timeout = self.poll_timeout(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                log::error!("load thread {}: poll failed: {e}", self.index);
+                break;
+            }
+            if self.handle_events(&events) {
+                break;
+            }
+        }
+        self.finish();
+        self.stats
+    }
+
+    fn due(&self, k: usize) -> Instant {
+        self.control.base + Duration::from_secs_f64(k as f64 / self.cfg.connect_rate)
+    }
+
+    fn open_due(&mut self, now: Instant) {
+        for _ in 0..MAX_CONNECTS_PER_TURN {
+            let k = self.next_k;
+            if k >= self.cfg.connections || self.due(k) > now {
+                return;
+            }
+            self.next_k += self.cfg.threads;
+            let source = (!self.cfg.source_ips.is_empty())
+                .then(|| self.cfg.source_ips[k % self.cfg.source_ips.len()]);
+            let mut conn = match LoadConn::connect(self.cfg.target.addr, source, now) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    self.stats.fail(connect_reason(&e));
+                    continue;
+                }
+            };
+            let entry = self.conns.vacant_entry();
+            let token = entry.key();
+            if let Err(e) = conn.register(self.poll.registry(), token) {
+                self.stats.fail(connect_reason(&e));
+                continue;
+            }
+            if k < self.cfg.publishers {
+                self.publishers.push(token);
+            }
+            entry.insert(conn);
+            self.pending += 1;
+        }
+    }
+
+    fn publish_due(&mut self, now: Instant) {
+        if self.publishers.is_empty() {
+            return;
+        }
+        let interval = Duration::from_secs_f64(1.0 / self.cfg.publish_rate);
+        let mut ctx = Ctx {
+            now,
+            stats: &mut self.stats,
+            scanner: &self.scanner,
+            max_message: self.cfg.max_message,
+            track_sent: true,
+            rng: &mut self.rng,
+        };
+        for &token in &self.publishers {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            if conn.phase() != Phase::Open {
+                continue;
+            }
+            let next = conn.next_publish.get_or_insert(now);
+            let mut sent = 0;
+            while *next <= now && sent < MAX_PUBLISH_BURST {
+                *next += interval;
+                sent += 1;
+            }
+            if *next <= now {
+                // Far behind: skip ahead rather than flood.
+                *next = now + interval;
+            }
+            for _ in 0..sent {
+                conn.publish(&mut ctx, &self.cfg.publish_topic, &mut self.publish_text);
+            }
+            if sent > 0 {
+                conn.flush(&mut ctx);
+            }
+        }
+    }
+
+    fn scan_timeouts(&mut self, now: Instant) {
+        self.next_timeout_scan = now + TIMEOUT_SCAN;
+        let mut ctx = Ctx {
+            now,
+            stats: &mut self.stats,
+            scanner: &self.scanner,
+            max_message: self.cfg.max_message,
+            track_sent: false,
+            rng: &mut self.rng,
+        };
+        let mut closed = Vec::new();
+        for (token, conn) in self.conns.iter_mut() {
+            if is_pending(conn.phase()) {
+                conn.check_timeout(&mut ctx, self.cfg.connect_timeout);
+                if conn.phase() == Phase::Closed {
+                    self.pending -= 1;
+                    closed.push(token);
+                }
+            }
+        }
+        self.reap(closed);
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Duration {
+        if !self.again.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut wake = now + MAX_POLL;
+        if self.next_k < self.cfg.connections {
+            wake = wake.min(self.due(self.next_k));
+        }
+        if let Some((start, end)) = self.control.window() {
+            for t in [start, end] {
+                if t > now {
+                    wake = wake.min(t);
+                }
+            }
+        }
+        for &token in &self.publishers {
+            if let Some(t) = self.conns.get(token).and_then(|c| c.next_publish) {
+                wake = wake.min(t);
+            }
+        }
+        wake.saturating_duration_since(now)
+    }
+
+    /// Handles the connections whose read budget ran out last turn, then this poll's
+    /// events. The window is checked every few connections, so a long turn under overload
+    /// cannot stretch it. Returns true once the window is over.
+    fn handle_events(&mut self, events: &Events) -> bool {
+        let track_sent = self.cfg.publishers > 0;
+        let again = std::mem::take(&mut self.again);
+        let mut read_again = Vec::new();
+        let mut closed = Vec::new();
+        let mut ended = false;
+        let mut now = Instant::now();
+        let work = again
+            .into_iter()
+            .map(|t| (t, false, true))
+            .chain(events.iter().map(|e| {
+                let readable = e.is_readable() || e.is_read_closed() || e.is_error();
+                (e.token().0, e.is_writable(), readable)
+            }));
+        for (i, (token, writable, readable)) in work.enumerate() {
+            if i % WINDOW_CHECK_EVERY == WINDOW_CHECK_EVERY - 1 {
+                now = Instant::now();
+                if follow_window(&self.control, &mut self.window, &mut self.stats, now) {
+                    ended = true;
+                    break;
+                }
+            }
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            let mut ctx = Ctx {
+                now,
+                stats: &mut self.stats,
+                scanner: &self.scanner,
+                max_message: self.cfg.max_message,
+                track_sent,
+                rng: &mut self.rng,
+            };
+            let was_pending = is_pending(conn.phase());
+            if writable {
+                conn.on_writable(&mut ctx, &self.cfg.target);
+            }
+            if readable && conn.on_readable(&mut ctx, &mut self.scratch) {
+                read_again.push(token);
+            }
+            if conn.has_output() {
+                conn.flush(&mut ctx);
+            }
+            if was_pending && !is_pending(conn.phase()) {
+                self.pending -= 1;
+            }
+            if conn.phase() == Phase::Closed {
+                closed.push(token);
+            }
+        }
+        self.again = read_again;
+        self.reap(closed);
+        ended
+    }
+
+    /// Removes closed connections (never while iterating events).
+    fn reap(&mut self, closed: Vec<usize>) {
+        for token in closed {
+            if self
+                .conns
+                .get(token)
+                .is_none_or(|c| c.phase() != Phase::Closed)
+            {
+                continue;
+            }
+            let mut conn = self.conns.remove(token);
+            conn.deregister(self.poll.registry());
+            self.publishers.retain(|&t| t != token);
+            self.again.retain(|&t| t != token);
+        }
+    }
+
+    fn report_progress(&mut self) {
+        let now = (
+            self.stats.connected as usize,
+            self.stats.failure_count() as usize,
+            self.stats.window.messages,
+        );
+        let (o, f, m) = self.reported;
+        if now.0 > o {
+            self.control.opened.fetch_add(now.0 - o, Ordering::Relaxed);
+        }
+        if now.1 > f {
+            self.control.failed.fetch_add(now.1 - f, Ordering::Relaxed);
+        }
+        if now.2 > m {
+            self.control
+                .messages
+                .fetch_add(now.2 - m, Ordering::Relaxed);
+        }
+        self.reported = (now.0, now.1, now.2.max(m));
+    }
+
+    /// Closes the window if `stop` came first, counts connections still connecting as
+    /// `unfinished`, sends close 1000 on every open connection (best effort) and drops them.
+    fn finish(&mut self) {
+        let now = Instant::now();
+        if let WindowState::Open { since, cpu_ns } = self.window {
+            close_window(&mut self.stats, since, cpu_ns, now);
+            self.window = WindowState::Closed;
+        }
+        let mut ctx = Ctx {
+            now: Instant::now(),
+            stats: &mut self.stats,
+            scanner: &self.scanner,
+            max_message: self.cfg.max_message,
+            track_sent: false,
+            rng: &mut self.rng,
+        };
+        for (_, conn) in self.conns.iter_mut() {
+            if is_pending(conn.phase()) {
+                ctx.stats.fail("unfinished");
+            }
+            conn.finish(&mut ctx);
+            conn.deregister(self.poll.registry());
+        }
+        self.conns.clear();
+        self.report_progress();
+    }
+}
+
+/// Opens and closes the window on time. Returns true once the window is over.
+fn follow_window(
+    control: &Control,
+    state: &mut WindowState,
+    stats: &mut Stats,
+    now: Instant,
+) -> bool {
+    let Some((start, end)) = control.window() else {
+        return false;
+    };
+    if let WindowState::Before = *state
+        && now >= start
+    {
+        stats.begin_window();
+        *state = WindowState::Open {
+            since: now,
+            cpu_ns: sys::thread_cpu_ns(),
+        };
+    }
+    match *state {
+        WindowState::Open { since, cpu_ns } if now >= end => {
+            close_window(stats, since, cpu_ns, now);
+            *state = WindowState::Closed;
+            true
+        }
+        WindowState::Closed => true,
+        _ => false,
+    }
+}
+
+/// Records the window's length and this thread's CPU over it.
+fn close_window(stats: &mut Stats, since: Instant, cpu_ns_at_start: u64, now: Instant) {
+    stats.window_secs = now.duration_since(since).as_secs_f64();
+    stats.cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu_ns_at_start);
+    stats.measuring = false;
+}
+
+/// Whether a connection is still connecting or upgrading.
+fn is_pending(phase: Phase) -> bool {
+    matches!(phase, Phase::Connecting | Phase::Upgrading)
+}

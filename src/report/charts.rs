@@ -1,0 +1,376 @@
+//! The SVG charts of a sweep, drawn with plotters:
+//!
+//! - `delivered_vs_offered.svg`: delivered vs offered deliveries/s, a panel per client count,
+//!   a line per server (the diagonal is "everything delivered");
+//! - `p99_vs_clients.svg`: p99 latency at the lightest offered rate and at the saturation
+//!   point, per server;
+//! - `cpu_ns_per_msg.svg`: server CPU ns per delivered message vs delivered rate;
+//! - `rss_per_conn.svg`: server RSS KiB per connection vs clients.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+
+use super::saturation::{ConfigKey, STRICT_P99_US, saturation_points};
+use super::schema::Row;
+use super::summary::{main_sweep, median};
+
+/// Points of one named line.
+type Series = (String, Vec<(f64, f64)>);
+
+/// One panel of a chart.
+struct Panel {
+    title: String,
+    series: Vec<Series>,
+}
+
+/// How a chart's axes look.
+struct Axes {
+    x_desc: &'static str,
+    y_desc: &'static str,
+    x_log: bool,
+    y_log: bool,
+    diagonal: bool,
+    /// Where the legend goes (away from where the data usually is).
+    legend: SeriesLabelPosition,
+}
+
+/// Series name -> color index, stable across charts.
+fn color_of(names: &BTreeSet<String>, name: &str) -> RGBColor {
+    const COLORS: [RGBColor; 8] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+    ];
+    let i = names.iter().position(|n| n == name).unwrap_or(0);
+    COLORS[i % COLORS.len()]
+}
+
+fn bounds(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
+    let v: Vec<f64> = values
+        .filter(|v| v.is_finite() && (!log || *v > 0.0))
+        .collect();
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    if v.is_empty() {
+        return if log { (1.0, 10.0) } else { (0.0, 1.0) };
+    }
+    if log {
+        // Whole decades, so the axis always carries labelled powers of ten.
+        (
+            10f64.powf((lo / 1.2).log10().floor()),
+            10f64.powf((hi * 1.2).log10().ceil()),
+        )
+    } else {
+        (0.0_f64.min(lo), if hi > 0.0 { hi * 1.15 } else { 1.0 })
+    }
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    panel: &Panel,
+    axes: &Axes,
+    names: &BTreeSet<String>,
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let all = || panel.series.iter().flat_map(|(_, pts)| pts.iter().copied());
+    let (x0, x1) = bounds(all().map(|p| p.0), axes.x_log);
+    let (y0, y1) = bounds(all().map(|p| p.1), axes.y_log);
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(&panel.title, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    macro_rules! body {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(axes.x_desc)
+                .y_desc(axes.y_desc)
+                .x_label_formatter(&|v| short(*v))
+                .y_label_formatter(&|v| short(*v))
+                .draw()
+                .map_err(err)?;
+            if axes.diagonal {
+                let lo = x0.max(y0);
+                let hi = x1.min(y1);
+                chart
+                    .draw_series(LineSeries::new(vec![(lo, lo), (hi, hi)], BLACK.mix(0.3)))
+                    .map_err(err)?
+                    .label("delivered = offered")
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.mix(0.3)));
+            }
+            for (name, pts) in &panel.series {
+                let color = color_of(names, name);
+                let mut pts = pts.clone();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                    .map_err(err)?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
+                chart
+                    .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                    .map_err(err)?;
+            }
+            chart
+                .configure_series_labels()
+                .position(axes.legend.clone())
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.4))
+                .draw()
+                .map_err(err)?;
+        }};
+    }
+    match (axes.x_log, axes.y_log) {
+        (true, true) => body!(
+            builder
+                .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+                .map_err(err)?
+        ),
+        (true, false) => body!(
+            builder
+                .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
+                .map_err(err)?
+        ),
+        (false, true) => body!(
+            builder
+                .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                .map_err(err)?
+        ),
+        (false, false) => body!(builder.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?),
+    }
+    Ok(())
+}
+
+/// A compact axis label: 1.5M, 200k, 12, 0.25.
+fn short(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if a >= 10.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn draw(path: &Path, panels: &[Panel], axes: &Axes) -> Result<(), String> {
+    let names: BTreeSet<String> = panels
+        .iter()
+        .flat_map(|p| p.series.iter().map(|(n, _)| n.clone()))
+        .collect();
+    let width = 520 * panels.len().max(1) as u32;
+    let root = SVGBackend::new(path, (width, 440)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (area, panel) in areas.iter().zip(panels) {
+        draw_panel(area, panel, axes, &names)?;
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+/// One panel per client count, a series per server, from `point` of each row.
+fn per_clients(rows: &[Row], point: impl Fn(&Row) -> Option<(f64, f64)>) -> Vec<Panel> {
+    let mut panels: BTreeMap<u64, BTreeMap<String, Vec<(f64, f64)>>> = BTreeMap::new();
+    for r in rows {
+        if let Some(p) = point(r) {
+            panels
+                .entry(r.clients)
+                .or_default()
+                .entry(ConfigKey::of(r).series())
+                .or_default()
+                .push(p);
+        }
+    }
+    panels
+        .into_iter()
+        .map(|(clients, series)| Panel {
+            title: format!("{clients} clients"),
+            series: series.into_iter().collect(),
+        })
+        .collect()
+}
+
+/// Draws every chart into `dir`; returns the files written.
+pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let main = main_sweep(rows);
+    let mut written = Vec::new();
+
+    let path = dir.join("delivered_vs_offered.svg");
+    let panels = per_clients(&main, |r| {
+        let offered = r.offered_rate * r.clients as f64;
+        (offered > 0.0 && r.delivered_per_s > 0.0).then_some((offered, r.delivered_per_s))
+    });
+    let axes = Axes {
+        x_desc: "offered deliveries/s (rate x clients)",
+        y_desc: "delivered msgs/s",
+        x_log: true,
+        y_log: true,
+        diagonal: true,
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    draw(&path, &panels, &axes)?;
+    written.push(path);
+
+    let path = dir.join("p99_vs_clients.svg");
+    let mut lightest: BTreeMap<String, BTreeMap<u64, (f64, f64)>> = BTreeMap::new();
+    for r in main.iter().filter(|r| r.messages > 0) {
+        let slot = lightest
+            .entry(ConfigKey::of(r).series())
+            .or_default()
+            .entry(r.clients)
+            .or_insert((f64::INFINITY, 0.0));
+        if r.offered_rate < slot.0 {
+            *slot = (r.offered_rate, r.lat_p99_us as f64 / 1000.0);
+        }
+    }
+    let light = Panel {
+        title: "p99 at the lightest offered rate".into(),
+        series: lightest
+            .into_iter()
+            .map(|(name, by_c)| {
+                (
+                    name,
+                    by_c.into_iter().map(|(c, (_, p))| (c as f64, p)).collect(),
+                )
+            })
+            .collect(),
+    };
+    let mut at_sat: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for s in saturation_points(&main, STRICT_P99_US) {
+        if let Some(r) = &s.best {
+            at_sat
+                .entry(s.key.series())
+                .or_default()
+                .push((r.clients as f64, r.lat_p99_us as f64 / 1000.0));
+        }
+    }
+    let sat = Panel {
+        title: "p99 at the saturation point".into(),
+        series: at_sat.into_iter().collect(),
+    };
+    let axes = Axes {
+        x_desc: "clients",
+        y_desc: "p99 latency (ms)",
+        x_log: false,
+        y_log: true,
+        diagonal: false,
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    draw(&path, &[light, sat], &axes)?;
+    written.push(path);
+
+    let path = dir.join("cpu_ns_per_msg.svg");
+    let panels = per_clients(&main, |r| {
+        let ns = r.server_cpu_ns_per_msg?;
+        (ns > 0.0 && r.delivered_per_s > 0.0).then_some((r.delivered_per_s, ns))
+    });
+    let axes = Axes {
+        x_desc: "delivered msgs/s",
+        y_desc: "server CPU ns per delivered message",
+        x_log: true,
+        y_log: true,
+        diagonal: false,
+        legend: SeriesLabelPosition::UpperRight,
+    };
+    draw(&path, &panels, &axes)?;
+    written.push(path);
+
+    let path = dir.join("rss_per_conn.svg");
+    let mut rss: BTreeMap<String, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    for r in &main {
+        if let Some(kib) = r.rss_kib_per_conn {
+            rss.entry(ConfigKey::of(r).series())
+                .or_default()
+                .entry(r.clients)
+                .or_default()
+                .push(kib);
+        }
+    }
+    let panel = Panel {
+        title: "server RSS per connection (median over points)".into(),
+        series: rss
+            .into_iter()
+            .map(|(name, by_c)| {
+                let pts = by_c
+                    .into_iter()
+                    .filter_map(|(c, v)| Some((c as f64, median(v)?)))
+                    .collect();
+                (name, pts)
+            })
+            .collect(),
+    };
+    let axes = Axes {
+        x_desc: "clients",
+        y_desc: "KiB per connection",
+        x_log: false,
+        y_log: false,
+        diagonal: false,
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    draw(&path, &[panel], &axes)?;
+    written.push(path);
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_chart_is_written_even_from_sparse_rows() {
+        let dir = std::env::temp_dir().join(format!("tickcast-charts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rows = Vec::new();
+        for (mode, shards) in [("tickcast", 1), ("tickcast", 2), ("baseline", 1)] {
+            for (i, rate) in [100.0, 1000.0].into_iter().enumerate() {
+                rows.push(Row {
+                    mode: mode.into(),
+                    shards,
+                    clients: 1000,
+                    connected: 1000,
+                    offered_rate: rate,
+                    messages: 100,
+                    delivered_per_s: rate * 1000.0 * (1.0 - i as f64 * 0.1),
+                    delivery_ratio: 1.0 - i as f64 * 0.1,
+                    lat_p99_us: 1000 * (i as u64 + 1),
+                    server_cpu_ns_per_msg: Some(300.0),
+                    rss_kib_per_conn: Some(0.4),
+                    ..Row::default()
+                });
+            }
+        }
+        let files = draw_all(&rows, &dir).unwrap();
+        assert_eq!(files.len(), 4);
+        for f in files {
+            let svg = std::fs::read_to_string(&f).unwrap();
+            assert!(svg.starts_with("<svg"), "{}", f.display());
+            assert!(svg.contains("tickcast 1 shard (hub)"), "{}", f.display());
+        }
+        // No rows at all still gives (empty) charts rather than an error.
+        assert_eq!(draw_all(&[], &dir).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn labels_are_short() {
+        assert_eq!(short(1_500_000.0), "1.5M");
+        assert_eq!(short(200_000.0), "200k");
+        assert_eq!(short(0.25), "0.25");
+    }
+}
