@@ -61,6 +61,10 @@ pub struct LoadArgs {
     /// Topic to publish on. Default: the URL's first topic, else `ticks`.
     #[arg(long)]
     pub publish_topic: Option<String>,
+    /// Measure publisher-to-subscriber latency (from the `sent_us` publishers embed) even
+    /// without --publishers: subscribers of publishers running elsewhere.
+    #[arg(long)]
+    pub publish_latency: bool,
     /// Append one row to this CSV file (header written when the file is new).
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -132,6 +136,7 @@ impl LoadArgs {
         cfg.max_message = self.max_message;
         cfg.publishers = self.publishers;
         cfg.publish_rate = self.publish_rate;
+        cfg.track_publish_latency = self.publish_latency;
         if let Some(topic) = &self.publish_topic {
             cfg.publish_topic = topic.clone();
         }

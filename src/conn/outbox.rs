@@ -110,23 +110,12 @@ impl Outbox {
             if written >= budget {
                 return Ok((WriteStatus::BudgetSpent, written));
             }
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut count = 0;
-            let mut want = 0;
-            for (i, f) in self.frames.iter().enumerate().take(MAX_IOV) {
-                let bytes = if i == 0 {
-                    &f.bytes[self.head_offset..]
-                } else {
-                    &f.bytes[..]
-                };
-                iov[count] = IoSlice::new(bytes);
-                count += 1;
-                want += bytes.len();
-                if written + want >= budget {
-                    break;
-                }
-            }
-            let n = match out.write_vectored(&iov[..count]) {
+            let result = match (self.frames.len(), self.frames.front()) {
+                // The common case at low rates: one frame, one plain write, no iovec array.
+                (1, Some(f)) => out.write(&f.bytes[self.head_offset..]),
+                _ => self.write_vectored_once(out, budget - written),
+            };
+            let n = match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -140,6 +129,27 @@ impl Outbox {
         }
         self.release_idle_capacity();
         Ok((WriteStatus::Drained, written))
+    }
+
+    /// One `writev` of up to [`MAX_IOV`] frames, stopping once `budget` bytes are covered.
+    fn write_vectored_once<W: Write>(&self, out: &mut W, budget: usize) -> io::Result<usize> {
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let mut count = 0;
+        let mut want = 0;
+        for (i, f) in self.frames.iter().enumerate().take(MAX_IOV) {
+            let bytes = if i == 0 {
+                &f.bytes[self.head_offset..]
+            } else {
+                &f.bytes[..]
+            };
+            iov[count] = IoSlice::new(bytes);
+            count += 1;
+            want += bytes.len();
+            if want >= budget {
+                break;
+            }
+        }
+        out.write_vectored(&iov[..count])
     }
 
     /// Marks `n` bytes as written, popping completed frames.

@@ -65,7 +65,7 @@ impl Target {
     pub fn first_topic(&self) -> Option<String> {
         let (_, query) = self.path.split_once('?')?;
         form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == "topics")
+            .find(|(k, _)| k == "topics" || k == "room")
             .and_then(|(_, v)| {
                 v.split(',')
                     .map(str::trim)
@@ -135,6 +135,9 @@ pub struct LoadConfig {
     pub publish_rate: f64,
     /// Topic the publishers publish on (default: the URL's first topic, else `ticks`).
     pub publish_topic: String,
+    /// Measure publisher-to-subscriber latency from the `sent_us` publishers embed, also on
+    /// connections that do not publish (e.g. subscribers on another node).
+    pub track_publish_latency: bool,
     /// Server process to sample (CPU and RSS from /proc) at the phase boundaries.
     pub server_pid: Option<u32>,
     /// Read the server's drop counters from `/metrics` at the window's start and end.
@@ -160,6 +163,7 @@ impl LoadConfig {
             publishers: 0,
             publish_rate: 0.0,
             publish_topic,
+            track_publish_latency: false,
             server_pid: None,
             scrape_metrics: false,
             progress: false,

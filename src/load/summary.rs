@@ -182,6 +182,8 @@ impl Summary {
             publishers: self.publishers as u64,
             published: s.window.published,
             error_frames: s.window.error_frames,
+            pub_lat_p50_us: (!s.publish_latency.is_empty()).then(|| q(&s.publish_latency, 0.5)),
+            pub_lat_p99_us: (!s.publish_latency.is_empty()).then(|| q(&s.publish_latency, 0.99)),
             load_cpu_pct: self.load_cpu_pct,
             load_thread_max_cpu_pct: self.load_thread_max_cpu_pct,
             client_bound: is_client_bound(self.load_cpu_pct, self.load_thread_max_cpu_pct),

@@ -299,7 +299,7 @@ impl Worker {
     /// events. The window is checked every few connections, so a long turn under overload
     /// cannot stretch it. Returns true once the window is over.
     fn handle_events(&mut self, events: &Events) -> bool {
-        let track_sent = self.cfg.publishers > 0;
+        let track_sent = self.cfg.publishers > 0 || self.cfg.track_publish_latency;
         let again = std::mem::take(&mut self.again);
         let mut read_again = Vec::new();
         let mut closed = Vec::new();

@@ -91,6 +91,13 @@ pub struct Row {
     pub published: u64,
     /// Error frames (`"type":"error"`) received in the window.
     pub error_frames: u64,
+    /// Publisher-to-subscriber latency p50 (receive time minus the `sent_us` a publisher
+    /// embedded), µs; empty without publishers. Absent in files written before it existed.
+    #[serde(default)]
+    pub pub_lat_p50_us: Option<u64>,
+    /// The same, p99.
+    #[serde(default)]
+    pub pub_lat_p99_us: Option<u64>,
     /// Server CPU (utime + stime, all threads) over the window, % of one core.
     pub server_cpu_pct: Option<f64>,
     /// Server CPU ns per delivered message over the window.
@@ -201,6 +208,11 @@ pub const COLUMNS: &[(&str, &str)] = &[
     ("publishers", "connections publishing"),
     ("published", "publish operations sent in the window"),
     ("error_frames", "error frames received in the window"),
+    (
+        "pub_lat_p50_us",
+        "publisher-to-subscriber latency p50 (µs; receive time - the publisher's sent_us)",
+    ),
+    ("pub_lat_p99_us", "publisher-to-subscriber latency p99 (µs)"),
     (
         "server_cpu_pct",
         "server CPU over the window (% of one core)",

@@ -46,6 +46,8 @@ const TIMER_TICK: Duration = Duration::from_millis(50);
 const TIMER_SLOTS: usize = 2048;
 /// Shard-wide read buffer; connections keep only incomplete frames.
 const SCRATCH: usize = 64 * 1024;
+/// During a flush pass, the queue is looked at every this many connections.
+const FLUSH_QUEUE_CHECK: usize = 256;
 /// Broadcast messages taken from the queue per turn before writing, so sockets are served
 /// between bursts.
 const MAX_DRAIN_PER_TURN: usize = 4096;
@@ -347,9 +349,18 @@ impl Shard {
         }
     }
 
-    fn flush(&mut self, now: Instant, now_us: u64) {
+    /// Writes every connection with pending bytes. A long pass (thousands of clients, one
+    /// write each) looks at the queue every [`FLUSH_QUEUE_CHECK`] connections: frames that
+    /// arrived meanwhile join the outboxes of the clients not yet written, so they leave in
+    /// this pass instead of waiting for the next one; the busier the shard, the more frames
+    /// each write carries.
+    fn flush(&mut self, now: Instant, mut now_us: u64) {
         let pending = std::mem::take(&mut self.shared.to_flush);
-        for &(token, id) in &pending {
+        for (i, &(token, id)) in pending.iter().enumerate() {
+            if i % FLUSH_QUEUE_CHECK == FLUSH_QUEUE_CHECK - 1 && !self.queue.is_empty() {
+                now_us = unix_micros();
+                self.drain_queue(now, now_us);
+            }
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
             };
