@@ -5,6 +5,8 @@
 #   scripts/bench.sh                 # full default sweep (about 12-17 minutes on 2 cores)
 #   scripts/bench.sh --quick         # small sweep, under 2 minutes
 #   scripts/bench.sh --smoke         # a handful of points, for the test suite
+#   scripts/bench.sh --chat          # chat rooms: N members, P publishers (chat.csv)
+#   scripts/bench.sh --cluster       # two nodes + redis-server: cross-node latency (cluster.csv)
 #   scripts/bench.sh --out DIR --clients 1000,5000 --shards 1,2 --duration 5 --warmup 2
 #
 # Each point: start the server (taskset to its CPUs), run `tickcast load` (taskset to the
@@ -20,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=full
+SCENARIO=""
 OUT=""
 CLIENTS=""
 SHARDS=""
@@ -33,7 +36,7 @@ BASE_PORT=${BENCH_PORT:-18100}
 COMMAND_LINE="scripts/bench.sh $*"
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -41,6 +44,8 @@ while (($#)); do
     case "$1" in
         --quick) MODE=quick ;;
         --smoke) MODE=smoke ;;
+        --chat) SCENARIO=chat ;;
+        --cluster) SCENARIO=cluster ;;
         --out) OUT=$2; shift ;;
         --clients) CLIENTS=$2; shift ;;
         --shards) SHARDS=$2; shift ;;
@@ -245,6 +250,15 @@ ladder() {
         fi
     done
 }
+
+if [[ -n $SCENARIO ]]; then
+    # shellcheck source=scripts/bench-scenarios.sh
+    source "$(dirname "$0")/bench-scenarios.sh"
+    echo "bench.sh: $SCENARIO scenario into $OUT (${DURATION}s windows after ${WARMUP}s warmup)" >&2
+    "run_$SCENARIO"
+    echo "bench.sh: done in $(($(date +%s) - SWEEP_START)) s: $OUT/$SCENARIO.csv" >&2
+    exit 0
+fi
 
 echo "bench.sh: $MODE sweep into $OUT: clients {$CLIENT_LIST}, shards {$SHARDS}, baseline;" \
      "${DURATION}s windows after ${WARMUP}s warmup; server CPUs $SERVER_CPUS, load CPUs $LOAD_CPUS" >&2
