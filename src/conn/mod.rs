@@ -107,6 +107,9 @@ pub struct ConnCtx<'a> {
     pub to_read: &'a mut Vec<(usize, u64)>,
     /// Connections that reached `Closed`, to remove at the end of the turn.
     pub to_reap: &'a mut Vec<usize>,
+    /// Connections that just answered their handshake, written at once even in the middle
+    /// of a long flush pass (handshake latency), as (token, id).
+    pub to_answer: &'a mut Vec<(usize, u64)>,
     /// The shard's channel into the mixer.
     pub mixer: &'a mut MixerPort,
     /// Server-wide services: connection caps, token verification.

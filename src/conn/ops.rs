@@ -197,6 +197,7 @@ impl Conn {
         self.outbox
             .push(Arc::from(http::switching_protocols(accept)), 0);
         self.want_flush(ctx);
+        ctx.to_answer.push((ctx.token, self.id));
         self.state = State::Open(route);
         self.last_recv = ctx.now;
         self.last_ping = ctx.now;

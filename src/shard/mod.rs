@@ -6,6 +6,7 @@
 //! 3. drain the broadcast queue from the mixer, pushing each frame by reference into the
 //!    outbox of every subscriber (the topic index skips everyone else);
 //! 4. write every connection with pending bytes, one vectored write each, within a budget;
+//!    a long pass looks at the queue and at new connections every few hundred writes;
 //! 5. remove connections that closed during the turn (never while iterating events);
 //! 6. park: announce sleep through `parked`, re-check the queue, and poll.
 //!
@@ -61,6 +62,7 @@ struct Shared {
     to_flush: Vec<(usize, u64)>,
     to_read: Vec<(usize, u64)>,
     to_reap: Vec<usize>,
+    to_answer: Vec<(usize, u64)>,
     mixer: MixerPort,
     services: Arc<Services>,
 }
@@ -80,6 +82,8 @@ pub struct Shard {
     parked: Arc<AtomicBool>,
     conn_count: Arc<AtomicUsize>,
     scratch: Vec<u8>,
+    /// Events polled in the middle of a long flush pass.
+    mid_events: Events,
     /// Slow consumers found during a broadcast walk, closed right after it.
     slow: Vec<usize>,
     next_conn_id: u64,
@@ -119,6 +123,7 @@ impl Shard {
                 to_flush: Vec::new(),
                 to_read: Vec::new(),
                 to_reap: Vec::new(),
+                to_answer: Vec::new(),
                 mixer: MixerPort::new(mixer, services.bus_tx.clone()),
                 services,
                 cfg,
@@ -129,6 +134,7 @@ impl Shard {
             parked: parked.clone(),
             conn_count: conn_count.clone(),
             scratch: vec![0; SCRATCH],
+            mid_events: Events::with_capacity(256),
             slow: Vec::new(),
             next_conn_id: 1,
             draining_until: None,
@@ -155,6 +161,7 @@ impl Shard {
             self.handle_events(&events, now, now_us);
             self.fire_timers(now, now_us, &mut fired);
             self.take_new_sockets(now, now_us);
+            self.answer_handshakes(now, now_us);
             let mixer_alive = self.drain_queue(now, now_us);
             if !mixer_alive && self.draining_until.is_none() {
                 self.begin_drain(now, now_us);
@@ -207,6 +214,7 @@ impl Shard {
             to_flush: &mut shared.to_flush,
             to_read: &mut shared.to_read,
             to_reap: &mut shared.to_reap,
+            to_answer: &mut shared.to_answer,
             mixer: &mut shared.mixer,
             services: &shared.services,
         }
@@ -357,9 +365,12 @@ impl Shard {
     fn flush(&mut self, now: Instant, mut now_us: u64) {
         let pending = std::mem::take(&mut self.shared.to_flush);
         for (i, &(token, id)) in pending.iter().enumerate() {
-            if i % FLUSH_QUEUE_CHECK == FLUSH_QUEUE_CHECK - 1 && !self.queue.is_empty() {
+            if i % FLUSH_QUEUE_CHECK == FLUSH_QUEUE_CHECK - 1 {
                 now_us = unix_micros();
-                self.drain_queue(now, now_us);
+                if !self.queue.is_empty() {
+                    self.drain_queue(now, now_us);
+                }
+                self.serve_newcomers(now, now_us);
             }
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
@@ -376,6 +387,33 @@ impl Shard {
             // Keep the allocation for the next turn.
             self.shared.to_flush = pending;
         }
+    }
+
+    /// In the middle of a long flush pass: takes new sockets, reads what is ready (without
+    /// blocking) and writes the answers to handshakes completed just now, so connecting
+    /// clients do not wait for the whole pass. Other work found here waits for the next turn.
+    fn serve_newcomers(&mut self, now: Instant, now_us: u64) {
+        self.take_new_sockets(now, now_us);
+        let mut events = std::mem::replace(&mut self.mid_events, Events::with_capacity(0));
+        if self.poll.poll(&mut events, Some(Duration::ZERO)).is_ok() && !events.is_empty() {
+            self.handle_events(&events, now, now_us);
+        }
+        self.mid_events = events;
+        self.answer_handshakes(now, now_us);
+    }
+
+    /// Writes the connections that completed their handshake this turn.
+    fn answer_handshakes(&mut self, now: Instant, now_us: u64) {
+        let fresh = std::mem::take(&mut self.shared.to_answer);
+        for &(token, id) in &fresh {
+            if let Some(conn) = self.conns.get_mut(token).filter(|c| c.id == id) {
+                let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
+                conn.flush(&mut ctx);
+            }
+        }
+        let mut fresh = fresh;
+        fresh.clear();
+        self.shared.to_answer = fresh;
     }
 
     fn reap(&mut self) {
