@@ -109,13 +109,8 @@ CLIENT_LIST=$capped
 # CPU split: the load generator gets the upper half of the CPUs (the last one on 2-3
 # cores), the server the rest. A server with more shards than its CPUs gets every CPU and
 # shares the load generator's: on 2 cores, 2 shards compete with the load generator.
-if ((CORES >= 4)); then
-    LOAD_CPUS="$((CORES / 2))-$((CORES - 1))"; SERVER_CPUS="0-$((CORES / 2 - 1))"; SERVER_NCPU=$((CORES / 2))
-elif ((CORES >= 2)); then
-    LOAD_CPUS="$((CORES - 1))"; SERVER_CPUS="0-$((CORES - 2))"; SERVER_NCPU=$((CORES - 1))
-else
-    LOAD_CPUS="0"; SERVER_CPUS="0"; SERVER_NCPU=1
-fi
+# shellcheck source=scripts/cpu-split.sh
+source "$(dirname "$0")/cpu-split.sh"
 ALL_CPUS="0-$((CORES - 1))"
 
 if ((BUILD)); then

@@ -66,14 +66,8 @@ echo "flamegraph.sh: cargo build --profile profiling" >&2
 cargo build --profile profiling --quiet
 BIN=$PWD/target/profiling/tickcast
 
-CORES=$(nproc)
-if ((CORES >= 4)); then
-    LOAD_CPUS="$((CORES / 2))-$((CORES - 1))"; SERVER_CPUS="0-$((CORES / 2 - 1))"; SERVER_NCPU=$((CORES / 2))
-elif ((CORES >= 2)); then
-    LOAD_CPUS="$((CORES - 1))"; SERVER_CPUS="0-$((CORES - 2))"; SERVER_NCPU=$((CORES - 1))
-else
-    LOAD_CPUS="0"; SERVER_CPUS="0"; SERVER_NCPU=1
-fi
+# shellcheck source=scripts/cpu-split.sh
+source "$(dirname "$0")/cpu-split.sh"
 ((SHARDS <= SERVER_NCPU)) || SERVER_CPUS="0-$((CORES - 1))"
 
 OUT=${OUT:-results/$(date +%Y-%m-%d)-$(hostname -s)}
