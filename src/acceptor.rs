@@ -8,14 +8,14 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::metrics::{Metrics, ReasonLabel};
-use crate::shard::ShardLink;
+use crate::shard::{Intake, ShardLink};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -141,7 +141,12 @@ impl Acceptor {
             return;
         };
         shard.conns.fetch_add(1, Ordering::Relaxed);
-        match shard.intake.try_send((stream, peer)) {
+        let intake = Intake {
+            stream,
+            peer,
+            accepted: Instant::now(),
+        };
+        match shard.intake.try_send(intake) {
             Ok(()) => shard.wake_if_parked(),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 // Dropping the socket closes it; the shard is stuck or gone.

@@ -102,6 +102,8 @@ pub struct Metrics {
     pub queue_depth: Family<ShardLabel, Gauge>,
     /// Per-shard broadcast latency histograms.
     pub latency: Arc<LatencyStore>,
+    /// Per-shard handshake latency histograms (accepted -> 101 queued).
+    pub handshake_latency: Arc<LatencyStore>,
     /// Redis bus messages already passed in their topic's sequence (dropped, never shown).
     pub bus_duplicates: Counter,
     /// Redis bus publisher counters.
@@ -117,7 +119,16 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every metric, for `shards` shards.
     pub fn new(shards: usize) -> Arc<Metrics> {
-        let latency = Arc::new(LatencyStore::new(shards));
+        let latency = Arc::new(LatencyStore::new(
+            shards,
+            "broadcast_latency",
+            "Mixer stamp to last byte written, per delivered broadcast frame",
+        ));
+        let handshake_latency = Arc::new(LatencyStore::new(
+            shards,
+            "handshake_latency",
+            "Socket accepted to 101 Switching Protocols queued (written in the same pass)",
+        ));
         let mut m = Metrics {
             registry: Registry::with_prefix("tickcast"),
             accepted: Counter::default(),
@@ -139,6 +150,7 @@ impl Metrics {
             bus_publisher: Default::default(),
             bus_subscriber: Default::default(),
             latency: latency.clone(),
+            handshake_latency: handshake_latency.clone(),
             telemetry_subscribers: Gauge::default(),
         };
         let r = &mut m.registry;
@@ -244,6 +256,7 @@ impl Metrics {
             m.telemetry_subscribers.clone(),
         );
         r.register_collector(Box::new(latency));
+        r.register_collector(Box::new(handshake_latency));
         Arc::new(m)
     }
 
@@ -317,11 +330,15 @@ pub fn new_latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
 }
 
-/// Latency (mixer stamp -> last byte written), per shard: everything since start, and the
-/// last complete interval (for telemetry). Each shard's slot is written about once a second
-/// by that shard and read by scrapes, so the mutex is never contended on the hot path.
+/// A latency, per shard (broadcast: mixer stamp -> last byte written; handshake: accept ->
+/// 101): everything since start, and the last complete interval (for telemetry). Each
+/// shard's slot is written about once a second by that shard and read by scrapes, so the
+/// mutex is never contended on the hot path. Exported as `<name>_seconds` (a histogram) and
+/// `<name>_p50/p99/p999_seconds` gauges.
 #[derive(Debug)]
 pub struct LatencyStore {
+    name: &'static str,
+    help: &'static str,
     shards: Vec<Mutex<ShardLatency>>,
 }
 
@@ -332,7 +349,7 @@ struct ShardLatency {
 }
 
 impl LatencyStore {
-    fn new(shards: usize) -> Self {
+    fn new(shards: usize, name: &'static str, help: &'static str) -> Self {
         let slot = || {
             Mutex::new(ShardLatency {
                 total: new_latency_histogram(),
@@ -340,6 +357,8 @@ impl LatencyStore {
             })
         };
         LatencyStore {
+            name,
+            help,
             shards: (0..shards).map(|_| slot()).collect(),
         }
     }
@@ -387,12 +406,9 @@ impl Collector for LatencyStore {
             .collect();
         buckets.push((f64::INFINITY, h.len().saturating_sub(below)));
         let sum_s = h.mean() * h.len() as f64 / 1e6;
-        let metric = encoder.encode_descriptor(
-            "broadcast_latency_seconds",
-            "Mixer stamp to last byte written, per delivered broadcast frame",
-            None,
-            MetricType::Histogram,
-        )?;
+        let histogram_name = format!("{}_seconds", self.name);
+        let metric =
+            encoder.encode_descriptor(&histogram_name, self.help, None, MetricType::Histogram)?;
         let mut metric = metric;
         metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
             sum_s,
@@ -402,8 +418,8 @@ impl Collector for LatencyStore {
         )?;
         for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
             let gauge = ConstGauge::new(h.value_at_quantile(q) as f64 / 1e6);
-            let help = format!("Broadcast latency, {name} since start (seconds)");
-            let name = format!("broadcast_latency_{name}_seconds");
+            let help = format!("{}, {name} since start (seconds)", self.help);
+            let name = format!("{}_{name}_seconds", self.name);
             let enc = encoder.encode_descriptor(&name, &help, None, gauge.metric_type())?;
             gauge.encode(enc)?;
         }
@@ -424,6 +440,7 @@ mod tests {
         }
         m.latency.publish(0, &h);
         m.latency.publish(1, &h);
+        m.handshake_latency.publish(1, &h);
         m.count_close(1001);
         m.drops
             .get_or_create(&DropLabel {
@@ -450,6 +467,14 @@ mod tests {
         );
         assert!(
             text.contains("tickcast_broadcast_latency_p99_seconds"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickcast_handshake_latency_seconds_count 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickcast_handshake_latency_p99_seconds 0.005"),
             "{text}"
         );
     }

@@ -121,7 +121,7 @@ fn healthz_answers_ok() {
 }
 
 /// Every family the issue lists, by its name in `# TYPE` lines.
-const FAMILIES: [&str; 13] = [
+const FAMILIES: [&str; 14] = [
     "tickcast_connections",
     "tickcast_accepted",
     "tickcast_handshakes",
@@ -134,6 +134,7 @@ const FAMILIES: [&str; 13] = [
     "tickcast_closes",
     "tickcast_shard_queue_depth",
     "tickcast_broadcast_latency_seconds",
+    "tickcast_handshake_latency_seconds",
     "tickcast_client_errors",
 ];
 
@@ -199,6 +200,8 @@ fn metrics_lists_every_family_and_the_counters_move() {
     wait_metric(addr, "tickcast_closes_total", &[("code", "1000")], 1.0);
     // Latency is handed over by the shards about once a second.
     wait_metric(addr, "tickcast_broadcast_latency_seconds_count", &[], 5.0);
+    // The one upgrade, timed from its accept.
+    wait_metric(addr, "tickcast_handshake_latency_seconds_count", &[], 1.0);
     let after = scrape(addr);
     // Families with labels appear with their first sample; by now every one has one.
     for family in FAMILIES {

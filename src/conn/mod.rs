@@ -45,6 +45,8 @@ pub enum State {
     Handshake {
         /// When an incomplete request is given up on.
         deadline: Instant,
+        /// When the acceptor took the socket (for the server-side handshake latency).
+        accepted: Instant,
     },
     /// An open WebSocket on one of the routes.
     Open(WsRoute),
@@ -178,6 +180,7 @@ impl Conn {
         id: u64,
         stream: TcpStream,
         peer: SocketAddr,
+        accepted: Instant,
         now: Instant,
         cfg: &ServerConfig,
     ) -> Self {
@@ -187,6 +190,7 @@ impl Conn {
             peer,
             state: State::Handshake {
                 deadline: now + cfg.handshake_timeout,
+                accepted,
             },
             outbox: Outbox::default(),
             partial: Vec::new(),
@@ -246,7 +250,7 @@ impl Conn {
 
     fn next_deadline(&self, cfg: &ServerConfig) -> Option<Instant> {
         match self.state {
-            State::Handshake { deadline } | State::Closing { deadline, .. } => Some(deadline),
+            State::Handshake { deadline, .. } | State::Closing { deadline, .. } => Some(deadline),
             State::Open(_) => {
                 Some((self.last_recv + cfg.idle_timeout).min(self.last_ping + cfg.ping_interval))
             }
@@ -258,7 +262,7 @@ impl Conn {
     pub fn on_tick(&mut self, ctx: &mut ConnCtx<'_>) {
         let now = ctx.now;
         match self.state {
-            State::Handshake { deadline } if now >= deadline => {
+            State::Handshake { deadline, .. } if now >= deadline => {
                 ctx.stats.metrics.count_handshake_failure("timeout");
                 self.drop_now(ctx, None);
             }

@@ -198,6 +198,10 @@ impl Conn {
             .push(Arc::from(http::switching_protocols(accept)), 0);
         self.want_flush(ctx);
         ctx.to_answer.push((ctx.token, self.id));
+        if let State::Handshake { accepted, .. } = self.state {
+            // The 101 is written right after this, in the same pass (`to_answer`).
+            ctx.stats.record_handshake(accepted.elapsed());
+        }
         self.state = State::Open(route);
         self.last_recv = ctx.now;
         self.last_ping = ctx.now;

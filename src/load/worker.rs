@@ -205,6 +205,20 @@ impl Worker {
             if k < self.cfg.publishers {
                 self.publishers.push(token);
             }
+            // On loopback the connect has usually completed already: send the upgrade request
+            // now rather than a poll later (a spurious try just waits for the WRITABLE edge).
+            let mut ctx = Ctx {
+                now,
+                stats: &mut self.stats,
+                scanner: &self.scanner,
+                max_message: self.cfg.max_message,
+                track_sent: false,
+                rng: &mut self.rng,
+            };
+            conn.on_writable(&mut ctx, &self.cfg.target);
+            if conn.phase() == Phase::Closed {
+                continue;
+            }
             entry.insert(conn);
             self.pending += 1;
         }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use mio::Waker;
@@ -86,7 +87,15 @@ pub struct Services {
 }
 
 /// A new socket from the acceptor.
-pub type Intake = (TcpStream, SocketAddr);
+#[derive(Debug)]
+pub struct Intake {
+    /// The accepted socket.
+    pub stream: TcpStream,
+    /// Its remote address.
+    pub peer: SocketAddr,
+    /// When the acceptor took it from the listen queue (server-side handshake latency).
+    pub accepted: Instant,
+}
 
 /// The handles other threads hold to one shard.
 #[derive(Debug, Clone)]

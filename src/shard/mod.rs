@@ -6,7 +6,7 @@
 //! 3. drain the broadcast queue from the mixer, pushing each frame by reference into the
 //!    outbox of every subscriber (the topic index skips everyone else);
 //! 4. write every connection with pending bytes, one vectored write each, within a budget;
-//!    a long pass looks at the queue and at new connections every few hundred writes;
+//!    a long pass looks at the queue and at new connections every few dozen writes;
 //! 5. remove connections that closed during the turn (never while iterating events);
 //! 6. park: announce sleep through `parked`, re-check the queue, and poll.
 //!
@@ -48,7 +48,7 @@ const TIMER_SLOTS: usize = 2048;
 /// Shard-wide read buffer; connections keep only incomplete frames.
 const SCRATCH: usize = 64 * 1024;
 /// During a flush pass, the queue is looked at every this many connections.
-const FLUSH_QUEUE_CHECK: usize = 256;
+const FLUSH_QUEUE_CHECK: usize = 64;
 /// Broadcast messages taken from the queue per turn before writing, so sockets are served
 /// between bursts.
 const MAX_DRAIN_PER_TURN: usize = 4096;
@@ -278,7 +278,12 @@ impl Shard {
     }
 
     fn take_new_sockets(&mut self, now: Instant, now_us: u64) {
-        while let Ok((stream, peer)) = self.intake.try_recv() {
+        while let Ok(Intake {
+            stream,
+            peer,
+            accepted,
+        }) = self.intake.try_recv()
+        {
             if self.draining_until.is_some() {
                 self.conn_count.fetch_sub(1, Ordering::Relaxed);
                 continue;
@@ -287,7 +292,7 @@ impl Shard {
             self.next_conn_id += 1;
             let entry = self.conns.vacant_entry();
             let token = entry.key();
-            let conn = entry.insert(Conn::new(id, stream, peer, now, &self.shared.cfg));
+            let conn = entry.insert(Conn::new(id, stream, peer, accepted, now, &self.shared.cfg));
             if let Err(e) = conn.register(self.poll.registry(), token) {
                 log::warn!("shard {}: cannot register {peer}: {e}", self.id);
                 self.conns.remove(token);

@@ -51,6 +51,8 @@ pub struct ShardStats {
     pub handshakes: u64,
     /// Broadcast latency in µs since the last publish.
     pub latency: Histogram<u64>,
+    /// Handshake latency (accepted -> 101 queued) in µs since the last publish.
+    pub handshake_latency: Histogram<u64>,
     next_publish: Instant,
 }
 
@@ -88,6 +90,7 @@ impl ShardStats {
             idle_timeouts: 0,
             handshakes: 0,
             latency: new_latency_histogram(),
+            handshake_latency: new_latency_histogram(),
             next_publish: now + PUBLISH_EVERY,
         }
     }
@@ -99,6 +102,12 @@ impl ShardStats {
         // Clamp: clocks may step; a value outside the histogram's range is saturated.
         self.latency
             .saturating_record(now_us.saturating_sub(stamp_us).max(1));
+    }
+
+    /// Records how long a completed handshake took since the accept.
+    pub fn record_handshake(&mut self, elapsed: Duration) {
+        self.handshake_latency
+            .saturating_record((elapsed.as_micros() as u64).max(1));
     }
 
     /// Counts an error frame sent to a client.
@@ -128,6 +137,10 @@ impl ShardStats {
         if now >= self.next_publish {
             self.metrics.latency.publish(self.shard, &self.latency);
             self.latency.reset();
+            self.metrics
+                .handshake_latency
+                .publish(self.shard, &self.handshake_latency);
+            self.handshake_latency.reset();
             self.handles.queue_depth.set(queue_depth as i64);
             self.next_publish = now + PUBLISH_EVERY;
         }
