@@ -104,19 +104,19 @@ pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
     // just outside the window and the CPU samples exactly at its edges.
     let scrape = || {
         cfg.scrape_metrics
-            .then(|| sys::scrape_drops(cfg.target.addr))
+            .then(|| sys::scrape_server(cfg.target.addr))
             .flatten()
     };
     let scrape_at = window_start - cfg.warmup.min(SCRAPE_LEAD);
     wait_until(scrape_at, &bar, "warming up", &control, None);
-    let drops_w0 = scrape();
+    let scrape_w0 = scrape();
     wait_until(window_start, &bar, "warming up", &control, None);
     let server_w0 = sample();
     let (cpu_w0, wall_w0) = (sys::process_cpu_ns(), Instant::now());
     wait_until(window_end, &bar, "measuring", &control, Some(window_start));
     let (cpu_w1, wall_w1) = (sys::process_cpu_ns(), Instant::now());
     let server_w1 = sample();
-    let drops_w1 = scrape();
+    let scrape_w1 = scrape();
     bar.finish_and_clear();
 
     // Threads end by themselves right after the window; `stop` covers a thread stuck in a
@@ -149,8 +149,9 @@ pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
         }
         _ => None,
     };
-    let drops = match (drops_w0, drops_w1) {
-        (Some(a), Some(b)) => Some(sys::diff_counts(&a, &b)),
+    let server_handshake_p99_us = scrape_w1.as_ref().and_then(|s| s.handshake_p99_us);
+    let drops = match (scrape_w0, scrape_w1) {
+        (Some(a), Some(b)) => Some(sys::diff_counts(&a.drops, &b.drops)),
         _ => None,
     };
     Ok(Summary {
@@ -161,6 +162,7 @@ pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
         ramp_secs,
         server,
         drops,
+        server_handshake_p99_us,
         load_cpu_pct,
         load_thread_max_cpu_pct: thread_max_cpu,
         loadavg_1m,

@@ -66,6 +66,8 @@ pub struct Summary {
     pub server: Option<ServerSamples>,
     /// Server drops over the window by reason, when `/metrics` was scraped.
     pub drops: Option<std::collections::BTreeMap<String, u64>>,
+    /// The server's own handshake p99 (accept -> 101 queued) over the run, when scraped.
+    pub server_handshake_p99_us: Option<u64>,
     /// This process's CPU over the window, % of the CPUs it may use.
     pub load_cpu_pct: f64,
     /// The busiest load thread over the window, % of one core.
@@ -165,6 +167,7 @@ impl Summary {
             handshake_p50_us: q(&s.handshake, 0.5),
             handshake_p99_us: q(&s.handshake, 0.99),
             handshake_max_us: s.handshake.max(),
+            server_handshake_p99_us: self.server_handshake_p99_us,
             closes: join_counts(&s.closes),
             window_s,
             messages: s.window.messages,
@@ -263,10 +266,13 @@ impl Summary {
         );
         let _ = writeln!(
             out,
-            "handshake   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            "handshake   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}",
             ms(r.handshake_p50_us),
             ms(r.handshake_p99_us),
-            ms(r.handshake_max_us)
+            ms(r.handshake_max_us),
+            r.server_handshake_p99_us
+                .map(|us| format!(" (server's part: p99 {:.2} ms)", ms(us)))
+                .unwrap_or_default()
         );
         let _ = writeln!(
             out,

@@ -93,12 +93,32 @@ pub fn loadavg_1m() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The server's `tickcast_drops_total` counters summed by reason, read from
-/// `http://addr/metrics`. `None` when the server does not answer with them.
-pub fn scrape_drops(addr: SocketAddr) -> Option<BTreeMap<String, u64>> {
+/// What the load generator reads from a tickcast server's `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct ServerScrape {
+    /// `tickcast_drops_total` summed by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// `tickcast_handshake_latency_p99_seconds` in µs: the server's own part of the
+    /// handshakes so far (accept -> 101 queued).
+    pub handshake_p99_us: Option<u64>,
+}
+
+/// Reads `http://addr/metrics`. `None` when the server does not answer with tickcast metrics.
+pub fn scrape_server(addr: SocketAddr) -> Option<ServerScrape> {
     let page = http_get(addr, "/metrics").ok()?;
-    let drops = parse_drops(&page);
-    page.contains("tickcast_").then_some(drops)
+    page.contains("tickcast_").then(|| ServerScrape {
+        drops: parse_drops(&page),
+        handshake_p99_us: parse_gauge(&page, "tickcast_handshake_latency_p99_seconds")
+            .map(|s| (s * 1e6).round() as u64),
+    })
+}
+
+/// The value of an unlabelled gauge line `name value`.
+fn parse_gauge(page: &str, name: &str) -> Option<f64> {
+    page.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+    })
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> io::Result<String> {
@@ -197,5 +217,15 @@ mod tests {
         let mut before = BTreeMap::new();
         before.insert("outbox_full".to_string(), 2);
         assert_eq!(diff_counts(&before, &d)["outbox_full"], 10);
+    }
+
+    #[test]
+    fn gauges_are_read_by_exact_name() {
+        let page = "# TYPE tickcast_handshake_latency_p99_seconds gauge\n\
+                    tickcast_handshake_latency_p999_seconds 0.5\n\
+                    tickcast_handshake_latency_p99_seconds 0.001327\n";
+        let v = parse_gauge(page, "tickcast_handshake_latency_p99_seconds").unwrap();
+        assert!((v - 0.001327).abs() < 1e-12);
+        assert_eq!(parse_gauge(page, "tickcast_missing_seconds"), None);
     }
 }

@@ -53,6 +53,10 @@ pub struct Row {
     pub handshake_p99_us: u64,
     /// Handshake latency, maximum, µs.
     pub handshake_max_us: u64,
+    /// The server's own handshake latency (accepted -> 101 queued), p99 over the run, µs,
+    /// from tickcast's `/metrics`; empty when not scraped (and in files older than it).
+    #[serde(default)]
+    pub server_handshake_p99_us: Option<u64>,
     /// Closes received or observed, `code=count` joined with `;` (1006 = no close frame).
     pub closes: String,
     /// Length of the measured window in seconds.
@@ -172,6 +176,10 @@ pub const COLUMNS: &[(&str, &str)] = &[
     ),
     ("handshake_p99_us", "handshake latency, p99 (µs)"),
     ("handshake_max_us", "handshake latency, max (µs)"),
+    (
+        "server_handshake_p99_us",
+        "the server's part: accept -> 101 queued, p99 over the run (µs; tickcast `/metrics`)",
+    ),
     (
         "closes",
         "closes by code (`code=count;...`, 1006 = no close frame)",
