@@ -269,7 +269,7 @@ impl LoadConn {
     }
 
     /// The stream ended or broke: a failure before the upgrade, a 1006 close after it.
-    fn lost(&mut self, ctx: &mut Ctx<'_>) {
+    pub fn lost(&mut self, ctx: &mut Ctx<'_>) {
         match self.phase {
             Phase::Connecting | Phase::Upgrading => self.fail(ctx, "eof_in_handshake"),
             Phase::Open => {

@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod scan;
 pub mod stats;
 pub mod summary;
@@ -38,8 +39,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use control::Control;
 use stats::Stats;
-use worker::{Control, Worker};
+use worker::Worker;
 
 /// How often the coordinator refreshes progress and checks the ramp.
 const TICK: Duration = Duration::from_millis(100);

@@ -5,19 +5,26 @@
 //! turn: open due connections, follow the window set by the coordinator (see [`Control`]),
 //! send due publishes, poll, read, and remove closed connections. The loop ends by itself
 //! once the window is over (or on `stop`), so a run is always bounded in time.
+//!
+//! Connections still connecting or upgrading live on a poll of their own, nested in the main
+//! one and looked at every few events: a 101 is read as soon as it arrives even while the
+//! thread works through thousands of broadcast reads, so the handshake latency it records is
+//! the server's, not this thread's backlog. Once open, a connection moves to the main poll.
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Poll};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::config::LoadConfig;
 use super::conn::{Ctx, LoadConn, Phase, connect_reason};
+use super::control::{Control, WindowState, close_window, follow_window};
 use super::scan::Scanner;
 use super::stats::Stats;
-use super::sys;
 
 /// Per-thread read buffer: big reads are what keep the client cheaper than the server.
 const SCRATCH: usize = 256 * 1024;
@@ -29,69 +36,13 @@ const MAX_CONNECTS_PER_TURN: usize = 256;
 const MAX_PUBLISH_BURST: usize = 1000;
 /// How often connections still connecting are checked for their timeout.
 const TIMEOUT_SCAN: Duration = Duration::from_millis(100);
-/// Connections handled between two checks of the window inside one turn.
+/// Connections handled between two checks of the window (and of the handshake poll) inside
+/// one turn.
 const WINDOW_CHECK_EVERY: usize = 16;
-/// "Not set yet" for the window offsets.
-const UNSET: u64 = u64::MAX;
-
-/// Shared between the coordinator and the threads: the window and a few progress counters.
-#[derive(Debug)]
-pub struct Control {
-    /// Time zero: connection `k` is due at `base + k / connect_rate`.
-    pub base: Instant,
-    /// Window start and end as µs after `base`; [`UNSET`] until the ramp is over.
-    window_start_us: AtomicU64,
-    window_end_us: AtomicU64,
-    /// Ask every thread to stop now.
-    pub stop: AtomicBool,
-    /// Connections upgraded so far (progress).
-    pub opened: AtomicUsize,
-    /// Connections failed so far (progress).
-    pub failed: AtomicUsize,
-    /// Data messages received inside the window so far (progress).
-    pub messages: AtomicU64,
-}
-
-impl Control {
-    /// A control block with time zero `base`.
-    pub fn new(base: Instant) -> Self {
-        Control {
-            base,
-            window_start_us: AtomicU64::new(UNSET),
-            window_end_us: AtomicU64::new(UNSET),
-            stop: AtomicBool::new(false),
-            opened: AtomicUsize::new(0),
-            failed: AtomicUsize::new(0),
-            messages: AtomicU64::new(0),
-        }
-    }
-
-    /// Sets the measured window.
-    pub fn set_window(&self, start: Instant, end: Instant) {
-        let us = |t: Instant| t.saturating_duration_since(self.base).as_micros() as u64;
-        self.window_end_us.store(us(end), Ordering::SeqCst);
-        self.window_start_us.store(us(start), Ordering::SeqCst);
-    }
-
-    fn window(&self) -> Option<(Instant, Instant)> {
-        let start = self.window_start_us.load(Ordering::SeqCst);
-        let end = self.window_end_us.load(Ordering::SeqCst);
-        (start != UNSET && end != UNSET).then(|| {
-            (
-                self.base + Duration::from_micros(start),
-                self.base + Duration::from_micros(end),
-            )
-        })
-    }
-}
-
-/// Where this thread is relative to the window.
-#[derive(Debug, Clone, Copy)]
-enum WindowState {
-    Before,
-    Open { since: Instant, cpu_ns: u64 },
-    Closed,
-}
+/// Token of the handshake poll inside the main poll (never a slab index).
+const HANDSHAKES: Token = Token(usize::MAX);
+/// Events taken from the handshake poll per look.
+const HANDSHAKE_EVENTS: usize = 256;
 
 /// One load thread.
 pub struct Worker {
@@ -99,6 +50,9 @@ pub struct Worker {
     cfg: Arc<LoadConfig>,
     control: Arc<Control>,
     poll: Poll,
+    /// Connections not yet open (see the module docs); registered in `poll` as one source.
+    handshakes: Poll,
+    handshake_events: Events,
     conns: Slab<LoadConn>,
     scratch: Vec<u8>,
     stats: Stats,
@@ -123,9 +77,18 @@ impl Worker {
     /// Thread `index` of `cfg.threads`.
     pub fn new(index: usize, cfg: Arc<LoadConfig>, control: Arc<Control>) -> std::io::Result<Self> {
         let base = control.base;
+        let poll = Poll::new()?;
+        let handshakes = Poll::new()?;
+        poll.registry().register(
+            &mut SourceFd(&handshakes.as_raw_fd()),
+            HANDSHAKES,
+            Interest::READABLE,
+        )?;
         Ok(Worker {
             index,
-            poll: Poll::new()?,
+            poll,
+            handshakes,
+            handshake_events: Events::with_capacity(HANDSHAKE_EVENTS),
             conns: Slab::with_capacity(cfg.connections / cfg.threads + 1),
             scratch: vec![0; SCRATCH],
             stats: Stats::default(),
@@ -198,7 +161,7 @@ impl Worker {
             };
             let entry = self.conns.vacant_entry();
             let token = entry.key();
-            if let Err(e) = conn.register(self.poll.registry(), token) {
+            if let Err(e) = conn.register(self.handshakes.registry(), token) {
                 self.stats.fail(connect_reason(&e));
                 continue;
             }
@@ -309,16 +272,16 @@ impl Worker {
         wake.saturating_duration_since(now)
     }
 
-    /// Handles the connections whose read budget ran out last turn, then this poll's
-    /// events. The window is checked every few connections, so a long turn under overload
-    /// cannot stretch it. Returns true once the window is over.
+    /// Handles the handshake poll, the connections whose read budget ran out last turn, then
+    /// this poll's events. The window and the handshake poll are checked every few
+    /// connections, so a long turn under overload cannot stretch the window or delay a 101.
+    /// Returns true once the window is over.
     fn handle_events(&mut self, events: &Events) -> bool {
-        let track_sent = self.cfg.publishers > 0 || self.cfg.track_publish_latency;
         let again = std::mem::take(&mut self.again);
-        let mut read_again = Vec::new();
         let mut closed = Vec::new();
         let mut ended = false;
         let mut now = Instant::now();
+        self.serve_handshakes(now, &mut closed);
         let work = again
             .into_iter()
             .map(|t| (t, false, true))
@@ -333,38 +296,84 @@ impl Worker {
                     ended = true;
                     break;
                 }
+                self.serve_handshakes(now, &mut closed);
             }
-            let Some(conn) = self.conns.get_mut(token) else {
-                continue;
-            };
-            let mut ctx = Ctx {
-                now,
-                stats: &mut self.stats,
-                scanner: &self.scanner,
-                max_message: self.cfg.max_message,
-                track_sent,
-                rng: &mut self.rng,
-            };
-            let was_pending = is_pending(conn.phase());
-            if writable {
-                conn.on_writable(&mut ctx, &self.cfg.target);
-            }
-            if readable && conn.on_readable(&mut ctx, &mut self.scratch) {
-                read_again.push(token);
-            }
-            if conn.has_output() {
-                conn.flush(&mut ctx);
-            }
-            if was_pending && !is_pending(conn.phase()) {
-                self.pending -= 1;
-            }
-            if conn.phase() == Phase::Closed {
-                closed.push(token);
-            }
+            self.on_event(token, writable, readable, now, &mut closed);
         }
-        self.again = read_again;
         self.reap(closed);
         ended
+    }
+
+    /// Handles everything ready on the handshake poll, without blocking.
+    fn serve_handshakes(&mut self, now: Instant, closed: &mut Vec<usize>) {
+        if self.pending == 0 {
+            return;
+        }
+        let mut events = std::mem::replace(&mut self.handshake_events, Events::with_capacity(0));
+        loop {
+            if self
+                .handshakes
+                .poll(&mut events, Some(Duration::ZERO))
+                .is_err()
+            {
+                break;
+            }
+            let mut n = 0;
+            for e in events.iter() {
+                n += 1;
+                let readable = e.is_readable() || e.is_read_closed() || e.is_error();
+                self.on_event(e.token().0, e.is_writable(), readable, now, closed);
+            }
+            if n < HANDSHAKE_EVENTS {
+                break;
+            }
+        }
+        self.handshake_events = events;
+    }
+
+    /// One connection's edge: finish the connect, read, write. A connection that just opened
+    /// moves from the handshake poll to the main one (registering reports data already there).
+    fn on_event(
+        &mut self,
+        token: usize,
+        writable: bool,
+        readable: bool,
+        now: Instant,
+        closed: &mut Vec<usize>,
+    ) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            now,
+            stats: &mut self.stats,
+            scanner: &self.scanner,
+            max_message: self.cfg.max_message,
+            track_sent: self.cfg.publishers > 0 || self.cfg.track_publish_latency,
+            rng: &mut self.rng,
+        };
+        let was_pending = is_pending(conn.phase());
+        if writable {
+            conn.on_writable(&mut ctx, &self.cfg.target);
+        }
+        if readable && conn.on_readable(&mut ctx, &mut self.scratch) {
+            self.again.push(token);
+        }
+        if conn.has_output() {
+            conn.flush(&mut ctx);
+        }
+        if was_pending && !is_pending(conn.phase()) {
+            self.pending -= 1;
+            if conn.phase() == Phase::Open {
+                conn.deregister(self.handshakes.registry());
+                if conn.register(self.poll.registry(), token).is_err() {
+                    conn.lost(&mut ctx);
+                }
+            }
+        }
+        if conn.phase() == Phase::Closed {
+            closed.push(token);
+        }
     }
 
     /// Removes closed connections (never while iterating events).
@@ -431,43 +440,6 @@ impl Worker {
         self.conns.clear();
         self.report_progress();
     }
-}
-
-/// Opens and closes the window on time. Returns true once the window is over.
-fn follow_window(
-    control: &Control,
-    state: &mut WindowState,
-    stats: &mut Stats,
-    now: Instant,
-) -> bool {
-    let Some((start, end)) = control.window() else {
-        return false;
-    };
-    if let WindowState::Before = *state
-        && now >= start
-    {
-        stats.begin_window();
-        *state = WindowState::Open {
-            since: now,
-            cpu_ns: sys::thread_cpu_ns(),
-        };
-    }
-    match *state {
-        WindowState::Open { since, cpu_ns } if now >= end => {
-            close_window(stats, since, cpu_ns, now);
-            *state = WindowState::Closed;
-            true
-        }
-        WindowState::Closed => true,
-        _ => false,
-    }
-}
-
-/// Records the window's length and this thread's CPU over it.
-fn close_window(stats: &mut Stats, since: Instant, cpu_ns_at_start: u64, now: Instant) {
-    stats.window_secs = now.duration_since(since).as_secs_f64();
-    stats.cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu_ns_at_start);
-    stats.measuring = false;
 }
 
 /// Whether a connection is still connecting or upgrading.
