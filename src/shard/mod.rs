@@ -47,8 +47,12 @@ const TIMER_TICK: Duration = Duration::from_millis(50);
 const TIMER_SLOTS: usize = 2048;
 /// Shard-wide read buffer; connections keep only incomplete frames.
 const SCRATCH: usize = 64 * 1024;
-/// During a flush pass, the queue is looked at every this many connections.
-const FLUSH_QUEUE_CHECK: usize = 64;
+/// During a flush pass, the clock is read every this many writes...
+const FLUSH_CLOCK_EVERY: usize = 8;
+/// ...and once this much time has passed since the last look, the queue and new connections
+/// are looked at (a write costs 5-50 µs, so a fixed count of writes would be a time that
+/// varies tenfold with the load).
+const FLUSH_LOOK_EVERY_US: u64 = 250;
 /// Broadcast messages taken from the queue per turn before writing, so sockets are served
 /// between bursts.
 const MAX_DRAIN_PER_TURN: usize = 4096;
@@ -363,15 +367,20 @@ impl Shard {
     }
 
     /// Writes every connection with pending bytes. A long pass (thousands of clients, one
-    /// write each) looks at the queue every [`FLUSH_QUEUE_CHECK`] connections: frames that
-    /// arrived meanwhile join the outboxes of the clients not yet written, so they leave in
-    /// this pass instead of waiting for the next one; the busier the shard, the more frames
-    /// each write carries.
+    /// write each) looks at the queue and at new connections every
+    /// [`FLUSH_LOOK_EVERY_US`]: frames that arrived meanwhile join the outboxes of the
+    /// clients not yet written, so they leave in this pass instead of waiting for the next
+    /// one (the busier the shard, the more frames each write carries), and a connecting
+    /// client is answered within about that time.
     fn flush(&mut self, now: Instant, mut now_us: u64) {
         let pending = std::mem::take(&mut self.shared.to_flush);
+        let mut looked_us = now_us;
         for (i, &(token, id)) in pending.iter().enumerate() {
-            if i % FLUSH_QUEUE_CHECK == FLUSH_QUEUE_CHECK - 1 {
+            if i % FLUSH_CLOCK_EVERY == FLUSH_CLOCK_EVERY - 1 {
                 now_us = unix_micros();
+            }
+            if now_us.saturating_sub(looked_us) >= FLUSH_LOOK_EVERY_US {
+                looked_us = now_us;
                 if !self.queue.is_empty() {
                     self.drain_queue(now, now_us);
                 }
