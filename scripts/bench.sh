@@ -2,19 +2,23 @@
 # Benchmark sweep: tickcast (single hub and each shard count) and the baseline loop, at
 # rising offered rates until saturation, for several client counts; plus a linger sweep.
 #
-#   scripts/bench.sh                 # full default sweep (about 12-17 minutes on 2 cores)
+#   scripts/bench.sh                 # full default sweep (about 15-25 minutes on 2 cores)
 #   scripts/bench.sh --quick         # small sweep, under 2 minutes
 #   scripts/bench.sh --smoke         # a handful of points, for the test suite
 #   scripts/bench.sh --chat          # chat rooms: N members, P publishers (chat.csv)
 #   scripts/bench.sh --cluster       # two nodes + redis-server: cross-node latency (cluster.csv)
 #   scripts/bench.sh --out DIR --clients 1000,5000 --shards 1,2 --duration 5 --warmup 2
+#   scripts/bench.sh --repeat 3      # runs per point near the bar (full sweep default: 3)
 #
 # Each point: start the server (taskset to its CPUs), run `tickcast load` (taskset to the
 # other CPUs) which ramps the clients, warms up, measures for --duration, samples the
 # server's CPU and RSS from /proc and appends one row to raw.csv; stop the server. A rate
 # ladder doubles the offered deliveries/s until a point is not sustainable (delivery < 99 %
 # or p99 > 100 ms, every client connected), then refines between the last good and the
-# first bad rate. Rows where the load generator was at >= 90 % CPU are flagged client-bound.
+# first bad rate. A point whose run lands near the bar (p99 within 1.35x of 100 ms, or
+# delivery within 0.7 % of 99 %) is run again, up to --repeat runs, and the ladder and every
+# table go by its median run. Rows where the load generator was at >= 90 % CPU are flagged
+# client-bound.
 # Everything computed (verdicts, saturation table, charts) is `tickcast report`.
 #
 # Output: results/<date>-<host>/{raw.csv, summary.md, README.md, *.svg, logs/}.
@@ -28,6 +32,7 @@ CLIENTS=""
 SHARDS=""
 DURATION=""
 WARMUP=""
+REPEAT=""
 BUILD=1
 PAYLOAD=${BENCH_PAYLOAD:-0}
 CONNECT_RATE=${BENCH_CONNECT_RATE:-2000}
@@ -51,6 +56,7 @@ while (($#)); do
         --shards) SHARDS=$2; shift ;;
         --duration) DURATION=$2; shift ;;
         --warmup) WARMUP=$2; shift ;;
+        --repeat) REPEAT=$2; shift ;;
         --no-build) BUILD=0 ;;
         -h|--help) usage 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; usage 2 ;;
@@ -75,20 +81,24 @@ case $MODE in
         DURATION=${DURATION:-5}; WARMUP=${WARMUP:-2}
         START=200000; FACTOR=2; REFINE=2; MAX_POINTS=9; MAX_D=32000000
         LINGERS="0 1ms 5ms"; LINGER_RATES=${BENCH_LINGER_RATES:-"10 saturation"}
+        REPEAT=${REPEAT:-3}
         ;;
     quick)
         CLIENTS=${CLIENTS:-1000}; SHARDS=${SHARDS:-$(default_shards | cut -d, -f1-2)}
         DURATION=${DURATION:-2}; WARMUP=${WARMUP:-1}
         START=250000; FACTOR=4; REFINE=0; MAX_POINTS=3; MAX_D=16000000
         LINGERS="0 1ms"; LINGER_RATES=${BENCH_LINGER_RATES:-"20"}
+        REPEAT=${REPEAT:-1}
         ;;
     smoke)
         CLIENTS=${CLIENTS:-200}; SHARDS=${SHARDS:-1}
         DURATION=${DURATION:-1}; WARMUP=${WARMUP:-0.5}
         START=20000; FACTOR=2; REFINE=0; MAX_POINTS=1; MAX_D=20000
         LINGERS="1ms"; LINGER_RATES=${BENCH_LINGER_RATES:-"50"}
+        REPEAT=${REPEAT:-1}
         ;;
 esac
+[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --repeat wants a count >= 1" >&2; exit 2; }
 
 # Open files: the server holds one descriptor per client, and so does the load generator.
 HARD_NOFILE=$(ulimit -Hn)
@@ -162,8 +172,9 @@ stop_server() {
     SERVER_PID=""
 }
 
-# run_point MODE SHARDS CLIENTS RATE LINGER: measures one point, appends its row, and sets
-# VERDICT (ok, saturated, client-bound, failed).
+# run_point MODE SHARDS CLIENTS RATE LINGER: measures one run of a point, appends its row,
+# and sets VERDICT (ok, saturated, client-bound, failed: of the point's median run so far),
+# NEAR (near when that run is close to the bar, else clear) and RUNS (runs of the point).
 run_point() {
     local mode=$1 shards=$2 clients=$3 rate=$4 linger=$5
     local scpus split port log attempt rows_before rows_after
@@ -204,14 +215,14 @@ run_point() {
     stop_server
     rows_after=$( [[ -f $CSV ]] && wc -l <"$CSV" || echo 0)
     if ((rows_after == rows_before)); then
-        VERDICT=failed
+        VERDICT=failed; NEAR=clear; RUNS=1
         echo "bench.sh: no row written (see $log.txt)" >&2
     else
-        VERDICT=$("$BIN" report --verdict "$CSV")
+        read -r VERDICT NEAR RUNS < <("$BIN" report --verdict "$CSV" || echo failed clear 1)
     fi
-    printf '[%3d %4ds] %-8s shards=%s clients=%-5s rate=%-7s linger=%-4s %-12s %s\n' \
+    printf '[%3d %4ds] %-8s shards=%s clients=%-5s rate=%-7s linger=%-4s run %s %-12s %s\n' \
         "$POINT" $(($(date +%s) - SWEEP_START)) "$mode" "$shards" "$clients" "$rate" "$linger" \
-        "$VERDICT" "$(grep -m1 '^delivered' "$log.txt" | awk '{print $2, $3}') $(grep -m1 '^latency' "$log.txt" | awk '{print "p99", $9, $10}' | tr -d ,)" >&2
+        "$RUNS" "$VERDICT" "$(grep -m1 '^delivered' "$log.txt" | awk '{print $2, $3}') $(grep -m1 '^latency' "$log.txt" | awk '{print "p99", $9, $10}' | tr -d ,)" >&2
 }
 
 # ladder MODE SHARDS CLIENTS: climbs by FACTOR until a point is not ok (stepping down
@@ -226,6 +237,10 @@ ladder() {
         [[ $measured == *" $rate "* ]] && break
         measured+="$rate "
         run_point "$mode" "$shards" "$clients" "$rate" 0
+        # Close to the bar, one run cannot decide: measure again and go by the median.
+        while [[ $NEAR == near ]] && ((RUNS < REPEAT)); do
+            run_point "$mode" "$shards" "$clients" "$rate" 0
+        done
         points=$((points + 1))
         # ok: sustained (possibly with a busy client, flagged in the row); anything else
         # (saturated, client-bound, failed) is the upper end of the search.

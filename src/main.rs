@@ -146,7 +146,12 @@ fn report(args: &ReportArgs) -> ExitCode {
     if args.verdict {
         return match tickcast::report::last_verdict(csv) {
             Ok(v) => {
-                println!("{}", v.as_str());
+                println!(
+                    "{} {} {}",
+                    v.verdict.as_str(),
+                    if v.near { "near" } else { "clear" },
+                    v.runs
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {

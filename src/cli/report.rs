@@ -13,8 +13,10 @@ pub struct ReportArgs {
     /// Folder for summary.md and the SVG charts. Default: the CSV's folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Only print the verdict on the last row (ok, saturated, client-bound, failed), for
-    /// the bench script's rate ladder.
+    /// Only print the verdict on the point of the last row, over its runs so far, for the
+    /// bench script's rate ladder: `VERDICT NEAR RUNS`, where VERDICT is ok, saturated,
+    /// client-bound or failed, NEAR is `near` when the median run is close to the bar
+    /// (another run could decide the other way) or `clear`, and RUNS counts the runs.
     #[arg(long)]
     pub verdict: bool,
     /// Only print the CSV schema as a markdown table.

@@ -1,11 +1,12 @@
 //! `tickcast report`: turns a sweep's `raw.csv` into the saturation summary and SVG charts.
 //!
 //! [`schema`] owns the CSV columns (shared with `tickcast load --csv`), [`saturation`] the
-//! rule that finds each configuration's saturation point, [`summary`] the markdown tables and
-//! [`charts`] the SVGs. Everything computed about a sweep is computed here, in Rust; the
+//! rule that finds each configuration's saturation point, [`repeats`] which run stands for a
+//! point measured more than once, [`summary`] the markdown tables and [`charts`] the SVGs. Everything computed about a sweep is computed here, in Rust; the
 //! bench script only orchestrates processes.
 
 pub mod charts;
+pub mod repeats;
 pub mod saturation;
 pub mod schema;
 pub mod summary;
@@ -22,16 +23,38 @@ pub fn write_report(csv: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, String> 
     std::fs::write(&summary_path, summary::render(&rows))
         .map_err(|e| format!("{}: {e}", summary_path.display()))?;
     let mut files = vec![summary_path];
-    files.extend(charts::draw_all(&rows, out_dir)?);
+    files.extend(charts::draw_all(&repeats::median_runs(&rows), out_dir)?);
     Ok(files)
 }
 
-/// The verdict on the last row of `csv` (the point just measured).
-pub fn last_verdict(csv: &Path) -> Result<Verdict, String> {
+/// What the bench script needs to know about the point just measured (the last row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointVerdict {
+    /// The verdict on the point's median run.
+    pub verdict: Verdict,
+    /// Whether that run is near the bar, so another run could decide the other way.
+    pub near: bool,
+    /// Runs measured at this point so far.
+    pub runs: usize,
+}
+
+/// The verdict on the point of the last row of `csv` (the point just measured), over every
+/// run of that point so far.
+pub fn last_verdict(csv: &Path) -> Result<PointVerdict, String> {
     let rows = schema::read_rows(csv).map_err(|e| format!("{}: {e}", csv.display()))?;
-    rows.last()
-        .map(saturation::verdict)
-        .ok_or_else(|| format!("{}: no rows", csv.display()))
+    let last = rows
+        .last()
+        .ok_or_else(|| format!("{}: no rows", csv.display()))?;
+    let median = repeats::median_of_point(&rows, last);
+    let runs = repeats::points(&rows)
+        .into_iter()
+        .find(|p| repeats::same_point(&p.row, last))
+        .map_or(1, |p| p.runs);
+    Ok(PointVerdict {
+        verdict: saturation::verdict(&median),
+        near: repeats::is_near_bar(&median),
+        runs,
+    })
 }
 
 /// The offered rate (msgs/s) at the strict saturation point of `mode` with `shards` shards
@@ -43,7 +66,7 @@ pub fn best_offered_rate(
     clients: u64,
 ) -> Result<Option<f64>, String> {
     let rows = schema::read_rows(csv).map_err(|e| format!("{}: {e}", csv.display()))?;
-    let main = summary::main_sweep(&rows);
+    let main = summary::main_sweep(&repeats::median_runs(&rows));
     Ok(
         saturation::saturation_points(&main, saturation::STRICT_P99_US)
             .into_iter()
