@@ -21,6 +21,19 @@ impl Conn {
         stamp_us: u64,
         out: &mut FanOut<'_>,
     ) -> Offer {
+        self.offer_owned(token, frame.clone(), stamp_us, out)
+    }
+
+    /// [`Conn::offer`] with a reference the caller already took (a broadcast walk takes them
+    /// all at once, see `Shard::fan_out`).
+    #[inline]
+    pub fn offer_owned(
+        &mut self,
+        token: usize,
+        frame: FrameBytes,
+        stamp_us: u64,
+        out: &mut FanOut<'_>,
+    ) -> Offer {
         if self.outbox.would_exceed(frame.len(), out.cfg.outbox_limit) {
             return match out.cfg.slow_policy {
                 SlowPolicy::Drop => {
@@ -30,7 +43,7 @@ impl Conn {
                 SlowPolicy::Disconnect => Offer::OverLimit,
             };
         }
-        self.outbox.push(frame.clone(), stamp_us);
+        self.outbox.push(frame, stamp_us);
         if !self.queued_for_flush {
             self.queued_for_flush = true;
             out.to_flush.push((token, self.id));

@@ -37,6 +37,7 @@ use slab::Slab;
 
 use crate::config::ServerConfig;
 use crate::conn::{Conn, ConnCtx, FanOut, Offer};
+use crate::frame::FrameBytes;
 use crate::metrics::Metrics;
 
 /// Token of the shard's waker (never a slab index).
@@ -90,6 +91,8 @@ pub struct Shard {
     mid_events: Events,
     /// Slow consumers found during a broadcast walk, closed right after it.
     slow: Vec<usize>,
+    /// References to the frame being fanned out, taken before the walk (see `fan_out`).
+    refs: Vec<FrameBytes>,
     next_conn_id: u64,
     /// Set once the mixer is gone: the time by which remaining clients are dropped.
     draining_until: Option<Instant>,
@@ -140,6 +143,7 @@ impl Shard {
             scratch: vec![0; SCRATCH],
             mid_events: Events::with_capacity(256),
             slow: Vec::new(),
+            refs: Vec::new(),
             next_conn_id: 1,
             draining_until: None,
         };
@@ -335,7 +339,15 @@ impl Shard {
     }
 
     /// Pushes one frame into the outbox of every subscriber of its topic on this shard.
+    ///
+    /// The frame's references are all taken first, in a tight loop, and then moved into the
+    /// outboxes: taking one is an atomic increment, and x86 makes an atomic wait for every
+    /// store before it, so inside the walk each one would wait for the previous outbox's
+    /// cache-missing store (measured: 64 % of the walk's time at 5,000 clients).
     fn fan_out(&mut self, b: &Broadcast, now: Instant, now_us: u64) {
+        let mut refs = std::mem::take(&mut self.refs);
+        refs.clear();
+        refs.extend((0..self.shared.subs.count(&b.topic)).map(|_| b.frame.clone()));
         let Shared {
             cfg,
             subs,
@@ -351,12 +363,16 @@ impl Shard {
         let conns = &mut self.conns;
         let slow = &mut self.slow;
         subs.for_each_subscriber(&b.topic, |token| {
-            if let Some(conn) = conns.get_mut(token)
-                && conn.offer(token, &b.frame, b.stamp_us, &mut out) == Offer::OverLimit
-            {
-                slow.push(token);
+            if let Some(conn) = conns.get_mut(token) {
+                let frame = refs.pop().unwrap_or_else(|| b.frame.clone());
+                if conn.offer_owned(token, frame, b.stamp_us, &mut out) == Offer::OverLimit {
+                    slow.push(token);
+                }
             }
         });
+        // Unused references (a stale index entry) go now, not with the next frame.
+        refs.clear();
+        self.refs = refs;
         // Closing leaves the topic index, so it waits until the walk is over.
         while let Some(token) = self.slow.pop() {
             if let Some(conn) = self.conns.get_mut(token) {
