@@ -8,6 +8,12 @@
 //! sweep can state tickcast's throughput as a fraction of what this machine does with the
 //! syscalls alone.
 //!
+//! Each message's `ts` is the time it was due (start + seq / rate), not the time the loop got
+//! to it: a one-thread loop makes its messages only between flush passes, and stamping them
+//! then would leave its own lag out of the latency. tickcast's producer is a thread of its
+//! own that stamps messages as they are made, whatever the shards are doing, so stamping by
+//! due time puts both on the same footing.
+//!
 //! Bounded like the rest of the project: clients, pending bytes per client (beyond: the frame
 //! is dropped for that client and counted), request head size, and messages per turn.
 
@@ -152,6 +158,7 @@ impl Baseline {
         let data = tick_data(self.cfg.payload_bytes);
         let mut stats = BaselineStats::default();
         let start = Instant::now();
+        let start_us = unix_micros();
         let interval = Duration::from_secs_f64(1.0 / self.cfg.rate);
         while !stop.load(Ordering::Relaxed) {
             // Generate what is due, appending each frame to every open client.
@@ -160,7 +167,8 @@ impl Baseline {
             stats.messages = stats.messages.max(due.saturating_sub(MAX_BURST));
             while stats.messages < due {
                 stats.messages += 1;
-                let frame = self.message(&mut builder, stats.messages, &data);
+                let due_us = start_us + (stats.messages as f64 * 1e6 / self.cfg.rate) as u64;
+                let frame = self.message(&mut builder, stats.messages, due_us, &data);
                 for (token, c) in clients.iter_mut() {
                     if c.head.is_some() || c.closed {
                         continue;
@@ -226,20 +234,21 @@ impl Baseline {
         Ok(stats)
     }
 
-    /// Frames message `seq`: `{"topic":..,"seq":..,"ts":..,"data":..}`, encoded once.
+    /// Frames message `seq`, due at `ts` (µs since the Unix epoch):
+    /// `{"topic":..,"seq":..,"ts":..,"data":..}`, encoded once.
     fn message(
         &self,
         builder: &mut FrameBuilder,
         seq: u64,
+        ts: u64,
         data: &str,
     ) -> crate::frame::FrameBytes {
         let out = builder.payload();
         // Writing into a Vec cannot fail.
         let _ = write!(
             out,
-            r#"{{"topic":"{}","seq":{seq},"ts":{},"data":{data}}}"#,
+            r#"{{"topic":"{}","seq":{seq},"ts":{ts},"data":{data}}}"#,
             self.cfg.topic,
-            unix_micros()
         );
         builder.finish_text()
     }

@@ -129,6 +129,43 @@ fn the_baseline_server_is_measured_by_the_same_generator() {
 }
 
 #[test]
+fn the_baseline_stamps_each_message_with_the_time_it_was_due() {
+    let baseline = Baseline::bind(BaselineConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        rate: 100.0,
+        ..BaselineConfig::default()
+    })
+    .unwrap();
+    let addr = baseline.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::spawn(move || baseline.run(&stop2).unwrap());
+    let mut ws = connect(addr, "/ws");
+    let first = next_data(&mut ws);
+    let mut last = first.clone();
+    for _ in 0..20 {
+        last = next_data(&mut ws);
+    }
+    // The baseline answers no close frame: just drop the socket.
+    drop(ws);
+    stop.store(true, Ordering::SeqCst);
+    thread.join().unwrap();
+    let (seq0, ts0) = (
+        first["seq"].as_u64().unwrap(),
+        first["ts"].as_u64().unwrap(),
+    );
+    let (seq1, ts1) = (last["seq"].as_u64().unwrap(), last["ts"].as_u64().unwrap());
+    assert_eq!(seq1 - seq0, 20, "no gaps");
+    // 100 msgs/s: due times are exactly 10 ms apart (µs truncation aside), however late the
+    // loop made them.
+    let spacing = ts1 - ts0;
+    assert!(
+        (199_998..=200_002).contains(&spacing),
+        "20 messages span {spacing} µs"
+    );
+}
+
+#[test]
 fn pings_are_answered_so_idle_clients_stay_open() {
     let mut cfg = test_config(1);
     cfg.ping_interval = Duration::from_millis(100);
