@@ -237,10 +237,14 @@ ladder() {
         [[ $measured == *" $rate "* ]] && break
         measured+="$rate "
         run_point "$mode" "$shards" "$clients" "$rate" 0
-        # Close to the bar, one run cannot decide: measure again and go by the median.
-        while [[ $NEAR == near ]] && ((RUNS < REPEAT)); do
-            run_point "$mode" "$shards" "$clients" "$rate" 0
-        done
+        # Close to the bar, one run cannot decide: measure it REPEAT times in all and go by
+        # the median run (whatever the second run says: one outlier must not decide).
+        if [[ $NEAR == near ]]; then
+            while ((RUNS < REPEAT)); do
+                run_point "$mode" "$shards" "$clients" "$rate" 0
+                [[ $VERDICT != failed ]] || break
+            done
+        fi
         points=$((points + 1))
         # ok: sustained (possibly with a busy client, flagged in the row); anything else
         # (saturated, client-bound, failed) is the upper end of the search.
@@ -285,12 +289,17 @@ done
 # middle client count.
 read -r -a client_array <<<"$CLIENT_LIST"
 LINGER_CLIENTS=${BENCH_LINGER_CLIENTS:-${client_array[$(((${#client_array[@]} - 1) / 2))]}}
+SAT_RATE=""
 if [[ $LINGER_RATES == *saturation* ]]; then
     best=$("$BIN" report "$CSV" --best-rate "tickcast,1,$LINGER_CLIENTS" || true)
-    LINGER_RATES=${LINGER_RATES/saturation/${best%.*}}
+    SAT_RATE=${best%.*}
+    LINGER_RATES=${LINGER_RATES/saturation/$SAT_RATE}
 fi
 for rate in $LINGER_RATES; do
     for linger in $LINGERS; do
+        # The main sweep measured linger 0 at the saturation rate already; another run there
+        # would count as one more run of that point and could move it.
+        if [[ $linger == 0 && -n $SAT_RATE && $rate == "$SAT_RATE" ]]; then continue; fi
         run_point tickcast 1 "$LINGER_CLIENTS" "$rate" "$linger"
     done
 done

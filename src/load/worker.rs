@@ -165,9 +165,6 @@ impl Worker {
                 self.stats.fail(connect_reason(&e));
                 continue;
             }
-            if k < self.cfg.publishers {
-                self.publishers.push(token);
-            }
             // On loopback the connect has usually completed already: send the upgrade request
             // now rather than a poll later (a spurious try just waits for the WRITABLE edge).
             let mut ctx = Ctx {
@@ -181,6 +178,9 @@ impl Worker {
             conn.on_writable(&mut ctx, &self.cfg.target);
             if conn.phase() == Phase::Closed {
                 continue;
+            }
+            if k < self.cfg.publishers {
+                self.publishers.push(token);
             }
             entry.insert(conn);
             self.pending += 1;
@@ -376,6 +376,13 @@ impl Worker {
         }
     }
 
+    /// Takes a connection off whichever poll holds it (one closed while handshaking is still
+    /// on the handshake poll; the other answers ENOENT, which is ignored).
+    fn deregister(&self, conn: &mut LoadConn) {
+        conn.deregister(self.poll.registry());
+        conn.deregister(self.handshakes.registry());
+    }
+
     /// Removes closed connections (never while iterating events).
     fn reap(&mut self, closed: Vec<usize>) {
         for token in closed {
@@ -387,7 +394,7 @@ impl Worker {
                 continue;
             }
             let mut conn = self.conns.remove(token);
-            conn.deregister(self.poll.registry());
+            self.deregister(&mut conn);
             self.publishers.retain(|&t| t != token);
             self.again.retain(|&t| t != token);
         }
@@ -435,7 +442,9 @@ impl Worker {
                 ctx.stats.fail("unfinished");
             }
             conn.finish(&mut ctx);
+            // Closed connections are on one of the two polls; the other answers ENOENT.
             conn.deregister(self.poll.registry());
+            conn.deregister(self.handshakes.registry());
         }
         self.conns.clear();
         self.report_progress();

@@ -2,8 +2,9 @@
 //!
 //! [`schema`] owns the CSV columns (shared with `tickcast load --csv`), [`saturation`] the
 //! rule that finds each configuration's saturation point, [`repeats`] which run stands for a
-//! point measured more than once, [`summary`] the markdown tables and [`charts`] the SVGs. Everything computed about a sweep is computed here, in Rust; the
-//! bench script only orchestrates processes.
+//! point measured more than once, [`summary`] the markdown tables and [`charts`] the SVGs.
+//! Everything computed about a sweep is computed here, in Rust; the bench script only
+//! orchestrates processes.
 
 pub mod charts;
 pub mod repeats;
@@ -46,10 +47,7 @@ pub fn last_verdict(csv: &Path) -> Result<PointVerdict, String> {
         .last()
         .ok_or_else(|| format!("{}: no rows", csv.display()))?;
     let median = repeats::median_of_point(&rows, last);
-    let runs = repeats::points(&rows)
-        .into_iter()
-        .find(|p| repeats::same_point(&p.row, last))
-        .map_or(1, |p| p.runs);
+    let runs = repeats::runs_at(&repeats::points(&rows), last);
     Ok(PointVerdict {
         verdict: saturation::verdict(&median),
         near: repeats::is_near_bar(&median),

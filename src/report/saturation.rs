@@ -48,7 +48,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// The word printed by `tickcast report --verdict`.
+    /// The first word printed by `tickcast report --verdict`.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",

@@ -144,7 +144,7 @@ pub fn render(rows: &[Row]) -> String {
         out,
         "{} measured points ({} in the main sweep), {runs} runs: a point whose first run \
          landed near the bar was measured again, and every table uses each point's median run \
-         (median p99; see `runs`). The saturation point of a configuration is \
+         (the middle one when ranked by how close each came to failing; see `runs`). The saturation point of a configuration is \
          the highest delivered rate (deliveries/s, all clients) with delivery >= 99 % of the \
          offered messages, every client connected, and p99 end-to-end latency within the bar. \
          `(cb)`: the load generator was at >= 90 % CPU at that point, so the server may sustain \

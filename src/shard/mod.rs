@@ -6,7 +6,7 @@
 //! 3. drain the broadcast queue from the mixer, pushing each frame by reference into the
 //!    outbox of every subscriber (the topic index skips everyone else);
 //! 4. write every connection with pending bytes, one vectored write each, within a budget;
-//!    a long pass looks at the queue and at new connections every few dozen writes;
+//!    a long pass looks at the queue and at new connections every 250 µs;
 //! 5. remove connections that closed during the turn (never while iterating events);
 //! 6. park: announce sleep through `parked`, re-check the queue, and poll.
 //!
@@ -53,7 +53,7 @@ const FLUSH_CLOCK_EVERY: usize = 8;
 /// ...and once this much time has passed since the last look, the queue and new connections
 /// are looked at (a write costs 5-50 µs, so a fixed count of writes would be a time that
 /// varies tenfold with the load).
-const FLUSH_LOOK_EVERY_US: u64 = 250;
+const FLUSH_LOOK_EVERY: Duration = Duration::from_micros(250);
 /// Broadcast messages taken from the queue per turn before writing, so sockets are served
 /// between bursts.
 const MAX_DRAIN_PER_TURN: usize = 4096;
@@ -384,19 +384,19 @@ impl Shard {
 
     /// Writes every connection with pending bytes. A long pass (thousands of clients, one
     /// write each) looks at the queue and at new connections every
-    /// [`FLUSH_LOOK_EVERY_US`]: frames that arrived meanwhile join the outboxes of the
+    /// [`FLUSH_LOOK_EVERY`]: frames that arrived meanwhile join the outboxes of the
     /// clients not yet written, so they leave in this pass instead of waiting for the next
     /// one (the busier the shard, the more frames each write carries), and a connecting
     /// client is answered within about that time.
     fn flush(&mut self, now: Instant, mut now_us: u64) {
         let pending = std::mem::take(&mut self.shared.to_flush);
-        let mut looked_us = now_us;
+        let mut looked = Instant::now();
         for (i, &(token, id)) in pending.iter().enumerate() {
-            if i % FLUSH_CLOCK_EVERY == FLUSH_CLOCK_EVERY - 1 {
+            if i % FLUSH_CLOCK_EVERY == FLUSH_CLOCK_EVERY - 1
+                && looked.elapsed() >= FLUSH_LOOK_EVERY
+            {
+                looked = Instant::now();
                 now_us = unix_micros();
-            }
-            if now_us.saturating_sub(looked_us) >= FLUSH_LOOK_EVERY_US {
-                looked_us = now_us;
                 if !self.queue.is_empty() {
                     self.drain_queue(now, now_us);
                 }
