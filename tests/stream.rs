@@ -63,6 +63,33 @@ fn ticks_arrive_with_seq_up_by_one_and_a_current_ts() {
 }
 
 #[test]
+fn a_paced_tick_carries_the_time_it_was_due() {
+    // 200 ticks/s: due times are exactly 5 ms apart, however the mixer was scheduled.
+    let mut cfg = test_config(1);
+    cfg.ticker.pace = tickcast::config::TickerPace::Rate(200.0);
+    let server = start(cfg);
+    let (mut ws, _) = connect_stream(server.local_addr(), "ticks");
+    let first = next_data(&mut ws);
+    let mut last = first.clone();
+    for _ in 0..40 {
+        last = next_data(&mut ws);
+    }
+    close_client(ws);
+    server.shutdown();
+    let (seq0, ts0) = (
+        first["seq"].as_u64().unwrap(),
+        first["ts"].as_u64().unwrap(),
+    );
+    let (seq1, ts1) = (last["seq"].as_u64().unwrap(), last["ts"].as_u64().unwrap());
+    assert_eq!(seq1 - seq0, 40);
+    let spacing = ts1 - ts0;
+    assert!(
+        (199_998..=200_002).contains(&spacing),
+        "40 ticks at 200/s span {spacing} µs of ts"
+    );
+}
+
+#[test]
 fn two_hundred_clients_over_two_shards_receive_the_same_seqs() {
     const CLIENTS: usize = 200;
     const MESSAGES: u64 = 40;

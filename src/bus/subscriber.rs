@@ -196,6 +196,7 @@ impl BusSubscriber {
                 _ => None,
             },
             seq: Some(wire.seq),
+            made_us: None,
         });
         loop {
             match self.mixer.send_timeout(msg, Duration::from_millis(100)) {

@@ -360,6 +360,7 @@ impl Conn {
             nick: s.client.nick.clone(),
             kind: None,
             seq: None,
+            made_us: None,
         };
         match chat::parse(msg.data.get())? {
             None => {}

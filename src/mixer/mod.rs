@@ -63,6 +63,10 @@ pub struct Publish {
     /// A sequence number already assigned where the order was decided (the Redis bus);
     /// `None` for local messages, which the mixer numbers itself.
     pub seq: Option<u64>,
+    /// When the message came to be (µs since the Unix epoch), for a source that knows: a
+    /// paced provider's due time. The mixer stamps `ts` with it, so the time the message
+    /// waited for the mixer counts in its latency; `None`: stamped when sequenced.
+    pub made_us: Option<u64>,
 }
 
 impl Publish {
@@ -75,7 +79,14 @@ impl Publish {
             nick: None,
             kind: None,
             seq: None,
+            made_us: None,
         }
+    }
+
+    /// The same message, made at `made_us` (see [`Publish::made_us`]).
+    pub fn made_at(mut self, made_us: u64) -> Self {
+        self.made_us = Some(made_us);
+        self
     }
 }
 
@@ -460,7 +471,7 @@ impl Mixer {
 
     /// Sequences, serializes and frames one message, and offers it to every shard.
     fn broadcast(&mut self, p: &Publish) {
-        let ts = unix_micros();
+        let ts = p.made_us.unwrap_or_else(unix_micros);
         if p.seq.is_some()
             && protocol::is_room(&p.topic)
             && self.rooms.count(&p.topic) == 0

@@ -55,7 +55,16 @@ impl ProviderCtx {
 
     /// Publishes `data` on `topic`. Returns false once the server is stopping.
     pub fn publish(&self, topic: &Arc<str>, data: Box<RawValue>) -> bool {
-        let msg = Publish::new(topic.clone(), data);
+        self.send(Publish::new(topic.clone(), data))
+    }
+
+    /// [`ProviderCtx::publish`] for a message that came to be at `made_us` (µs since the Unix
+    /// epoch; a paced provider's due time), which becomes its `ts`.
+    pub fn publish_made(&self, topic: &Arc<str>, data: Box<RawValue>, made_us: u64) -> bool {
+        self.send(Publish::new(topic.clone(), data).made_at(made_us))
+    }
+
+    fn send(&self, msg: Publish) -> bool {
         match &self.sink {
             Sink::Mixer(tx) => self.send_patiently(tx, MixerMsg::Publish(msg)),
             Sink::Bus(tx) => self.send_patiently(tx, msg),

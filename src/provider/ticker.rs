@@ -3,7 +3,8 @@
 //! Each feed owns a few symbols whose prices follow a random walk and publishes one tick on
 //! the `ticks` topic per interval (or at a fixed rate, in small bursts, for stress). The tick
 //! body can be padded to a target size for benchmarks. Feeds are independent threads, so
-//! `--providers 4` exercises the mixer's fan-in.
+//! `--providers 4` exercises the mixer's fan-in. Each tick's `ts` is the time it was due, not
+//! the time the mixer got to it, so a late mixer shows in the measured latency.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use serde_json::value::RawValue;
 
 use super::{Provider, ProviderCtx};
 use crate::config::{TickerConfig, TickerPace};
+use crate::shard::unix_micros;
 
 /// Topic the ticker publishes on.
 pub const TOPIC: &str = "ticks";
@@ -112,10 +114,12 @@ impl Ticker {
     }
 
     fn run_interval(&mut self, ctx: &ProviderCtx, interval: Duration) {
-        let mut next = Instant::now() + interval;
+        let (start, start_us) = (Instant::now(), unix_micros());
+        let mut next = start + interval;
         while ctx.sleep_until(next) {
             let tick = self.next_tick();
-            if !ctx.publish(&self.topic, tick) {
+            let due_us = start_us + next.duration_since(start).as_micros() as u64;
+            if !ctx.publish_made(&self.topic, tick, due_us) {
                 return;
             }
             next += interval;
@@ -128,7 +132,7 @@ impl Ticker {
     }
 
     fn run_rate(&mut self, ctx: &ProviderCtx, per_sec: f64) {
-        let start = Instant::now();
+        let (start, start_us) = (Instant::now(), unix_micros());
         let mut sent: u64 = 0;
         let mut next = start;
         while ctx.sleep_until(next) {
@@ -139,7 +143,9 @@ impl Ticker {
             }
             while sent < due {
                 let tick = self.next_tick();
-                if !ctx.publish(&self.topic, tick) {
+                // Tick n (from 1) was due n / rate after the start.
+                let due_us = start_us + ((sent + 1) as f64 * 1e6 / per_sec) as u64;
+                if !ctx.publish_made(&self.topic, tick, due_us) {
                     return;
                 }
                 sent += 1;
