@@ -104,11 +104,17 @@ fn refused_connections_are_counted_by_reason() {
     assert!(!row.sustainable);
 }
 
-#[test]
-fn the_baseline_server_is_measured_by_the_same_generator() {
+/// Starts a baseline server at `rate` msgs/s on its own thread; set the flag to stop it.
+fn start_baseline(
+    rate: f64,
+) -> (
+    std::net::SocketAddr,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<tickcast::baseline::BaselineStats>,
+) {
     let baseline = Baseline::bind(BaselineConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        rate: 200.0,
+        rate,
         ..BaselineConfig::default()
     })
     .unwrap();
@@ -116,6 +122,12 @@ fn the_baseline_server_is_measured_by_the_same_generator() {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let thread = std::thread::spawn(move || baseline.run(&stop2).unwrap());
+    (addr, stop, thread)
+}
+
+#[test]
+fn the_baseline_server_is_measured_by_the_same_generator() {
+    let (addr, stop, thread) = start_baseline(200.0);
     let summary = load::run(load_config(addr, "/ws", 25)).unwrap();
     stop.store(true, Ordering::SeqCst);
     let stats = thread.join().unwrap();
@@ -130,16 +142,7 @@ fn the_baseline_server_is_measured_by_the_same_generator() {
 
 #[test]
 fn the_baseline_stamps_each_message_with_the_time_it_was_due() {
-    let baseline = Baseline::bind(BaselineConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        rate: 100.0,
-        ..BaselineConfig::default()
-    })
-    .unwrap();
-    let addr = baseline.local_addr();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let thread = std::thread::spawn(move || baseline.run(&stop2).unwrap());
+    let (addr, stop, thread) = start_baseline(100.0);
     let mut ws = connect(addr, "/ws");
     let first = next_data(&mut ws);
     let mut last = first.clone();
