@@ -46,12 +46,13 @@ pub fn last_verdict(csv: &Path) -> Result<PointVerdict, String> {
     let last = rows
         .last()
         .ok_or_else(|| format!("{}: no rows", csv.display()))?;
-    let median = repeats::median_of_point(&rows, last);
-    let runs = repeats::runs_at(&repeats::points(&rows), last);
+    let points = repeats::points(&rows);
+    let point = repeats::point_of(&points, last);
+    let median = point.map_or(last, |p| &p.row);
     Ok(PointVerdict {
-        verdict: saturation::verdict(&median),
-        near: repeats::is_near_bar(&median),
-        runs,
+        verdict: saturation::verdict(median),
+        near: repeats::is_near_bar(median),
+        runs: point.map_or(1, |p| p.runs),
     })
 }
 

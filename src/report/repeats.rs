@@ -77,12 +77,14 @@ fn same_point(a: &Row, b: &Row) -> bool {
     PointKey::of(a) == PointKey::of(b)
 }
 
+/// The point `row` was measured at, among `points`.
+pub fn point_of<'a>(points: &'a [Point], row: &Row) -> Option<&'a Point> {
+    points.iter().find(|p| same_point(&p.row, row))
+}
+
 /// Runs measured at the point of `row`.
 pub fn runs_at(points: &[Point], row: &Row) -> usize {
-    points
-        .iter()
-        .find(|p| same_point(&p.row, row))
-        .map_or(1, |p| p.runs)
+    point_of(points, row).map_or(1, |p| p.runs)
 }
 
 /// How close a run came to failing the strict bar, on its worse side: p99 over 100 ms, or
@@ -100,20 +102,6 @@ pub fn badness(row: &Row) -> f64 {
 /// `rows` with every point reduced to its median run.
 pub fn median_runs(rows: &[Row]) -> Vec<Row> {
     points(rows).into_iter().map(|p| p.row).collect()
-}
-
-/// The median run of the point `last` belongs to, among `rows` (which include `last`).
-pub fn median_of_point(rows: &[Row], last: &Row) -> Row {
-    let key = PointKey::of(last);
-    let same: Vec<Row> = rows
-        .iter()
-        .filter(|r| PointKey::of(r) == key)
-        .cloned()
-        .collect();
-    points(&same)
-        .into_iter()
-        .next()
-        .map_or_else(|| last.clone(), |p| p.row)
 }
 
 /// Whether a run landed close enough to the strict bar that another run could decide the
@@ -166,7 +154,10 @@ mod tests {
         let two = points(&rows[..3]);
         assert_eq!(two[0].row.lat_p99_us, 130_000);
         let last = rows.last().unwrap();
-        assert_eq!(median_of_point(&rows, last).lat_p99_us, 95_000);
+        assert_eq!(
+            point_of(&points(&rows), last).unwrap().row.lat_p99_us,
+            95_000
+        );
         assert_eq!(median_runs(&rows).len(), 2);
     }
 
