@@ -32,6 +32,9 @@ pub struct Client {
     pub bucket: TokenBucket,
 }
 
+/// Topics and resumes (topic, last seq seen) an upgrade asks for.
+pub type Requested = (Vec<String>, Vec<(String, u64)>);
+
 /// The state of a `/ws` connection beyond the transport.
 #[derive(Debug)]
 pub struct Session {
@@ -39,13 +42,14 @@ pub struct Session {
     pub client: Client,
     /// Topics in the shard's index for this connection (canonical `Arc`s from the index).
     pub(super) topics: Vec<Arc<str>>,
-    /// Topics waiting for their replay from the mixer; subscribed when it arrives.
-    /// Topics waiting for their replay, each with the generation of its latest resume.
+    /// Topics waiting for their replay from the mixer, each with the generation of its
+    /// latest resume; subscribed when it arrives.
     pub(super) resuming: Vec<(Arc<str>, u64)>,
     /// The generation the next resume will carry.
     pub(super) next_generation: u64,
-    /// What the upgrade asked for, until the connection opens.
-    requested: (Vec<String>, Vec<(String, u64)>),
+    /// What the upgrade asked for (topics, resumes), until the connection opens; boxed, as
+    /// it is empty for the rest of the connection's life.
+    requested: Option<Box<Requested>>,
 }
 
 impl Session {
@@ -80,13 +84,13 @@ impl Session {
             topics: Vec::new(),
             resuming: Vec::new(),
             next_generation: 1,
-            requested: (names, since),
+            requested: Some(Box::new((names, since))),
         })
     }
 
     /// The topics and resumes the upgrade asked for (once).
-    pub fn take_requested(&mut self) -> (Vec<String>, Vec<(String, u64)>) {
-        std::mem::take(&mut self.requested)
+    pub fn take_requested(&mut self) -> Requested {
+        self.requested.take().map(|r| *r).unwrap_or_default()
     }
 
     pub(super) fn has_wildcard(&self) -> bool {
@@ -284,6 +288,8 @@ impl Conn {
         let Some(s) = self.session.as_mut() else {
             return;
         };
+        // Exact: most connections hold one topic for life (a grown Vec would hold four).
+        s.topics.reserve_exact(names.len());
         for name in names {
             let topic = ctx.subs.subscribe(name, ctx.token);
             if protocol::is_room(&topic) {
