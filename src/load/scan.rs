@@ -46,6 +46,11 @@ impl Scanner {
     /// The envelope fields of `text`.
     #[inline]
     pub fn envelope<'a>(&self, text: &'a [u8]) -> Envelope<'a> {
+        in_server_order(text).unwrap_or_else(|| self.searched(text))
+    }
+
+    /// The envelope fields of `text`, wherever they are: the first occurrence of each key.
+    fn searched<'a>(&self, text: &'a [u8]) -> Envelope<'a> {
         let topic = self.topic.find(text).and_then(|i| {
             let start = i + self.topic.needle().len();
             let len = memchr::memchr(b'"', &text[start..])?;
@@ -72,6 +77,45 @@ impl Scanner {
         let at = key.find(text)? + key.needle().len();
         parse_u64(&text[at..])
     }
+}
+
+/// The envelope when `text` starts exactly as the server writes it,
+/// `{"topic":"<t>","seq":<n>,"ts":<n>`: checked in one pass over its first bytes, where the
+/// general path runs three substring searches (together a fifth of the client's CPU). Gives
+/// what the general path would: a topic holds no quote, so these are the first occurrences.
+#[inline]
+fn in_server_order(text: &[u8]) -> Option<Envelope<'_>> {
+    let rest = text.strip_prefix(b"{\"topic\":\"")?;
+    let end = memchr::memchr(b'"', rest)?;
+    let (topic, rest) = rest.split_at(end);
+    let (seq, rest) = leading_u64(rest.strip_prefix(b"\",\"seq\":")?)?;
+    let (ts, _) = leading_u64(rest.strip_prefix(b",\"ts\":")?)?;
+    Some(Envelope {
+        topic: Some(topic),
+        seq: Some(seq),
+        ts: Some(ts),
+    })
+}
+
+/// The unsigned decimal at the start of `bytes` (no spaces) and what follows it; `None` past
+/// 19 digits (the general path then decides), so no step can overflow and none needs the
+/// checked multiply that made this loop the client's hottest.
+#[inline]
+fn leading_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut n: u64 = 0;
+    let mut digits = 0;
+    for &b in bytes {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if digits == 19 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+        digits += 1;
+    }
+    (digits > 0).then(|| (n, &bytes[digits..]))
 }
 
 /// Parses the unsigned decimal at the start of `bytes` (after optional spaces). `None` when
@@ -120,6 +164,32 @@ mod tests {
         assert_eq!(e.topic, v["topic"].as_str().map(str::as_bytes));
         assert_eq!((e.seq, e.ts), (v["seq"].as_u64(), v["ts"].as_u64()));
         assert_eq!((e.seq, e.ts), (Some(9), Some(123)));
+    }
+
+    #[test]
+    fn the_server_order_shortcut_agrees_with_the_search() {
+        let s = Scanner::default();
+        let texts: [&[u8]; 8] = [
+            br#"{"topic":"ticks","seq":42,"ts":1700000000123456,"data":{"seq":7}}"#,
+            br#"{"topic":"room.a/b","seq":0,"ts":1,"from":"c1","data":null}"#,
+            br#"{"topic":"t","seq":1,"ts":99999999999999999999999}"#,
+            br#"{"topic":"t","seq":18446744073709551615,"ts":2}"#,
+            br#"{"topic":"t","seq": 5,"ts":2}"#,
+            br#"{"seq":5,"topic":"t","ts":2}"#,
+            br#"{"topic":"t","ts":2,"seq":5}"#,
+            br#"{"topic":"t","seq":5,"ts":"#,
+        ];
+        let mut shortcut = 0;
+        for text in texts {
+            if let Some(e) = in_server_order(text) {
+                shortcut += 1;
+                assert_eq!(e, s.searched(text), "{}", String::from_utf8_lossy(text));
+            }
+            assert_eq!(s.envelope(text), s.searched(text));
+        }
+        // The first four start in the server's order; past 19 digits (the third's ts, the
+        // fourth's seq) the shortcut gives way to the search.
+        assert_eq!(shortcut, 2);
     }
 
     #[test]
