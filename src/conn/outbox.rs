@@ -106,6 +106,7 @@ impl Outbox {
         mut on_frame: impl FnMut(&OutFrame),
     ) -> io::Result<(WriteStatus, usize)> {
         let mut written = 0;
+        let queued = self.frames.len();
         while !self.frames.is_empty() {
             if written >= budget {
                 return Ok((WriteStatus::BudgetSpent, written));
@@ -127,16 +128,31 @@ impl Outbox {
             written += n;
             self.advance(n, &mut on_frame);
         }
-        self.release_idle_capacity();
+        self.release_idle_capacity(queued);
         Ok((WriteStatus::Drained, written))
     }
 
     /// One `writev` of up to [`MAX_IOV`] frames, stopping once `budget` bytes are covered.
+    /// The slice array is sized to the queue: filling all 512 slots (8 KiB) for a write of a
+    /// few frames cost more than gathering them.
     fn write_vectored_once<W: Write>(&self, out: &mut W, budget: usize) -> io::Result<usize> {
-        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        match self.frames.len() {
+            0..=16 => self.write_gathered::<16, W>(out, budget),
+            17..=64 => self.write_gathered::<64, W>(out, budget),
+            _ => self.write_gathered::<MAX_IOV, W>(out, budget),
+        }
+    }
+
+    /// [`Outbox::write_vectored_once`] with at most `N` slices.
+    fn write_gathered<const N: usize, W: Write>(
+        &self,
+        out: &mut W,
+        budget: usize,
+    ) -> io::Result<usize> {
+        let mut iov = [IoSlice::new(&[]); N];
         let mut count = 0;
         let mut want = 0;
-        for (i, f) in self.frames.iter().enumerate().take(MAX_IOV) {
+        for (i, f) in self.frames.iter().enumerate().take(N) {
             let bytes = if i == 0 {
                 &f.bytes[self.head_offset..]
             } else {
@@ -173,9 +189,13 @@ impl Outbox {
         }
     }
 
-    /// An idle connection should hold no queue memory: give back a grown deque.
-    fn release_idle_capacity(&mut self) {
-        if self.frames.capacity() > 64 {
+    /// A connection whose load fell should not keep a deque grown for a burst: once drained,
+    /// one that held under a quarter of its capacity (and more than 64 slots) is given back.
+    /// Under a steady load every pass queues about as much as the last, and the deque is kept
+    /// (giving it back each time cost a regrowth of several reallocations per write).
+    fn release_idle_capacity(&mut self, queued: usize) {
+        let capacity = self.frames.capacity();
+        if capacity > 64 && queued * 4 < capacity {
             self.frames = VecDeque::new();
         }
     }
@@ -303,6 +323,39 @@ mod tests {
         ob.push(frame(0, 100), 0);
         assert_eq!(ob.cost(), 100 + ENTRY_OVERHEAD);
         assert!(ob.would_exceed(1, 100 + ENTRY_OVERHEAD));
+    }
+
+    #[test]
+    fn a_grown_deque_is_kept_under_steady_load_and_given_back_when_load_falls() {
+        let mut ob = Outbox::default();
+        let mut sink = Throttled {
+            got: vec![],
+            per_call: usize::MAX,
+            capacity: usize::MAX,
+            calls: 0,
+        };
+        let mut burst = |ob: &mut Outbox, frames: usize| {
+            for i in 0..frames {
+                ob.push(frame(i as u8, 20), 1);
+            }
+            let (status, _) = ob.write_to(&mut sink, usize::MAX, |_| {}).unwrap();
+            assert_eq!(status, WriteStatus::Drained);
+        };
+        burst(&mut ob, 300);
+        let grown = ob.frames.capacity();
+        assert!(grown >= 300);
+        for _ in 0..5 {
+            burst(&mut ob, 250);
+            assert_eq!(ob.frames.capacity(), grown, "steady load keeps the deque");
+        }
+        burst(&mut ob, 10);
+        assert_eq!(
+            ob.frames.capacity(),
+            0,
+            "a small batch gives the deque back"
+        );
+        burst(&mut ob, 10);
+        assert!(ob.frames.capacity() <= 64, "small deques are kept");
     }
 
     #[test]
