@@ -2,7 +2,8 @@
 //!
 //! Off by default. With `--auth-secret`, every upgrade must carry a token (`?token=` or
 //! `Authorization: Bearer`) signed with that secret; it is verified once, at the upgrade, and
-//! what it grants is kept with the connection as [`Rights`]. Claims:
+//! what it grants is kept with the connection as [`Rights`], until `exp`: then the connection
+//! is closed with 1008 "token expired" (the client reconnects with a fresh token). Claims:
 //!
 //! - `sub`: the client's identity; becomes its `client_id`;
 //! - `exp`: expiry (seconds since the Unix epoch), required;
@@ -51,11 +52,13 @@ fn everything() -> Vec<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rights(Option<Box<Grants>>);
 
-/// The topic patterns a token grants.
+/// The topic patterns a token grants, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Grants {
     subscribe: Vec<String>,
     publish: Vec<String>,
+    /// The token's `exp`, seconds since the Unix epoch.
+    expires_at: u64,
 }
 
 impl Rights {
@@ -64,9 +67,19 @@ impl Rights {
         Rights(None)
     }
 
-    /// What a token's patterns grant.
-    pub fn granted(subscribe: Vec<String>, publish: Vec<String>) -> Self {
-        Rights(Some(Box::new(Grants { subscribe, publish })))
+    /// What a token's patterns grant, until `expires_at` (seconds since the Unix epoch).
+    pub fn granted(subscribe: Vec<String>, publish: Vec<String>, expires_at: u64) -> Self {
+        Rights(Some(Box::new(Grants {
+            subscribe,
+            publish,
+            expires_at,
+        })))
+    }
+
+    /// When these rights end (the token's `exp`, seconds since the Unix epoch); `None`
+    /// without authentication.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.0.as_ref().map(|g| g.expires_at)
     }
 
     /// Whether `topic` may be subscribed to (`*` itself needs the `*` pattern).
@@ -166,7 +179,7 @@ impl Verifier {
         if crate::protocol::validate_client_id(&c.sub).is_err() {
             return Err(AuthError::Invalid);
         }
-        Ok((c.sub, Rights::granted(c.subscribe, c.publish)))
+        Ok((c.sub, Rights::granted(c.subscribe, c.publish, c.exp)))
     }
 }
 
@@ -253,9 +266,11 @@ mod tests {
         assert!(!rights.may_subscribe("telemetry"));
         assert!(rights.may_publish("room.a"));
         assert!(!rights.may_publish("ticks"));
+        assert_eq!(rights.expires_at(), Some(claims.exp));
         let all = Rights::all();
         assert!(all.may_subscribe("*") && all.may_subscribe("ticks"));
         assert!(all.may_publish("room.a"));
+        assert_eq!(all.expires_at(), None);
     }
 
     #[test]

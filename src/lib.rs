@@ -22,7 +22,7 @@
 //!   also owns room membership (presence) and per-topic history (resume).
 //! - [`frame`]: server-to-client WebSocket frame encoding (`Arc<[u8]>`, shared by every client).
 //! - [`shard`]: one event loop per core: its queue, topic index, timer wheel and connections.
-//! - [`conn`]: one connection's state machine, inbound frame parser and outbox.
+//! - [`conn`]: one connection's state machine, deadlines, inbound frame parser and outbox.
 //! - [`http`]: HTTP/1.1 request parsing, routing and the WebSocket upgrade answer.
 //! - [`dashboard`]: the live page served at `GET /` (embedded; draws `telemetry` and `ticks`).
 //! - [`protocol`]: the JSON messages clients send and the error frames they get back.

@@ -94,6 +94,8 @@ pub struct Metrics {
     pub slow_consumer_disconnects: Family<ShardLabel, Counter>,
     /// Connections closed for sending nothing within the idle timeout.
     pub idle_timeouts: Family<ShardLabel, Counter>,
+    /// Connections closed with 1008 because their token expired.
+    pub token_expiries: Family<ShardLabel, Counter>,
     /// Closed WebSocket connections by close code (sent or received; 1006 = no close frame).
     pub closes: Family<CodeLabel, Counter>,
     /// Error frames sent to clients, by code.
@@ -143,6 +145,7 @@ impl Metrics {
             drops: Family::default(),
             slow_consumer_disconnects: Family::default(),
             idle_timeouts: Family::default(),
+            token_expiries: Family::default(),
             closes: Family::default(),
             client_errors: Family::default(),
             queue_depth: Family::default(),
@@ -234,6 +237,11 @@ impl Metrics {
             "idle_timeouts",
             "Connections closed as idle",
             m.idle_timeouts.clone(),
+        );
+        r.register(
+            "token_expiries",
+            "Connections closed with 1008 when their token expired",
+            m.token_expiries.clone(),
         );
         r.register(
             "closes",

@@ -4,7 +4,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
@@ -157,6 +157,47 @@ fn tokens_are_required_checked_and_grant_rights() {
     );
     close_client(r);
     close_client(ws);
+    healthy.finish();
+    server.shutdown();
+}
+
+#[test]
+fn a_connection_is_closed_when_its_token_expires() {
+    let mut cfg = test_config(1);
+    cfg.auth_secret = Some(Secret(SECRET.to_vec()));
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let lasting = token("bob", &["*"], &[], Duration::from_secs(600));
+    let healthy = Healthy::start_path(addr, &format!("/ws?topics=ticks&token={lasting}"));
+    // `exp` is in whole seconds: this token ends 2 to 3 s from now.
+    let short = token("carol", &["ticks"], &[], Duration::from_secs(3));
+    let connected = Instant::now();
+    let mut ws = connect(addr, &format!("/ws?topics=ticks&token={short}"));
+    assert_eq!(next_json(&mut ws)["type"], "welcome");
+    assert!(
+        next_data(&mut ws)["seq"].is_u64(),
+        "it receives while the token holds"
+    );
+    let deadline = connected + Duration::from_secs(15);
+    let (code, reason) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no close after the token expired"
+        );
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => break (u16::from(f.code), f.reason.to_string()),
+            Ok(_) => continue,
+            Err(e) => panic!("read failed before the close frame: {e}"),
+        }
+    };
+    assert_eq!((code, reason.as_str()), (1008, "token expired"));
+    assert!(
+        connected.elapsed() >= Duration::from_millis(1500),
+        "closed after {:?}, before the token expired",
+        connected.elapsed()
+    );
+    wait_metric(addr, "tickcast_token_expiries_total", &[], 1.0);
+    // The long-lived token's connection is untouched.
     healthy.finish();
     server.shutdown();
 }

@@ -10,6 +10,7 @@
 //! buffer and only an incomplete frame (bounded by `--max-message`) is kept here; the outbox
 //! and topic list hold no allocation while empty.
 
+mod deadlines;
 mod inbound;
 mod ops;
 mod outbox;
@@ -234,56 +235,6 @@ impl Conn {
     /// Bytes of memory held by the outbox.
     pub fn outbox_cost(&self) -> usize {
         self.outbox.cost()
-    }
-
-    /// Arms this connection's timer for its earliest deadline.
-    pub fn arm_timer(&mut self, ctx: &mut ConnCtx<'_>) {
-        if let Some(at) = self.next_deadline(ctx.cfg) {
-            self.timer_tick = ctx.timers.schedule((ctx.token, self.id), at);
-        }
-    }
-
-    /// Whether a fired wheel entry for `tick` is this connection's live one.
-    pub fn is_live_timer(&self, tick: u64) -> bool {
-        self.timer_tick == tick
-    }
-
-    fn next_deadline(&self, cfg: &ServerConfig) -> Option<Instant> {
-        match self.state {
-            State::Handshake { deadline, .. } | State::Closing { deadline, .. } => Some(deadline),
-            State::Open(_) => {
-                Some((self.last_recv + cfg.idle_timeout).min(self.last_ping + cfg.ping_interval))
-            }
-            State::Closed => None,
-        }
-    }
-
-    /// The timer fired: act on whatever deadline has passed, then re-arm.
-    pub fn on_tick(&mut self, ctx: &mut ConnCtx<'_>) {
-        let now = ctx.now;
-        match self.state {
-            State::Handshake { deadline, .. } if now >= deadline => {
-                ctx.stats.metrics.count_handshake_failure("timeout");
-                self.drop_now(ctx, None);
-            }
-            State::Closing { deadline, .. } if now >= deadline => self.drop_now(ctx, None),
-            State::Open(_) if now >= self.last_recv + ctx.cfg.idle_timeout => {
-                ctx.stats.idle_timeouts += 1;
-                log::debug!("closing idle connection from {}", self.peer);
-                self.close_ws(
-                    ctx,
-                    close_code::GOING_AWAY,
-                    "idle timeout",
-                    ctx.cfg.close_timeout,
-                );
-            }
-            State::Open(_) if now >= self.last_ping + ctx.cfg.ping_interval => {
-                self.last_ping = now;
-                self.push_control(ctx, frame::ping());
-            }
-            _ => {}
-        }
-        self.arm_timer(ctx);
     }
 
     /// Reads what the socket holds and acts on it. `until_eof` is set when the event says

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::session::{Client, Session};
+use super::session::{self, Client, Session};
 use super::{Conn, ConnCtx, HeadOutcome, State};
 use crate::admission::Refusal;
 use crate::auth::{self, Rights};
@@ -177,11 +177,15 @@ impl Conn {
             names.push(crate::shard::WILDCARD.to_string());
         }
         names.retain(|n| !since.iter().any(|(t, _)| t == n));
+        let expires = rights
+            .expires_at()
+            .and_then(|exp| session::expiry_instant(exp, ctx.now, ctx.now_us));
         let client = Client {
             id: Arc::from(client_id.as_str()),
             nick: None,
             rights,
             bucket: TokenBucket::new(ctx.cfg.publish_rate, ctx.cfg.publish_burst, ctx.now),
+            expires,
         };
         Session::prepare(client, names, since, ctx.cfg.max_topics_per_conn)
     }

@@ -7,6 +7,7 @@
 //! are queued directly.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
@@ -30,6 +31,8 @@ pub struct Client {
     pub rights: Rights,
     /// Its publish rate limit.
     pub bucket: TokenBucket,
+    /// When its token expires and the connection is closed; `None` without authentication.
+    pub expires: Option<Instant>,
 }
 
 /// Topics and resumes (topic, last seq seen) an upgrade asks for.
@@ -129,6 +132,13 @@ impl Session {
             .cloned()
             .collect()
     }
+}
+
+/// The instant a token's `exp` (seconds since the Unix epoch) falls on, from a turn's clock
+/// read both ways; `None` when it is too far ahead to represent (it never comes).
+pub(super) fn expiry_instant(exp_secs: u64, now: Instant, now_us: u64) -> Option<Instant> {
+    let left_us = exp_secs.saturating_mul(1_000_000).saturating_sub(now_us);
+    now.checked_add(Duration::from_micros(left_us))
 }
 
 pub(super) fn forbidden(topic: &str) -> ClientError {
@@ -448,5 +458,17 @@ mod tests {
             .collect();
         dedup_in_order(&mut v);
         assert_eq!(v, ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn token_expiry_falls_on_the_turns_clock() {
+        let now = Instant::now();
+        let now_us = 1_700_000_000_250_000;
+        let at = expiry_instant(1_700_000_010, now, now_us).unwrap();
+        assert_eq!(at - now, Duration::from_micros(9_750_000));
+        // Already expired: due at once.
+        assert_eq!(expiry_instant(1_600_000_000, now, now_us), Some(now));
+        // Too far ahead to represent is never, not a panic.
+        assert!(expiry_instant(u64::MAX, now, now_us).is_none_or(|t| t > now));
     }
 }

@@ -24,6 +24,7 @@ struct Handles {
     outbox_drops: Counter,
     slow_disconnects: Counter,
     idle_timeouts: Counter,
+    token_expiries: Counter,
     handshakes: Counter,
     connections: Gauge,
     queue_depth: Gauge,
@@ -47,6 +48,8 @@ pub struct ShardStats {
     pub slow_disconnects: u64,
     /// Idle connections closed this turn.
     pub idle_timeouts: u64,
+    /// Connections closed this turn because their token expired.
+    pub token_expiries: u64,
     /// Handshakes completed this turn.
     pub handshakes: u64,
     /// Broadcast latency in µs since the last publish.
@@ -75,6 +78,7 @@ impl ShardStats {
                 .get_or_create(&label)
                 .clone(),
             idle_timeouts: metrics.idle_timeouts.get_or_create(&label).clone(),
+            token_expiries: metrics.token_expiries.get_or_create(&label).clone(),
             handshakes: metrics.handshakes.get_or_create(&label).clone(),
             connections: metrics.connections.get_or_create(&label).clone(),
             queue_depth: metrics.queue_depth.get_or_create(&label).clone(),
@@ -88,6 +92,7 @@ impl ShardStats {
             outbox_drops: 0,
             slow_disconnects: 0,
             idle_timeouts: 0,
+            token_expiries: 0,
             handshakes: 0,
             latency: new_latency_histogram(),
             handshake_latency: new_latency_histogram(),
@@ -132,6 +137,7 @@ impl ShardStats {
         add(&self.handles.outbox_drops, &mut self.outbox_drops);
         add(&self.handles.slow_disconnects, &mut self.slow_disconnects);
         add(&self.handles.idle_timeouts, &mut self.idle_timeouts);
+        add(&self.handles.token_expiries, &mut self.token_expiries);
         add(&self.handles.handshakes, &mut self.handshakes);
         self.handles.connections.set(connections as i64);
         if now >= self.next_publish {
