@@ -128,6 +128,9 @@ if ((BUILD)); then
     cargo build --release --quiet
 fi
 BIN=$PWD/target/release/tickcast
+# The source the binary was built from, read now: edits made while the sweep runs are not in it.
+COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git diff --quiet HEAD 2>/dev/null || echo ' with uncommitted changes')
 
 OUT=${OUT:-results/$(date +%Y-%m-%d)-$(hostname -s)}
 mkdir -p "$OUT/logs"
@@ -314,7 +317,7 @@ done
     echo
     echo "| | |"
     echo "|---|---|"
-    echo "| git commit | \`$(git rev-parse HEAD 2>/dev/null || echo unknown)\`$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)') |"
+    echo "| git commit | \`$COMMIT\`$DIRTY (when the binary was built) |"
     echo "| CPU | $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') |"
     echo "| cores | $CORES |"
     echo "| kernel | $(uname -sr) |"
