@@ -197,6 +197,10 @@ impl Outbox {
         let capacity = self.frames.capacity();
         if capacity > 64 && queued * 4 < capacity {
             self.frames = VecDeque::new();
+        } else {
+            // Empty already; this rewinds the ring, so the next batch is stored in the same
+            // (cache-warm) slots as this one instead of walking on through the whole buffer.
+            self.frames.clear();
         }
     }
 }
