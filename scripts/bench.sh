@@ -128,9 +128,11 @@ if ((BUILD)); then
     cargo build --release --quiet
 fi
 BIN=$PWD/target/release/tickcast
-# The source the binary was built from, read now: edits made while the sweep runs are not in it.
+# The source tree as the sweep starts (the binary was just built from it, unless --no-build):
+# edits made while the sweep runs are not in the binary.
 COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git diff --quiet HEAD 2>/dev/null || echo ' with uncommitted changes')
+if ((BUILD)); then BUILT_FROM="when the binary was built"; else BUILT_FROM="at the start; not rebuilt (--no-build)"; fi
 
 OUT=${OUT:-results/$(date +%Y-%m-%d)-$(hostname -s)}
 mkdir -p "$OUT/logs"
@@ -317,7 +319,7 @@ done
     echo
     echo "| | |"
     echo "|---|---|"
-    echo "| git commit | \`$COMMIT\`$DIRTY (when the binary was built) |"
+    echo "| git commit | \`$COMMIT\`$DIRTY ($BUILT_FROM) |"
     echo "| CPU | $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') |"
     echo "| cores | $CORES |"
     echo "| kernel | $(uname -sr) |"

@@ -71,6 +71,8 @@ impl Conn {
             }
             State::Open(_) if now >= self.last_ping + ctx.cfg.ping_interval => {
                 self.last_ping = now;
+                // Before the ping: an empty outbox left grown by a burst is given back.
+                self.outbox.release_if_grown();
                 self.push_control(ctx, frame::ping());
             }
             _ => {}

@@ -8,7 +8,8 @@
 //!
 //! Memory per idle connection is kept small on purpose: reads go into the shard's scratch
 //! buffer and only an incomplete frame (bounded by `--max-message`) is kept here; the outbox
-//! and topic list hold no allocation while empty.
+//! holds no allocation until its first frame and gives back a deque grown by a burst (when
+//! batches shrink, or at the next heartbeat while empty).
 
 mod deadlines;
 mod inbound;

@@ -45,8 +45,12 @@ pub enum WriteStatus {
 /// Frames pending for one connection.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    /// Queued frames, oldest first. Holds no allocation while idle.
+    /// Queued frames, oldest first. No allocation until the first frame; one grown by a
+    /// burst is given back (see [`Outbox::release_idle_capacity`] and
+    /// [`Outbox::release_if_grown`]).
     frames: VecDeque<OutFrame>,
+    /// Most frames queued at once since the queue was last empty.
+    peak: usize,
     /// Bytes of the first frame already written.
     head_offset: usize,
     /// Memory charged: frame bytes plus [`ENTRY_OVERHEAD`] per entry, minus `head_offset`.
@@ -78,6 +82,7 @@ impl Outbox {
     pub fn push(&mut self, bytes: FrameBytes, stamp_us: u64) {
         self.cost += bytes.len() + ENTRY_OVERHEAD;
         self.frames.push_back(OutFrame { bytes, stamp_us });
+        self.peak = self.peak.max(self.frames.len());
     }
 
     /// Drops every frame not yet started, keeping a partially written head so the stream
@@ -106,7 +111,6 @@ impl Outbox {
         mut on_frame: impl FnMut(&OutFrame),
     ) -> io::Result<(WriteStatus, usize)> {
         let mut written = 0;
-        let queued = self.frames.len();
         while !self.frames.is_empty() {
             if written >= budget {
                 return Ok((WriteStatus::BudgetSpent, written));
@@ -128,7 +132,7 @@ impl Outbox {
             written += n;
             self.advance(n, &mut on_frame);
         }
-        self.release_idle_capacity(queued);
+        self.release_idle_capacity();
         Ok((WriteStatus::Drained, written))
     }
 
@@ -190,17 +194,29 @@ impl Outbox {
     }
 
     /// A connection whose load fell should not keep a deque grown for a burst: once drained,
-    /// one that held under a quarter of its capacity (and more than 64 slots) is given back.
-    /// Under a steady load every pass queues about as much as the last, and the deque is kept
-    /// (giving it back each time cost a regrowth of several reallocations per write).
-    fn release_idle_capacity(&mut self, queued: usize) {
+    /// one past 64 slots whose fullest moment since it was last empty used under a quarter
+    /// of it is given back. Under a steady load every batch queues about as much as the
+    /// last, and the deque is kept (giving it back each time cost a regrowth of several
+    /// reallocations per write).
+    fn release_idle_capacity(&mut self) {
         let capacity = self.frames.capacity();
-        if capacity > 64 && queued * 4 < capacity {
+        if capacity > 64 && self.peak * 4 < capacity {
             self.frames = VecDeque::new();
         } else {
             // Empty already; this rewinds the ring, so the next batch is stored in the same
             // (cache-warm) slots as this one instead of walking on through the whole buffer.
             self.frames.clear();
+        }
+        self.peak = 0;
+    }
+
+    /// Gives back a deque past 64 slots if nothing is queued: called at a connection's
+    /// heartbeat, so one that went quiet after a burst (a resume's replay, a spike) does not
+    /// keep it for the rest of its life.
+    pub fn release_if_grown(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > 64 {
+            self.frames = VecDeque::new();
+            self.peak = 0;
         }
     }
 }
@@ -360,6 +376,33 @@ mod tests {
         );
         burst(&mut ob, 10);
         assert!(ob.frames.capacity() <= 64, "small deques are kept");
+        ob.release_if_grown();
+        assert!(
+            ob.frames.capacity() > 0,
+            "the heartbeat leaves small deques alone"
+        );
+        // A big batch written over several calls (the socket was full) still counts as big.
+        for i in 0..300 {
+            ob.push(frame(i as u8, 20), 1);
+        }
+        let mut slow = Throttled {
+            got: vec![],
+            per_call: 20 * 290,
+            capacity: 20 * 290,
+            calls: 0,
+        };
+        let (status, _) = ob.write_to(&mut slow, usize::MAX, |_| {}).unwrap();
+        assert_eq!(status, WriteStatus::Blocked);
+        slow.capacity = usize::MAX;
+        let (status, _) = ob.write_to(&mut slow, usize::MAX, |_| {}).unwrap();
+        assert_eq!(status, WriteStatus::Drained);
+        assert!(
+            ob.frames.capacity() >= 300,
+            "kept after the tail of a big batch"
+        );
+        // Then the connection goes quiet: its heartbeat gives the deque back.
+        ob.release_if_grown();
+        assert_eq!(ob.frames.capacity(), 0);
     }
 
     #[test]
