@@ -2,9 +2,8 @@
 //! and an incremental parser for server frames.
 //!
 //! Server frame headers are read byte by byte with the client's rules: server frames must not
-//! be masked (RFC 6455 §5.1). Client frames
-//! must be masked; the masking reuses the server's word-at-a-time [`unmask_in_place`] (XOR
-//! is its own inverse). The parser works on a byte slice the caller owns and never copies.
+//! be masked (RFC 6455 §5.1). Client frames must be masked; the masking reuses the server's
+//! word-at-a-time [`unmask_in_place`] (XOR is its own inverse). The parser works on a byte slice the caller owns and never copies.
 
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
