@@ -41,7 +41,7 @@ fn push_and_flush(c: &mut Criterion) {
                 }
                 let (status, written) = outbox
                     .write_to(&mut sink, 1 << 20, |done| {
-                        black_box(done.stamp_us);
+                        black_box(done.stamps());
                     })
                     .unwrap_or((WriteStatus::Blocked, 0));
                 black_box((status, written))

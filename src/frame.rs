@@ -13,6 +13,44 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 /// The bytes of one complete frame (header + payload), shared by every outbox holding it.
 pub type FrameBytes = Arc<[u8]>;
 
+/// Broadcast frames of one topic that reached a shard together, concatenated once by the
+/// shard so that each subscriber's outbox takes one reference for all of them instead of
+/// one per frame. The bytes on the wire are the same as frame by frame.
+#[derive(Debug)]
+pub struct FrameRun {
+    bytes: Box<[u8]>,
+    stamps: Box<[u64]>,
+}
+
+impl FrameRun {
+    /// Concatenates complete frames, each with the mixer's stamp (µs since the Unix epoch).
+    pub fn new<'a>(frames: impl Iterator<Item = (&'a [u8], u64)> + Clone) -> FrameRun {
+        let len = frames.clone().map(|(f, _)| f.len()).sum();
+        let mut bytes = Vec::with_capacity(len);
+        let mut stamps = Vec::new();
+        for (frame, stamp) in frames {
+            bytes.extend_from_slice(frame);
+            stamps.push(stamp);
+        }
+        FrameRun {
+            bytes: bytes.into_boxed_slice(),
+            stamps: stamps.into_boxed_slice(),
+        }
+    }
+
+    /// The frames' bytes, back to back.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The frames' stamps, in order; one per frame.
+    #[inline]
+    pub fn stamps(&self) -> &[u64] {
+        &self.stamps
+    }
+}
+
 /// Longest server frame header: 2 bytes + 8 bytes of extended length (servers never mask).
 pub const MAX_HEADER: usize = 10;
 

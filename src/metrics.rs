@@ -90,6 +90,8 @@ pub struct Metrics {
     pub bytes_written: Family<ShardLabel, Counter>,
     /// Broadcast frames dropped, by shard and reason.
     pub drops: Family<DropLabel, Counter>,
+    /// Broadcast walks over a topic's subscribers, per shard (one per run of frames).
+    pub fanout_walks: Family<ShardLabel, Counter>,
     /// Connections closed with 1008 because they could not keep up.
     pub slow_consumer_disconnects: Family<ShardLabel, Counter>,
     /// Connections closed for sending nothing within the idle timeout.
@@ -143,6 +145,7 @@ impl Metrics {
             delivered: Family::default(),
             bytes_written: Family::default(),
             drops: Family::default(),
+            fanout_walks: Family::default(),
             slow_consumer_disconnects: Family::default(),
             idle_timeouts: Family::default(),
             token_expiries: Family::default(),
@@ -173,31 +176,8 @@ impl Metrics {
             "Completed WebSocket handshakes",
             m.handshakes.clone(),
         );
-        r.register(
-            "redis_reconnects",
-            "Reconnections of the Redis subscriber after a lost connection",
-            m.bus_subscriber.reconnects.clone(),
-        );
-        r.register(
-            "bus_received",
-            "Messages received from the Redis bus",
-            m.bus_subscriber.received.clone(),
-        );
-        r.register(
-            "bus_malformed",
-            "Unparsable messages on the Redis bus channels (dropped)",
-            m.bus_subscriber.malformed.clone(),
-        );
-        r.register(
-            "bus_published",
-            "Messages published to the Redis bus",
-            m.bus_publisher.published.clone(),
-        );
-        r.register(
-            "bus_publish_errors",
-            "Failed publishes to the Redis bus (each retried after reconnecting)",
-            m.bus_publisher.errors.clone(),
-        );
+        m.bus_subscriber.register(r);
+        m.bus_publisher.register(r);
         r.register(
             "bus_duplicates",
             "Redis bus messages already passed in their topic's sequence (dropped)",
@@ -227,6 +207,12 @@ impl Metrics {
             "drops",
             "Broadcast frames dropped, by reason",
             m.drops.clone(),
+        );
+        r.register(
+            "fanout_walks",
+            "Walks over a topic's subscribers; one carries a run of the frames that were \
+             queued together, so frames taken over walks is the batching",
+            m.fanout_walks.clone(),
         );
         r.register(
             "slow_consumer_disconnects",

@@ -432,7 +432,62 @@ fn with_linger_every_frame_still_arrives_in_order() {
             }
         }
     }
+    // Each burst reached the shards together (the linger held their wake-up), so it went
+    // out as one run: one walk over the subscribers for many frames, not one per frame.
+    for shard in ["0", "1"] {
+        let labels = [("shard", shard)];
+        wait_metric(addr, "tickcast_fanout_walks_total", &labels, 10.0);
+        let walks = metric(addr, "tickcast_fanout_walks_total", &labels);
+        assert!(
+            walks < 105.0 / 2.0,
+            "shard {shard}: {walks} walks for 105 frames"
+        );
+    }
     for ws in clients {
+        close_client(ws);
+    }
+    server.shutdown();
+}
+
+#[test]
+fn frames_of_several_topics_queued_together_keep_their_order_for_every_subscriber() {
+    let server = start(ServerConfig {
+        linger: std::time::Duration::from_millis(20),
+        ..quiet_config(1)
+    });
+    let addr = server.local_addr();
+    let (mut both, _) = connect_stream(addr, "a,b");
+    let (mut only_a, _) = connect_stream(addr, "a");
+    let (mut only_b, _) = connect_stream(addr, "b");
+    let p = server.publisher();
+    // Queued together under the linger: runs of `a`, then `b`, then `a` again.
+    let order = ["a", "a", "a", "b", "b", "a", "b", "a", "a"];
+    for topic in order {
+        assert!(p.publish(topic, "{}"));
+    }
+    let mut want = Vec::new();
+    let mut seq = std::collections::HashMap::new();
+    for topic in order {
+        let n = seq.entry(topic).or_insert(0u64);
+        *n += 1;
+        want.push((topic.to_string(), *n));
+    }
+    let filtered = |t: &str| -> Vec<(String, u64)> {
+        want.iter()
+            .filter(|(topic, _)| topic == t)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(topic_seqs(&read_through(&mut both, "a", 6)), want);
+    assert_eq!(
+        topic_seqs(&read_through(&mut only_a, "a", 6)),
+        filtered("a")
+    );
+    assert_eq!(
+        topic_seqs(&read_through(&mut only_b, "b", 3)),
+        filtered("b")
+    );
+    for ws in [both, only_a, only_b] {
         close_client(ws);
     }
     server.shutdown();

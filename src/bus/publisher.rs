@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 
 use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off};
 use crate::mixer::Publish;
@@ -43,6 +44,22 @@ pub struct PublisherMetrics {
     pub published: Counter,
     /// Failed attempts (each followed by a reconnect and a retry).
     pub errors: Counter,
+}
+
+impl PublisherMetrics {
+    /// Registers the counters under their exported names.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "bus_published",
+            "Messages published to the Redis bus",
+            self.published.clone(),
+        );
+        r.register(
+            "bus_publish_errors",
+            "Failed publishes to the Redis bus (each retried after reconnecting)",
+            self.errors.clone(),
+        );
+    }
 }
 
 /// The bus publisher thread's state.

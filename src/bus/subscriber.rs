@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use serde_json::value::RawValue;
 
 use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off};
@@ -31,6 +32,27 @@ pub struct SubscriberMetrics {
     pub reconnects: Counter,
     /// Messages that were not tickcast's (unparsable); dropped.
     pub malformed: Counter,
+}
+
+impl SubscriberMetrics {
+    /// Registers the counters under their exported names.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "redis_reconnects",
+            "Reconnections of the Redis subscriber after a lost connection",
+            self.reconnects.clone(),
+        );
+        r.register(
+            "bus_received",
+            "Messages received from the Redis bus",
+            self.received.clone(),
+        );
+        r.register(
+            "bus_malformed",
+            "Unparsable messages on the Redis bus channels (dropped)",
+            self.malformed.clone(),
+        );
+    }
 }
 
 /// The bus subscriber thread's state.

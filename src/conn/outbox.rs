@@ -12,7 +12,9 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
-use crate::frame::FrameBytes;
+use std::sync::Arc;
+
+use crate::frame::{FrameBytes, FrameRun};
 
 /// Bookkeeping bytes charged per queued frame (the deque slot), on top of the frame bytes.
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<OutFrame>();
@@ -21,14 +23,46 @@ pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<OutFrame>();
 /// already fill a socket buffer, and the array lives on the stack.
 const MAX_IOV: usize = 512;
 
-/// One queued frame.
+/// One queued entry: a frame, or a run of broadcast frames the shard concatenated once.
 #[derive(Debug, Clone)]
-pub struct OutFrame {
-    /// The complete frame, shared with every other outbox that holds it.
-    pub bytes: FrameBytes,
-    /// The mixer's stamp (µs since the Unix epoch) for broadcast frames, 0 for control frames
-    /// and replies; used for the broadcast-latency histogram and the delivered count.
-    pub stamp_us: u64,
+pub enum OutFrame {
+    /// One complete frame, shared with every other outbox that holds it. `stamp_us` is the
+    /// mixer's stamp (µs since the Unix epoch) for a broadcast frame, 0 for control frames
+    /// and replies; stamps feed the broadcast-latency histogram and the delivered count.
+    One { bytes: FrameBytes, stamp_us: u64 },
+    /// Broadcast frames of one topic, back to back, shared by every subscriber on the shard.
+    Run(Arc<FrameRun>),
+}
+
+impl OutFrame {
+    /// The bytes to write.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            OutFrame::One { bytes, .. } => bytes,
+            OutFrame::Run(run) => run.bytes(),
+        }
+    }
+
+    /// The stamps of the broadcast frames this entry carries (none for a control frame or
+    /// a reply).
+    #[inline]
+    pub fn stamps(&self) -> &[u64] {
+        match self {
+            OutFrame::One { stamp_us: 0, .. } => &[],
+            OutFrame::One { stamp_us, .. } => std::slice::from_ref(stamp_us),
+            OutFrame::Run(run) => run.stamps(),
+        }
+    }
+
+    /// How many frames this entry carries.
+    #[inline]
+    pub fn frames(&self) -> usize {
+        match self {
+            OutFrame::One { .. } => 1,
+            OutFrame::Run(run) => run.stamps().len(),
+        }
+    }
 }
 
 /// How a call to [`Outbox::write_to`] ended.
@@ -80,28 +114,33 @@ impl Outbox {
 
     /// Queues a frame (by reference).
     pub fn push(&mut self, bytes: FrameBytes, stamp_us: u64) {
-        self.cost += bytes.len() + ENTRY_OVERHEAD;
-        self.frames.push_back(OutFrame { bytes, stamp_us });
+        self.push_entry(OutFrame::One { bytes, stamp_us });
+    }
+
+    /// Queues an entry (a frame or a run of frames, by reference).
+    pub fn push_entry(&mut self, entry: OutFrame) {
+        self.cost += entry.bytes().len() + ENTRY_OVERHEAD;
+        self.frames.push_back(entry);
         self.peak = self.peak.max(self.frames.len());
     }
 
-    /// Drops every frame not yet started, keeping a partially written head so the stream
-    /// stays well framed. Used before a slow consumer's close frame. Returns how many frames
-    /// were dropped.
+    /// Drops every entry not yet started, keeping a partially written head (a run of frames
+    /// whole) so the stream stays well framed. Used before a slow consumer's close frame.
+    /// Returns how many frames were dropped.
     pub fn drop_unstarted(&mut self) -> usize {
         let keep = usize::from(self.head_offset > 0);
-        let dropped = self.frames.len().saturating_sub(keep);
+        let dropped = self.frames.iter().skip(keep).map(OutFrame::frames).sum();
         self.frames.truncate(keep);
         self.cost = self
             .frames
             .front()
-            .map_or(0, |f| f.bytes.len() + ENTRY_OVERHEAD);
+            .map_or(0, |f| f.bytes().len() + ENTRY_OVERHEAD);
         self.cost -= self.head_offset.min(self.cost);
         dropped
     }
 
     /// Writes pending frames with vectored writes until drained, blocked, or `budget` bytes
-    /// were written. `on_frame` is called for every frame that was written completely.
+    /// were written. `on_frame` is called for every entry that was written completely.
     /// Returns the status and the bytes written; an I/O error other than `WouldBlock` or
     /// `Interrupted` means the connection is broken.
     pub fn write_to<W: Write>(
@@ -117,7 +156,7 @@ impl Outbox {
             }
             let result = match (self.frames.len(), self.frames.front()) {
                 // The common case at low rates: one frame, one plain write, no iovec array.
-                (1, Some(f)) => out.write(&f.bytes[self.head_offset..]),
+                (1, Some(f)) => out.write(&f.bytes()[self.head_offset..]),
                 _ => self.write_vectored_once(out, budget - written),
             };
             let n = match result {
@@ -158,9 +197,9 @@ impl Outbox {
         let mut want = 0;
         for (i, f) in self.frames.iter().enumerate().take(N) {
             let bytes = if i == 0 {
-                &f.bytes[self.head_offset..]
+                &f.bytes()[self.head_offset..]
             } else {
-                &f.bytes[..]
+                f.bytes()
             };
             iov[count] = IoSlice::new(bytes);
             count += 1;
@@ -178,7 +217,7 @@ impl Outbox {
             let Some(head) = self.frames.front() else {
                 break;
             };
-            let remaining = head.bytes.len() - self.head_offset;
+            let remaining = head.bytes().len() - self.head_offset;
             if n < remaining {
                 self.head_offset += n;
                 self.cost -= n;
@@ -224,7 +263,6 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     /// A writer that accepts at most `per_call` bytes per call and then `WouldBlock`s once
     /// `capacity` bytes are in.
@@ -281,7 +319,7 @@ mod tests {
         };
         let mut done = vec![];
         let (st, n) = ob
-            .write_to(&mut w, 1 << 20, |f| done.push(f.stamp_us))
+            .write_to(&mut w, 1 << 20, |f| done.extend_from_slice(f.stamps()))
             .unwrap();
         assert_eq!((st, n, w.calls), (WriteStatus::Drained, 5000, 1));
         assert_eq!(done, (1..=100).collect::<Vec<_>>());
@@ -304,18 +342,22 @@ mod tests {
         };
         let mut done = vec![];
         let (st, n) = ob
-            .write_to(&mut w, 1 << 20, |f| done.push(f.stamp_us))
+            .write_to(&mut w, 1 << 20, |f| {
+                done.push((f.bytes().len(), f.stamps().to_vec()))
+            })
             .unwrap();
         assert_eq!((st, n), (WriteStatus::Blocked, 9));
-        assert_eq!(done, vec![0]);
+        assert_eq!(done, vec![(7, vec![])]);
         assert_eq!(ob.cost(), 3 + ENTRY_OVERHEAD);
         w.capacity = 100;
         let (st, _) = ob
-            .write_to(&mut w, 1 << 20, |f| done.push(f.stamp_us))
+            .write_to(&mut w, 1 << 20, |f| {
+                done.push((f.bytes().len(), f.stamps().to_vec()))
+            })
             .unwrap();
         assert_eq!(st, WriteStatus::Drained);
         assert_eq!(w.got, b"aaaaaaabbbbb");
-        assert_eq!(done, vec![0, 7]);
+        assert_eq!(done, vec![(7, vec![]), (5, vec![7])]);
     }
 
     #[test]
@@ -334,6 +376,60 @@ mod tests {
         assert_eq!(st, WriteStatus::BudgetSpent);
         assert_eq!(n, 3000);
         assert_eq!(ob.len(), 7);
+    }
+
+    #[test]
+    fn a_run_is_one_entry_written_like_its_frames_and_reports_every_stamp() {
+        let frames = [frame(1, 30), frame(2, 40), frame(3, 50)];
+        let run = FrameRun::new(frames.iter().zip([11, 12, 13]).map(|(f, s)| (&f[..], s)));
+        let mut ob = Outbox::default();
+        ob.push(frame(0, 5), 0);
+        ob.push_entry(OutFrame::Run(Arc::new(run)));
+        ob.push(frame(4, 10), 14);
+        assert_eq!(ob.len(), 3);
+        assert_eq!(ob.cost(), 5 + 120 + 10 + 3 * ENTRY_OVERHEAD);
+        let mut w = Throttled {
+            got: vec![],
+            per_call: 64,
+            capacity: usize::MAX,
+            calls: 0,
+        };
+        let mut done = vec![];
+        let (st, n) = ob
+            .write_to(&mut w, 1 << 20, |f| done.push(f.stamps().to_vec()))
+            .unwrap();
+        assert_eq!((st, n), (WriteStatus::Drained, 135));
+        let mut want = vec![0u8; 5];
+        for f in &frames {
+            want.extend_from_slice(f);
+        }
+        want.extend_from_slice(&[4; 10]);
+        assert_eq!(w.got, want, "the same bytes as frame by frame");
+        assert_eq!(done, vec![vec![], vec![11, 12, 13], vec![14]]);
+        assert_eq!(ob.cost(), 0);
+    }
+
+    #[test]
+    fn dropping_unstarted_runs_counts_their_frames() {
+        let run = |n: usize| {
+            let f = frame(7, 10);
+            OutFrame::Run(Arc::new(FrameRun::new((0..n).map(|_| (&f[..], 1)))))
+        };
+        let mut ob = Outbox::default();
+        ob.push_entry(run(3));
+        ob.push_entry(run(4));
+        ob.push(frame(1, 10), 1);
+        let mut w = Throttled {
+            got: vec![],
+            per_call: 12,
+            capacity: 12,
+            calls: 0,
+        };
+        ob.write_to(&mut w, 1 << 20, |_| {}).unwrap();
+        // The first run is partly written and stays whole; the rest is 5 frames.
+        assert_eq!(ob.drop_unstarted(), 5);
+        assert_eq!(ob.len(), 1);
+        assert_eq!(ob.cost(), 30 - 12 + ENTRY_OVERHEAD);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::net::Shutdown;
 
 use mio::{Interest, Token};
 
-use super::{AfterFlush, Conn, ConnCtx, FanOut, Offer, State, WriteStatus};
+use super::{AfterFlush, Conn, ConnCtx, FanOut, Offer, OutFrame, State, WriteStatus};
 use crate::config::SlowPolicy;
 use crate::frame::{FrameBytes, close_code};
 
@@ -21,29 +21,30 @@ impl Conn {
         stamp_us: u64,
         out: &mut FanOut<'_>,
     ) -> Offer {
-        self.offer_owned(token, frame.clone(), stamp_us, out)
+        let entry = OutFrame::One {
+            bytes: frame.clone(),
+            stamp_us,
+        };
+        self.offer_owned(token, entry, out)
     }
 
-    /// [`Conn::offer`] with a reference the caller already took (a broadcast walk takes them
-    /// all at once, see `Shard::fan_out`).
+    /// [`Conn::offer`] with an entry (a frame or a run of frames) whose reference the caller
+    /// already took (a broadcast walk takes them all at once, see `Shard::fan_out`).
     #[inline]
-    pub fn offer_owned(
-        &mut self,
-        token: usize,
-        frame: FrameBytes,
-        stamp_us: u64,
-        out: &mut FanOut<'_>,
-    ) -> Offer {
-        if self.outbox.would_exceed(frame.len(), out.cfg.outbox_limit) {
+    pub fn offer_owned(&mut self, token: usize, entry: OutFrame, out: &mut FanOut<'_>) -> Offer {
+        if self
+            .outbox
+            .would_exceed(entry.bytes().len(), out.cfg.outbox_limit)
+        {
             return match out.cfg.slow_policy {
                 SlowPolicy::Drop => {
-                    out.stats.outbox_drops += 1;
+                    out.stats.outbox_drops += entry.frames() as u64;
                     Offer::Dropped
                 }
                 SlowPolicy::Disconnect => Offer::OverLimit,
             };
         }
-        self.outbox.push(frame, stamp_us);
+        self.outbox.push_entry(entry);
         if !self.queued_for_flush {
             self.queued_for_flush = true;
             out.to_flush.push((token, self.id));
@@ -112,8 +113,8 @@ impl Conn {
         let result = self
             .outbox
             .write_to(&mut self.stream, ctx.cfg.write_budget, |f| {
-                if f.stamp_us != 0 {
-                    stats.record_delivery(f.stamp_us, now_us);
+                for &stamp_us in f.stamps() {
+                    stats.record_delivery(stamp_us, now_us);
                 }
             });
         let status = match result {

@@ -4,7 +4,8 @@
 //! 1. handle the socket events of the last poll (reads, WRITABLE edges) and fired timers;
 //! 2. take new sockets from the acceptor;
 //! 3. drain the broadcast queue from the mixer, pushing each frame by reference into the
-//!    outbox of every subscriber (the topic index skips everyone else; `fanout.rs`);
+//!    outbox of every subscriber (the topic index skips everyone else); frames of one topic
+//!    queued together go as one run, one reference per subscriber (`fanout.rs`);
 //! 4. write every connection with pending bytes, one vectored write each, within a budget;
 //!    a long pass looks at the queue and at new connections every 250 µs;
 //! 5. remove connections that closed during the turn (never while iterating events);
@@ -37,8 +38,7 @@ use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::ServerConfig;
-use crate::conn::{Conn, ConnCtx};
-use crate::frame::FrameBytes;
+use crate::conn::{Conn, ConnCtx, OutFrame};
 use crate::metrics::Metrics;
 
 /// Token of the shard's waker (never a slab index).
@@ -92,8 +92,10 @@ pub struct Shard {
     mid_events: Events,
     /// Slow consumers found during a broadcast walk, closed right after it.
     slow: Vec<usize>,
-    /// References to the frame being fanned out, taken before the walk (see `fan_out`).
-    refs: Vec<FrameBytes>,
+    /// References to the entry being fanned out, taken before the walk (see `fan_out`).
+    refs: Vec<OutFrame>,
+    /// Broadcasts of one topic taken from the queue and not yet fanned out (see `fanout.rs`).
+    run: Vec<Broadcast>,
     next_conn_id: u64,
     /// Set once the mixer is gone: the time by which remaining clients are dropped.
     draining_until: Option<Instant>,
@@ -145,6 +147,7 @@ impl Shard {
             mid_events: Events::with_capacity(256),
             slow: Vec::new(),
             refs: Vec::new(),
+            run: Vec::new(),
             next_conn_id: 1,
             draining_until: None,
         };

@@ -22,6 +22,7 @@ struct Handles {
     delivered: Counter,
     bytes: Counter,
     outbox_drops: Counter,
+    fanout_walks: Counter,
     slow_disconnects: Counter,
     idle_timeouts: Counter,
     token_expiries: Counter,
@@ -44,6 +45,8 @@ pub struct ShardStats {
     pub bytes: u64,
     /// Broadcast frames skipped this turn because an outbox was full.
     pub outbox_drops: u64,
+    /// Broadcast walks over a topic's subscribers this turn (one per run of frames).
+    pub fanout_walks: u64,
     /// Slow consumers disconnected this turn.
     pub slow_disconnects: u64,
     /// Idle connections closed this turn.
@@ -73,6 +76,7 @@ impl ShardStats {
             delivered: metrics.delivered.get_or_create(&label).clone(),
             bytes: metrics.bytes_written.get_or_create(&label).clone(),
             outbox_drops: metrics.drops.get_or_create(&drop_label).clone(),
+            fanout_walks: metrics.fanout_walks.get_or_create(&label).clone(),
             slow_disconnects: metrics
                 .slow_consumer_disconnects
                 .get_or_create(&label)
@@ -90,6 +94,7 @@ impl ShardStats {
             delivered: 0,
             bytes: 0,
             outbox_drops: 0,
+            fanout_walks: 0,
             slow_disconnects: 0,
             idle_timeouts: 0,
             token_expiries: 0,
@@ -135,6 +140,7 @@ impl ShardStats {
         add(&self.handles.delivered, &mut self.delivered);
         add(&self.handles.bytes, &mut self.bytes);
         add(&self.handles.outbox_drops, &mut self.outbox_drops);
+        add(&self.handles.fanout_walks, &mut self.fanout_walks);
         add(&self.handles.slow_disconnects, &mut self.slow_disconnects);
         add(&self.handles.idle_timeouts, &mut self.idle_timeouts);
         add(&self.handles.token_expiries, &mut self.token_expiries);
