@@ -1,0 +1,474 @@
+//! Server metrics: one Prometheus registry, per-shard handles, merged latency histograms.
+//!
+//! Counters and gauges are `prometheus-client` atomics labelled by shard, resolved once when a
+//! shard starts, so the hot path never takes the registry's lock. A shard also counts in plain
+//! integers during a turn and adds them to its counters once per turn (see `ShardStats` in
+//! `shard/stats.rs`). Broadcast latency is recorded by each shard into its own hdrhistogram
+//! and handed over to [`LatencyStore`] about once a second; a scrape merges the per-shard
+//! histograms into one Prometheus histogram plus quantile gauges.
+
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+
+mod labels;
+
+pub use labels::{
+    ACCEPT_ERRORS, CLOSE_CODES, CodeLabel, DROP_REASONS, DropLabel, ErrorLabel, HandshakeFailure,
+    ReasonLabel, ShardLabel, TopicLabel, close_code_label,
+};
+
+/// Every metric the server exports. Built once; shared as `Arc<Metrics>`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Sockets accepted by the acceptor.
+    pub accepted: Counter,
+    /// Accept failures by reason (e.g. `emfile`).
+    pub accept_errors: Family<ReasonLabel, Counter>,
+    /// Open connections per shard (every state).
+    pub connections: Family<ShardLabel, Gauge>,
+    /// Completed WebSocket handshakes per shard.
+    pub handshakes: Family<ShardLabel, Counter>,
+    /// Requests refused before or during the handshake, by reason.
+    pub handshake_failures: Family<ReasonLabel, Counter>,
+    /// Messages sequenced by the mixer, per topic.
+    pub published: Family<TopicLabel, Counter>,
+    /// Messages sequenced by the mixer, every topic together. Not exported (Prometheus sums
+    /// `published` itself); read by the telemetry provider, which cannot list topic labels.
+    pub published_all: Counter,
+    /// Broadcast frames written completely to a client, per shard.
+    pub delivered: Family<ShardLabel, Counter>,
+    /// Bytes written to sockets, per shard.
+    pub bytes_written: Family<ShardLabel, Counter>,
+    /// Broadcast frames dropped, by shard and reason.
+    pub drops: Family<DropLabel, Counter>,
+    /// Broadcast walks over a topic's subscribers, per shard (one per run of frames).
+    pub fanout_walks: Family<ShardLabel, Counter>,
+    /// Connections closed with 1008 because they could not keep up.
+    pub slow_consumer_disconnects: Family<ShardLabel, Counter>,
+    /// Connections closed for sending nothing within the idle timeout.
+    pub idle_timeouts: Family<ShardLabel, Counter>,
+    /// Connections closed with 1008 because their token expired.
+    pub token_expiries: Family<ShardLabel, Counter>,
+    /// Closed WebSocket connections by close code (sent or received; 1006 = no close frame).
+    pub closes: Family<CodeLabel, Counter>,
+    /// Error frames sent to clients, by code.
+    pub client_errors: Family<ErrorLabel, Counter>,
+    /// Messages waiting in each shard's broadcast queue (sampled every second).
+    pub queue_depth: Family<ShardLabel, Gauge>,
+    /// Per-shard broadcast latency histograms.
+    pub latency: Arc<LatencyStore>,
+    /// Per-shard handshake latency histograms (accepted -> 101 queued).
+    pub handshake_latency: Arc<LatencyStore>,
+    /// Redis bus messages already passed in their topic's sequence (dropped, never shown).
+    pub bus_duplicates: Counter,
+    /// Redis bus publisher counters.
+    pub bus_publisher: crate::bus::publisher::PublisherMetrics,
+    /// Redis bus subscriber counters (including `redis_reconnects`).
+    pub bus_subscriber: crate::bus::subscriber::SubscriberMetrics,
+    /// Connections that would receive a `telemetry` message (named or `*`), all shards
+    /// together. Kept by the shards' topic indexes on subscribe and unsubscribe only, so the
+    /// telemetry provider can skip its work while nobody listens.
+    pub telemetry_subscribers: Gauge,
+}
+
+impl Metrics {
+    /// Registers every metric, for `shards` shards.
+    pub fn new(shards: usize) -> Arc<Metrics> {
+        let latency = Arc::new(LatencyStore::new(
+            shards,
+            "broadcast_latency",
+            "Mixer stamp to last byte written, per delivered broadcast frame",
+        ));
+        let handshake_latency = Arc::new(LatencyStore::new(
+            shards,
+            "handshake_latency",
+            "Socket accepted to 101 Switching Protocols queued (written in the same pass)",
+        ));
+        let mut m = Metrics {
+            registry: Registry::with_prefix("tickcast"),
+            accepted: Counter::default(),
+            accept_errors: Family::default(),
+            connections: Family::default(),
+            handshakes: Family::default(),
+            handshake_failures: Family::default(),
+            published: Family::default(),
+            published_all: Counter::default(),
+            delivered: Family::default(),
+            bytes_written: Family::default(),
+            drops: Family::default(),
+            fanout_walks: Family::default(),
+            slow_consumer_disconnects: Family::default(),
+            idle_timeouts: Family::default(),
+            token_expiries: Family::default(),
+            closes: Family::default(),
+            client_errors: Family::default(),
+            queue_depth: Family::default(),
+            bus_duplicates: Counter::default(),
+            bus_publisher: Default::default(),
+            bus_subscriber: Default::default(),
+            latency: latency.clone(),
+            handshake_latency: handshake_latency.clone(),
+            telemetry_subscribers: Gauge::default(),
+        };
+        let r = &mut m.registry;
+        r.register("accepted", "TCP connections accepted", m.accepted.clone());
+        r.register(
+            "accept_errors",
+            "accept() failures by reason",
+            m.accept_errors.clone(),
+        );
+        r.register(
+            "connections",
+            "Open connections per shard",
+            m.connections.clone(),
+        );
+        r.register(
+            "handshakes",
+            "Completed WebSocket handshakes",
+            m.handshakes.clone(),
+        );
+        m.bus_subscriber.register(r);
+        m.bus_publisher.register(r);
+        r.register(
+            "bus_duplicates",
+            "Redis bus messages already passed in their topic's sequence (dropped)",
+            m.bus_duplicates.clone(),
+        );
+        r.register(
+            "handshake_failures",
+            "Requests refused before or during the handshake, by reason",
+            m.handshake_failures.clone(),
+        );
+        r.register(
+            "messages_published",
+            "Messages sequenced by the mixer",
+            m.published.clone(),
+        );
+        r.register(
+            "frames_delivered",
+            "Broadcast frames completely written to a client",
+            m.delivered.clone(),
+        );
+        r.register(
+            "bytes_written",
+            "Bytes written to client sockets",
+            m.bytes_written.clone(),
+        );
+        r.register(
+            "drops",
+            "Broadcast frames dropped, by reason",
+            m.drops.clone(),
+        );
+        r.register(
+            "fanout_walks",
+            "Walks over a topic's subscribers; one carries a run of the frames that were \
+             queued together, so frames taken over walks is the batching",
+            m.fanout_walks.clone(),
+        );
+        r.register(
+            "slow_consumer_disconnects",
+            "Connections closed with 1008 for falling behind",
+            m.slow_consumer_disconnects.clone(),
+        );
+        r.register(
+            "idle_timeouts",
+            "Connections closed as idle",
+            m.idle_timeouts.clone(),
+        );
+        r.register(
+            "token_expiries",
+            "Connections closed with 1008 when their token expired",
+            m.token_expiries.clone(),
+        );
+        r.register(
+            "closes",
+            "Closed WebSocket connections by close code",
+            m.closes.clone(),
+        );
+        r.register(
+            "client_errors",
+            "Error frames sent to clients, by code",
+            m.client_errors.clone(),
+        );
+        r.register(
+            "shard_queue_depth",
+            "Messages waiting in a shard's queue",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "telemetry_subscribers",
+            "Connections subscribed to the telemetry topic (wildcard included)",
+            m.telemetry_subscribers.clone(),
+        );
+        r.register_collector(Box::new(latency));
+        r.register_collector(Box::new(handshake_latency));
+        m.create_known_series();
+        Arc::new(m)
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Number of shards the per-shard metrics cover.
+    pub fn shards(&self) -> usize {
+        self.latency.shards.len()
+    }
+
+    /// Shard `shard`'s value of a per-shard counter (0 if it was never created).
+    pub fn shard_counter(family: &Family<ShardLabel, Counter>, shard: usize) -> u64 {
+        let label = ShardLabel {
+            shard: shard as u32,
+        };
+        family.get(&label).map_or(0, |c| c.get())
+    }
+
+    /// Shard `shard`'s value of a per-shard gauge (0 if it was never created).
+    pub fn shard_gauge(family: &Family<ShardLabel, Gauge>, shard: usize) -> i64 {
+        let label = ShardLabel {
+            shard: shard as u32,
+        };
+        family.get(&label).map_or(0, |g| g.get())
+    }
+
+    /// Frames dropped for `reason`, all shards together.
+    pub fn drops_for(&self, reason: &'static str) -> u64 {
+        (0..self.shards())
+            .map(|shard| {
+                let label = DropLabel {
+                    shard: shard as u32,
+                    reason,
+                };
+                self.drops.get(&label).map_or(0, |c| c.get())
+            })
+            .sum()
+    }
+
+    /// Creates, at zero, every series whose labels come from a fixed list (see `labels.rs`),
+    /// so that each is there from the first scrape. Per-shard series are created by the
+    /// shards when they start.
+    fn create_known_series(&self) {
+        for reason in ACCEPT_ERRORS {
+            self.accept_errors.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in HandshakeFailure::ALL {
+            let reason = reason.as_str();
+            self.handshake_failures.get_or_create(&ReasonLabel { reason });
+        }
+        for code in CLOSE_CODES {
+            self.closes.get_or_create(&CodeLabel { code });
+        }
+        for code in crate::protocol::ErrorCode::ALL {
+            let code = code.as_str();
+            self.client_errors.get_or_create(&ErrorLabel { code });
+        }
+        for shard in 0..self.shards() as u32 {
+            for reason in DROP_REASONS {
+                self.drops.get_or_create(&DropLabel { shard, reason });
+            }
+        }
+    }
+
+    /// Counts a closed WebSocket connection.
+    pub fn count_close(&self, code: u16) {
+        let code = close_code_label(code);
+        self.closes.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    /// Counts a refused handshake.
+    pub fn count_handshake_failure(&self, reason: HandshakeFailure) {
+        let reason = reason.as_str();
+        self.handshake_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+}
+
+/// Content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Histogram upper bounds (seconds) of the exported broadcast latency histogram.
+const BUCKETS_S: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// A latency histogram in microseconds, from 1 µs to 1 hour, 2 significant digits.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    // Fixed, valid bounds: 1 <= low, high >= 2 * low, sigfig <= 5.
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
+}
+
+/// A latency, per shard (broadcast: mixer stamp -> last byte written; handshake: accept ->
+/// 101): everything since start, and the last complete interval (for telemetry). Each
+/// shard's slot is written about once a second by that shard and read by scrapes, so the
+/// mutex is never contended on the hot path. Exported as `<name>_seconds` (a histogram) and
+/// `<name>_p50/p99/p999_seconds` gauges.
+#[derive(Debug)]
+pub struct LatencyStore {
+    name: &'static str,
+    help: &'static str,
+    shards: Vec<Mutex<ShardLatency>>,
+}
+
+#[derive(Debug)]
+struct ShardLatency {
+    total: Histogram<u64>,
+    last_interval: Histogram<u64>,
+}
+
+impl LatencyStore {
+    fn new(shards: usize, name: &'static str, help: &'static str) -> Self {
+        let slot = || {
+            Mutex::new(ShardLatency {
+                total: new_latency_histogram(),
+                last_interval: new_latency_histogram(),
+            })
+        };
+        LatencyStore {
+            name,
+            help,
+            shards: (0..shards).map(|_| slot()).collect(),
+        }
+    }
+
+    /// Hands over one interval of shard `shard`'s recordings.
+    pub fn publish(&self, shard: usize, interval: &Histogram<u64>) {
+        let Some(slot) = self.shards.get(shard) else {
+            return;
+        };
+        let mut slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Same bounds on both sides, so adding cannot fail; saturate rather than panic.
+        let _ = slot.total.add(interval);
+        slot.last_interval.reset();
+        let _ = slot.last_interval.add(interval);
+    }
+
+    /// All shards merged: since start (`total = true`) or over the last interval.
+    pub fn merged(&self, total: bool) -> Histogram<u64> {
+        let mut out = new_latency_histogram();
+        for slot in &self.shards {
+            let slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _ = out.add(if total {
+                &slot.total
+            } else {
+                &slot.last_interval
+            });
+        }
+        out
+    }
+}
+
+impl Collector for LatencyStore {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let h = self.merged(true);
+        // prometheus-client accumulates the buckets itself: pass per-bucket counts.
+        let mut below = 0;
+        let mut buckets: Vec<(f64, u64)> = BUCKETS_S
+            .iter()
+            .map(|&le| {
+                let upto = h.count_between(0, (le * 1e6) as u64);
+                let in_bucket = upto.saturating_sub(below);
+                below = upto.max(below);
+                (le, in_bucket)
+            })
+            .collect();
+        buckets.push((f64::INFINITY, h.len().saturating_sub(below)));
+        let sum_s = h.mean() * h.len() as f64 / 1e6;
+        let histogram_name = format!("{}_seconds", self.name);
+        let metric =
+            encoder.encode_descriptor(&histogram_name, self.help, None, MetricType::Histogram)?;
+        let mut metric = metric;
+        metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            sum_s,
+            h.len(),
+            &buckets,
+            None,
+        )?;
+        for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
+            let gauge = ConstGauge::new(h.value_at_quantile(q) as f64 / 1e6);
+            let help = format!("{}, {name} since start (seconds)", self.help);
+            let name = format!("{}_{name}_seconds", self.name);
+            let enc = encoder.encode_descriptor(&name, &help, None, gauge.metric_type())?;
+            gauge.encode(enc)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_includes_merged_latency_histogram() {
+        let m = Metrics::new(2);
+        let mut h = new_latency_histogram();
+        for us in [100, 200, 5000] {
+            h.record(us).unwrap();
+        }
+        m.latency.publish(0, &h);
+        m.latency.publish(1, &h);
+        m.handshake_latency.publish(1, &h);
+        m.count_close(1001);
+        m.drops
+            .get_or_create(&DropLabel {
+                shard: 1,
+                reason: "outbox_full",
+            })
+            .inc_by(3);
+        let text = m.render();
+        assert!(
+            text.contains("tickcast_broadcast_latency_seconds_count 6"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickcast_broadcast_latency_seconds_bucket{le=\"0.00025\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickcast_closes_total{code=\"1001\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickcast_drops_total{shard=\"1\",reason=\"outbox_full\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickcast_broadcast_latency_p99_seconds"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickcast_handshake_latency_seconds_count 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickcast_handshake_latency_p99_seconds 0.005"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn last_interval_replaces_total_accumulates() {
+        let m = Metrics::new(1);
+        let mut h = new_latency_histogram();
+        h.record(10).unwrap();
+        m.latency.publish(0, &h);
+        m.latency.publish(0, &h);
+        assert_eq!(m.latency.merged(true).len(), 2);
+        assert_eq!(m.latency.merged(false).len(), 1);
+    }
+}
