@@ -18,6 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::HandshakeFailure;
+
 /// A signing secret; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub Vec<u8>);
@@ -124,11 +126,11 @@ pub enum AuthError {
 
 impl AuthError {
     /// Metric label and log reason.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(self) -> HandshakeFailure {
         match self {
-            AuthError::Missing => "token_missing",
-            AuthError::Expired => "token_expired",
-            AuthError::Invalid => "token_invalid",
+            AuthError::Missing => HandshakeFailure::TokenMissing,
+            AuthError::Expired => HandshakeFailure::TokenExpired,
+            AuthError::Invalid => HandshakeFailure::TokenInvalid,
         }
     }
 

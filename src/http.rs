@@ -8,6 +8,8 @@
 
 use std::fmt::Write as _;
 
+use crate::metrics::HandshakeFailure;
+
 /// Headers parsed per request; more is answered with 431.
 const MAX_HEADERS: usize = 64;
 
@@ -126,7 +128,7 @@ pub enum Target {
     /// An error answer; `reason` labels `tickcast_handshake_failures_total`.
     Reject {
         status: u16,
-        reason: &'static str,
+        reason: HandshakeFailure,
         message: &'static str,
     },
 }
@@ -139,7 +141,11 @@ pub fn route(req: &Request) -> Target {
         message,
     };
     if req.method != "GET" {
-        return reject(405, "method_not_allowed", "only GET is served\n");
+        return reject(
+            405,
+            HandshakeFailure::MethodNotAllowed,
+            "only GET is served\n",
+        );
     }
     let ws = match req.path.as_str() {
         "/ws" => WsRoute::Stream,
@@ -147,24 +153,38 @@ pub fn route(req: &Request) -> Target {
         "/healthz" => return Target::Healthz,
         "/metrics" => return Target::Metrics,
         "/" | "/index.html" => return Target::Dashboard,
-        _ => return reject(404, "not_found", "no such path\n"),
+        _ => return reject(404, HandshakeFailure::NotFound, "no such path\n"),
     };
     if !req.upgrade_websocket || !req.connection_upgrade {
-        return reject(400, "not_upgrade", "expected a WebSocket upgrade request\n");
+        return reject(
+            400,
+            HandshakeFailure::NotUpgrade,
+            "expected a WebSocket upgrade request\n",
+        );
     }
     match req.ws_version.as_deref() {
         Some("13") => {}
         Some(_) => {
             return reject(
                 426,
-                "bad_version",
+                HandshakeFailure::BadVersion,
                 "only WebSocket version 13 is supported\n",
             );
         }
-        None => return reject(400, "missing_version", "missing Sec-WebSocket-Version\n"),
+        None => {
+            return reject(
+                400,
+                HandshakeFailure::MissingVersion,
+                "missing Sec-WebSocket-Version\n",
+            );
+        }
     }
     let Some(key) = req.ws_key.as_deref().filter(|k| is_valid_ws_key(k)) else {
-        return reject(400, "bad_key", "missing or malformed Sec-WebSocket-Key\n");
+        return reject(
+            400,
+            HandshakeFailure::BadKey,
+            "missing or malformed Sec-WebSocket-Key\n",
+        );
     };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     Target::Upgrade { route: ws, accept }

@@ -163,6 +163,21 @@ fn metrics_lists_every_family_and_the_counters_move() {
                 .contains(&format!("tickcast_connections{{shard=\"{shard}\"}}"))
         );
     }
+    // So do the series of every label value that is known up front, at zero.
+    for series in [
+        r#"tickcast_handshake_failures_total{reason="not_found"} 0"#,
+        r#"tickcast_handshake_failures_total{reason="token_expired"} 0"#,
+        r#"tickcast_closes_total{code="1008"} 0"#,
+        r#"tickcast_closes_total{code="4xxx"} 0"#,
+        r#"tickcast_client_errors_total{code="invalid_json"} 0"#,
+        r#"tickcast_accept_errors_total{reason="emfile"} 0"#,
+        r#"tickcast_drops_total{shard="1",reason="outbox_full"} 0"#,
+    ] {
+        assert!(
+            before.text.contains(series),
+            "{series} missing from the first scrape"
+        );
+    }
 
     // Some traffic: one client, five messages on a topic, a refused request, a close.
     let (mut ws, _) = connect_stream(addr, "m");

@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::{Conn, ConnCtx, State};
 use crate::config::ServerConfig;
 use crate::frame::{self, close_code};
+use crate::metrics::HandshakeFailure;
 
 impl Conn {
     /// Arms this connection's timer for its earliest deadline.
@@ -45,7 +46,9 @@ impl Conn {
         let now = ctx.now;
         match self.state {
             State::Handshake { deadline, .. } if now >= deadline => {
-                ctx.stats.metrics.count_handshake_failure("timeout");
+                ctx.stats
+                    .metrics
+                    .count_handshake_failure(HandshakeFailure::Timeout);
                 self.drop_now(ctx, None);
             }
             State::Closing { deadline, .. } if now >= deadline => self.drop_now(ctx, None),

@@ -34,6 +34,7 @@ use crate::admission::Ticket;
 use crate::config::ServerConfig;
 use crate::frame::{self, close_code};
 use crate::http::WsRoute;
+use crate::metrics::HandshakeFailure;
 use crate::shard::{MixerPort, Services, ShardStats, Subscriptions, TimerWheel};
 
 /// Reads per readable event before yielding to other connections (each up to the scratch
@@ -267,7 +268,9 @@ impl Conn {
 
     fn on_eof(&mut self, ctx: &mut ConnCtx<'_>) {
         if let State::Handshake { .. } = self.state {
-            ctx.stats.metrics.count_handshake_failure("eof");
+            ctx.stats
+                .metrics
+                .count_handshake_failure(HandshakeFailure::Eof);
         }
         // A peer that half-closes after our close frame has done its part.
         self.drop_now(ctx, Some(close_code::ABNORMAL));

@@ -9,12 +9,12 @@ use super::{Conn, ConnCtx, HeadOutcome, State};
 use crate::admission::Refusal;
 use crate::auth::{self, Rights};
 use crate::http::{self, ParseError, Request, Target, WsRoute};
-use crate::metrics;
+use crate::metrics::{self, HandshakeFailure};
 use crate::protocol::{self, ClientError, ErrorCode, replies};
 use crate::ratelimit::TokenBucket;
 
 /// An upgrade refused after routing: status, counted reason, body.
-type Refused = (u16, &'static str, String);
+type Refused = (u16, HandshakeFailure, String);
 
 impl Conn {
     /// Tries to parse the request head from `buf` and acts on it when complete.
@@ -32,13 +32,18 @@ impl Conn {
                 self.reject(
                     ctx,
                     431,
-                    "header_too_large",
+                    HandshakeFailure::HeaderTooLarge,
                     "request header block too large\n",
                 );
                 HeadOutcome::Answered
             }
             Err(ParseError::Malformed) => {
-                self.reject(ctx, 400, "malformed", "malformed HTTP request\n");
+                self.reject(
+                    ctx,
+                    400,
+                    HandshakeFailure::Malformed,
+                    "malformed HTTP request\n",
+                );
                 HeadOutcome::Answered
             }
         }
@@ -104,7 +109,11 @@ impl Conn {
         route: WsRoute,
     ) -> Result<Option<Box<Session>>, Refused> {
         if !auth::origin_allowed(&ctx.cfg.allowed_origins, req.origin.as_deref()) {
-            return Err((403, "origin_forbidden", "origin not allowed\n".into()));
+            return Err((
+                403,
+                HandshakeFailure::OriginForbidden,
+                "origin not allowed\n".into(),
+            ));
         }
         let query_token = req.query_param("token");
         let identity = match &ctx.services.verifier {
@@ -128,12 +137,16 @@ impl Conn {
         match ctx.services.admission.admit(self.peer.ip()) {
             Ok(ticket) => self.ticket = Some(ticket),
             Err(Refusal::ServerFull) => {
-                return Err((503, "server_full", "too many connections\n".into()));
+                return Err((
+                    503,
+                    HandshakeFailure::ServerFull,
+                    "too many connections\n".into(),
+                ));
             }
             Err(Refusal::AddressFull) => {
                 return Err((
                     429,
-                    "address_full",
+                    HandshakeFailure::AddressFull,
                     "too many connections from this address\n".into(),
                 ));
             }
@@ -229,9 +242,15 @@ impl Conn {
     }
 
     /// Answers with an error status and counts the reason.
-    fn reject(&mut self, ctx: &mut ConnCtx<'_>, status: u16, reason: &'static str, message: &str) {
+    fn reject(
+        &mut self,
+        ctx: &mut ConnCtx<'_>,
+        status: u16,
+        reason: HandshakeFailure,
+        message: &str,
+    ) {
         ctx.stats.metrics.count_handshake_failure(reason);
-        log::debug!("{}: HTTP {status} ({reason})", self.peer);
+        log::debug!("{}: HTTP {status} ({})", self.peer, reason.as_str());
         let response = http::response(
             status,
             "text/plain",
@@ -283,10 +302,10 @@ impl Conn {
 /// The answer to an upgrade whose `/ws` parameters are wrong: status and counted reason.
 fn refusal(e: &ClientError) -> Refused {
     let (status, reason) = match e.code {
-        ErrorCode::Forbidden => (403, "forbidden"),
-        ErrorCode::InvalidName => (400, "bad_client_id"),
-        ErrorCode::InvalidMessage => (400, "bad_since"),
-        _ => (400, "bad_topics"),
+        ErrorCode::Forbidden => (403, HandshakeFailure::Forbidden),
+        ErrorCode::InvalidName => (400, HandshakeFailure::BadClientId),
+        ErrorCode::InvalidMessage => (400, HandshakeFailure::BadSince),
+        _ => (400, HandshakeFailure::BadTopics),
     };
     (status, reason, format!("{}\n", e.message))
 }

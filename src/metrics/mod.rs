@@ -262,22 +262,24 @@ impl Metrics {
     /// shards when they start.
     fn create_known_series(&self) {
         for reason in ACCEPT_ERRORS {
-            self.accept_errors.get_or_create(&ReasonLabel { reason });
+            let _ = self.accept_errors.get_or_create(&ReasonLabel { reason });
         }
         for reason in HandshakeFailure::ALL {
             let reason = reason.as_str();
-            self.handshake_failures.get_or_create(&ReasonLabel { reason });
+            let _ = self
+                .handshake_failures
+                .get_or_create(&ReasonLabel { reason });
         }
         for code in CLOSE_CODES {
-            self.closes.get_or_create(&CodeLabel { code });
+            let _ = self.closes.get_or_create(&CodeLabel { code });
         }
         for code in crate::protocol::ErrorCode::ALL {
             let code = code.as_str();
-            self.client_errors.get_or_create(&ErrorLabel { code });
+            let _ = self.client_errors.get_or_create(&ErrorLabel { code });
         }
         for shard in 0..self.shards() as u32 {
             for reason in DROP_REASONS {
-                self.drops.get_or_create(&DropLabel { shard, reason });
+                let _ = self.drops.get_or_create(&DropLabel { shard, reason });
             }
         }
     }

@@ -61,6 +61,24 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order of the enum.
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidMessage,
+        ErrorCode::UnknownOp,
+        ErrorCode::InvalidTopic,
+        ErrorCode::TooManyTopics,
+        ErrorCode::WildcardActive,
+        ErrorCode::BinaryUnsupported,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
+        ErrorCode::ReadOnlyTopic,
+        ErrorCode::NotInRoom,
+        ErrorCode::UnknownCommand,
+        ErrorCode::InvalidName,
+        ErrorCode::ServerBusy,
+    ];
+
     /// The code as it appears on the wire and in metrics.
     pub fn as_str(self) -> &'static str {
         match self {

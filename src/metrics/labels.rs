@@ -1,0 +1,221 @@
+//! The label sets of the exported metrics, and every value each one can take.
+//!
+//! A Prometheus series that appears only at its first event breaks `rate()` and alerts on
+//! it (there is no zero to rise from), and a label whose value comes from the network can
+//! grow without bound. So every label here, except the shard index and the topic (capped
+//! by the mixer), takes its values from a fixed list, and [`super::Metrics::new`] creates
+//! each series at zero before the first scrape.
+
+use prometheus_client::encoding::EncodeLabelSet;
+
+/// Label: a shard index.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabel {
+    /// Shard index.
+    pub shard: u32,
+}
+
+/// Label: a reason (handshake failures, accept errors).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Short snake_case reason.
+    pub reason: &'static str,
+}
+
+/// Labels of a dropped frame.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabel {
+    /// Shard that dropped it.
+    pub shard: u32,
+    /// One of [`DROP_REASONS`].
+    pub reason: &'static str,
+}
+
+/// Every `reason` a [`DropLabel`] takes: the mixer's full shard queue, a client's full
+/// outbox, a full control queue.
+pub const DROP_REASONS: [&str; 3] = ["shard_queue_full", "outbox_full", "control_overflow"];
+
+/// Every `reason` of `tickcast_accept_errors_total`: out of descriptors (process, system),
+/// anything else `accept()` returns, and a shard that could not take the socket.
+pub const ACCEPT_ERRORS: [&str; 4] = ["emfile", "enfile", "other", "shard_busy"];
+
+/// Label: a topic name (capped in number by the mixer).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    /// Topic name.
+    pub topic: String,
+}
+
+/// Label: a WebSocket close code, as [`close_code_label`] names it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// The code's number, or its range for codes a client may choose freely.
+    pub code: &'static str,
+}
+
+/// Close codes with a series of their own: the ones RFC 6455 defines for use on the wire.
+const NAMED_CLOSE_CODES: [(u16, &str); 12] = [
+    (1000, "1000"),
+    (1001, "1001"),
+    (1002, "1002"),
+    (1003, "1003"),
+    (1005, "1005"),
+    (1006, "1006"),
+    (1007, "1007"),
+    (1008, "1008"),
+    (1009, "1009"),
+    (1010, "1010"),
+    (1011, "1011"),
+    (1012, "1012"),
+];
+
+/// Every value of [`CodeLabel`]: the named codes, then the ranges a client picks from.
+pub const CLOSE_CODES: [&str; 15] = [
+    "1000", "1001", "1002", "1003", "1005", "1006", "1007", "1008", "1009", "1010", "1011", "1012",
+    "3xxx", "4xxx", "other",
+];
+
+/// The label for close code `code`. A peer may close with any of 2,000 registered or
+/// private codes; they share `3xxx` and `4xxx`, so a client cannot add series.
+pub fn close_code_label(code: u16) -> &'static str {
+    match code {
+        3000..=3999 => "3xxx",
+        4000..=4999 => "4xxx",
+        _ => NAMED_CLOSE_CODES
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or("other", |(_, label)| label),
+    }
+}
+
+/// Label: a client error code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    /// Error code sent in the error frame.
+    pub code: &'static str,
+}
+
+/// Why a request was answered with an HTTP error instead of `101` (or never finished its
+/// handshake): the `reason` of `tickcast_handshake_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The request head did not parse (400).
+    Malformed,
+    /// The request head passed `--max-header` (431).
+    HeaderTooLarge,
+    /// Not a GET (405).
+    MethodNotAllowed,
+    /// No such path (404).
+    NotFound,
+    /// A WebSocket path without an upgrade (400).
+    NotUpgrade,
+    /// No `Sec-WebSocket-Version` (400).
+    MissingVersion,
+    /// A version other than 13 (426).
+    BadVersion,
+    /// A missing or malformed `Sec-WebSocket-Key` (400).
+    BadKey,
+    /// An `Origin` outside `--allowed-origins` (403).
+    OriginForbidden,
+    /// Authentication is on and no token came (401).
+    TokenMissing,
+    /// The token's `exp` has passed (401).
+    TokenExpired,
+    /// The token's signature or claims are wrong (401).
+    TokenInvalid,
+    /// The token does not grant a requested topic (403).
+    Forbidden,
+    /// A `client_id` outside the allowed characters (400).
+    BadClientId,
+    /// A malformed `since` (400).
+    BadSince,
+    /// A malformed or too long topic list (400).
+    BadTopics,
+    /// `--max-connections` reached (503).
+    ServerFull,
+    /// `--max-per-ip` reached for the client's address (429).
+    AddressFull,
+    /// No complete request within the handshake timeout.
+    Timeout,
+    /// The peer closed before finishing its request.
+    Eof,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in the order of the enum.
+    pub const ALL: [HandshakeFailure; 20] = [
+        HandshakeFailure::Malformed,
+        HandshakeFailure::HeaderTooLarge,
+        HandshakeFailure::MethodNotAllowed,
+        HandshakeFailure::NotFound,
+        HandshakeFailure::NotUpgrade,
+        HandshakeFailure::MissingVersion,
+        HandshakeFailure::BadVersion,
+        HandshakeFailure::BadKey,
+        HandshakeFailure::OriginForbidden,
+        HandshakeFailure::TokenMissing,
+        HandshakeFailure::TokenExpired,
+        HandshakeFailure::TokenInvalid,
+        HandshakeFailure::Forbidden,
+        HandshakeFailure::BadClientId,
+        HandshakeFailure::BadSince,
+        HandshakeFailure::BadTopics,
+        HandshakeFailure::ServerFull,
+        HandshakeFailure::AddressFull,
+        HandshakeFailure::Timeout,
+        HandshakeFailure::Eof,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeFailure::Malformed => "malformed",
+            HandshakeFailure::HeaderTooLarge => "header_too_large",
+            HandshakeFailure::MethodNotAllowed => "method_not_allowed",
+            HandshakeFailure::NotFound => "not_found",
+            HandshakeFailure::NotUpgrade => "not_upgrade",
+            HandshakeFailure::MissingVersion => "missing_version",
+            HandshakeFailure::BadVersion => "bad_version",
+            HandshakeFailure::BadKey => "bad_key",
+            HandshakeFailure::OriginForbidden => "origin_forbidden",
+            HandshakeFailure::TokenMissing => "token_missing",
+            HandshakeFailure::TokenExpired => "token_expired",
+            HandshakeFailure::TokenInvalid => "token_invalid",
+            HandshakeFailure::Forbidden => "forbidden",
+            HandshakeFailure::BadClientId => "bad_client_id",
+            HandshakeFailure::BadSince => "bad_since",
+            HandshakeFailure::BadTopics => "bad_topics",
+            HandshakeFailure::ServerFull => "server_full",
+            HandshakeFailure::AddressFull => "address_full",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Eof => "eof",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_close_code_maps_into_the_fixed_list() {
+        for code in 0..=u16::MAX {
+            assert!(CLOSE_CODES.contains(&close_code_label(code)), "{code}");
+        }
+        assert_eq!(close_code_label(1008), "1008");
+        assert_eq!(close_code_label(4321), "4xxx");
+        assert_eq!(close_code_label(3000), "3xxx");
+        assert_eq!(close_code_label(1004), "other");
+        for (code, label) in NAMED_CLOSE_CODES {
+            assert_eq!(label, code.to_string());
+        }
+    }
+
+    #[test]
+    fn handshake_failure_labels_are_distinct_and_all_listed() {
+        let mut labels: Vec<_> = HandshakeFailure::ALL.iter().map(|r| r.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), HandshakeFailure::ALL.len());
+    }
+}
