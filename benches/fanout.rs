@@ -1,7 +1,7 @@
 //! One shard's fan-out of a frame to N in-memory connections: walk the topic index and push
 //! the shared frame into each subscriber's outbox under the limit check (what
 //! `Conn::offer` does per subscriber). Only the walk is timed; the outboxes are emptied
-//! between iterations. `run8` delivers 8 frames as 8 walks (`frames`) or as one walk with
+//! between iterations. `run_of_8` delivers 8 frames as 8 walks (`frames`) or as one walk with
 //! one [`FrameRun`] (`run`), what a shard does with frames queued together.
 
 use std::hint::black_box;
@@ -75,7 +75,7 @@ fn timed_walks(
 }
 
 fn run_of_eight(c: &mut Criterion) {
-    let mut group = c.benchmark_group("run8");
+    let mut group = c.benchmark_group("run_of_8");
     let frames: Vec<_> = (0..8)
         .map(|i| frame::text(&i.to_string().repeat(150)))
         .collect();

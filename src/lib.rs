@@ -20,8 +20,10 @@
 //!   `telemetry` provider (the server's own figures, published only while someone listens).
 //! - [`mixer`]: the single sequencer; stamps `topic`/`seq`/`ts`, serializes and frames once;
 //!   also owns room membership (presence) and per-topic history (resume).
-//! - [`frame`]: server-to-client WebSocket frame encoding (`Arc<[u8]>`, shared by every client).
-//! - [`shard`]: one event loop per core: its queue, topic index, timer wheel and connections.
+//! - [`frame`]: server-to-client WebSocket frame encoding (`Arc<[u8]>`, shared by every client)
+//!   and runs of frames a shard concatenates once for all its subscribers.
+//! - [`shard`]: one event loop per core: its queue (drained into runs), topic index, timer
+//!   wheel and connections.
 //! - [`conn`]: one connection's state machine, deadlines, inbound frame parser and outbox.
 //! - [`http`]: HTTP/1.1 request parsing, routing and the WebSocket upgrade answer.
 //! - [`dashboard`]: the live page served at `GET /` (embedded; draws `telemetry` and `ticks`).
@@ -33,7 +35,8 @@
 //! - [`interest`]: which topics this node's clients want, across shards.
 //! - [`bus`]: scale-out through Redis Pub/Sub (publisher and subscriber threads).
 //! - [`acceptor`]: accepts sockets and hands each to the least-loaded shard.
-//! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms.
+//! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms; every
+//!   label value known up front has its series from the first scrape.
 //! - [`config`]: the plain, validated configuration struct.
 //! - [`server`]: starts the threads in order and shuts them down gracefully.
 //! - [`cli`]: the command line (the only module that knows clap).
