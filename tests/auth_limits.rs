@@ -173,30 +173,40 @@ fn a_connection_is_closed_when_its_token_expires() {
     let short = token("carol", &["ticks"], &[], Duration::from_secs(3));
     let connected = Instant::now();
     let mut ws = connect(addr, &format!("/ws?topics=ticks&token={short}"));
+    // The same token on `/echo`, which has no session: it is held to `exp` all the same.
+    let mut echo = connect(addr, &format!("/echo?token={short}"));
     assert_eq!(next_json(&mut ws)["type"], "welcome");
     assert!(
         next_data(&mut ws)["seq"].is_u64(),
         "it receives while the token holds"
     );
-    let deadline = connected + Duration::from_secs(15);
-    let (code, reason) = loop {
-        assert!(
-            Instant::now() < deadline,
-            "no close after the token expired"
-        );
-        match ws.read() {
-            Ok(Message::Close(Some(f))) => break (u16::from(f.code), f.reason.to_string()),
-            Ok(_) => continue,
-            Err(e) => panic!("read failed before the close frame: {e}"),
-        }
-    };
-    assert_eq!((code, reason.as_str()), (1008, "token expired"));
-    assert!(
-        connected.elapsed() >= Duration::from_millis(1500),
-        "closed after {:?}, before the token expired",
-        connected.elapsed()
+    echo.send(Message::text("still here")).unwrap();
+    assert_eq!(
+        echo.read().unwrap(),
+        Message::text("still here"),
+        "/echo answers while the token holds"
     );
-    wait_metric(addr, "tickcast_token_expiries_total", &[], 1.0);
+    let deadline = connected + Duration::from_secs(15);
+    for (route, ws) in [("/ws", &mut ws), ("/echo", &mut echo)] {
+        let (code, reason) = loop {
+            assert!(
+                Instant::now() < deadline,
+                "{route}: no close after the token expired"
+            );
+            match ws.read() {
+                Ok(Message::Close(Some(f))) => break (u16::from(f.code), f.reason.to_string()),
+                Ok(_) => continue,
+                Err(e) => panic!("{route}: read failed before the close frame: {e}"),
+            }
+        };
+        assert_eq!((code, reason.as_str()), (1008, "token expired"), "{route}");
+        assert!(
+            connected.elapsed() >= Duration::from_millis(1500),
+            "{route}: closed after {:?}, before the token expired",
+            connected.elapsed()
+        );
+    }
+    wait_metric(addr, "tickcast_token_expiries_total", &[], 2.0);
     // The long-lived token's connection is untouched.
     healthy.finish();
     server.shutdown();

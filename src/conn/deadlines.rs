@@ -1,7 +1,7 @@
 //! A connection's deadlines, all on one timer entry in the shard's wheel: the handshake and
 //! closing timeouts, heartbeats (ping every `--ping-interval`, close 1001 after
-//! `--idle-timeout` without a byte from the peer), and the end of an authenticated session's
-//! token (close 1008 at `exp`). The earliest is armed; when it fires, whatever is due is done
+//! `--idle-timeout` without a byte from the peer), and the end of an authenticated
+//! connection's token (close 1008 at `exp`, on every route). The earliest is armed; when it fires, whatever is due is done
 //! and the next one armed. Time comes in through [`ConnCtx`], so each rule is testable.
 
 use std::time::Instant;
@@ -27,18 +27,13 @@ impl Conn {
     fn next_deadline(&self, cfg: &ServerConfig) -> Option<Instant> {
         match self.state {
             State::Handshake { deadline, .. } | State::Closing { deadline, .. } => Some(deadline),
-            State::Open(_) => {
+            State::Open(_, expires) => {
                 let heartbeat =
                     (self.last_recv + cfg.idle_timeout).min(self.last_ping + cfg.ping_interval);
-                Some(self.token_expiry().map_or(heartbeat, |t| t.min(heartbeat)))
+                Some(expires.map_or(heartbeat, |t| t.min(heartbeat)))
             }
             State::Closed => None,
         }
-    }
-
-    /// When this connection's token expires (authenticated `/ws` sessions only).
-    fn token_expiry(&self) -> Option<Instant> {
-        self.session.as_ref().and_then(|s| s.client.expires)
     }
 
     /// The timer fired: act on whatever deadline has passed, then re-arm.
@@ -52,7 +47,7 @@ impl Conn {
                 self.drop_now(ctx, None);
             }
             State::Closing { deadline, .. } if now >= deadline => self.drop_now(ctx, None),
-            State::Open(_) if self.token_expiry().is_some_and(|t| now >= t) => {
+            State::Open(_, Some(expires)) if now >= expires => {
                 ctx.stats.token_expiries += 1;
                 log::debug!("{}: token expired, closing", self.peer);
                 self.close_ws(
@@ -62,7 +57,7 @@ impl Conn {
                     ctx.cfg.close_timeout,
                 );
             }
-            State::Open(_) if now >= self.last_recv + ctx.cfg.idle_timeout => {
+            State::Open(..) if now >= self.last_recv + ctx.cfg.idle_timeout => {
                 ctx.stats.idle_timeouts += 1;
                 log::debug!("closing idle connection from {}", self.peer);
                 self.close_ws(
@@ -72,7 +67,7 @@ impl Conn {
                     ctx.cfg.close_timeout,
                 );
             }
-            State::Open(_) if now >= self.last_ping + ctx.cfg.ping_interval => {
+            State::Open(..) if now >= self.last_ping + ctx.cfg.ping_interval => {
                 self.last_ping = now;
                 // Before the ping: an empty outbox left grown by a burst is given back.
                 self.outbox.release_if_grown();

@@ -51,8 +51,10 @@ pub enum State {
         /// When the acceptor took the socket (for the server-side handshake latency).
         accepted: Instant,
     },
-    /// An open WebSocket on one of the routes.
-    Open(WsRoute),
+    /// An open WebSocket on one of the routes, closed with 1008 at the instant its token
+    /// expires (`None` without authentication). Kept here rather than in the `/ws` session
+    /// so that `/echo` is held to its token too; the variant is no larger than `Handshake`.
+    Open(WsRoute, Option<Instant>),
     /// Writing a last answer (HTTP response or close frame), then closing.
     Closing {
         /// When the socket is dropped whatever remains.
@@ -310,7 +312,7 @@ impl Conn {
             }
         }
         match self.state {
-            State::Open(_)
+            State::Open(..)
             | State::Closing {
                 then: AfterFlush::AwaitPeer { .. },
                 ..
@@ -338,7 +340,7 @@ impl Conn {
             violation.reason(),
             violation.close_code()
         );
-        if let State::Open(_) = self.state {
+        if let State::Open(..) = self.state {
             self.close_ws(
                 ctx,
                 violation.close_code(),
@@ -353,7 +355,7 @@ impl Conn {
     /// Handles one parsed frame or message.
     fn on_event(&mut self, ctx: &mut ConnCtx<'_>, event: Event<'_>) -> Flow {
         let route = match self.state {
-            State::Open(route) => route,
+            State::Open(route, _) => route,
             // Waiting for the peer's close: only its close (or EOF) matters.
             State::Closing { deadline, .. } => {
                 if let Event::Close(..) = event {
@@ -395,7 +397,7 @@ impl Conn {
             Event::Text(text) => self.on_text(ctx, route, text),
             Event::Binary(data) => self.on_binary(ctx, route, data),
         }
-        if matches!(self.state, State::Open(_)) {
+        if matches!(self.state, State::Open(..)) {
             Flow::Continue
         } else {
             Flow::Stop
@@ -411,7 +413,7 @@ impl Conn {
         reason: &str,
         wait: std::time::Duration,
     ) {
-        if !matches!(self.state, State::Open(_)) {
+        if !matches!(self.state, State::Open(..)) {
             return;
         }
         self.leave_topics(ctx);
@@ -428,7 +430,7 @@ impl Conn {
     /// Shutdown: open WebSockets get close 1001 after everything already queued; others go.
     pub fn begin_shutdown(&mut self, ctx: &mut ConnCtx<'_>, wait: std::time::Duration) {
         match self.state {
-            State::Open(_) => self.close_ws(ctx, close_code::GOING_AWAY, "going away", wait),
+            State::Open(..) => self.close_ws(ctx, close_code::GOING_AWAY, "going away", wait),
             State::Handshake { .. } => self.drop_now(ctx, None),
             State::Closing { .. } | State::Closed => {}
         }
@@ -440,7 +442,7 @@ impl Conn {
         if self.is_closed() {
             return;
         }
-        if matches!(self.state, State::Open(_)) {
+        if matches!(self.state, State::Open(..)) {
             self.close_code = self.close_code.or(code.or(Some(close_code::ABNORMAL)));
         }
         self.leave_topics(ctx);

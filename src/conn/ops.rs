@@ -3,6 +3,7 @@
 //! dispatch of data messages by route (`/ws` operations in `session.rs`, `/echo` here).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::session::{self, Client, Session};
 use super::{Conn, ConnCtx, HeadOutcome, State};
@@ -15,6 +16,14 @@ use crate::ratelimit::TokenBucket;
 
 /// An upgrade refused after routing: status, counted reason, body.
 type Refused = (u16, HandshakeFailure, String);
+
+/// What an upgrade that passed every check carries into the open connection.
+struct Admitted {
+    /// The `/ws` session (none on `/echo`).
+    session: Option<Box<Session>>,
+    /// When the connection's token expires (none without authentication).
+    expires: Option<Instant>,
+}
 
 impl Conn {
     /// Tries to parse the request head from `buf` and acts on it when complete.
@@ -53,8 +62,8 @@ impl Conn {
     fn on_request(&mut self, ctx: &mut ConnCtx<'_>, req: &Request) -> bool {
         match http::route(req) {
             Target::Upgrade { route, accept } => match self.admit(ctx, req, route) {
-                Ok(session) => {
-                    self.open(ctx, route, &accept, session);
+                Ok(Admitted { session, expires }) => {
+                    self.open(ctx, route, expires, &accept, session);
                     true
                 }
                 Err((status, reason, message)) => {
@@ -107,7 +116,7 @@ impl Conn {
         ctx: &mut ConnCtx<'_>,
         req: &Request,
         route: WsRoute,
-    ) -> Result<Option<Box<Session>>, Refused> {
+    ) -> Result<Admitted, Refused> {
         if !auth::origin_allowed(&ctx.cfg.allowed_origins, req.origin.as_deref()) {
             return Err((
                 403,
@@ -126,6 +135,10 @@ impl Conn {
             }
             None => None,
         };
+        let expires = identity
+            .as_ref()
+            .and_then(|(_, rights)| rights.expires_at())
+            .and_then(|exp| session::expiry_instant(exp, ctx.now, ctx.now_us));
         let session = if route == WsRoute::Stream {
             let session = self
                 .new_session(ctx, req, identity)
@@ -151,7 +164,7 @@ impl Conn {
                 ));
             }
         }
-        Ok(session)
+        Ok(Admitted { session, expires })
     }
 
     /// The `/ws` session an upgrade asks for: identity, rights, topics and resumes.
@@ -190,15 +203,11 @@ impl Conn {
             names.push(crate::shard::WILDCARD.to_string());
         }
         names.retain(|n| !since.iter().any(|(t, _)| t == n));
-        let expires = rights
-            .expires_at()
-            .and_then(|exp| session::expiry_instant(exp, ctx.now, ctx.now_us));
         let client = Client {
             id: Arc::from(client_id.as_str()),
             nick: None,
             rights,
             bucket: TokenBucket::new(ctx.cfg.publish_rate, ctx.cfg.publish_burst, ctx.now),
-            expires,
         };
         Session::prepare(client, names, since, ctx.cfg.max_topics_per_conn)
     }
@@ -208,6 +217,7 @@ impl Conn {
         &mut self,
         ctx: &mut ConnCtx<'_>,
         route: WsRoute,
+        expires: Option<Instant>,
         accept: &str,
         session: Option<Box<Session>>,
     ) {
@@ -219,7 +229,7 @@ impl Conn {
             // The 101 is written right after this, in the same pass (`to_answer`).
             ctx.stats.record_handshake(accepted.elapsed());
         }
-        self.state = State::Open(route);
+        self.state = State::Open(route, expires);
         self.last_recv = ctx.now;
         self.last_ping = ctx.now;
         ctx.stats.handshakes += 1;

@@ -97,7 +97,7 @@ impl Conn {
     /// A replay larger than the room left in the outbox is cut to its newest frames behind a
     /// `reset` naming the first one kept, so the client always knows what it missed.
     pub fn on_resumed(&mut self, ctx: &mut ConnCtx<'_>, replay: Replayed) {
-        if !matches!(self.state, super::State::Open(_)) {
+        if !matches!(self.state, super::State::Open(..)) {
             return;
         }
         let Some(s) = self.session.as_mut() else {
@@ -145,7 +145,7 @@ impl Conn {
 
     /// A frame for this connection alone from the mixer (presence snapshot, `/who`).
     pub fn deliver(&mut self, ctx: &mut ConnCtx<'_>, frame: FrameBytes) {
-        if matches!(self.state, super::State::Open(_)) {
+        if matches!(self.state, super::State::Open(..)) {
             self.push_reply(ctx, frame);
         }
     }

@@ -31,8 +31,6 @@ pub struct Client {
     pub rights: Rights,
     /// Its publish rate limit.
     pub bucket: TokenBucket,
-    /// When its token expires and the connection is closed; `None` without authentication.
-    pub expires: Option<Instant>,
 }
 
 /// Topics and resumes (topic, last seq seen) an upgrade asks for.

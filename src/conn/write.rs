@@ -54,7 +54,7 @@ impl Conn {
     /// Closes a connection that could not keep up: frames not yet started are dropped and
     /// close 1008 "slow consumer" follows what is already on its way.
     pub fn close_slow_consumer(&mut self, ctx: &mut ConnCtx<'_>) {
-        if !matches!(self.state, State::Open(_)) {
+        if !matches!(self.state, State::Open(..)) {
             return;
         }
         ctx.stats.slow_disconnects += 1;
