@@ -19,22 +19,30 @@ pub type FrameBytes = Arc<[u8]>;
 #[derive(Debug)]
 pub struct FrameRun {
     bytes: Box<[u8]>,
+    /// The stamps of its sequenced frames; unsequenced ones (presence) have none.
     stamps: Box<[u64]>,
+    frames: usize,
 }
 
 impl FrameRun {
-    /// Concatenates complete frames, each with the mixer's stamp (µs since the Unix epoch).
+    /// Concatenates complete frames, each with the mixer's stamp (µs since the Unix epoch;
+    /// 0 for a frame outside the topic's sequence, which is not a delivery to count).
     pub fn new<'a>(frames: impl Iterator<Item = (&'a [u8], u64)> + Clone) -> FrameRun {
         let len = frames.clone().map(|(f, _)| f.len()).sum();
         let mut bytes = Vec::with_capacity(len);
         let mut stamps = Vec::new();
+        let mut count = 0;
         for (frame, stamp) in frames {
             bytes.extend_from_slice(frame);
-            stamps.push(stamp);
+            if stamp != 0 {
+                stamps.push(stamp);
+            }
+            count += 1;
         }
         FrameRun {
             bytes: bytes.into_boxed_slice(),
             stamps: stamps.into_boxed_slice(),
+            frames: count,
         }
     }
 
@@ -44,10 +52,16 @@ impl FrameRun {
         &self.bytes
     }
 
-    /// The frames' stamps, in order; one per frame.
+    /// The stamps of its sequenced frames, in order (none for unsequenced frames).
     #[inline]
     pub fn stamps(&self) -> &[u64] {
         &self.stamps
+    }
+
+    /// How many frames it holds.
+    #[inline]
+    pub fn frames(&self) -> usize {
+        self.frames
     }
 }
 

@@ -60,7 +60,7 @@ impl OutFrame {
     pub fn frames(&self) -> usize {
         match self {
             OutFrame::One { .. } => 1,
-            OutFrame::Run(run) => run.stamps().len(),
+            OutFrame::Run(run) => run.frames(),
         }
     }
 }
@@ -380,14 +380,15 @@ mod tests {
 
     #[test]
     fn a_run_is_one_entry_written_like_its_frames_and_reports_every_stamp() {
-        let frames = [frame(1, 30), frame(2, 40), frame(3, 50)];
-        let run = FrameRun::new(frames.iter().zip([11, 12, 13]).map(|(f, s)| (&f[..], s)));
+        let frames = [frame(1, 30), frame(2, 40), frame(3, 50), frame(5, 20)];
+        // The last one is unsequenced (presence): written, but not a delivery to count.
+        let run = FrameRun::new(frames.iter().zip([11, 12, 13, 0]).map(|(f, s)| (&f[..], s)));
         let mut ob = Outbox::default();
         ob.push(frame(0, 5), 0);
         ob.push_entry(OutFrame::Run(Arc::new(run)));
         ob.push(frame(4, 10), 14);
         assert_eq!(ob.len(), 3);
-        assert_eq!(ob.cost(), 5 + 120 + 10 + 3 * ENTRY_OVERHEAD);
+        assert_eq!(ob.cost(), 5 + 140 + 10 + 3 * ENTRY_OVERHEAD);
         let mut w = Throttled {
             got: vec![],
             per_call: 64,
@@ -398,7 +399,7 @@ mod tests {
         let (st, n) = ob
             .write_to(&mut w, 1 << 20, |f| done.push(f.stamps().to_vec()))
             .unwrap();
-        assert_eq!((st, n), (WriteStatus::Drained, 135));
+        assert_eq!((st, n), (WriteStatus::Drained, 155));
         let mut want = vec![0u8; 5];
         for f in &frames {
             want.extend_from_slice(f);
@@ -413,7 +414,7 @@ mod tests {
     fn dropping_unstarted_runs_counts_their_frames() {
         let run = |n: usize| {
             let f = frame(7, 10);
-            OutFrame::Run(Arc::new(FrameRun::new((0..n).map(|_| (&f[..], 1)))))
+            OutFrame::Run(Arc::new(FrameRun::new((0..n).map(|i| (&f[..], i as u64)))))
         };
         let mut ob = Outbox::default();
         ob.push_entry(run(3));
@@ -426,7 +427,8 @@ mod tests {
             calls: 0,
         };
         ob.write_to(&mut w, 1 << 20, |_| {}).unwrap();
-        // The first run is partly written and stays whole; the rest is 5 frames.
+        // The first run is partly written and stays whole; the rest is 5 frames (an
+        // unstamped frame counts as a frame too).
         assert_eq!(ob.drop_unstarted(), 5);
         assert_eq!(ob.len(), 1);
         assert_eq!(ob.cost(), 30 - 12 + ENTRY_OVERHEAD);
