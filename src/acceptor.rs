@@ -1,6 +1,7 @@
 //! The acceptor thread: owns the listening socket and nothing else.
 //!
-//! It accepts every pending connection, sets TCP_NODELAY, hands the socket to the shard with
+//! It accepts every pending connection, sets TCP_NODELAY (and `SO_SNDBUF` when configured),
+//! hands the socket to the shard with
 //! the fewest connections and wakes that shard only if it sleeps. When the process runs out
 //! of file descriptors (EMFILE), the pending connections stay in the kernel's backlog and the
 //! acceptor retries every 100 ms instead of spinning on a listener that stays readable.
@@ -44,6 +45,8 @@ pub struct Acceptor {
     shards: Vec<ShardLink>,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
+    /// `SO_SNDBUF` for accepted sockets; `None` leaves the kernel's autotuning on.
+    send_buffer: Option<usize>,
 }
 
 impl Acceptor {
@@ -52,6 +55,7 @@ impl Acceptor {
         mut listener: TcpListener,
         shards: Vec<ShardLink>,
         metrics: Arc<Metrics>,
+        send_buffer: Option<usize>,
     ) -> io::Result<(Self, AcceptorHandle)> {
         let poll = Poll::new()?;
         poll.registry()
@@ -69,6 +73,7 @@ impl Acceptor {
                 shards,
                 metrics,
                 stop,
+                send_buffer,
             },
             handle,
         ))
@@ -102,8 +107,8 @@ impl Acceptor {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
                     self.metrics.accepted.inc();
-                    if let Err(e) = stream.set_nodelay(true) {
-                        log::debug!("acceptor: TCP_NODELAY on {peer}: {e}");
+                    if let Err(e) = configure(&stream, self.send_buffer) {
+                        log::debug!("acceptor: socket options on {peer}: {e}");
                     }
                     self.hand_off(stream, peer);
                 }
@@ -160,5 +165,46 @@ impl Acceptor {
                 log::warn!("acceptor: shard {} cannot take {peer}", shard.id);
             }
         }
+    }
+}
+
+/// Socket options of an accepted client socket: `TCP_NODELAY` (frames are already batched
+/// into one write per turn) and, when configured, `SO_SNDBUF`.
+fn configure(stream: &mio::net::TcpStream, send_buffer: Option<usize>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    if let Some(bytes) = send_buffer {
+        socket2::SockRef::from(stream).set_send_buffer_size(bytes)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair on loopback: (the accepted side as mio sees it, the client).
+    fn pair() -> (mio::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        (mio::net::TcpStream::from_std(accepted), client)
+    }
+
+    #[test]
+    fn a_configured_send_buffer_is_set_and_the_default_left_to_the_kernel() {
+        let (stream, _client) = pair();
+        configure(&stream, Some(16 * 1024)).unwrap();
+        let sock = socket2::SockRef::from(&stream);
+        assert!(sock.tcp_nodelay().unwrap());
+        // Linux doubles the value for its bookkeeping; other kernels keep it.
+        let set = sock.send_buffer_size().unwrap();
+        assert!((16 * 1024..=32 * 1024).contains(&set), "SO_SNDBUF {set}");
+
+        let (stream, _client) = pair();
+        let before = socket2::SockRef::from(&stream).send_buffer_size().unwrap();
+        configure(&stream, None).unwrap();
+        let sock = socket2::SockRef::from(&stream);
+        assert!(sock.tcp_nodelay().unwrap());
+        assert_eq!(sock.send_buffer_size().unwrap(), before);
     }
 }

@@ -92,6 +92,10 @@ pub struct ServerConfig {
     /// Bytes written to one connection per event-loop turn, so one fast link cannot starve
     /// the others. Default 256 KiB.
     pub write_budget: usize,
+    /// `SO_SNDBUF` for every accepted socket, which bounds the kernel's send buffer per
+    /// client (Linux doubles the value for its bookkeeping) and turns off its autotuning.
+    /// Default `None`: the kernel sizes each buffer itself, up to `net.ipv4.tcp_wmem`.
+    pub send_buffer: Option<usize>,
     /// Topics one connection may hold at once. Default 64.
     pub max_topics_per_conn: usize,
     /// Messages kept per topic for resumes (`?since=`). Default 1000; 0 disables history.
@@ -140,6 +144,7 @@ impl Default for ServerConfig {
             outbox_limit: 1024 * 1024,
             slow_policy: SlowPolicy::Drop,
             write_budget: 256 * 1024,
+            send_buffer: None,
             max_topics_per_conn: 64,
             history: 1000,
             presence_list_max: 1000,
@@ -184,6 +189,12 @@ impl ServerConfig {
         }
         if self.write_budget < 1024 {
             return Err("--write-budget must be at least 1024 bytes".into());
+        }
+        if self
+            .send_buffer
+            .is_some_and(|b| !(4096..=64 * 1024 * 1024).contains(&b))
+        {
+            return Err("--send-buffer must be between 4096 bytes and 64 MiB".into());
         }
         if self.ping_interval.is_zero() || self.idle_timeout.is_zero() {
             return Err("--ping-interval and --idle-timeout must be positive".into());
@@ -261,6 +272,20 @@ mod tests {
             ..ServerConfig::default()
         };
         assert!(cfg.validate().unwrap_err().contains("idle-timeout"));
+    }
+
+    #[test]
+    fn send_buffer_is_unset_or_bounded() {
+        let mut cfg = ServerConfig::default();
+        for (bytes, ok) in [
+            (None, true),
+            (Some(1024), false),
+            (Some(4096), true),
+            (Some(1 << 30), false),
+        ] {
+            cfg.send_buffer = bytes;
+            assert_eq!(cfg.validate().is_ok(), ok, "{bytes:?}");
+        }
     }
 
     #[test]

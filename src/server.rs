@@ -190,7 +190,8 @@ impl Server {
             .map_err(StartError::Io)?;
         let listener = mio::net::TcpListener::from_std(self.listener);
         let (acceptor, acceptor_handle) =
-            Acceptor::new(listener, links, metrics.clone()).map_err(StartError::Io)?;
+            Acceptor::new(listener, links, metrics.clone(), cfg.send_buffer)
+                .map_err(StartError::Io)?;
         let acceptor_thread = std::thread::Builder::new()
             .name("tickcast-acceptor".into())
             .spawn(move || acceptor.run())

@@ -68,6 +68,9 @@ pub struct ServeArgs {
     /// Bytes written to one connection per event-loop turn.
     #[arg(long, env = "TICKCAST_WRITE_BUDGET", default_value_t = 256 * 1024)]
     pub write_budget: usize,
+    /// SO_SNDBUF of every client socket, in bytes (default: the kernel autotunes).
+    #[arg(long, env = "TICKCAST_SEND_BUFFER")]
+    pub send_buffer: Option<usize>,
     /// Topics one connection may subscribe to at once.
     #[arg(long, env = "TICKCAST_MAX_TOPICS", default_value_t = 64)]
     pub max_topics: usize,
@@ -179,6 +182,7 @@ impl ServeArgs {
                 SlowPolicyArg::Disconnect => SlowPolicy::Disconnect,
             },
             write_budget: self.write_budget,
+            send_buffer: self.send_buffer,
             max_topics_per_conn: self.max_topics,
             history: self.history,
             presence_list_max: self.presence_list_max,
