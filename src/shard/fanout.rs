@@ -21,19 +21,21 @@ use crate::frame::FrameRun;
 
 /// Most frames in one run.
 const MAX_RUN_FRAMES: usize = 256;
-/// Most bytes in one run; smaller still with a small outbox limit (see [`run_byte_cap`]).
+/// Most bytes in one run; smaller still with a small outbox limit or write budget (see
+/// [`run_byte_cap`]).
 const MAX_RUN_BYTES: usize = 64 * 1024;
 
-/// A run's byte cap: [`MAX_RUN_BYTES`], or an eighth of the outbox limit if that is less,
-/// so that a run never makes an otherwise healthy client look slow.
-fn run_byte_cap(outbox_limit: usize) -> usize {
-    MAX_RUN_BYTES.min(outbox_limit / 8)
+/// A run's byte cap: [`MAX_RUN_BYTES`], an eighth of the outbox limit (so that a run never
+/// makes an otherwise healthy client look slow) or the per-turn write budget (a write puts
+/// its first entry out whole, so a bigger run would pass the budget), whichever is least.
+fn run_byte_cap(outbox_limit: usize, write_budget: usize) -> usize {
+    MAX_RUN_BYTES.min(outbox_limit / 8).min(write_budget)
 }
 
 impl Shard {
     /// Fans out queued broadcasts. Returns false once the mixer is gone and the queue empty.
     pub(super) fn drain_queue(&mut self, now: Instant, now_us: u64) -> bool {
-        let cap = run_byte_cap(self.shared.cfg.outbox_limit);
+        let cap = run_byte_cap(self.shared.cfg.outbox_limit, self.shared.cfg.write_budget);
         let mut run = std::mem::take(&mut self.run);
         let mut run_bytes = 0;
         let mut alive = true;
@@ -161,5 +163,17 @@ impl Shard {
                 conn.close_slow_consumer(&mut ctx);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_stays_within_the_outbox_limit_and_the_write_budget() {
+        assert_eq!(run_byte_cap(1 << 20, 256 * 1024), MAX_RUN_BYTES);
+        assert_eq!(run_byte_cap(4096, 256 * 1024), 512);
+        assert_eq!(run_byte_cap(1 << 20, 1024), 1024);
     }
 }
