@@ -74,7 +74,8 @@ impl Shard {
         alive
     }
 
-    /// A message for one connection: a reply or a resume's replay.
+    /// A message handled on its own rather than in a run: a reply or a resume's replay for
+    /// one connection (or a broadcast, fanned out alone).
     fn deliver_one(&mut self, msg: ShardMsg, now: Instant, now_us: u64) {
         match msg {
             ShardMsg::Broadcast(b) => {
@@ -107,9 +108,13 @@ impl Shard {
         match run.len() {
             0 => return,
             1 => {
-                if let Some(b) = run.pop() {
-                    self.deliver_one(ShardMsg::Broadcast(b), now, now_us);
-                }
+                let b = &run[0];
+                let entry = OutFrame::One {
+                    bytes: b.frame.clone(),
+                    stamp_us: b.stamp_us,
+                };
+                let topic = b.topic.clone();
+                self.fan_out(&topic, entry, now, now_us);
             }
             _ => {
                 let frames = FrameRun::new(run.iter().map(|b| (&b.frame[..], b.stamp_us)));
