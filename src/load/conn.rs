@@ -84,7 +84,10 @@ pub struct LoadConn {
 impl LoadConn {
     /// Starts a non-blocking connect to `addr`, from `source` when given (bound with
     /// `IP_BIND_ADDRESS_NO_PORT`, so the port is picked at connect time per destination).
-    pub fn connect(addr: SocketAddr, source: Option<Ipv4Addr>, now: Instant) -> io::Result<Self> {
+    /// The handshake clock starts at the `connect` call itself, not at the turn that found
+    /// the connection due: connects opened one after another in a turn each take tens of
+    /// µs on loopback, and a stale stamp would charge that to the server.
+    pub fn connect(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<Self> {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
         socket.set_tcp_nodelay(true)?;
@@ -92,6 +95,7 @@ impl LoadConn {
             bind_no_port(&socket)?;
             socket.bind(&SocketAddr::new(ip.into(), 0).into())?;
         }
+        let started = Instant::now();
         match socket.connect(&addr.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -100,7 +104,7 @@ impl LoadConn {
         Ok(LoadConn {
             stream: TcpStream::from_std(socket.into()),
             phase: Phase::Connecting,
-            started: now,
+            started,
             key: None,
             partial: Vec::new(),
             reader: wire::FrameReader::default(),

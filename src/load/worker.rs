@@ -3,7 +3,9 @@
 //! Connection `k` (0-based, of `n`) belongs to thread `k % threads` and is due at
 //! `start + k / connect_rate`, so threads ramp together without talking to each other. Each
 //! turn: open due connections, follow the window set by the coordinator (see [`Control`]),
-//! send due publishes, poll, read, and remove closed connections. The loop ends by itself
+//! send due publishes, poll, read, and remove closed connections. A long turn also opens the
+//! connections that fall due during it, every few events, so they start on time instead of
+//! in a burst after it. The loop ends by itself
 //! once the window is over (or on `stop`), so a run is always bounded in time.
 //!
 //! Connections still connecting or upgrading live on a poll of their own, nested in the main
@@ -152,7 +154,7 @@ impl Worker {
             self.next_k += self.cfg.threads;
             let source = (!self.cfg.source_ips.is_empty())
                 .then(|| self.cfg.source_ips[k % self.cfg.source_ips.len()]);
-            let mut conn = match LoadConn::connect(self.cfg.target.addr, source, now) {
+            let mut conn = match LoadConn::connect(self.cfg.target.addr, source) {
                 Ok(conn) => conn,
                 Err(e) => {
                     self.stats.fail(connect_reason(&e));
@@ -297,6 +299,9 @@ impl Worker {
                     break;
                 }
                 self.serve_handshakes(now, &mut closed);
+                // Connections due meanwhile open now, on time, rather than in a burst
+                // after the turn (where each would wait for the others' connects).
+                self.open_due(now);
             }
             self.on_event(token, writable, readable, now, &mut closed);
         }
