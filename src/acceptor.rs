@@ -5,6 +5,10 @@
 //! the fewest connections and wakes that shard only if it sleeps. When the process runs out
 //! of file descriptors (EMFILE), the pending connections stay in the kernel's backlog and the
 //! acceptor retries every 100 ms instead of spinning on a listener that stays readable.
+//!
+//! It shares a core with a shard, so it asks for a real-time priority when it starts (see
+//! `sched.rs`: a connecting client then waits for `accept` ~0.1 ms instead of a scheduler
+//! slice), and, when it got one, pauses between bursts of a flood so the shard keeps its core.
 
 use std::io;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::metrics::{Metrics, ReasonLabel};
+use crate::sched::{self, FloodGuard, Sched};
 use crate::shard::{Intake, ShardLink};
 
 const LISTENER: Token = Token(0);
@@ -47,15 +52,31 @@ pub struct Acceptor {
     stop: Arc<AtomicBool>,
     /// `SO_SNDBUF` for accepted sockets; `None` leaves the kernel's autotuning on.
     send_buffer: Option<usize>,
+    /// `SCHED_FIFO` priority to ask for (0 = none).
+    rt_priority: u8,
+    guard: FloodGuard,
+}
+
+/// How one round of accepting ended.
+enum Round {
+    /// The backlog is empty: wait for the listener.
+    Drained,
+    /// Out of file descriptors: retry after [`EMFILE_BACKOFF`].
+    OutOfFds,
+    /// A flood burst: sleep this long, then accept again without waiting (the listener is
+    /// edge-triggered and will not report the connections still queued).
+    Pause(Duration),
 }
 
 impl Acceptor {
-    /// An acceptor for `listener`, balancing over `shards`.
+    /// An acceptor for `listener`, balancing over `shards`; it asks for `SCHED_FIFO` at
+    /// `rt_priority` when it starts (0 = do not).
     pub fn new(
         mut listener: TcpListener,
         shards: Vec<ShardLink>,
         metrics: Arc<Metrics>,
         send_buffer: Option<usize>,
+        rt_priority: u8,
     ) -> io::Result<(Self, AcceptorHandle)> {
         let poll = Poll::new()?;
         poll.registry()
@@ -74,17 +95,40 @@ impl Acceptor {
                 metrics,
                 stop,
                 send_buffer,
+                rt_priority,
+                guard: FloodGuard::new(false),
             },
             handle,
         ))
     }
 
-    /// Accepts until stopped.
+    /// Accepts until stopped (on the acceptor's own thread, whose priority it raises).
     pub fn run(mut self) {
+        let sched = sched::raise_current_thread(self.rt_priority);
+        match sched {
+            Sched::Fifo(p) => log::info!("acceptor: SCHED_FIFO priority {p}"),
+            Sched::ShortSlice if self.rt_priority > 0 => log::info!(
+                "acceptor: real-time priority refused; using a {:?} fair-scheduler slice",
+                sched::SHORT_SLICE
+            ),
+            Sched::ShortSlice => {}
+            Sched::Normal => log::info!("acceptor: running at normal priority"),
+        }
+        let realtime = matches!(sched, Sched::Fifo(_));
+        self.metrics.acceptor_realtime.set(i64::from(realtime));
+        self.guard = FloodGuard::new(realtime);
         let mut events = Events::with_capacity(16);
-        let mut backoff = false;
+        let mut round = Round::Drained;
         while !self.stop.load(Ordering::SeqCst) {
-            let timeout = backoff.then_some(EMFILE_BACKOFF);
+            let timeout = match round {
+                Round::Drained => None,
+                Round::OutOfFds => Some(EMFILE_BACKOFF),
+                Round::Pause(pause) => {
+                    self.metrics.acceptor_pauses.inc();
+                    std::thread::sleep(pause);
+                    Some(Duration::ZERO)
+                }
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("acceptor: poll failed: {e}");
@@ -95,14 +139,14 @@ impl Acceptor {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            backoff = self.accept_all();
+            round = self.accept_all();
         }
         log::debug!("acceptor stopped");
     }
 
-    /// Accepts until the backlog is empty. Returns true when it had to stop for lack of file
-    /// descriptors (so the caller retries on a timer).
-    fn accept_all(&mut self) -> bool {
+    /// Accepts until the backlog is empty, the process is out of file descriptors, or the
+    /// flood guard asks for a pause.
+    fn accept_all(&mut self) -> Round {
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
@@ -111,8 +155,14 @@ impl Acceptor {
                         log::debug!("acceptor: socket options on {peer}: {e}");
                     }
                     self.hand_off(stream, peer);
+                    if let Some(pause) = self.guard.on_accept(Instant::now()) {
+                        return Round::Pause(pause);
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.guard.on_idle();
+                    return Round::Drained;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     let reason = match e.raw_os_error() {
@@ -130,7 +180,7 @@ impl Acceptor {
                         continue;
                     }
                     log::warn!("acceptor: out of file descriptors ({e}); retrying in 100ms");
-                    return true;
+                    return Round::OutOfFds;
                 }
             }
         }
@@ -181,6 +231,105 @@ fn configure(stream: &mio::net::TcpStream, send_buffer: Option<usize>) -> io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::ShardMsg;
+    use std::sync::atomic::AtomicUsize;
+
+    /// An acceptor over a listener that already holds `pending` connections in its backlog,
+    /// handing over to one shard link whose intake the test reads; plus the clients.
+    fn flooded(
+        pending: usize,
+        rt_priority: u8,
+    ) -> (
+        Acceptor,
+        AcceptorHandle,
+        crossbeam_channel::Receiver<Intake>,
+        Vec<std::net::TcpStream>,
+    ) {
+        // std's backlog is 128; the flood must fit whole, or the last connects would wait.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        socket.listen(1024).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let listener: std::net::TcpListener = socket.into();
+        let addr = listener.local_addr().unwrap();
+        let clients = (0..pending)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let (intake, intake_rx) = crossbeam_channel::bounded(4 * pending);
+        let poll = Poll::new().unwrap();
+        let link = ShardLink {
+            id: 0,
+            queue: crossbeam_channel::bounded::<ShardMsg>(1).0,
+            intake,
+            waker: Arc::new(Waker::new(poll.registry(), Token(0)).unwrap()),
+            parked: Arc::new(AtomicBool::new(false)),
+            conns: Arc::new(AtomicUsize::new(0)),
+        };
+        let metrics = Metrics::new(1);
+        let (acceptor, handle) = Acceptor::new(
+            TcpListener::from_std(listener),
+            vec![link],
+            metrics,
+            None,
+            rt_priority,
+        )
+        .unwrap();
+        (acceptor, handle, intake_rx, clients)
+    }
+
+    #[test]
+    fn a_flood_is_accepted_in_bursts_with_pauses_between_and_nothing_lost() {
+        let (mut acceptor, _handle, intake, _clients) = flooded(200, 0);
+        // As a real-time acceptor would be, whatever this process may ask for.
+        acceptor.guard = FloodGuard::new(true);
+        let mut pauses = 0;
+        loop {
+            match acceptor.accept_all() {
+                Round::Pause(pause) => {
+                    assert!(pause <= sched::MAX_PAUSE);
+                    pauses += 1;
+                }
+                Round::Drained => break,
+                Round::OutOfFds => panic!("out of file descriptors"),
+            }
+        }
+        assert_eq!(pauses, 200 / sched::FLOOD_BURST);
+        assert_eq!(intake.len(), 200);
+        assert_eq!(acceptor.metrics.accepted.get(), 200);
+    }
+
+    #[test]
+    fn the_running_acceptor_resumes_after_a_pause_without_a_new_edge() {
+        let (acceptor, handle, intake, _clients) = flooded(300, 10);
+        let metrics = acceptor.metrics.clone();
+        let thread = std::thread::spawn(move || acceptor.run());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while intake.len() < 300 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let realtime = metrics.acceptor_realtime.get();
+        handle.stop();
+        thread.join().unwrap();
+        assert_eq!(
+            intake.len(),
+            300,
+            "every queued connection reaches the shard"
+        );
+        if realtime == 1 {
+            // The backlog held more than a burst, so the guard paused at least once.
+            assert!(metrics.acceptor_pauses.get() >= 1);
+        } else {
+            assert_eq!(metrics.acceptor_pauses.get(), 0);
+        }
+    }
 
     /// A connected pair on loopback: (the accepted side as mio sees it, the client).
     fn pair() -> (mio::net::TcpStream, std::net::TcpStream) {

@@ -96,6 +96,11 @@ pub struct ServerConfig {
     /// client (Linux doubles the value for its bookkeeping) and turns off its autotuning.
     /// Default `None`: the kernel sizes each buffer itself, up to `net.ipv4.tcp_wmem`.
     pub send_buffer: Option<usize>,
+    /// `SCHED_FIFO` priority of the acceptor thread (1-99; 0 = do not ask), so a connecting
+    /// client is accepted at once even while a shard on its core writes a long pass; when
+    /// refused the acceptor asks for a short fair-scheduler slice instead (see `sched.rs`).
+    /// Default 10.
+    pub acceptor_rt_priority: u8,
     /// Topics one connection may hold at once. Default 64.
     pub max_topics_per_conn: usize,
     /// Messages kept per topic for resumes (`?since=`). Default 1000; 0 disables history.
@@ -145,6 +150,7 @@ impl Default for ServerConfig {
             slow_policy: SlowPolicy::Drop,
             write_budget: 256 * 1024,
             send_buffer: None,
+            acceptor_rt_priority: 10,
             max_topics_per_conn: 64,
             history: 1000,
             presence_list_max: 1000,
@@ -195,6 +201,9 @@ impl ServerConfig {
             .is_some_and(|b| !(4096..=64 * 1024 * 1024).contains(&b))
         {
             return Err("--send-buffer must be between 4096 bytes and 64 MiB".into());
+        }
+        if self.acceptor_rt_priority > 99 {
+            return Err("--acceptor-rt-priority must be between 0 and 99".into());
         }
         if self.ping_interval.is_zero() || self.idle_timeout.is_zero() {
             return Err("--ping-interval and --idle-timeout must be positive".into());

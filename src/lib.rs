@@ -35,6 +35,7 @@
 //! - [`interest`]: which topics this node's clients want, across shards.
 //! - [`bus`]: scale-out through Redis Pub/Sub (publisher and subscriber threads).
 //! - [`acceptor`]: accepts sockets and hands each to the least-loaded shard.
+//! - [`sched`]: the acceptor's real-time priority (or short slice) and its flood guard.
 //! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms; every
 //!   label value known up front has its series from the first scrape.
 //! - [`config`]: the plain, validated configuration struct.
@@ -67,5 +68,6 @@ pub mod protocol;
 pub mod provider;
 pub mod ratelimit;
 pub mod report;
+pub mod sched;
 pub mod server;
 pub mod shard;

@@ -189,9 +189,14 @@ impl Server {
             .set_nonblocking(true)
             .map_err(StartError::Io)?;
         let listener = mio::net::TcpListener::from_std(self.listener);
-        let (acceptor, acceptor_handle) =
-            Acceptor::new(listener, links, metrics.clone(), cfg.send_buffer)
-                .map_err(StartError::Io)?;
+        let (acceptor, acceptor_handle) = Acceptor::new(
+            listener,
+            links,
+            metrics.clone(),
+            cfg.send_buffer,
+            cfg.acceptor_rt_priority,
+        )
+        .map_err(StartError::Io)?;
         let acceptor_thread = std::thread::Builder::new()
             .name("tickcast-acceptor".into())
             .spawn(move || acceptor.run())

@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// SO_SNDBUF of every client socket, in bytes (default: the kernel autotunes).
     #[arg(long, env = "TICKCAST_SEND_BUFFER")]
     pub send_buffer: Option<usize>,
+    /// SCHED_FIFO priority of the acceptor thread, 1-99 (0: normal priority; when refused,
+    /// a short scheduler slice is asked for instead).
+    #[arg(long, env = "TICKCAST_ACCEPTOR_RT_PRIORITY", default_value_t = 10)]
+    pub acceptor_rt_priority: u8,
     /// Topics one connection may subscribe to at once.
     #[arg(long, env = "TICKCAST_MAX_TOPICS", default_value_t = 64)]
     pub max_topics: usize,
@@ -183,6 +187,7 @@ impl ServeArgs {
             },
             write_budget: self.write_budget,
             send_buffer: self.send_buffer,
+            acceptor_rt_priority: self.acceptor_rt_priority,
             max_topics_per_conn: self.max_topics,
             history: self.history,
             presence_list_max: self.presence_list_max,

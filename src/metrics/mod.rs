@@ -33,6 +33,10 @@ pub struct Metrics {
     pub accepted: Counter,
     /// Accept failures by reason (e.g. `emfile`).
     pub accept_errors: Family<ReasonLabel, Counter>,
+    /// 1 while the acceptor runs at a real-time priority (see `sched.rs`), else 0.
+    pub acceptor_realtime: Gauge,
+    /// Pauses the real-time acceptor took to leave its core to the shards in a flood.
+    pub acceptor_pauses: Counter,
     /// Open connections per shard (every state).
     pub connections: Family<ShardLabel, Gauge>,
     /// Completed WebSocket handshakes per shard.
@@ -97,6 +101,8 @@ impl Metrics {
             registry: Registry::with_prefix("tickcast"),
             accepted: Counter::default(),
             accept_errors: Family::default(),
+            acceptor_realtime: Gauge::default(),
+            acceptor_pauses: Counter::default(),
             connections: Family::default(),
             handshakes: Family::default(),
             handshake_failures: Family::default(),
@@ -125,6 +131,16 @@ impl Metrics {
             "accept_errors",
             "accept() failures by reason",
             m.accept_errors.clone(),
+        );
+        r.register(
+            "acceptor_realtime",
+            "1 while the acceptor thread runs at SCHED_FIFO",
+            m.acceptor_realtime.clone(),
+        );
+        r.register(
+            "acceptor_pauses",
+            "Pauses of the real-time acceptor in a connection flood",
+            m.acceptor_pauses.clone(),
         );
         r.register(
             "connections",
