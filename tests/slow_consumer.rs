@@ -194,6 +194,13 @@ fn disconnect_policy_closes_the_stalled_client_with_1008() {
         0.0,
         "the disconnect policy does not drop frames"
     );
+    // What the stalled client was refused, and what it had queued, is counted at its close.
+    wait_metric(
+        addr,
+        "tickcast_drops_total",
+        &[("reason", "slow_consumer")],
+        1.0,
+    );
 
     // The stalled client resumes: frames in order without a gap, then close 1008.
     let mut last = 0u64;

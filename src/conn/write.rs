@@ -41,7 +41,10 @@ impl Conn {
                     out.stats.outbox_drops += entry.frames() as u64;
                     Offer::Dropped
                 }
-                SlowPolicy::Disconnect => Offer::OverLimit,
+                SlowPolicy::Disconnect => {
+                    out.stats.slow_consumer_drops += entry.frames() as u64;
+                    Offer::OverLimit
+                }
             };
         }
         self.outbox.push_entry(entry);
@@ -51,15 +54,16 @@ impl Conn {
         }
         Offer::Queued
     }
-    /// Closes a connection that could not keep up: frames not yet started are dropped and
-    /// close 1008 "slow consumer" follows what is already on its way.
+    /// Closes a connection that could not keep up: frames not yet started are dropped
+    /// (counted as `slow_consumer` drops, like the one it was refused) and close 1008
+    /// "slow consumer" follows what is already on its way.
     pub fn close_slow_consumer(&mut self, ctx: &mut ConnCtx<'_>) {
         if !matches!(self.state, State::Open(..)) {
             return;
         }
         ctx.stats.slow_disconnects += 1;
         log::debug!("{}: slow consumer, closing", self.peer);
-        self.outbox.drop_unstarted();
+        ctx.stats.slow_consumer_drops += self.outbox.drop_unstarted() as u64;
         self.close_ws(
             ctx,
             close_code::POLICY,

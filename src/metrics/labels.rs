@@ -32,8 +32,14 @@ pub struct DropLabel {
 }
 
 /// Every `reason` a [`DropLabel`] takes: the mixer's full shard queue, a client's full
-/// outbox, a full control queue.
-pub const DROP_REASONS: [&str; 3] = ["shard_queue_full", "outbox_full", "control_overflow"];
+/// outbox (`--slow-policy drop`), a full control queue, and the frames a slow consumer was
+/// refused or had queued when it was closed (`--slow-policy disconnect`).
+pub const DROP_REASONS: [&str; 4] = [
+    "shard_queue_full",
+    "outbox_full",
+    "control_overflow",
+    "slow_consumer",
+];
 
 /// Every `reason` of `tickcast_accept_errors_total`: out of descriptors (process, system),
 /// anything else `accept()` returns, and a shard that could not take the socket.
@@ -53,8 +59,9 @@ pub struct CodeLabel {
     pub code: &'static str,
 }
 
-/// Close codes with a series of their own: the ones RFC 6455 defines for use on the wire.
-const NAMED_CLOSE_CODES: [(u16, &str); 12] = [
+/// Close codes with a series of their own: the ones RFC 6455 and the IANA registry define
+/// for use on the wire (1013 "try again later" and 1014 "bad gateway" included).
+const NAMED_CLOSE_CODES: [(u16, &str); 14] = [
     (1000, "1000"),
     (1001, "1001"),
     (1002, "1002"),
@@ -67,12 +74,14 @@ const NAMED_CLOSE_CODES: [(u16, &str); 12] = [
     (1010, "1010"),
     (1011, "1011"),
     (1012, "1012"),
+    (1013, "1013"),
+    (1014, "1014"),
 ];
 
 /// Every value of [`CodeLabel`]: the named codes, then the ranges a client picks from.
-pub const CLOSE_CODES: [&str; 15] = [
+pub const CLOSE_CODES: [&str; 17] = [
     "1000", "1001", "1002", "1003", "1005", "1006", "1007", "1008", "1009", "1010", "1011", "1012",
-    "3xxx", "4xxx", "other",
+    "1013", "1014", "3xxx", "4xxx", "other",
 ];
 
 /// The label for close code `code`. A peer may close with any of 2,000 registered or
@@ -206,6 +215,8 @@ mod tests {
         assert_eq!(close_code_label(4321), "4xxx");
         assert_eq!(close_code_label(3000), "3xxx");
         assert_eq!(close_code_label(1004), "other");
+        assert_eq!(close_code_label(1013), "1013");
+        assert_eq!(close_code_label(1014), "1014");
         for (code, label) in NAMED_CLOSE_CODES {
             assert_eq!(label, code.to_string());
         }

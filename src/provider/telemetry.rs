@@ -370,7 +370,7 @@ mod tests {
             published: 40 * k,
             delivered: 400 * k,
             bytes: 4000 * k,
-            drops: [k, 0, 0],
+            drops: [k, 0, 0, 0],
         }
     }
 
@@ -382,7 +382,7 @@ mod tests {
         assert_eq!(r.published, 40.0);
         assert_eq!(r.delivered, 400.0);
         assert_eq!(r.bytes, 4000.0);
-        assert_eq!(r.drops, [1.0, 0.0, 0.0]);
+        assert_eq!(r.drops, [1.0, 0.0, 0.0, 0.0]);
         assert_eq!(r.cpu_percent, Some(25.0));
         assert_eq!(Rates::between(&counters(t0, 1), &counters(t0, 1)), None);
     }

@@ -22,6 +22,7 @@ struct Handles {
     delivered: Counter,
     bytes: Counter,
     outbox_drops: Counter,
+    slow_consumer_drops: Counter,
     fanout_walks: Counter,
     slow_disconnects: Counter,
     idle_timeouts: Counter,
@@ -45,6 +46,8 @@ pub struct ShardStats {
     pub bytes: u64,
     /// Broadcast frames skipped this turn because an outbox was full.
     pub outbox_drops: u64,
+    /// Frames refused or discarded this turn by slow-consumer closes.
+    pub slow_consumer_drops: u64,
     /// Broadcast walks over a topic's subscribers this turn (one per run of frames).
     pub fanout_walks: u64,
     /// Slow consumers disconnected this turn.
@@ -68,14 +71,21 @@ impl ShardStats {
         let label = ShardLabel {
             shard: shard as u32,
         };
-        let drop_label = DropLabel {
+        let drop_label = |reason| DropLabel {
             shard: shard as u32,
-            reason: "outbox_full",
+            reason,
         };
         let handles = Handles {
             delivered: metrics.delivered.get_or_create(&label).clone(),
             bytes: metrics.bytes_written.get_or_create(&label).clone(),
-            outbox_drops: metrics.drops.get_or_create(&drop_label).clone(),
+            outbox_drops: metrics
+                .drops
+                .get_or_create(&drop_label("outbox_full"))
+                .clone(),
+            slow_consumer_drops: metrics
+                .drops
+                .get_or_create(&drop_label("slow_consumer"))
+                .clone(),
             fanout_walks: metrics.fanout_walks.get_or_create(&label).clone(),
             slow_disconnects: metrics
                 .slow_consumer_disconnects
@@ -94,6 +104,7 @@ impl ShardStats {
             delivered: 0,
             bytes: 0,
             outbox_drops: 0,
+            slow_consumer_drops: 0,
             fanout_walks: 0,
             slow_disconnects: 0,
             idle_timeouts: 0,
@@ -140,6 +151,10 @@ impl ShardStats {
         add(&self.handles.delivered, &mut self.delivered);
         add(&self.handles.bytes, &mut self.bytes);
         add(&self.handles.outbox_drops, &mut self.outbox_drops);
+        add(
+            &self.handles.slow_consumer_drops,
+            &mut self.slow_consumer_drops,
+        );
         add(&self.handles.fanout_walks, &mut self.fanout_walks);
         add(&self.handles.slow_disconnects, &mut self.slow_disconnects);
         add(&self.handles.idle_timeouts, &mut self.idle_timeouts);
