@@ -450,6 +450,46 @@ fn with_linger_every_frame_still_arrives_in_order() {
 }
 
 #[test]
+fn a_shard_with_no_subscriber_of_a_topic_does_no_walk_for_it() {
+    let server = start(ServerConfig {
+        linger: std::time::Duration::from_millis(20),
+        ..quiet_config(2)
+    });
+    let addr = server.local_addr();
+    // The acceptor balances by connection count: one client on each shard.
+    let (mut x, x_shard) = connect_stream(addr, "x");
+    let (mut y, y_shard) = connect_stream(addr, "y");
+    assert_ne!(x_shard, y_shard);
+    let p = server.publisher();
+    for _ in 0..3 {
+        // Runs (queued together under the linger) and lone frames.
+        for _ in 0..10 {
+            assert!(p.publish("x", "{}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(read_through(&mut x, "x", 30).len(), 30);
+    assert!(p.publish("y", "{}"));
+    assert_eq!(read_through(&mut y, "y", 1).len(), 1, "y saw no x frame");
+    let walks = |shard: u64| {
+        metric(
+            addr,
+            "tickcast_fanout_walks_total",
+            &[("shard", &shard.to_string())],
+        )
+    };
+    // Counts are added at the end of a shard's turn: give the marker's turn time to end.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // y's shard walked y's own join (every named topic is a room) and the marker; none of
+    // the x frames or x's join.
+    assert_eq!(walks(y_shard), 2.0, "walks on y's shard");
+    assert!(walks(x_shard) >= 1.0);
+    close_client(x);
+    close_client(y);
+    server.shutdown();
+}
+
+#[test]
 fn frames_of_several_topics_queued_together_keep_their_order_for_every_subscriber() {
     let server = start(ServerConfig {
         linger: std::time::Duration::from_millis(20),

@@ -104,7 +104,15 @@ impl Shard {
 
     /// Fans out the broadcasts gathered in `run` (all of one topic) and empties it: a lone
     /// frame as it is, several as one [`FrameRun`].
+    /// A topic nobody on this shard takes is dropped here, before any run is built.
     fn fan_out_run(&mut self, run: &mut Vec<Broadcast>, now: Instant, now_us: u64) {
+        if run
+            .first()
+            .is_some_and(|b| self.shared.subs.count(&b.topic) == 0)
+        {
+            run.clear();
+            return;
+        }
         match run.len() {
             0 => return,
             1 => {
@@ -132,10 +140,14 @@ impl Shard {
     /// store before it, so inside the walk each one would wait for the previous outbox's
     /// cache-missing store (measured: 64 % of the walk's time at 5,000 clients).
     fn fan_out(&mut self, topic: &str, entry: OutFrame, now: Instant, now_us: u64) {
-        // Empty: the previous walk cleared it.
+        let subscribers = self.shared.subs.count(topic);
+        if subscribers == 0 {
+            return;
+        }
         self.shared.stats.fanout_walks += 1;
+        // Empty: the previous walk cleared it.
         let mut refs = std::mem::take(&mut self.refs);
-        refs.extend((0..self.shared.subs.count(topic)).map(|_| entry.clone()));
+        refs.extend((0..subscribers).map(|_| entry.clone()));
         let Shared {
             cfg,
             subs,
