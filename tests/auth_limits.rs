@@ -186,24 +186,44 @@ fn a_connection_is_closed_when_its_token_expires() {
         Message::text("still here"),
         "/echo answers while the token holds"
     );
+    // Both are read turn by turn with a short timeout, so each close is timed when it
+    // arrives, not when the other route's close has been read.
     let deadline = connected + Duration::from_secs(15);
-    for (route, ws) in [("/ws", &mut ws), ("/echo", &mut echo)] {
-        let (code, reason) = loop {
-            assert!(
-                Instant::now() < deadline,
-                "{route}: no close after the token expired"
-            );
-            match ws.read() {
-                Ok(Message::Close(Some(f))) => break (u16::from(f.code), f.reason.to_string()),
-                Ok(_) => continue,
-                Err(e) => panic!("{route}: read failed before the close frame: {e}"),
+    let mut closes: [Option<(u16, String, Duration)>; 2] = [None, None];
+    for ws in [&mut ws, &mut echo] {
+        ws.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+    }
+    while closes.iter().any(Option::is_none) {
+        assert!(
+            Instant::now() < deadline,
+            "no close after the token expired: {closes:?}"
+        );
+        for (i, ws) in [&mut ws, &mut echo].into_iter().enumerate() {
+            if closes[i].is_some() {
+                continue;
             }
-        };
+            match ws.read() {
+                Ok(Message::Close(Some(f))) => {
+                    closes[i] = Some((u16::from(f.code), f.reason.to_string(), connected.elapsed()))
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("read failed before the close frame: {e}"),
+            }
+        }
+    }
+    for (route, close) in ["/ws", "/echo"].into_iter().zip(closes) {
+        let (code, reason, at) = close.unwrap();
         assert_eq!((code, reason.as_str()), (1008, "token expired"), "{route}");
         assert!(
-            connected.elapsed() >= Duration::from_millis(1500),
-            "{route}: closed after {:?}, before the token expired",
-            connected.elapsed()
+            at >= Duration::from_millis(1500),
+            "{route}: closed after {at:?}, before the token expired"
         );
     }
     wait_metric(addr, "tickcast_token_expiries_total", &[], 2.0);
