@@ -197,13 +197,14 @@ pub fn render(rows: &[Row]) -> String {
     out.push_str("## Memory and handshakes per configuration\n\n");
     out.push_str(
         "RSS per connection is `(RSS with every client connected - RSS before) / clients`, the \
-         median over the points of the configuration. Handshake p99 (TCP connect -> 101 \
+         median over the points of the configuration, and the median over its lowest offered \
+         rate (the nearest to idle connections: at higher rates outboxes hold more). Handshake p99 (TCP connect -> 101 \
          received, as the load generator sees it) is given as the median and the worst over \
          the configuration's points (connections ramp while the server broadcasts); the \
          server's part (socket accepted -> 101 queued, from its `/metrics`) is the worst over \
          the points.\n\n\
-         | server | clients | RSS KiB/conn | handshake p99 ms (median / worst) | server's part p99 ms | handshake max ms | connect failures |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n",
+         | server | clients | RSS KiB/conn | at the lowest rate | handshake p99 ms (median / worst) | server's part p99 ms | handshake max ms | connect failures |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut by_key: BTreeMap<ConfigKey, Vec<&Row>> = BTreeMap::new();
     for r in &main {
@@ -211,6 +212,16 @@ pub fn render(rows: &[Row]) -> String {
     }
     for (key, rs) in &by_key {
         let rss = median(rs.iter().filter_map(|r| r.rss_kib_per_conn).collect());
+        let lowest = rs
+            .iter()
+            .map(|r| r.offered_rate)
+            .fold(f64::INFINITY, f64::min);
+        let rss_lowest = median(
+            rs.iter()
+                .filter(|r| r.offered_rate == lowest)
+                .filter_map(|r| r.rss_kib_per_conn)
+                .collect(),
+        );
         let hs99 = rs.iter().map(|r| r.handshake_p99_us).max().unwrap_or(0);
         let hs99_median = median(rs.iter().map(|r| r.handshake_p99_us as f64).collect());
         let server_hs99 = rs.iter().filter_map(|r| r.server_handshake_p99_us).max();
@@ -218,10 +229,11 @@ pub fn render(rows: &[Row]) -> String {
         let fails: u64 = rs.iter().map(|r| r.connect_failures).sum();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} / {} | {} | {} | {fails} |",
+            "| {} | {} | {} | {} | {} / {} | {} | {} | {fails} |",
             key.series(),
             key.clients,
             opt(rss, 2),
+            opt(rss_lowest, 2),
             hs99_median.map_or("-".into(), |us| ms(us as u64)),
             ms(hs99),
             server_hs99.map_or("-".into(), ms),
@@ -342,6 +354,22 @@ mod tests {
         let md = render(&rows);
         assert!(md.contains("| 1000 | 2.00 M/s (≥) |"), "{md}");
         assert!(md.contains("| - | 3 |"), "runs column: {md}");
+    }
+
+    #[test]
+    fn memory_is_also_given_at_the_lowest_rate() {
+        let mut rows = vec![
+            row("tickcast", 1, 1000, 1e4, 1000),
+            row("tickcast", 1, 1000, 1e6, 1000),
+            row("tickcast", 1, 1000, 2e6, 1000),
+        ];
+        rows[1].rss_kib_per_conn = Some(2.0);
+        rows[2].rss_kib_per_conn = Some(3.0);
+        let md = render(&rows);
+        assert!(
+            md.contains("| tickcast 1 shard (hub) | 1000 | 2.00 | 0.50 |"),
+            "{md}"
+        );
     }
 
     #[test]
