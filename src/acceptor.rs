@@ -245,20 +245,10 @@ mod tests {
         crossbeam_channel::Receiver<Intake>,
         Vec<std::net::TcpStream>,
     ) {
-        // std's backlog is 128; the flood must fit whole, or the last connects would wait.
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket
-            .bind(
-                &"127.0.0.1:0"
-                    .parse::<std::net::SocketAddr>()
-                    .unwrap()
-                    .into(),
-            )
-            .unwrap();
-        socket.listen(1024).unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let listener: std::net::TcpListener = socket.into();
+        // The server's own listener: its backlog holds the whole flood (std's 128 would not,
+        // and the last connects would wait).
+        let listener = crate::server::bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let clients = (0..pending)
             .map(|_| std::net::TcpStream::connect(addr).unwrap())

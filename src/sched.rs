@@ -29,27 +29,17 @@ pub enum Sched {
     Normal,
 }
 
-impl Sched {
-    /// For logs and the `tickcast_acceptor_sched` metric label.
-    pub fn name(self) -> &'static str {
-        match self {
-            Sched::Fifo(_) => "fifo",
-            Sched::ShortSlice => "short_slice",
-            Sched::Normal => "normal",
-        }
-    }
-}
-
 /// Raises the calling thread: `SCHED_FIFO` at `rt_priority` (1-99; 0 = do not ask), else a
 /// short slice. Never fails; the result says what took effect.
 pub fn raise_current_thread(rt_priority: u8) -> Sched {
-    if rt_priority > 0 {
+    let priority = rt_priority.min(99);
+    if priority > 0 {
         let param = libc::sched_param {
-            sched_priority: i32::from(rt_priority.min(99)),
+            sched_priority: i32::from(priority),
         };
         // SAFETY: pid 0 is the calling thread; `param` outlives the call.
         if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
-            return Sched::Fifo(rt_priority.min(99));
+            return Sched::Fifo(priority);
         }
     }
     if set_short_slice() {

@@ -198,8 +198,9 @@ pub fn render(rows: &[Row]) -> String {
     out.push_str(
         "RSS per connection is `(RSS with every client connected - RSS before) / clients`, the \
          median over the points of the configuration, and the median over its lowest offered \
-         rate (the nearest to idle connections: at higher rates outboxes hold more). Handshake p99 (TCP connect -> 101 \
-         received, as the load generator sees it) is given as the median and the worst over \
+         rate (the nearest to idle connections: at higher rates outboxes hold more). \
+         Handshake p99 (TCP connect -> 101 received, as the load generator sees it) is given \
+         as the median and the worst over \
          the configuration's points (connections ramp while the server broadcasts); the \
          server's part (socket accepted -> 101 queued, from its `/metrics`) is the worst over \
          the points.\n\n\

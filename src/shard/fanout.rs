@@ -104,6 +104,7 @@ impl Shard {
 
     /// Fans out the broadcasts gathered in `run` (all of one topic) and empties it: a lone
     /// frame as it is, several as one [`FrameRun`].
+    ///
     /// A topic nobody on this shard takes is dropped here, before any run is built.
     fn fan_out_run(&mut self, run: &mut Vec<Broadcast>, now: Instant, now_us: u64) {
         if run
