@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tickcast::conn::{OutFrame, Outbox};
 use tickcast::frame::{self, FrameRun};
-use tickcast::shard::Subscriptions;
+use tickcast::subs::Subscriptions;
 
 const OUTBOX_LIMIT: usize = 1 << 20;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tickcast::frame;
-use tickcast::shard::{Broadcast, ShardMsg};
+use tickcast::messages::{Broadcast, ShardMsg};
 
 fn offer_and_drain(c: &mut Criterion) {
     let mut group = c.benchmark_group("shard_queue");

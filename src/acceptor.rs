@@ -19,9 +19,9 @@ use crossbeam_channel::TrySendError;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::messages::{Intake, ShardLink};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::sched::{self, FloodGuard, Sched};
-use crate::shard::{Intake, ShardLink};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -231,7 +231,7 @@ fn configure(stream: &mio::net::TcpStream, send_buffer: Option<usize>) -> io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::ShardMsg;
+    use crate::messages::ShardMsg;
     use std::sync::atomic::AtomicUsize;
 
     /// An acceptor over a listener that already holds `pending` connections in its backlog,

@@ -26,9 +26,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::clock::unix_micros;
 use crate::frame::FrameBuilder;
 use crate::http;
-use crate::shard::unix_micros;
 
 /// Token of the listening socket (never a slab index).
 const LISTENER: Token = Token(usize::MAX);

@@ -5,39 +5,63 @@
 //! talks to the others through bounded channels.
 //!
 //! ```text
-//!  providers (one thread each)          mixer (one thread)                 shards (one per core)
-//!  ticker feed 0 ──┐                                                       ┌─ shard 0: mio::Poll
-//!  ticker feed 1 ──┼─ bounded channel ─▶ sequence per topic,  ─ try_send ─▶┤   Slab<Conn>, outboxes,
-//!  ...            ─┘   (fan-in)          serialize JSON once,   (bounded,  └─ shard N: timers, topics
-//!                                        encode WS frame once   per shard)        ▲
-//!                                        into Arc<[u8]>                           │ TcpStream
-//!                                                                  acceptor ──────┘ (fewest conns)
+//!  providers (one thread each)         mixer (one thread)                  shards (one per core)
+//!  ticker feed 0 ──┐                                                      ┌─ shard 0: mio::Poll
+//!  ticker feed 1 ──┼─ bounded channel ─▶ sequence per topic, ─ try_send ─▶┤   Slab<Conn>, outboxes,
+//!  telemetry    ───┘   (MixerMsg)        serialize JSON once,  (ShardMsg, └─ shard N: timers, topics
+//!                         ▲              encode WS frame once   bounded,       │      ▲
+//!                         │              into Arc<[u8]>;        per shard)     │      │ Intake
+//!                         │              rooms, history                        │      │ (TcpStream)
+//!                         │                                                    │   acceptor
+//!                         ├──────── MixerPort (bounded; waits in order) ◀──────┤   (fewest conns)
+//!                         │   client publishes, joins, leaves, /nick, /who,    │
+//!                         │   resumes                                          │
+//!                         │                                                    │ with --redis:
+//!  bus subscriber ────────┘                    bus publisher ◀─────────────────┘ client publishes
+//!  (SUBSCRIBE to the topics this           (one Lua script per message: seq, PUBLISH; ticks and
+//!   node's clients want; seq kept)          telemetry too with --redis-publish-providers)
+//!        ▲                                          │
+//!        └──────────────────── Redis ◀──────────────┘
 //! ```
+//!
+//! Every arrow is a bounded `crossbeam-channel`; the messages and the channel ends live in
+//! [`messages`], which both sides of each arrow import, so no thread's module imports
+//! another's. The modules form one hierarchy (checked by `tests/structure.rs`): lower modules
+//! never import higher ones.
 //!
 //! Map of the crate, in the order a message travels:
 //!
 //! - [`provider`]: the `Provider` trait, the built-in synthetic `ticker` feeds and the
 //!   `telemetry` provider (the server's own figures, published only while someone listens).
+//! - [`messages`]: what the threads send each other (`MixerMsg`, `ShardMsg`, `Intake`), the
+//!   handles they hold (`ShardLink`, `MixerPort`), and how a connection is named (`ConnKey`,
+//!   `ConnRef`).
 //! - [`mixer`]: the single sequencer; stamps `topic`/`seq`/`ts`, serializes and frames once;
 //!   also owns room membership (presence) and per-topic history (resume).
 //! - [`frame`]: server-to-client WebSocket frame encoding (`Arc<[u8]>`, shared by every client)
 //!   and runs of frames a shard concatenates once for all its subscribers.
-//! - [`shard`]: one event loop per core: its queue (drained into runs), topic index, timer
-//!   wheel and connections.
+//! - [`shard`]: one event loop per core: its queue (drained into runs), its connections
+//!   (reached through one `with_conn`), the flush pass.
+//! - [`subs`]: one shard's topic -> subscribers index.
+//! - [`timer`]: the timer wheel behind every connection's deadlines.
 //! - [`conn`]: one connection's state machine, deadlines, inbound frame parser and outbox.
 //! - [`http`]: HTTP/1.1 request parsing, routing and the WebSocket upgrade answer.
 //! - [`dashboard`]: the live page served at `GET /` (embedded; draws `telemetry` and `ticks`).
-//! - [`protocol`]: the JSON messages clients send and the error frames they get back.
+//! - [`protocol`]: the JSON messages clients send, the error frames they get back, and the
+//!   server's topic names.
 //! - [`chat`]: chat commands (`/me`, `/nick`, `/who`, `/shrug`), parsed on the shard.
 //! - [`ratelimit`]: the per-connection publish token bucket.
 //! - [`auth`]: signed tokens (JWT HS256), topic rights, Origin checks.
 //! - [`admission`]: `--max-connections` and `--max-connections-per-ip`.
+//! - [`services`]: what every shard consults at upgrade time (caps, tokens, interest, bus).
 //! - [`interest`]: which topics this node's clients want, across shards.
 //! - [`bus`]: scale-out through Redis Pub/Sub (publisher and subscriber threads).
 //! - [`acceptor`]: accepts sockets and hands each to the least-loaded shard.
 //! - [`sched`]: the acceptor's real-time priority (or short slice) and its flood guard.
-//! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms; every
-//!   label value known up front has its series from the first scrape.
+//! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms, the
+//!   shards' own counters and the bus threads'; every label value known up front has its
+//!   series from the first scrape.
+//! - [`clock`]: the wall clock every stamp is read from.
 //! - [`config`]: the plain, validated configuration struct.
 //! - [`server`]: starts the threads in order and shuts them down gracefully.
 //! - [`cli`]: the command line (the only module that knows clap).
@@ -55,6 +79,7 @@ pub mod baseline;
 pub mod bus;
 pub mod chat;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod dashboard;
@@ -62,6 +87,7 @@ pub mod frame;
 pub mod http;
 pub mod interest;
 pub mod load;
+pub mod messages;
 pub mod metrics;
 pub mod mixer;
 pub mod protocol;
@@ -70,4 +96,7 @@ pub mod ratelimit;
 pub mod report;
 pub mod sched;
 pub mod server;
+pub mod services;
 pub mod shard;
+pub mod subs;
+pub mod timer;

@@ -29,11 +29,13 @@ use crate::bus::subscriber::BusSubscriber;
 use crate::bus::{BusConfig, BusState};
 use crate::config::ServerConfig;
 use crate::interest::Interest;
+use crate::messages::{MixerMsg, Publish};
 use crate::metrics::Metrics;
-use crate::mixer::{Mixer, MixerConfig, MixerMsg, Publish};
+use crate::mixer::{Mixer, MixerConfig};
 use crate::provider::telemetry::Telemetry;
 use crate::provider::{Provider, ProviderSet, Sink, ticker};
-use crate::shard::{Services, Shard};
+use crate::services::Services;
+use crate::shard::Shard;
 
 /// Listen backlog; the kernel caps it at `net.core.somaxconn`. Large, so a burst of thousands
 /// of connects is not met with SYN drops and one-second retransmits.

@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::registry::Registry;
 
 use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off};
-use crate::mixer::Publish;
+use crate::messages::Publish;
+use crate::metrics::PublisherMetrics;
 
 /// Messages waiting for Redis, per node.
 pub const QUEUE: usize = 16 * 1024;
@@ -36,31 +35,6 @@ redis.call('SET', KEYS[2], s, 'EX', 60)
 redis.call('PUBLISH', KEYS[3], '{"seq":' .. string.format('%d', s) .. ',' .. string.sub(ARGV[1], 2))
 return s
 "#;
-
-/// Counters of the publisher.
-#[derive(Debug, Clone, Default)]
-pub struct PublisherMetrics {
-    /// Messages published to Redis.
-    pub published: Counter,
-    /// Failed attempts (each followed by a reconnect and a retry).
-    pub errors: Counter,
-}
-
-impl PublisherMetrics {
-    /// Registers the counters under their exported names.
-    pub fn register(&self, r: &mut Registry) {
-        r.register(
-            "bus_published",
-            "Messages published to the Redis bus",
-            self.published.clone(),
-        );
-        r.register(
-            "bus_publish_errors",
-            "Failed publishes to the Redis bus (each retried after reconnecting)",
-            self.errors.clone(),
-        );
-    }
-}
 
 /// The bus publisher thread's state.
 pub struct BusPublisher {

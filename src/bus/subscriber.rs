@@ -10,50 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::registry::Registry;
 use serde_json::value::RawValue;
 
 use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off};
 use crate::interest::Interest;
-use crate::mixer::{MixerMsg, Publish};
+use crate::messages::{MixerMsg, Publish};
+use crate::metrics::SubscriberMetrics;
 
 /// How long one wait for a message may block, so interest changes and stop are noticed.
 const POLL: Duration = Duration::from_millis(50);
 /// How long a SUBSCRIBE/UNSUBSCRIBE reply may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Counters of the subscriber.
-#[derive(Debug, Clone, Default)]
-pub struct SubscriberMetrics {
-    /// Messages received from Redis and handed to the mixer.
-    pub received: Counter,
-    /// Reconnections after a lost connection.
-    pub reconnects: Counter,
-    /// Messages that were not tickcast's (unparsable); dropped.
-    pub malformed: Counter,
-}
-
-impl SubscriberMetrics {
-    /// Registers the counters under their exported names.
-    pub fn register(&self, r: &mut Registry) {
-        r.register(
-            "redis_reconnects",
-            "Reconnections of the Redis subscriber after a lost connection",
-            self.reconnects.clone(),
-        );
-        r.register(
-            "bus_received",
-            "Messages received from the Redis bus",
-            self.received.clone(),
-        );
-        r.register(
-            "bus_malformed",
-            "Unparsable messages on the Redis bus channels (dropped)",
-            self.malformed.clone(),
-        );
-    }
-}
 
 /// The bus subscriber thread's state.
 pub struct BusSubscriber {

@@ -12,10 +12,11 @@
 //! batches shrink, or at the next heartbeat while empty).
 
 mod deadlines;
+mod handshake;
 mod inbound;
-mod ops;
 mod outbox;
 mod resume;
+mod route;
 mod session;
 mod write;
 
@@ -34,8 +35,11 @@ use crate::admission::Ticket;
 use crate::config::ServerConfig;
 use crate::frame::{self, close_code};
 use crate::http::WsRoute;
-use crate::metrics::HandshakeFailure;
-use crate::shard::{MixerPort, Services, ShardStats, Subscriptions, TimerWheel};
+use crate::messages::{ConnKey, MixerPort};
+use crate::metrics::{HandshakeFailure, ShardStats};
+use crate::services::Services;
+use crate::subs::Subscriptions;
+use crate::timer::TimerWheel;
 
 /// Reads per readable event before yielding to other connections (each up to the scratch
 /// buffer's size); the connection is revisited next turn.
@@ -92,8 +96,8 @@ pub enum AfterFlush {
 
 /// What a connection may touch of its shard while it runs; built by the shard per call.
 pub struct ConnCtx<'a> {
-    /// This connection's slab token.
-    pub token: usize,
+    /// This connection on its shard (slab token and id).
+    pub key: ConnKey,
     /// The time of this turn.
     pub now: Instant,
     /// The same instant as µs since the Unix epoch (for latency against mixer stamps).
@@ -107,16 +111,16 @@ pub struct ConnCtx<'a> {
     /// The shard's counters.
     pub stats: &'a mut ShardStats,
     /// The shard's timer wheel.
-    pub timers: &'a mut TimerWheel,
-    /// Connections with bytes to write this turn, as (token, id).
-    pub to_flush: &'a mut Vec<(usize, u64)>,
-    /// Connections to read again next turn (read budget spent), as (token, id).
-    pub to_read: &'a mut Vec<(usize, u64)>,
+    pub timers: &'a mut TimerWheel<ConnKey>,
+    /// Connections with bytes to write this turn.
+    pub to_flush: &'a mut Vec<ConnKey>,
+    /// Connections to read again next turn (read budget spent).
+    pub to_read: &'a mut Vec<ConnKey>,
     /// Connections that reached `Closed`, to remove at the end of the turn.
     pub to_reap: &'a mut Vec<usize>,
     /// Connections that just answered their handshake, written at once even in the middle
-    /// of a long flush pass (handshake latency), as (token, id).
-    pub to_answer: &'a mut Vec<(usize, u64)>,
+    /// of a long flush pass (handshake latency).
+    pub to_answer: &'a mut Vec<ConnKey>,
     /// The shard's channel into the mixer.
     pub mixer: &'a mut MixerPort,
     /// Server-wide services: connection caps, token verification.
@@ -131,7 +135,7 @@ pub struct FanOut<'a> {
     /// The shard's counters.
     pub stats: &'a mut ShardStats,
     /// Connections with bytes to write this turn.
-    pub to_flush: &'a mut Vec<(usize, u64)>,
+    pub to_flush: &'a mut Vec<ConnKey>,
 }
 
 /// What [`Conn::offer`] did with a frame.
@@ -265,7 +269,7 @@ impl Conn {
                 Err(_) => return self.drop_now(ctx, Some(close_code::ABNORMAL)),
             }
         }
-        ctx.to_read.push((ctx.token, self.id));
+        ctx.to_read.push(ctx.key);
     }
 
     fn on_eof(&mut self, ctx: &mut ConnCtx<'_>) {
@@ -447,6 +451,6 @@ impl Conn {
         }
         self.leave_topics(ctx);
         self.state = State::Closed;
-        ctx.to_reap.push(ctx.token);
+        ctx.to_reap.push(ctx.key.token);
     }
 }

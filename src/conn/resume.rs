@@ -10,9 +10,8 @@ use std::sync::Arc;
 use super::session::{check_topics, forbidden, wildcard_resume};
 use super::{Conn, ConnCtx, ENTRY_OVERHEAD};
 use crate::frame::FrameBytes;
-use crate::mixer::{MixerMsg, ResumeAsk};
-use crate::protocol::{self, ClientError, ErrorCode, replies};
-use crate::shard::{Replayed, WILDCARD};
+use crate::messages::{MixerMsg, Replayed, ResumeAsk};
+use crate::protocol::{self, ClientError, ErrorCode, WILDCARD, replies};
 
 impl Conn {
     /// `{"op":"resume","since":{...}}`.
@@ -66,7 +65,7 @@ impl Conn {
             let topic = if let Some(i) = s.topics.iter().position(|t| **t == *name) {
                 let topic = s.topics.swap_remove(i);
                 ctx.subs.hold(&topic);
-                ctx.subs.unsubscribe(&topic, ctx.token);
+                ctx.subs.unsubscribe(&topic, ctx.key.token);
                 s.resuming.push((topic.clone(), generation));
                 topic
             } else if let Some(entry) = s.resuming.iter_mut().find(|(t, _)| **t == *name) {
@@ -112,7 +111,7 @@ impl Conn {
             return;
         };
         let (topic, _) = s.resuming.swap_remove(i);
-        let canonical = ctx.subs.subscribe(&topic, ctx.token);
+        let canonical = ctx.subs.subscribe(&topic, ctx.key.token);
         ctx.subs.release(&topic);
         s.topics.push(canonical);
         let Replayed {

@@ -3,7 +3,7 @@
 //!
 //! Everything a client sends is handled here, on its own shard. What must reach other
 //! clients (publishes, joins and leaves, nick changes) goes to the mixer through the shard's
-//! [`MixerPort`](crate::shard::MixerPort); answers meant for this client alone (acks, errors)
+//! [`MixerPort`](crate::messages::MixerPort); answers meant for this client alone (acks, errors)
 //! are queued directly.
 
 use std::sync::Arc;
@@ -15,10 +15,9 @@ use super::{Conn, ConnCtx};
 use crate::auth::Rights;
 use crate::chat::{self, Command};
 use crate::frame::close_code;
-use crate::mixer::{ConnRef, MixerMsg, Publish};
-use crate::protocol::{self, ClientError, ClientOp, ErrorCode, replies};
+use crate::messages::{ConnRef, MixerMsg, Publish};
+use crate::protocol::{self, ClientError, ClientOp, ErrorCode, WILDCARD, replies};
 use crate::ratelimit::{TokenBucket, Verdict};
-use crate::shard::WILDCARD;
 
 /// Who is on the other end of a `/ws` connection.
 #[derive(Debug)]
@@ -154,8 +153,7 @@ impl Conn {
     pub(super) fn conn_ref(&self, ctx: &ConnCtx<'_>) -> ConnRef {
         ConnRef {
             shard: ctx.stats.shard,
-            token: ctx.token,
-            id: self.id,
+            key: ctx.key,
         }
     }
 
@@ -269,7 +267,7 @@ impl Conn {
         for name in &names {
             let topic = if let Some(i) = s.topics.iter().position(|t| &**t == name.as_str()) {
                 let topic = s.topics.swap_remove(i);
-                ctx.subs.unsubscribe(&topic, ctx.token);
+                ctx.subs.unsubscribe(&topic, ctx.key.token);
                 topic
             } else if let Some(i) = s.resuming.iter().position(|(t, _)| &**t == name.as_str()) {
                 let (topic, _) = s.resuming.swap_remove(i);
@@ -302,7 +300,7 @@ impl Conn {
             s.topics.reserve_exact(names.len());
         }
         for name in names {
-            let topic = ctx.subs.subscribe(name, ctx.token);
+            let topic = ctx.subs.subscribe(name, ctx.key.token);
             if protocol::is_room(&topic) {
                 ctx.mixer.send(s.join_msg(&topic, me));
             }
@@ -317,7 +315,7 @@ impl Conn {
             return;
         };
         for topic in s.topics.drain(..) {
-            ctx.subs.unsubscribe(&topic, ctx.token);
+            ctx.subs.unsubscribe(&topic, ctx.key.token);
             if protocol::is_room(&topic) {
                 ctx.mixer.send(MixerMsg::Leave {
                     room: topic,

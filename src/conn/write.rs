@@ -9,6 +9,12 @@ use mio::{Interest, Token};
 use super::{AfterFlush, Conn, ConnCtx, FanOut, Offer, OutFrame, State, WriteStatus};
 use crate::config::SlowPolicy;
 use crate::frame::{FrameBytes, close_code};
+use crate::messages::ConnKey;
+
+/// Bytes of control frames (ping, pong, a resume's reset notice) an outbox may hold past
+/// `--outbox-limit`, so that one is not lost behind queued data: room for 30 of the largest
+/// (a control frame is at most 129 bytes on the wire, plus its entry).
+const CONTROL_ALLOWANCE: usize = 4096;
 
 impl Conn {
     /// Offers a frame for this connection's outbox: queued by reference, or refused when it
@@ -50,7 +56,7 @@ impl Conn {
         self.outbox.push_entry(entry);
         if !self.queued_for_flush {
             self.queued_for_flush = true;
-            out.to_flush.push((token, self.id));
+            out.to_flush.push(ConnKey { token, id: self.id });
         }
         Offer::Queued
     }
@@ -79,17 +85,21 @@ impl Conn {
             stats: ctx.stats,
             to_flush: ctx.to_flush,
         };
-        if self.offer(ctx.token, &frame, 0, &mut out) == Offer::OverLimit {
+        if self.offer(ctx.key.token, &frame, 0, &mut out) == Offer::OverLimit {
             self.close_slow_consumer(ctx);
         }
     }
-    /// Queues a small control frame. Allowed a little past the outbox limit so a pong or close
-    /// is not lost behind data, but never more than one limit's worth of them.
+    /// Queues a small control frame, allowed up to [`CONTROL_ALLOWANCE`] bytes past the
+    /// outbox limit so that it is not lost behind queued data. Past that it is dropped and
+    /// counted (`tickcast_drops_total{reason="control_frame"}`): a peer that reads nothing
+    /// while it keeps pinging cannot grow its outbox.
     pub(super) fn push_control(&mut self, ctx: &mut ConnCtx<'_>, frame: FrameBytes) {
         if self
             .outbox
-            .would_exceed(frame.len(), ctx.cfg.outbox_limit + 4096)
+            .would_exceed(frame.len(), ctx.cfg.outbox_limit + CONTROL_ALLOWANCE)
         {
+            ctx.stats.control_drops += 1;
+            log::debug!("{}: outbox full, control frame dropped", self.peer);
             return;
         }
         self.outbox.push(frame, 0);
@@ -98,7 +108,7 @@ impl Conn {
     pub(super) fn want_flush(&mut self, ctx: &mut ConnCtx<'_>) {
         if !self.queued_for_flush {
             self.queued_for_flush = true;
-            ctx.to_flush.push((ctx.token, self.id));
+            ctx.to_flush.push(ctx.key);
         }
     }
     /// A WRITABLE edge: the socket has room again, write at the end of this turn.
@@ -148,7 +158,7 @@ impl Conn {
         };
         match ctx
             .registry
-            .reregister(&mut self.stream, Token(ctx.token), interest)
+            .reregister(&mut self.stream, Token(ctx.key.token), interest)
         {
             Ok(()) => self.writable_registered = writable,
             Err(_) => self.drop_now(ctx, Some(close_code::ABNORMAL)),

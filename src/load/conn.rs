@@ -197,7 +197,7 @@ impl LoadConn {
                     if ctx.stats.measuring {
                         ctx.stats.window.bytes += n as u64;
                     }
-                    let now_us = crate::shard::unix_micros();
+                    let now_us = crate::clock::unix_micros();
                     self.on_bytes(ctx, &scratch[..n], now_us);
                     if self.phase == Phase::Closed || n < scratch.len() {
                         return false;
@@ -241,7 +241,7 @@ impl LoadConn {
         let _ = write!(
             scratch,
             r#"{{"op":"publish","topic":"{topic}","data":{{"sent_us":{},"n":{}}}}}"#,
-            crate::shard::unix_micros(),
+            crate::clock::unix_micros(),
             self.published
         );
         let mask = ctx.rng.u32(..).to_ne_bytes();

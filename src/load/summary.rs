@@ -146,7 +146,7 @@ impl Summary {
         } else {
             0.0
         };
-        let unix_time = crate::shard::unix_micros() / 1_000_000;
+        let unix_time = crate::clock::unix_micros() / 1_000_000;
         let mut row = Row {
             unix_time,
             mode: ctx.mode.clone(),

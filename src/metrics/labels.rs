@@ -32,13 +32,15 @@ pub struct DropLabel {
 }
 
 /// Every `reason` a [`DropLabel`] takes: the mixer's full shard queue, a client's full
-/// outbox (`--slow-policy drop`), a full control queue, and the frames a slow consumer was
-/// refused or had queued when it was closed (`--slow-policy disconnect`).
-pub const DROP_REASONS: [&str; 4] = [
+/// outbox (`--slow-policy drop`), a full control queue, the frames a slow consumer was
+/// refused or had queued when it was closed (`--slow-policy disconnect`), and control frames
+/// (ping, pong, reset) refused past a full outbox's allowance.
+pub const DROP_REASONS: [&str; 5] = [
     "shard_queue_full",
     "outbox_full",
     "control_overflow",
     "slow_consumer",
+    "control_frame",
 ];
 
 /// Every `reason` of `tickcast_accept_errors_total`: out of descriptors (process, system),

@@ -3,7 +3,7 @@
 //! Counters and gauges are `prometheus-client` atomics labelled by shard, resolved once when a
 //! shard starts, so the hot path never takes the registry's lock. A shard also counts in plain
 //! integers during a turn and adds them to its counters once per turn (see `ShardStats` in
-//! `shard/stats.rs`). Broadcast latency is recorded by each shard into its own hdrhistogram
+//! `shard.rs` here). Broadcast latency is recorded by each shard into its own hdrhistogram
 //! and handed over to [`LatencyStore`] about once a second; a scrape merges the per-shard
 //! histograms into one Prometheus histogram plus quantile gauges.
 
@@ -18,7 +18,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
+mod bus;
 mod labels;
+mod shard;
+
+pub use bus::{PublisherMetrics, SubscriberMetrics};
+pub use shard::{PUBLISH_EVERY, ShardStats};
 
 pub use labels::{
     ACCEPT_ERRORS, CLOSE_CODES, CodeLabel, DROP_REASONS, DropLabel, ErrorLabel, HandshakeFailure,
@@ -75,9 +80,9 @@ pub struct Metrics {
     /// Redis bus messages already passed in their topic's sequence (dropped, never shown).
     pub bus_duplicates: Counter,
     /// Redis bus publisher counters.
-    pub bus_publisher: crate::bus::publisher::PublisherMetrics,
+    pub bus_publisher: PublisherMetrics,
     /// Redis bus subscriber counters (including `redis_reconnects`).
-    pub bus_subscriber: crate::bus::subscriber::SubscriberMetrics,
+    pub bus_subscriber: SubscriberMetrics,
     /// Connections that would receive a `telemetry` message (named or `*`), all shards
     /// together. Kept by the shards' topic indexes on subscribe and unsubscribe only, so the
     /// telemetry provider can skip its work while nobody listens.

@@ -21,8 +21,6 @@ pub mod history;
 mod outlet;
 pub mod rooms;
 
-pub use rooms::ConnRef;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,10 +30,13 @@ use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::clock::unix_micros;
 use crate::frame::{FrameBuilder, FrameBytes};
+use crate::messages::{
+    Broadcast, ConnRef, MixerMsg, Publish, Replayed, ResumeAsk, ShardLink, ShardMsg,
+};
 use crate::metrics::{Metrics, TopicLabel};
 use crate::protocol::{self, replies};
-use crate::shard::{Broadcast, Replayed, ShardLink, ShardMsg, unix_micros};
 use history::{History, Replay};
 use outlet::Outlet;
 use rooms::Rooms;
@@ -47,60 +48,6 @@ const BATCH: usize = 1024;
 /// Distinct topics that get their own `messages_published` label; later ones share `_other`.
 const MAX_TOPIC_LABELS: usize = 1000;
 
-/// A message to sequence and broadcast.
-#[derive(Debug)]
-pub struct Publish {
-    /// Topic to publish on.
-    pub topic: Arc<str>,
-    /// The message body, already valid JSON, relayed byte for byte.
-    pub data: Box<RawValue>,
-    /// The publishing client's id, for client publishes.
-    pub from: Option<Arc<str>>,
-    /// The publishing client's nickname, once it set one.
-    pub nick: Option<Arc<str>>,
-    /// `"me"` for `/me` actions.
-    pub kind: Option<&'static str>,
-    /// A sequence number already assigned where the order was decided (the Redis bus);
-    /// `None` for local messages, which the mixer numbers itself.
-    pub seq: Option<u64>,
-    /// When the message came to be (µs since the Unix epoch), for a source that knows: a
-    /// paced provider's due time. The mixer stamps `ts` with it, so the time the message
-    /// waited for the mixer counts in its latency; `None`: stamped when sequenced.
-    pub made_us: Option<u64>,
-}
-
-impl Publish {
-    /// A message from a provider (no sender).
-    pub fn new(topic: Arc<str>, data: Box<RawValue>) -> Self {
-        Publish {
-            topic,
-            data,
-            from: None,
-            nick: None,
-            kind: None,
-            seq: None,
-            made_us: None,
-        }
-    }
-
-    /// The same message, made at `made_us` (see [`Publish::made_us`]).
-    pub fn made_at(mut self, made_us: u64) -> Self {
-        self.made_us = Some(made_us);
-        self
-    }
-}
-
-/// One topic a connection resumes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResumeAsk {
-    /// The topic.
-    pub topic: Arc<str>,
-    /// The last seq the client saw.
-    pub since: u64,
-    /// The connection's resume generation for this topic, echoed in the answer.
-    pub generation: u64,
-}
-
 /// Settings of the mixer.
 #[derive(Debug, Clone)]
 pub struct MixerConfig {
@@ -110,56 +57,6 @@ pub struct MixerConfig {
     pub history: usize,
     /// Rooms larger than this get counts instead of member lists (`--presence-list-max`).
     pub presence_list_max: usize,
-}
-
-/// Input of the mixer.
-#[derive(Debug)]
-pub enum MixerMsg {
-    /// Sequence and broadcast a message.
-    Publish(Publish),
-    /// A connection joined a room (subscribed to a topic clients may publish to).
-    Join {
-        /// The room.
-        room: Arc<str>,
-        /// The member.
-        conn: ConnRef,
-        /// Its client id.
-        client_id: Arc<str>,
-        /// Its nickname, if set.
-        nick: Option<Arc<str>>,
-    },
-    /// A connection left a room (unsubscribed or closed).
-    Leave {
-        /// The room.
-        room: Arc<str>,
-        /// The member.
-        conn: ConnRef,
-    },
-    /// A connection renamed itself (`/nick`) in its rooms.
-    Nick {
-        /// The member.
-        conn: ConnRef,
-        /// The new name.
-        nick: Arc<str>,
-        /// The rooms it is in.
-        rooms: Vec<Arc<str>>,
-    },
-    /// A connection asked for a room's member list (`/who`).
-    Who {
-        /// The room.
-        room: Arc<str>,
-        /// Who asked.
-        conn: ConnRef,
-    },
-    /// A connection asked to resume topics after the given sequence numbers.
-    Resume {
-        /// Who asked.
-        conn: ConnRef,
-        /// What it asked for.
-        topics: Vec<ResumeAsk>,
-    },
-    /// Flush, close the shard queues and stop. Everything sent before it is delivered.
-    Shutdown,
 }
 
 /// Serializes one broadcast message (`{"topic","seq","ts","from"?,"data"}`) straight into
@@ -204,6 +101,21 @@ struct Envelope<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
     data: &'a RawValue,
+}
+
+impl<'a> Envelope<'a> {
+    /// The envelope of `p` on `topic` at `seq`, stamped `ts`.
+    fn of(p: &'a Publish, topic: &'a str, seq: u64, ts: u64) -> Self {
+        Envelope {
+            topic,
+            seq,
+            ts,
+            from: p.from.as_deref(),
+            nick: p.nick.as_deref(),
+            kind: p.kind,
+            data: &p.data,
+        }
+    }
 }
 
 struct TopicState {
@@ -405,8 +317,7 @@ impl Mixer {
     fn send_to(&mut self, conn: ConnRef, frame: FrameBytes) {
         if let Some(out) = self.shards.get_mut(conn.shard) {
             out.send_control(ShardMsg::Direct {
-                token: conn.token,
-                id: conn.id,
+                conn: conn.key,
                 frame,
             });
         }
@@ -449,8 +360,7 @@ impl Mixer {
         });
         if let Some(out) = self.shards.get_mut(conn.shard) {
             out.send_control(ShardMsg::Resumed {
-                token: conn.token,
-                id: conn.id,
+                conn: conn.key,
                 replay,
             });
         }
@@ -458,12 +368,16 @@ impl Mixer {
 
     /// A frame for every subscriber of `topic` that is not part of its sequence (presence).
     fn offer_unsequenced(&mut self, topic: Arc<str>, frame: FrameBytes) {
-        let b = Broadcast {
+        self.offer_all(Broadcast {
             topic,
             seq: 0,
             stamp_us: 0,
             frame,
-        };
+        });
+    }
+
+    /// Offers one broadcast to every shard's queue (a full queue is that shard's drop).
+    fn offer_all(&mut self, b: Broadcast) {
         for out in &mut self.shards {
             out.offer(ShardMsg::Broadcast(b.clone()));
         }
@@ -472,23 +386,20 @@ impl Mixer {
     /// Sequences, serializes and frames one message, and offers it to every shard.
     fn broadcast(&mut self, p: &Publish) {
         let ts = p.made_us.unwrap_or_else(unix_micros);
-        if p.seq.is_some()
+        if let Some(seq) = p.seq
             && protocol::is_room(&p.topic)
             && self.rooms.count(&p.topic) == 0
             && !self.topics.contains_key(&p.topic)
         {
             // A room of another node that no local client is in (a local `*` subscriber, or
             // a leave that overtook the message): relay it, keep no state for it.
-            let frame = self.frame(p, &p.topic, p.seq.unwrap_or(0), ts);
-            let b = Broadcast {
+            let frame = self.frame(p, &p.topic, seq, ts);
+            self.offer_all(Broadcast {
                 topic: p.topic.clone(),
-                seq: p.seq.unwrap_or(0),
+                seq,
                 stamp_us: ts,
                 frame,
-            };
-            for out in &mut self.shards {
-                out.offer(ShardMsg::Broadcast(b.clone()));
-            }
+            });
             return;
         }
         let known = self.topics.len();
@@ -509,33 +420,19 @@ impl Mixer {
         state.published.inc();
         metrics.published_all.inc();
         let (topic, seq) = (state.name.clone(), state.seq);
-        let frame = self.frame(p, &topic, seq, ts);
-        if let Some(state) = self.topics.get_mut(&topic) {
-            state.history.push(seq, &frame);
-        }
-        let b = Broadcast {
+        let frame = encode(&mut self.builder, &Envelope::of(p, &topic, seq, ts));
+        state.history.push(seq, &frame);
+        self.offer_all(Broadcast {
             topic,
             seq,
             stamp_us: ts,
             frame,
-        };
-        for out in &mut self.shards {
-            out.offer(ShardMsg::Broadcast(b.clone()));
-        }
+        });
     }
 
     /// Serializes a message's envelope once and encodes it as one text frame.
     fn frame(&mut self, p: &Publish, topic: &str, seq: u64, ts: u64) -> FrameBytes {
-        let envelope = Envelope {
-            topic,
-            seq,
-            ts,
-            from: p.from.as_deref(),
-            nick: p.nick.as_deref(),
-            kind: p.kind,
-            data: &p.data,
-        };
-        encode(&mut self.builder, &envelope)
+        encode(&mut self.builder, &Envelope::of(p, topic, seq, ts))
     }
 
     fn wake_shards(&mut self) {

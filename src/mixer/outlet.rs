@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 use crossbeam_channel::TrySendError;
 use prometheus_client::metrics::counter::Counter;
 
+use crate::messages::{ShardLink, ShardMsg, drain_into};
 use crate::metrics::{DropLabel, Metrics};
-use crate::shard::{ShardLink, ShardMsg, drain_into};
 
 /// Connection-addressed messages that may wait for room in one shard's queue.
 const MAX_PENDING: usize = 64 * 1024;

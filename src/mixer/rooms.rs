@@ -14,21 +14,11 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 
 use crate::frame::FrameBytes;
+use crate::messages::ConnRef;
 use crate::protocol::replies::{self, MemberView, PresenceEvent};
 
 /// How often a large room's changed count is announced.
 pub const COUNT_EVERY: Duration = Duration::from_secs(1);
-
-/// One connection, wherever it lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnRef {
-    /// Its shard.
-    pub shard: usize,
-    /// Its slab token on that shard.
-    pub token: usize,
-    /// Its id on that shard (tokens are reused; ids are not).
-    pub id: u64,
-}
 
 #[derive(Debug, Clone)]
 struct Member {
@@ -232,8 +222,10 @@ mod tests {
     fn conn(n: usize) -> ConnRef {
         ConnRef {
             shard: 0,
-            token: n,
-            id: n as u64,
+            key: crate::messages::ConnKey {
+                token: n,
+                id: n as u64,
+            },
         }
     }
 

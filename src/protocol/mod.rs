@@ -18,12 +18,18 @@ use crate::frame::{self, FrameBytes};
 pub const MAX_TOPIC_LEN: usize = 128;
 /// Longest client id or nickname, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
+/// The topic of the built-in synthetic market feeds (`provider/ticker.rs`).
+pub const TICKS_TOPIC: &str = "ticks";
+/// The topic the server describes itself on (`provider/telemetry.rs`; the dashboard).
+pub const TELEMETRY_TOPIC: &str = "telemetry";
 /// Topics owned by the server's providers: clients may subscribe but never publish.
-pub const SERVER_TOPICS: &[&str] = &["ticks", "telemetry"];
+pub const SERVER_TOPICS: &[&str] = &[TICKS_TOPIC, TELEMETRY_TOPIC];
+/// The wildcard subscription: every topic, including ones that appear later.
+pub const WILDCARD: &str = "*";
 
 /// Whether clients may publish to `topic` (rooms are every topic but the server's own).
 pub fn is_room(topic: &str) -> bool {
-    topic != "*" && !SERVER_TOPICS.contains(&topic)
+    topic != WILDCARD && !SERVER_TOPICS.contains(&topic)
 }
 
 /// Error codes sent in `{"type":"error","code":...}` frames. Each is counted in

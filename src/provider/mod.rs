@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError};
 use serde_json::value::RawValue;
 
-use crate::mixer::{MixerMsg, Publish};
+use crate::messages::{MixerMsg, Publish};
 
 /// A live data source.
 pub trait Provider: Send + 'static {

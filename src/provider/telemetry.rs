@@ -8,7 +8,7 @@
 //! message; the first message after a quiet period has no rates yet (`null`).
 //!
 //! It costs nothing while nobody listens: the shards' topic indexes keep a shared count of
-//! `telemetry` subscribers (the wildcard included, see `shard/subs.rs`), and while it is zero
+//! `telemetry` subscribers (the wildcard included, see `subs.rs`), and while it is zero
 //! the provider only wakes once per interval to read that one atomic: no `/proc` reads, no
 //! counter reads, no JSON, no publish. The hot path pays nothing at all.
 //!
@@ -23,11 +23,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::{Provider, ProviderCtx};
+use crate::clock::unix_micros;
 use crate::metrics::{DROP_REASONS, Metrics};
-use crate::shard::unix_micros;
-
-/// Topic the telemetry provider publishes on.
-pub const TOPIC: &str = "telemetry";
+use crate::protocol::TELEMETRY_TOPIC as TOPIC;
 
 /// The provider: reads the server's metrics and the process's resource use.
 pub struct Telemetry {
@@ -370,7 +368,7 @@ mod tests {
             published: 40 * k,
             delivered: 400 * k,
             bytes: 4000 * k,
-            drops: [k, 0, 0, 0],
+            drops: [k, 0, 0, 0, 0],
         }
     }
 
@@ -382,7 +380,7 @@ mod tests {
         assert_eq!(r.published, 40.0);
         assert_eq!(r.delivered, 400.0);
         assert_eq!(r.bytes, 4000.0);
-        assert_eq!(r.drops, [1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(r.drops, [1.0, 0.0, 0.0, 0.0, 0.0]);
         assert_eq!(r.cpu_percent, Some(25.0));
         assert_eq!(Rates::between(&counters(t0, 1), &counters(t0, 1)), None);
     }

@@ -13,11 +13,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::{Provider, ProviderCtx};
+use crate::clock::unix_micros;
 use crate::config::{TickerConfig, TickerPace};
-use crate::shard::unix_micros;
-
-/// Topic the ticker publishes on.
-pub const TOPIC: &str = "ticks";
+use crate::protocol::TICKS_TOPIC as TOPIC;
 
 /// Names handed out to symbols, feed after feed.
 const NAMES: [&str; 24] = [

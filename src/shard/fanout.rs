@@ -15,9 +15,10 @@ use std::time::Instant;
 
 use crossbeam_channel::TryRecvError;
 
-use super::{Broadcast, MAX_DRAIN_PER_TURN, Shard, ShardMsg, Shared};
+use super::{MAX_DRAIN_PER_TURN, Shard, Shared};
 use crate::conn::{FanOut, Offer, OutFrame};
 use crate::frame::FrameRun;
+use crate::messages::{Broadcast, ShardMsg};
 
 /// Most frames in one run.
 const MAX_RUN_FRAMES: usize = 256;
@@ -85,19 +86,11 @@ impl Shard {
                 };
                 self.fan_out(&b.topic, entry, now, now_us);
             }
-            ShardMsg::Direct { token, id, frame } => {
-                if let Some(conn) = self.conns.get_mut(token).filter(|c| c.id == id) {
-                    let mut ctx =
-                        Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
-                    conn.deliver(&mut ctx, frame);
-                }
+            ShardMsg::Direct { conn, frame } => {
+                self.with_conn(conn, now, now_us, |conn, ctx| conn.deliver(ctx, frame));
             }
-            ShardMsg::Resumed { token, id, replay } => {
-                if let Some(conn) = self.conns.get_mut(token).filter(|c| c.id == id) {
-                    let mut ctx =
-                        Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
-                    conn.on_resumed(&mut ctx, *replay);
-                }
+            ShardMsg::Resumed { conn, replay } => {
+                self.with_conn(conn, now, now_us, |conn, ctx| conn.on_resumed(ctx, *replay));
             }
         }
     }
@@ -176,9 +169,8 @@ impl Shard {
         self.refs = refs;
         // Closing leaves the topic index, so it waits until the walk is over.
         while let Some(token) = self.slow.pop() {
-            if let Some(conn) = self.conns.get_mut(token) {
-                let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
-                conn.close_slow_consumer(&mut ctx);
+            if let Some(key) = self.key_of(token) {
+                self.with_conn(key, now, now_us, |conn, ctx| conn.close_slow_consumer(ctx));
             }
         }
     }

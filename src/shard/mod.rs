@@ -13,33 +13,30 @@
 //!
 //! Nothing here is shared with other threads except the queue ends, the `Waker`, the
 //! `parked` flag and the connection counter (see [`ShardLink`]). No lock is taken per message.
+//!
+//! A connection is named by its [`ConnKey`] (slab token and id) wherever the shard keeps it
+//! for later (flush and read lists, timer entries, the mixer's replies), and reached only
+//! through `Shard::with_conn`, which checks that the token still holds that connection.
 
 mod fanout;
-mod link;
-mod port;
-mod stats;
-mod subs;
-mod timer;
-
-pub use link::{Broadcast, Intake, Replayed, Services, ShardLink, ShardMsg};
-pub use port::{MixerPort, drain_into};
-pub use stats::ShardStats;
-pub use subs::{Subscriptions, WILDCARD, Watch};
-pub use timer::{TimerKey, TimerWheel};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-
-use crate::mixer::MixerMsg;
 use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::clock::unix_micros;
 use crate::config::ServerConfig;
 use crate::conn::{Conn, ConnCtx, OutFrame};
-use crate::metrics::Metrics;
+use crate::messages::{Broadcast, ConnKey, Intake, MixerMsg, MixerPort, ShardLink, ShardMsg};
+use crate::metrics::{Metrics, ShardStats};
+use crate::protocol::TELEMETRY_TOPIC;
+use crate::services::Services;
+use crate::subs::{Subscriptions, Watch};
+use crate::timer::TimerWheel;
 
 /// Token of the shard's waker (never a slab index).
 const WAKER: Token = Token(usize::MAX);
@@ -64,11 +61,11 @@ struct Shared {
     cfg: Arc<ServerConfig>,
     subs: Subscriptions,
     stats: ShardStats,
-    timers: TimerWheel,
-    to_flush: Vec<(usize, u64)>,
-    to_read: Vec<(usize, u64)>,
+    timers: TimerWheel<ConnKey>,
+    to_flush: Vec<ConnKey>,
+    to_read: Vec<ConnKey>,
     to_reap: Vec<usize>,
-    to_answer: Vec<(usize, u64)>,
+    to_answer: Vec<ConnKey>,
     mixer: MixerPort,
     services: Arc<Services>,
 }
@@ -124,7 +121,7 @@ impl Shard {
             conns: Slab::with_capacity(1024),
             shared: Shared {
                 subs: Subscriptions::watching(Watch {
-                    topic: crate::provider::telemetry::TOPIC,
+                    topic: TELEMETRY_TOPIC,
                     subscribers: metrics.telemetry_subscribers.clone(),
                 })
                 .with_interest(services.interest.clone()),
@@ -206,16 +203,17 @@ impl Shard {
         log::debug!("shard {} stopped", self.id);
     }
 
-    /// Splits the shard into a connection slab and the context a connection runs with.
+    /// The context connection `key` runs with: the shard's parts it may touch, and the turn's
+    /// clock.
     fn ctx<'a>(
         shared: &'a mut Shared,
         registry: &'a mio::Registry,
-        token: usize,
+        key: ConnKey,
         now: Instant,
         now_us: u64,
     ) -> ConnCtx<'a> {
         ConnCtx {
-            token,
+            key,
             now,
             now_us,
             cfg: &shared.cfg,
@@ -232,60 +230,62 @@ impl Shard {
         }
     }
 
+    /// The one way to reach a connection: runs `f` on the connection `key` names, with its
+    /// context. `None` when it is gone: its token is free, or was reused by a newer
+    /// connection (another id), as happens to entries queued before it closed.
+    fn with_conn<R>(
+        &mut self,
+        key: ConnKey,
+        now: Instant,
+        now_us: u64,
+        f: impl FnOnce(&mut Conn, &mut ConnCtx<'_>) -> R,
+    ) -> Option<R> {
+        let conn = self.conns.get_mut(key.token).filter(|c| c.id == key.id)?;
+        let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), key, now, now_us);
+        Some(f(conn, &mut ctx))
+    }
+
+    /// The key of the connection on slab token `token` now (poll events carry tokens only).
+    fn key_of(&self, token: usize) -> Option<ConnKey> {
+        self.conns.get(token).map(|c| ConnKey { token, id: c.id })
+    }
+
     fn handle_events(&mut self, events: &Events, now: Instant, now_us: u64) {
+        // The read buffer is lent to each connection in turn (moving a Vec is a pointer copy).
+        let mut scratch = std::mem::take(&mut self.scratch);
         // Connections whose read budget ran out last turn go first.
         let again = std::mem::take(&mut self.shared.to_read);
-        for (token, id) in again {
-            self.read_conn(token, Some(id), true, now, now_us);
+        for key in again {
+            self.with_conn(key, now, now_us, |conn, ctx| {
+                conn.on_readable(ctx, &mut scratch, true)
+            });
         }
         for event in events.iter() {
             let token = event.token();
-            if token == WAKER {
-                continue;
-            }
-            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                let closed = event.is_read_closed() || event.is_error();
-                self.read_conn(token.0, None, closed, now, now_us);
-            }
-            if event.is_writable()
-                && let Some(conn) = self.conns.get_mut(token.0)
-            {
-                let mut ctx =
-                    Self::ctx(&mut self.shared, self.poll.registry(), token.0, now, now_us);
-                conn.mark_for_flush(&mut ctx);
-            }
-        }
-    }
-
-    fn read_conn(
-        &mut self,
-        token: usize,
-        id: Option<u64>,
-        until_eof: bool,
-        now: Instant,
-        now_us: u64,
-    ) {
-        let Some(conn) = self.conns.get_mut(token) else {
-            return;
-        };
-        if id.is_some_and(|id| id != conn.id) {
-            return;
-        }
-        let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
-        conn.on_readable(&mut ctx, &mut self.scratch, until_eof);
-    }
-
-    fn fire_timers(&mut self, now: Instant, now_us: u64, fired: &mut Vec<(TimerKey, u64)>) {
-        self.shared.timers.expire(now, fired);
-        for ((token, id), tick) in fired.drain(..) {
-            let Some(conn) = self.conns.get_mut(token) else {
+            let Some(key) = (token != WAKER).then(|| self.key_of(token.0)).flatten() else {
                 continue;
             };
-            if conn.id != id || !conn.is_live_timer(tick) {
-                continue;
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                let closed = event.is_read_closed() || event.is_error();
+                self.with_conn(key, now, now_us, |conn, ctx| {
+                    conn.on_readable(ctx, &mut scratch, closed)
+                });
             }
-            let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
-            conn.on_tick(&mut ctx);
+            if event.is_writable() {
+                self.with_conn(key, now, now_us, |conn, ctx| conn.mark_for_flush(ctx));
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    fn fire_timers(&mut self, now: Instant, now_us: u64, fired: &mut Vec<(ConnKey, u64)>) {
+        self.shared.timers.expire(now, fired);
+        for (key, tick) in fired.drain(..) {
+            self.with_conn(key, now, now_us, |conn, ctx| {
+                if conn.is_live_timer(tick) {
+                    conn.on_tick(ctx);
+                }
+            });
         }
     }
 
@@ -303,16 +303,18 @@ impl Shard {
             let id = self.next_conn_id;
             self.next_conn_id += 1;
             let entry = self.conns.vacant_entry();
-            let token = entry.key();
+            let key = ConnKey {
+                token: entry.key(),
+                id,
+            };
             let conn = entry.insert(Conn::new(id, stream, peer, accepted, now, &self.shared.cfg));
-            if let Err(e) = conn.register(self.poll.registry(), token) {
+            if let Err(e) = conn.register(self.poll.registry(), key.token) {
                 log::warn!("shard {}: cannot register {peer}: {e}", self.id);
-                self.conns.remove(token);
+                self.conns.remove(key.token);
                 self.conn_count.fetch_sub(1, Ordering::Relaxed);
                 continue;
             }
-            let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
-            conn.arm_timer(&mut ctx);
+            self.with_conn(key, now, now_us, |conn, ctx| conn.arm_timer(ctx));
         }
     }
 
@@ -325,7 +327,7 @@ impl Shard {
     fn flush(&mut self, now: Instant, mut now_us: u64) {
         let pending = std::mem::take(&mut self.shared.to_flush);
         let mut looked = Instant::now();
-        for (i, &(token, id)) in pending.iter().enumerate() {
+        for (i, &key) in pending.iter().enumerate() {
             if i % FLUSH_CLOCK_EVERY == FLUSH_CLOCK_EVERY - 1
                 && looked.elapsed() >= FLUSH_LOOK_EVERY
             {
@@ -336,14 +338,7 @@ impl Shard {
                 }
                 self.serve_newcomers(now, now_us);
             }
-            let Some(conn) = self.conns.get_mut(token) else {
-                continue;
-            };
-            if conn.id != id {
-                continue;
-            }
-            let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
-            conn.flush(&mut ctx);
+            self.with_conn(key, now, now_us, |conn, ctx| conn.flush(ctx));
         }
         let mut pending = pending;
         pending.clear();
@@ -369,11 +364,8 @@ impl Shard {
     /// Writes the connections that completed their handshake this turn.
     fn answer_handshakes(&mut self, now: Instant, now_us: u64) {
         let fresh = std::mem::take(&mut self.shared.to_answer);
-        for &(token, id) in &fresh {
-            if let Some(conn) = self.conns.get_mut(token).filter(|c| c.id == id) {
-                let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
-                conn.flush(&mut ctx);
-            }
+        for &key in &fresh {
+            self.with_conn(key, now, now_us, |conn, ctx| conn.flush(ctx));
         }
         let mut fresh = fresh;
         fresh.clear();
@@ -403,12 +395,13 @@ impl Shard {
     fn begin_drain(&mut self, now: Instant, now_us: u64) {
         let wait = self.shared.cfg.drain_timeout;
         self.draining_until = Some(now + wait);
-        let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
-        for token in tokens {
-            if let Some(conn) = self.conns.get_mut(token) {
-                let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), token, now, now_us);
-                conn.begin_shutdown(&mut ctx, wait);
-            }
+        let keys: Vec<ConnKey> = self
+            .conns
+            .iter()
+            .map(|(token, c)| ConnKey { token, id: c.id })
+            .collect();
+        for key in keys {
+            self.with_conn(key, now, now_us, |conn, ctx| conn.begin_shutdown(ctx, wait));
         }
         log::debug!(
             "shard {}: draining {} connections",
@@ -459,11 +452,4 @@ impl Shard {
         }
         self.parked.store(false, Ordering::SeqCst);
     }
-}
-
-/// Microseconds since the Unix epoch (0 if the clock is before it).
-pub fn unix_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }

@@ -11,25 +11,24 @@
 
 use std::time::{Duration, Instant};
 
-/// A wheel entry: the connection's slab token and its unique id (tokens are reused, ids not).
-pub type TimerKey = (usize, u64);
-
-/// Slots of `tick` each, covering `slots * tick` of future.
+/// Slots of `tick` each, covering `slots * tick` of future. `K` names an entry's owner: a
+/// shard's wheel holds `ConnKey`s (token and id, so an entry left by a connection whose token
+/// was reused since is told apart).
 #[derive(Debug)]
-pub struct TimerWheel {
+pub struct TimerWheel<K> {
     /// Time of tick 0.
     origin: Instant,
     /// Width of one slot, in nanoseconds.
     tick_ns: u64,
     /// Entries per slot; slot = tick index modulo the number of slots.
-    slots: Vec<Vec<TimerKey>>,
+    slots: Vec<Vec<K>>,
     /// The next tick index not yet expired.
     next: u64,
     /// Live entries, so the shard knows whether it must wake for the wheel at all.
     len: usize,
 }
 
-impl TimerWheel {
+impl<K: Copy> TimerWheel<K> {
     /// A wheel of `slots` slots of `tick` each, starting at `now`.
     pub fn new(now: Instant, tick: Duration, slots: usize) -> Self {
         assert!(
@@ -53,7 +52,7 @@ impl TimerWheel {
 
     /// Schedules `key` for `at` and returns the tick it landed on; the owner keeps that tick
     /// to recognise its live entry (older entries for the same key are then stale).
-    pub fn schedule(&mut self, key: TimerKey, at: Instant) -> u64 {
+    pub fn schedule(&mut self, key: K, at: Instant) -> u64 {
         // Round up, so an entry never fires before its deadline.
         let tick = self.nanos_since_origin(at).div_ceil(self.tick_ns);
         let horizon = self.next + self.slots.len() as u64 - 1;
@@ -66,7 +65,7 @@ impl TimerWheel {
 
     /// Moves every entry whose tick has passed at `now` into `out`, with the tick it was
     /// scheduled for (so stale entries can be told apart).
-    pub fn expire(&mut self, now: Instant, out: &mut Vec<(TimerKey, u64)>) {
+    pub fn expire(&mut self, now: Instant, out: &mut Vec<(K, u64)>) {
         let due = self.nanos_since_origin(now) / self.tick_ns;
         if due < self.next {
             return;
@@ -105,11 +104,11 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn wheel(t0: Instant) -> TimerWheel {
+    fn wheel(t0: Instant) -> TimerWheel<(usize, u64)> {
         TimerWheel::new(t0, 10 * MS, 8)
     }
 
-    fn fired(w: &mut TimerWheel, now: Instant) -> Vec<usize> {
+    fn fired(w: &mut TimerWheel<(usize, u64)>, now: Instant) -> Vec<usize> {
         let mut out = vec![];
         w.expire(now, &mut out);
         out.into_iter().map(|((t, _), _)| t).collect()

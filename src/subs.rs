@@ -20,9 +20,7 @@ use indexmap::IndexSet;
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::interest::Interest;
-
-/// The wildcard topic: every topic, including ones that appear later.
-pub const WILDCARD: &str = "*";
+use crate::protocol::WILDCARD;
 
 /// A topic whose subscribers every shard counts into one shared gauge.
 #[derive(Debug, Clone)]

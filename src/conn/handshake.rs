@@ -1,6 +1,7 @@
-//! What a connection does with a complete HTTP request: the answer, or the WebSocket upgrade
-//! with everything checked first (Origin, token, connection caps, client id, topics), and the
-//! dispatch of data messages by route (`/ws` operations in `session.rs`, `/echo` here).
+//! The HTTP side of a connection: parsing its request head, and what it does with a complete
+//! request: a plain answer (`/healthz`, `/metrics`, the dashboard), a precise error status,
+//! or the WebSocket upgrade with everything checked first (Origin, token, connection caps,
+//! client id, topics), then the 101 and, on `/ws`, the welcome and the requested topics.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -199,8 +200,8 @@ impl Conn {
         if let Some(room) = req.query_param("room") {
             names.extend(protocol::split_topics(&room));
         }
-        if !explicit && since.is_empty() && rights.may_subscribe(crate::shard::WILDCARD) {
-            names.push(crate::shard::WILDCARD.to_string());
+        if !explicit && since.is_empty() && rights.may_subscribe(crate::protocol::WILDCARD) {
+            names.push(crate::protocol::WILDCARD.to_string());
         }
         names.retain(|n| !since.iter().any(|(t, _)| t == n));
         let client = Client {
@@ -224,7 +225,7 @@ impl Conn {
         self.outbox
             .push(Arc::from(http::switching_protocols(accept)), 0);
         self.want_flush(ctx);
-        ctx.to_answer.push((ctx.token, self.id));
+        ctx.to_answer.push(ctx.key);
         if let State::Handshake { accepted, .. } = self.state {
             // The 101 is written right after this, in the same pass (`to_answer`).
             ctx.stats.record_handshake(accepted.elapsed());
@@ -280,32 +281,6 @@ impl Conn {
             then: super::AfterFlush::Drop,
         };
         self.arm_timer(ctx);
-    }
-
-    /// A complete text message on an open WebSocket.
-    pub(super) fn on_text(&mut self, ctx: &mut ConnCtx<'_>, route: WsRoute, text: &str) {
-        match route {
-            WsRoute::Echo => self.push_reply(ctx, crate::frame::text(text)),
-            WsRoute::Stream => self.on_op(ctx, text),
-        }
-    }
-
-    /// A complete binary message on an open WebSocket.
-    pub(super) fn on_binary(&mut self, ctx: &mut ConnCtx<'_>, route: WsRoute, data: &[u8]) {
-        match route {
-            WsRoute::Echo => self.push_reply(ctx, crate::frame::binary(data)),
-            WsRoute::Stream => {
-                let e =
-                    ClientError::new(ErrorCode::BinaryUnsupported, "/ws accepts JSON text only");
-                self.send_error(ctx, &e);
-            }
-        }
-    }
-
-    /// Sends an error frame to this connection and counts it.
-    pub(super) fn send_error(&mut self, ctx: &mut ConnCtx<'_>, e: &ClientError) {
-        ctx.stats.count_client_error(e.code.as_str());
-        self.push_reply(ctx, e.frame());
     }
 }
 

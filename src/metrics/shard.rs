@@ -1,5 +1,6 @@
 //! A shard's own counters: plain integers during a turn, added to the shared metrics once per
-//! turn, and a latency histogram handed over about once a second.
+//! turn, and latency histograms handed over about once a second. Owned by the shard thread
+//! (and lent to its connections); the registry they feed knows nothing of shards.
 //!
 //! Keeping per-delivery accounting in thread-local integers means a broadcast to 10,000
 //! clients costs no atomic operation per client.
@@ -11,7 +12,7 @@ use hdrhistogram::Histogram;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::{DropLabel, ErrorLabel, Metrics, ShardLabel, new_latency_histogram};
+use super::{DropLabel, ErrorLabel, Metrics, ShardLabel, new_latency_histogram};
 
 /// How often the latency histogram and queue depth are published.
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
@@ -23,6 +24,7 @@ struct Handles {
     bytes: Counter,
     outbox_drops: Counter,
     slow_consumer_drops: Counter,
+    control_drops: Counter,
     fanout_walks: Counter,
     slow_disconnects: Counter,
     idle_timeouts: Counter,
@@ -48,6 +50,8 @@ pub struct ShardStats {
     pub outbox_drops: u64,
     /// Frames refused or discarded this turn by slow-consumer closes.
     pub slow_consumer_drops: u64,
+    /// Control frames (ping, pong, reset) refused this turn past a full outbox's allowance.
+    pub control_drops: u64,
     /// Broadcast walks over a topic's subscribers this turn (one per run of frames).
     pub fanout_walks: u64,
     /// Slow consumers disconnected this turn.
@@ -86,6 +90,10 @@ impl ShardStats {
                 .drops
                 .get_or_create(&drop_label("slow_consumer"))
                 .clone(),
+            control_drops: metrics
+                .drops
+                .get_or_create(&drop_label("control_frame"))
+                .clone(),
             fanout_walks: metrics.fanout_walks.get_or_create(&label).clone(),
             slow_disconnects: metrics
                 .slow_consumer_disconnects
@@ -105,6 +113,7 @@ impl ShardStats {
             bytes: 0,
             outbox_drops: 0,
             slow_consumer_drops: 0,
+            control_drops: 0,
             fanout_walks: 0,
             slow_disconnects: 0,
             idle_timeouts: 0,
@@ -155,6 +164,7 @@ impl ShardStats {
             &self.handles.slow_consumer_drops,
             &mut self.slow_consumer_drops,
         );
+        add(&self.handles.control_drops, &mut self.control_drops);
         add(&self.handles.fanout_walks, &mut self.fanout_walks);
         add(&self.handles.slow_disconnects, &mut self.slow_disconnects);
         add(&self.handles.idle_timeouts, &mut self.idle_timeouts);

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use crate::mixer::{MixerMsg, Publish};
+use super::{MixerMsg, Publish, drain_into};
 
 /// Client publishes that may wait for room in the mixer's channel, per shard.
 pub const PUBLISH_BACKLOG: usize = 4096;
@@ -80,28 +80,10 @@ impl MixerPort {
     }
 }
 
-/// Moves waiting messages into a bounded channel, in order, until it is full. Returns
-/// whether anything was sent and whether nothing is left waiting (a closed channel discards
-/// the rest: its receiver is gone).
-pub fn drain_into<T>(pending: &mut VecDeque<T>, tx: &Sender<T>) -> (bool, bool) {
-    let mut sent = false;
-    while let Some(msg) = pending.pop_front() {
-        match tx.try_send(msg) {
-            Ok(()) => sent = true,
-            Err(TrySendError::Full(msg)) => {
-                pending.push_front(msg);
-                return (sent, false);
-            }
-            Err(TrySendError::Disconnected(_)) => pending.clear(),
-        }
-    }
-    (sent, true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mixer::{ConnRef, MixerMsg};
+    use crate::messages::{ConnKey, ConnRef};
     use std::sync::Arc;
 
     fn leave(n: usize) -> MixerMsg {
@@ -109,8 +91,10 @@ mod tests {
             room: Arc::from("r"),
             conn: ConnRef {
                 shard: 0,
-                token: n,
-                id: n as u64,
+                key: ConnKey {
+                    token: n,
+                    id: n as u64,
+                },
             },
         }
     }
@@ -124,19 +108,21 @@ mod tests {
         port.send(leave(3));
         assert!(port.has_pending());
         let order = |m: MixerMsg| match m {
-            MixerMsg::Leave { conn, .. } => conn.token,
+            MixerMsg::Leave { conn, .. } => conn.key.token,
             _ => usize::MAX,
         };
         assert_eq!(order(rx.try_recv().unwrap()), 1);
-        assert!(!port.flush());
+        assert!(!port.flush(), "room for one: 3 still waits");
+        assert!(port.has_pending());
         assert_eq!(order(rx.try_recv().unwrap()), 2);
-        assert!(port.flush() || port.has_pending());
+        assert!(port.flush(), "the last one fits");
+        assert!(!port.has_pending());
         assert_eq!(order(rx.try_recv().unwrap()), 3);
-        assert!(port.flush());
+        assert!(rx.try_recv().is_err(), "each message went once");
         for n in 0..PUBLISH_BACKLOG + 1 {
             port.send(leave(n));
         }
-        let msg = crate::mixer::Publish::new(
+        let msg = Publish::new(
             Arc::from("r"),
             serde_json::value::RawValue::from_string("1".into()).unwrap(),
         );

@@ -1,0 +1,28 @@
+//! The server-wide services every shard consults when a client upgrades (never per
+//! message): connection caps, token verification, the node's topic interest and the Redis
+//! bus. Built once by the server and shared as `Arc<Services>`.
+
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+
+use crate::admission::Admission;
+use crate::auth::Verifier;
+use crate::bus::BusState;
+use crate::interest::Interest;
+use crate::messages::Publish;
+
+/// Server-wide services every shard consults at upgrade time (never per message).
+#[derive(Debug)]
+pub struct Services {
+    /// Connection caps.
+    pub admission: Arc<Admission>,
+    /// Token verification, when `--auth-secret` is set.
+    pub verifier: Option<Verifier>,
+    /// Which topics this node's clients want (reported by the topic indexes).
+    pub interest: Arc<Interest>,
+    /// The Redis bus's health, when `--redis` is set (for `/healthz`).
+    pub bus: Option<Arc<BusState>>,
+    /// The Redis bus publisher's input, when `--redis` is set (client publishes go there).
+    pub bus_tx: Option<Sender<Publish>>,
+}
