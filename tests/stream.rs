@@ -449,6 +449,17 @@ fn with_linger_every_frame_still_arrives_in_order() {
     server.shutdown();
 }
 
+/// Reads until the presence frame that announces this client's own join to `room`.
+fn read_own_join(ws: &mut Client, room: &str) {
+    for _ in 0..100 {
+        let v = next_json(ws);
+        if v["type"] == "presence" && v["topic"] == room && v["event"] == "join" {
+            return;
+        }
+    }
+    panic!("never saw the join to {room}");
+}
+
 #[test]
 fn a_shard_with_no_subscriber_of_a_topic_does_no_walk_for_it() {
     let server = start(ServerConfig {
@@ -456,9 +467,13 @@ fn a_shard_with_no_subscriber_of_a_topic_does_no_walk_for_it() {
         ..quiet_config(2)
     });
     let addr = server.local_addr();
-    // The acceptor balances by connection count: one client on each shard.
+    // The acceptor balances by connection count: one client on each shard. Each reads the
+    // announcement of its own join (every named topic is a room), so that walk is over, in
+    // a turn of its own, before anything else is published.
     let (mut x, x_shard) = connect_stream(addr, "x");
+    read_own_join(&mut x, "x");
     let (mut y, y_shard) = connect_stream(addr, "y");
+    read_own_join(&mut y, "y");
     assert_ne!(x_shard, y_shard);
     let p = server.publisher();
     for _ in 0..3 {
@@ -469,8 +484,6 @@ fn a_shard_with_no_subscriber_of_a_topic_does_no_walk_for_it() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(read_through(&mut x, "x", 30).len(), 30);
-    assert!(p.publish("y", "{}"));
-    assert_eq!(read_through(&mut y, "y", 1).len(), 1, "y saw no x frame");
     let walks = |shard: u64| {
         metric(
             addr,
@@ -478,12 +491,25 @@ fn a_shard_with_no_subscriber_of_a_topic_does_no_walk_for_it() {
             &[("shard", &shard.to_string())],
         )
     };
-    // Counts are added at the end of a shard's turn: give the marker's turn time to end.
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    // y's shard walked y's own join (every named topic is a room) and the marker; none of
-    // the x frames or x's join.
-    assert_eq!(walks(y_shard), 2.0, "walks on y's shard");
-    assert!(walks(x_shard) >= 1.0);
+    // Two markers on `y`, the second published only once the first has arrived, so they
+    // are walked in two turns of y's shard. A shard counts its walks at the end of each
+    // turn and takes its queue in order: once the second marker has been read, every turn
+    // before its own has been counted, the first marker's and any (wrong) walk for `x`
+    // included, since the x frames and x's join were all queued before the first marker.
+    assert!(p.publish("y", "{}"));
+    assert_eq!(read_through(&mut y, "y", 1).len(), 1, "y saw no x frame");
+    assert!(p.publish("y", "{}"));
+    assert_eq!(read_through(&mut y, "y", 2).len(), 1, "y saw no x frame");
+    // y's shard walks y's own join and the two markers; none of the x frames nor x's join.
+    // Wait for the second marker's turn to be counted, then the count must be exactly that:
+    // a walk for `x` (its join and at least one run of its frames) would already be counted
+    // and show here.
+    wait_for("y's shard to count its walk for the second marker", || {
+        walks(y_shard) >= 3.0
+    });
+    assert_eq!(walks(y_shard), 3.0, "walks on y's shard");
+    // x's shard walked x's join and at least one run of x frames.
+    wait_for("x's shard to count its walks", || walks(x_shard) >= 2.0);
     close_client(x);
     close_client(y);
     server.shutdown();
