@@ -39,22 +39,6 @@ fn next_full_telemetry(ws: &mut Client) -> Value {
     panic!("no telemetry with rates in 50 messages");
 }
 
-/// Polls `/metrics` until the sample `name{labels}` equals `want`; panics after 10 s.
-fn wait_metric(addr: SocketAddr, (name, labels): (&str, &[(&str, &str)]), want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = metric(addr, name, labels);
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}{labels:?}: want {want}, got {got}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_telemetry_subscriber_gets_plausible_figures() {
     let server = start(telemetry_config(2));
@@ -117,30 +101,29 @@ fn a_telemetry_subscriber_gets_plausible_figures() {
 fn telemetry_is_published_only_while_someone_subscribes() {
     let server = start(telemetry_config(2));
     let addr = server.local_addr();
-    let published: (&str, &[(&str, &str)]) = (
-        "tickcast_messages_published_total",
-        &[("topic", "telemetry")],
-    );
-    let subscribers: (&str, &[(&str, &str)]) = ("tickcast_telemetry_subscribers", &[]);
+    let published = || {
+        metric(
+            addr,
+            "tickcast_messages_published_total",
+            &[("topic", "telemetry")],
+        )
+    };
+    let subscribers = || metric(addr, "tickcast_telemetry_subscribers", &[]);
 
     // Only ticks: 50 ticks at 10 ms take at least five telemetry intervals.
     let mut ws = connect(addr, "/ws?topics=ticks");
     for _ in 0..50 {
         assert_eq!(next_data(&mut ws)["topic"], "ticks");
     }
-    assert_eq!(metric(addr, subscribers.0, subscribers.1), 0.0);
-    assert_eq!(
-        metric(addr, published.0, published.1),
-        0.0,
-        "nothing published unheard"
-    );
+    assert_eq!(subscribers(), 0.0);
+    assert_eq!(published(), 0.0, "nothing published unheard");
 
     // Subscribing starts the stream; unsubscribing stops counting this client.
     ws.send(Message::text(
         r#"{"op":"subscribe","topics":["telemetry"]}"#,
     ))
     .unwrap();
-    wait_metric(addr, subscribers, 1.0);
+    wait_for("one telemetry subscriber", || subscribers() == 1.0);
     loop {
         if next_data(&mut ws)["topic"] == "telemetry" {
             break;
@@ -150,11 +133,11 @@ fn telemetry_is_published_only_while_someone_subscribes() {
         r#"{"op":"unsubscribe","topics":["telemetry"]}"#,
     ))
     .unwrap();
-    wait_metric(addr, subscribers, 0.0);
+    wait_for("no telemetry subscriber", || subscribers() == 0.0);
 
     // The wildcard (the default without `topics`) receives telemetry too.
     let mut all = connect(addr, "/ws");
-    wait_metric(addr, subscribers, 1.0);
+    wait_for("one telemetry subscriber", || subscribers() == 1.0);
     loop {
         if next_data(&mut all)["topic"] == "telemetry" {
             break;
@@ -162,7 +145,7 @@ fn telemetry_is_published_only_while_someone_subscribes() {
     }
     all.close(None).unwrap();
     let _ = read_until_close(&mut all, Duration::from_secs(5));
-    wait_metric(addr, subscribers, 0.0);
+    wait_for("no telemetry subscriber", || subscribers() == 0.0);
     server.shutdown();
 }
 
