@@ -5,31 +5,56 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# redis-server and Chromium must be present: tests/redis.rs and tests/dashboard.rs fail (they
+# never skip) without them. tests/common/programs.rs looks for the same names, or
+# $TICKCAST_CHROMIUM.
+have_chromium() {
+    [ -n "${TICKCAST_CHROMIUM:-}" ] && return 0
+    local name
+    for name in chromium chromium-browser google-chrome google-chrome-stable; do
+        command -v "$name" >/dev/null 2>&1 && return 0
+    done
+    return 1
+}
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-# The dashboard test drives headless Chromium (tests/browser/mod.rs looks for the same names,
-# or $TICKCAST_CHROMIUM).
 want_chromium=0
-if [ -z "${TICKCAST_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 \
-    && ! command -v chromium-browser >/dev/null 2>&1 && ! command -v google-chrome >/dev/null 2>&1 \
-    && ! command -v google-chrome-stable >/dev/null 2>&1; then
-    want_chromium=1
-fi
+have_chromium || want_chromium=1
 command -v perf >/dev/null 2>&1 || true  # only scripts/flamegraph.sh needs perf
 if ((${#need_apt[@]})) || ((want_chromium)); then
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
+    as_root=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null 2>&1; then
+            echo "test.sh: redis-server or Chromium is missing, and without root or sudo" \
+                "it cannot be installed" >&2
+            exit 1
+        fi
+        as_root=(sudo)
+    fi
+    if ! ${as_root[@]+"${as_root[@]}"} apt-get update -qq; then
+        echo "test.sh: apt-get update failed: cannot install what the tests need" >&2
+        exit 1
+    fi
     if ((want_chromium)); then
         # Debian calls the package `chromium`; Ubuntu `chromium-browser`.
-        if [ -n "$(apt-cache policy chromium 2>/dev/null | grep -v '(none)' | grep 'Candidate:')" ]; then
+        if apt-cache policy chromium 2>/dev/null \
+            | awk '$1 == "Candidate:" && $2 != "(none)" { found = 1 } END { exit !found }'; then
             need_apt+=(chromium)
         else
             need_apt+=(chromium-browser)
         fi
     fi
     echo "test.sh: installing ${need_apt[*]}"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+    # `env`, not a plain assignment: sudo would drop the variable from the environment.
+    if ! ${as_root[@]+"${as_root[@]}"} env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq "${need_apt[@]}"; then
+        echo "test.sh: apt-get install ${need_apt[*]} failed" >&2
+        exit 1
+    fi
+    if ! command -v redis-server >/dev/null 2>&1 || ! have_chromium; then
+        echo "test.sh: installed ${need_apt[*]}, but redis-server or Chromium is still not on PATH" >&2
+        exit 1
+    fi
 fi
 
 echo "test.sh: cargo fmt --check"

@@ -21,8 +21,11 @@ struct Redis {
 }
 
 impl Redis {
-    fn start(port: u16) -> Option<Redis> {
-        let child = Command::new("redis-server")
+    /// Starts redis-server on `port` and waits (bounded) until it listens. Fails the test
+    /// when redis-server is not installed (scripts/test.sh installs it) or exits early.
+    fn start(port: u16) -> Redis {
+        let program = require_program(&REDIS_SERVER);
+        let child = Command::new(&program)
             .args([
                 "--port",
                 &port.to_string(),
@@ -36,12 +39,15 @@ impl Redis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .ok()?;
-        let redis = Redis { child, port };
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        let mut redis = Redis { child, port };
         wait_for("redis-server to listen", || {
+            if let Some(status) = redis.child.try_wait().unwrap() {
+                panic!("redis-server on port {port} exited at start: {status}");
+            }
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        Some(redis)
+        redis
     }
 
     fn url(&self) -> String {
@@ -143,9 +149,7 @@ fn skip_probes(ws: &mut Client, topic: &str) -> Value {
 #[test]
 fn two_nodes_share_rooms_through_redis_and_survive_its_loss() {
     let port = free_port();
-    let Some(redis) = Redis::start(port) else {
-        panic!("redis-server is not installed: scripts/test.sh installs it");
-    };
+    let redis = Redis::start(port);
     let url = redis.url();
     let prefix = format!("t{}", free_port());
     let a = node(&url, &prefix);
@@ -222,7 +226,7 @@ fn two_nodes_share_rooms_through_redis_and_survive_its_loss() {
     healthy_b.wait_for_more(rb);
 
     // Redis is back (empty, on the same port): both reconnect and resubscribe.
-    let redis = Redis::start(port).expect("restart redis-server");
+    let redis = Redis::start(port);
     wait_for("both nodes to reconnect", || {
         healthz(a.local_addr()) == "ok\n" && healthz(b.local_addr()) == "ok\n"
     });
@@ -250,7 +254,7 @@ fn unreachable_redis_at_start_still_serves_local_streams() {
     let a = node(&format!("redis://127.0.0.1:{port}"), "tc");
     assert_eq!(healthz(a.local_addr()), "degraded: redis\n");
     let healthy = Healthy::start(a.local_addr());
-    let redis = Redis::start(port).expect("start redis-server");
+    let redis = Redis::start(port);
     wait_for("the node to connect late", || {
         healthz(a.local_addr()) == "ok\n"
     });

@@ -1,6 +1,7 @@
 //! Headless Chromium for the dashboard tests, driven over the DevTools protocol
-//! (`headless_chrome`, blocking API): finding the binary, launching it, evaluating
-//! JavaScript in the page, waiting for conditions with a deadline, and saving screenshots.
+//! (`headless_chrome`, blocking API): launching it, evaluating JavaScript in the page,
+//! waiting for conditions with a deadline, and saving screenshots. The binary is found by
+//! `common::require_program(&common::CHROMIUM)`.
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
@@ -11,27 +12,6 @@ use std::time::{Duration, Instant};
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use serde_json::Value;
-
-/// Executable names tried on `PATH`, in order (Debian's package installs `chromium`).
-const NAMES: [&str; 4] = [
-    "chromium",
-    "chromium-browser",
-    "google-chrome",
-    "google-chrome-stable",
-];
-
-/// The Chromium to use: `$TICKCAST_CHROMIUM` if set, else the first of [`NAMES`] on `PATH`.
-pub fn find_chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("TICKCAST_CHROMIUM") {
-        return Some(PathBuf::from(path));
-    }
-    let path = std::env::var_os("PATH")?;
-    NAMES.iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
-}
 
 /// A headless browser with one tab. Chromium is killed when this is dropped.
 pub struct Page {

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
-use super::{READ_TIMEOUT, wait_for};
+use super::{READ_TIMEOUT, WAIT_LIMIT};
 
 /// Sends a raw HTTP request and returns the whole response text (until the server closes
 /// or the read timeout passes).
@@ -130,11 +131,28 @@ pub fn metric(addr: SocketAddr, name: &str, labels: &[(&str, &str)]) -> f64 {
     scrape(addr).sum(name, labels)
 }
 
-/// Waits (bounded) until metric `name{labels}` reaches at least `at_least`.
+/// Waits (bounded by [`WAIT_LIMIT`]) until metric `name{labels}` is at least `at_least`.
+///
+/// The only meaning of this wait is "at least". For any other condition (a gauge back to 0,
+/// an exact value) spell it out with `wait_for`, e.g.
+/// `wait_for("no subscriber", || metric(addr, name, labels) == 0.0)`. A count that must end
+/// at an exact value is best waited for with this and then asserted with `assert_eq!`, so
+/// that an overshoot fails with the value rather than as a timeout.
 pub fn wait_metric(addr: SocketAddr, name: &str, labels: &[(&str, &str)], at_least: f64) {
-    let mut last = 0.0;
-    wait_for(&format!("{name}{labels:?} >= {at_least}"), || {
-        last = metric(addr, name, labels);
-        last >= at_least
-    });
+    assert!(
+        at_least > 0.0,
+        "waiting for {name}{labels:?} >= {at_least} would wait for nothing: use wait_for"
+    );
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        let got = metric(addr, name, labels);
+        if got >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {name}{labels:?} >= {at_least}: the last scrape had {got}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -1,19 +1,23 @@
 //! Helpers shared by the integration tests: an in-process server on 127.0.0.1:0 and real
 //! tungstenite clients (here), raw HTTP and the `/metrics` reader (`http.rs`), a raw
-//! WebSocket client that writes frames by hand over a `TcpStream` (`raw.rs`), and a
-//! "healthy client" that checks it keeps receiving while a test misbehaves (`healthy.rs`).
+//! WebSocket client that writes frames by hand over a `TcpStream` (`raw.rs`), a "healthy
+//! client" that checks it keeps receiving while a test misbehaves (`healthy.rs`), and the
+//! external programs some tests need, which fail the test when missing (`programs.rs`).
 //!
 //! Every wait here is bounded (read timeouts, [`wait_for`]); none is a speed threshold.
 #![allow(dead_code)]
 
 mod healthy;
 mod http;
+mod programs;
 mod raw;
 
 #[allow(unused_imports)]
 pub use healthy::Healthy;
 #[allow(unused_imports)]
 pub use http::*;
+#[allow(unused_imports)]
+pub use programs::*;
 #[allow(unused_imports)]
 pub use raw::*;
 
