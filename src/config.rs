@@ -89,6 +89,9 @@ pub struct ServerConfig {
     pub outbox_limit: usize,
     /// What happens when `outbox_limit` would be passed. Default [`SlowPolicy::Drop`].
     pub slow_policy: SlowPolicy,
+    /// A connection whose socket takes no byte for this long while it has bytes to write is
+    /// closed (and counted), whatever its outbox holds. Default 10 s.
+    pub write_timeout: Duration,
     /// Bytes written to one connection per event-loop turn, so one fast link cannot starve
     /// the others. Default 256 KiB.
     pub write_budget: usize,
@@ -107,10 +110,20 @@ pub struct ServerConfig {
     pub history: usize,
     /// Rooms with more members get only counts, no member lists or deltas. Default 1000.
     pub presence_list_max: usize,
-    /// Client publishes per second per connection (token bucket). Default 100; 0 = unlimited.
+    /// Messages per second a `/ws` client may send (token bucket; every message counts,
+    /// errors included). Default 100; 0 = unlimited, and lifts the byte limit too
+    /// (benchmarks).
     pub publish_rate: f64,
     /// Burst allowed above `publish_rate`. Default 200.
     pub publish_burst: u32,
+    /// Bytes per second a `/ws` client may send in messages (token bucket, on top of the
+    /// message count; a publish's data is part of its message). Default 128 KiB;
+    /// 0 = unlimited.
+    pub publish_byte_rate: f64,
+    /// Burst allowed above `publish_byte_rate`. Default 256 KiB. Must be at least
+    /// `max_message`, and with `publish_burst` envelopes fit in `outbox_limit` (see
+    /// [`ServerConfig::worst_publish_burst`]).
+    pub publish_byte_burst: usize,
     /// WebSocket connections allowed at once; more get 503. Default 0 (unlimited: the
     /// open-file limit still applies).
     pub max_connections: usize,
@@ -148,6 +161,7 @@ impl Default for ServerConfig {
             close_timeout: Duration::from_secs(2),
             outbox_limit: 1024 * 1024,
             slow_policy: SlowPolicy::Drop,
+            write_timeout: Duration::from_secs(10),
             write_budget: 256 * 1024,
             send_buffer: None,
             acceptor_rt_priority: 10,
@@ -156,6 +170,8 @@ impl Default for ServerConfig {
             presence_list_max: 1000,
             publish_rate: 100.0,
             publish_burst: 200,
+            publish_byte_rate: 128.0 * 1024.0,
+            publish_byte_burst: 256 * 1024,
             max_connections: 0,
             max_connections_per_ip: 0,
             auth_secret: None,
@@ -167,12 +183,38 @@ impl Default for ServerConfig {
     }
 }
 
+/// Bytes one published message may add to a member's outbox beyond its data: the largest
+/// envelope (`{"topic","seq","ts","from","nick","kind","data"}` with every name at its
+/// longest), the frame header and the outbox entry. Checked against the real envelope in
+/// `mixer`'s tests.
+pub const PUBLISH_OVERHEAD: usize = 512;
+
 /// Number of cores this process may run on (at least 1).
 pub fn default_shards() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl ServerConfig {
+    /// The message bucket's settings (`--publish-rate`, `--publish-burst`).
+    pub fn message_rate(&self) -> crate::ratelimit::Rate {
+        crate::ratelimit::Rate::new(self.publish_rate, u64::from(self.publish_burst))
+    }
+
+    /// The publish-bytes bucket's settings (`--publish-byte-rate`, `--publish-byte-burst`).
+    pub fn byte_rate(&self) -> crate::ratelimit::Rate {
+        crate::ratelimit::Rate::new(self.publish_byte_rate, self.publish_byte_burst as u64)
+    }
+
+    /// The most one publisher within its limits can put into a room member's outbox before
+    /// the member reads a byte: a full byte burst of data plus a full message burst of
+    /// envelopes. `None` when publishing is unlimited (no such bound).
+    pub fn worst_publish_burst(&self) -> Option<usize> {
+        (self.publish_rate > 0.0 && self.publish_byte_rate > 0.0).then(|| {
+            self.publish_byte_burst
+                .saturating_add((self.publish_burst as usize).saturating_mul(PUBLISH_OVERHEAD))
+        })
+    }
+
     /// Checks the relations between settings once, so the rest of the server can trust them.
     pub fn validate(&self) -> Result<(), String> {
         if self.shards == 0 || self.shards > 1024 {
@@ -245,6 +287,13 @@ impl ServerConfig {
         if self.publish_burst == 0 {
             return Err("--publish-burst must be at least 1".into());
         }
+        if !(self.publish_byte_rate >= 0.0 && self.publish_byte_rate.is_finite()) {
+            return Err("--publish-byte-rate must be 0 (unlimited) or positive".into());
+        }
+        self.check_publish_limits()?;
+        if self.write_timeout < Duration::from_millis(100) {
+            return Err("--write-timeout must be at least 100ms".into());
+        }
         if self.auth_secret.as_ref().is_some_and(|s| s.0.len() < 16) {
             return Err("the auth secret must be at least 16 bytes".into());
         }
@@ -264,6 +313,37 @@ impl ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// A publisher within its limits must not be able to overflow a room member that reads:
+    /// its largest message must fit its byte burst, and its whole burst (data and envelopes)
+    /// must fit one outbox.
+    fn check_publish_limits(&self) -> Result<(), String> {
+        if self.worst_publish_burst().is_none() {
+            return Ok(());
+        }
+        if self.publish_byte_burst < self.max_message {
+            return Err(format!(
+                "--publish-byte-burst ({}) must be at least --max-message ({}), or the largest \
+                 message could never be published",
+                self.publish_byte_burst, self.max_message
+            ));
+        }
+        match self.worst_publish_burst() {
+            Some(worst) if worst > self.outbox_limit => Err(format!(
+                "--publish-byte-burst ({}) plus --publish-burst ({}) envelopes of {} bytes is \
+                 {} bytes, more than --outbox-limit ({}): one publisher within its limits \
+                 could overflow the outbox of a room member that reads",
+                self.publish_byte_burst,
+                self.publish_burst,
+                PUBLISH_OVERHEAD,
+                worst,
+                self.outbox_limit
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +351,33 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         ServerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_publisher_within_its_limits_fits_a_members_outbox() {
+        let cfg = ServerConfig::default();
+        let worst = cfg.worst_publish_burst().unwrap();
+        assert!(
+            worst <= cfg.outbox_limit / 2,
+            "defaults keep a 2x margin: {worst}"
+        );
+        let too_big = ServerConfig {
+            publish_byte_burst: 1024 * 1024,
+            ..ServerConfig::default()
+        };
+        assert!(too_big.validate().unwrap_err().contains("--outbox-limit"));
+        let too_small = ServerConfig {
+            publish_byte_burst: 1024,
+            ..ServerConfig::default()
+        };
+        assert!(too_small.validate().unwrap_err().contains("--max-message"));
+        // Unlimited publishing (benchmarks) has no bound to check.
+        let unlimited = ServerConfig {
+            publish_rate: 0.0,
+            publish_byte_burst: 1024 * 1024,
+            ..ServerConfig::default()
+        };
+        unlimited.validate().unwrap();
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! 1. the acceptor (no new connections; the listening socket closes);
 //! 2. the providers (no new messages);
 //! 3. the mixer, through a `Shutdown` message queued behind every message already sent, so it
-//!    sequences and offers everything first; then it drops the shard queues;
+//!    sequences and offers everything first; it then asks every shard to drain: a shard stops
+//!    taking client publishes (later ones are answered with an error frame) and answers
+//!    behind the ones it took, so the mixer sequences every accepted publish before it drops
+//!    the shard queues;
 //! 4. each shard sees its queue end after the last frame, queues close 1001 behind what each
 //!    client still has pending, and waits up to `--drain-timeout` for the clients' replies.
 
@@ -170,6 +173,7 @@ impl Server {
             linger: cfg.linger,
             history: cfg.history,
             presence_list_max: cfg.presence_list_max,
+            drain_wait: cfg.drain_timeout,
         };
         let mixer = Mixer::new(mixer_rx, links.clone(), mixer_cfg, metrics.clone());
         let mixer_thread = std::thread::Builder::new()

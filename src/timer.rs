@@ -50,13 +50,19 @@ impl<K: Copy> TimerWheel<K> {
         u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Schedules `key` for `at` and returns the tick it landed on; the owner keeps that tick
-    /// to recognise its live entry (older entries for the same key are then stale).
-    pub fn schedule(&mut self, key: K, at: Instant) -> u64 {
+    /// The tick an entry for `at` would land on now (see [`TimerWheel::schedule`]), so an
+    /// owner can tell whether a new deadline comes before its live entry without adding one.
+    pub fn tick_of(&self, at: Instant) -> u64 {
         // Round up, so an entry never fires before its deadline.
         let tick = self.nanos_since_origin(at).div_ceil(self.tick_ns);
         let horizon = self.next + self.slots.len() as u64 - 1;
-        let tick = tick.clamp(self.next, horizon);
+        tick.clamp(self.next, horizon)
+    }
+
+    /// Schedules `key` for `at` and returns the tick it landed on; the owner keeps that tick
+    /// to recognise its live entry (older entries for the same key are then stale).
+    pub fn schedule(&mut self, key: K, at: Instant) -> u64 {
+        let tick = self.tick_of(at);
         let slot = (tick % self.slots.len() as u64) as usize;
         self.slots[slot].push(key);
         self.len += 1;

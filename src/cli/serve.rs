@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// What to do with a client whose outbox is full.
     #[arg(long, env = "TICKCAST_SLOW_POLICY", value_enum, default_value = "drop")]
     pub slow_policy: SlowPolicyArg,
+    /// Close a client whose socket takes no byte for this long while it has bytes to write.
+    #[arg(long, env = "TICKCAST_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
     /// Bytes written to one connection per event-loop turn.
     #[arg(long, env = "TICKCAST_WRITE_BUDGET", default_value_t = 256 * 1024)]
     pub write_budget: usize,
@@ -84,12 +87,20 @@ pub struct ServeArgs {
     /// Rooms with more members get only counts instead of member lists and deltas.
     #[arg(long, env = "TICKCAST_PRESENCE_LIST_MAX", default_value_t = 1000)]
     pub presence_list_max: usize,
-    /// Publishes per second per connection (token bucket); 0 = unlimited.
+    /// Messages per second a /ws client may send, errors included (token bucket);
+    /// 0 = unlimited, byte limit included.
     #[arg(long, env = "TICKCAST_PUBLISH_RATE", default_value_t = 100.0)]
     pub publish_rate: f64,
-    /// Publishes allowed in a burst above the rate.
+    /// Messages allowed in a burst above the rate.
     #[arg(long, env = "TICKCAST_PUBLISH_BURST", default_value_t = 200)]
     pub publish_burst: u32,
+    /// Bytes per second a /ws client may send in messages (token bucket); 0 = unlimited.
+    #[arg(long, env = "TICKCAST_PUBLISH_BYTE_RATE", default_value_t = 128.0 * 1024.0)]
+    pub publish_byte_rate: f64,
+    /// Published bytes allowed in a burst above the byte rate (at least --max-message; with
+    /// --publish-burst envelopes of 512 bytes, at most --outbox-limit).
+    #[arg(long, env = "TICKCAST_PUBLISH_BYTE_BURST", default_value_t = 256 * 1024)]
+    pub publish_byte_burst: usize,
     /// WebSocket connections allowed at once (more get 503); 0 = unlimited.
     #[arg(long, env = "TICKCAST_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
@@ -185,6 +196,7 @@ impl ServeArgs {
                 SlowPolicyArg::Drop => SlowPolicy::Drop,
                 SlowPolicyArg::Disconnect => SlowPolicy::Disconnect,
             },
+            write_timeout: self.write_timeout,
             write_budget: self.write_budget,
             send_buffer: self.send_buffer,
             acceptor_rt_priority: self.acceptor_rt_priority,
@@ -193,6 +205,8 @@ impl ServeArgs {
             presence_list_max: self.presence_list_max,
             publish_rate: self.publish_rate,
             publish_burst: self.publish_burst,
+            publish_byte_rate: self.publish_byte_rate,
+            publish_byte_burst: self.publish_byte_burst,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             auth_secret: self.auth_secret()?,
@@ -235,12 +249,11 @@ mod tests {
             panic!("not serve");
         };
         let cfg = args.to_config().unwrap();
-        let def = ServerConfig::default();
-        assert_eq!(cfg.listen, def.listen);
-        assert_eq!(cfg.ticker, def.ticker);
-        assert_eq!(cfg.outbox_limit, def.outbox_limit);
-        assert_eq!(cfg.idle_timeout, def.idle_timeout);
-        assert_eq!(cfg.telemetry_interval, def.telemetry_interval);
+        // Every field, so a default changed on one side only is caught.
+        assert_eq!(
+            format!("{cfg:#?}"),
+            format!("{:#?}", ServerConfig::default())
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! A connection's deadlines, all on one timer entry in the shard's wheel: the handshake and
 //! closing timeouts, heartbeats (ping every `--ping-interval`, close 1001 after
-//! `--idle-timeout` without a byte from the peer), and the end of an authenticated
-//! connection's token (close 1008 at `exp`, on every route). The earliest is armed; when it
-//! fires, whatever is due is done and the next one armed.
+//! `--idle-timeout` without a byte from the peer), the write stall (dropped after
+//! `--write-timeout` without the socket taking a byte while the outbox holds some), and the
+//! end of an authenticated connection's token (close 1008 at `exp`, on every route). The
+//! earliest is armed; when it fires, whatever is due is done and the next one armed.
 //!
 //! The rules themselves are pure functions of the connection's state, its two timestamps
 //! and the time passed in ([`next_deadline`], [`due`]), so they are tested below with a fake
@@ -22,6 +23,8 @@ pub(super) struct Heartbeat {
     pub last_recv: Instant,
     /// Last time a ping was sent.
     pub last_ping: Instant,
+    /// Since when the socket has taken no byte while bytes wait.
+    pub stalled_since: Option<Instant>,
 }
 
 /// What a connection's timer finds due at a given time, most urgent first.
@@ -31,6 +34,9 @@ pub(super) enum Due {
     HandshakeTimeout,
     /// A closing connection's last bytes or its peer's close did not come in time: drop.
     CloseTimeout,
+    /// The socket took no byte for `--write-timeout` while bytes waited: drop (a close
+    /// frame could not be written either).
+    WriteTimeout,
     /// The token's `exp` passed: close 1008.
     TokenExpired,
     /// Nothing from the peer for `--idle-timeout`: close 1001.
@@ -46,8 +52,14 @@ pub(super) fn next_deadline(state: State, hb: Heartbeat, cfg: &ServerConfig) -> 
     match state {
         State::Handshake { deadline, .. } | State::Closing { deadline, .. } => Some(deadline),
         State::Open(_, expires) => {
-            let heartbeat = (hb.last_recv + cfg.idle_timeout).min(hb.last_ping + cfg.ping_interval);
-            Some(expires.map_or(heartbeat, |t| t.min(heartbeat)))
+            let mut at = (hb.last_recv + cfg.idle_timeout).min(hb.last_ping + cfg.ping_interval);
+            if let Some(t) = expires {
+                at = at.min(t);
+            }
+            if let Some(t) = hb.stalled_since {
+                at = at.min(t + cfg.write_timeout);
+            }
+            Some(at)
         }
         State::Closed => None,
     }
@@ -58,6 +70,13 @@ pub(super) fn due(state: State, hb: Heartbeat, now: Instant, cfg: &ServerConfig)
     match state {
         State::Handshake { deadline, .. } if now >= deadline => Due::HandshakeTimeout,
         State::Closing { deadline, .. } if now >= deadline => Due::CloseTimeout,
+        State::Open(..)
+            if hb
+                .stalled_since
+                .is_some_and(|t| now >= t + cfg.write_timeout) =>
+        {
+            Due::WriteTimeout
+        }
         State::Open(_, Some(expires)) if now >= expires => Due::TokenExpired,
         State::Open(..) if now >= hb.last_recv + cfg.idle_timeout => Due::Idle,
         State::Open(..) if now >= hb.last_ping + cfg.ping_interval => Due::Ping,
@@ -70,12 +89,23 @@ impl Conn {
         Heartbeat {
             last_recv: self.last_recv,
             last_ping: self.last_ping,
+            stalled_since: self.stalled_since,
         }
     }
 
     /// Arms this connection's timer for its earliest deadline.
     pub fn arm_timer(&mut self, ctx: &mut ConnCtx<'_>) {
         if let Some(at) = next_deadline(self.state, self.heartbeat(), ctx.cfg) {
+            self.timer_tick = ctx.timers.schedule(ctx.key, at);
+        }
+    }
+
+    /// Brings the timer forward when the earliest deadline now falls before the armed entry
+    /// (a new entry only then; the old one becomes stale).
+    pub(super) fn arm_timer_if_earlier(&mut self, ctx: &mut ConnCtx<'_>) {
+        if let Some(at) = next_deadline(self.state, self.heartbeat(), ctx.cfg)
+            && ctx.timers.tick_of(at) < self.timer_tick
+        {
             self.timer_tick = ctx.timers.schedule(ctx.key, at);
         }
     }
@@ -95,6 +125,13 @@ impl Conn {
                 self.drop_now(ctx, None);
             }
             Due::CloseTimeout => self.drop_now(ctx, None),
+            Due::WriteTimeout => {
+                ctx.stats.write_timeouts += 1;
+                // What it still had queued is lost with it, like a slow consumer's.
+                ctx.stats.slow_consumer_drops += self.outbox.drop_unstarted() as u64;
+                log::debug!("{}: socket took nothing for the write timeout", self.peer);
+                self.drop_now(ctx, Some(close_code::ABNORMAL));
+            }
             Due::TokenExpired => {
                 ctx.stats.token_expiries += 1;
                 log::debug!("{}: token expired, closing", self.peer);
@@ -147,11 +184,12 @@ mod tests {
         }
     }
 
-    /// A heartbeat where everything last happened at `t`.
+    /// A heartbeat where everything last happened at `t`, writes going through.
     fn quiet_since(t: Instant) -> Heartbeat {
         Heartbeat {
             last_recv: t,
             last_ping: t,
+            stalled_since: None,
         }
     }
 
@@ -215,6 +253,7 @@ mod tests {
         let hb = Heartbeat {
             last_recv: t0 + 70 * S,
             last_ping: t0 + 60 * S,
+            stalled_since: None,
         };
         assert_eq!(due(state, hb, t0 + 75 * S, &cfg()), Due::Nothing);
         assert_eq!(next_deadline(state, hb, &cfg()), Some(t0 + 90 * S));
@@ -235,6 +274,30 @@ mod tests {
         // A token that outlives the heartbeats does not delay them.
         let late = State::Open(WsRoute::Stream, Some(t0 + 1000 * S));
         assert_eq!(next_deadline(late, hb, &cfg()), Some(t0 + 30 * S));
+    }
+
+    #[test]
+    fn a_socket_that_takes_nothing_is_dropped_at_the_write_timeout() {
+        let t0 = Instant::now();
+        let state = State::Open(WsRoute::Stream, None);
+        // The peer still sends (pongs), so it is not idle, but takes none of our bytes.
+        let hb = Heartbeat {
+            last_recv: t0 + 9 * S,
+            last_ping: t0,
+            stalled_since: Some(t0 + S),
+        };
+        assert_eq!(next_deadline(state, hb, &cfg()), Some(t0 + 11 * S));
+        assert_eq!(due(state, hb, t0 + 10 * S, &cfg()), Due::Nothing);
+        assert_eq!(due(state, hb, t0 + 11 * S, &cfg()), Due::WriteTimeout);
+        // Before a token's expiry or an idle close: the socket cannot take a close frame.
+        let expiring = State::Open(WsRoute::Stream, Some(t0 + 5 * S));
+        assert_eq!(due(expiring, hb, t0 + 80 * S, &cfg()), Due::WriteTimeout);
+        // A closing connection is bounded by its own deadline instead.
+        let closing = State::Closing {
+            deadline: t0 + 20 * S,
+            then: AfterFlush::Linger { shut: false },
+        };
+        assert_eq!(due(closing, hb, t0 + 11 * S, &cfg()), Due::Nothing);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::auth::{self, Rights};
 use crate::http::{self, ParseError, Request, Target, WsRoute};
 use crate::metrics::{self, HandshakeFailure};
 use crate::protocol::{self, ClientError, ErrorCode, replies};
-use crate::ratelimit::TokenBucket;
+use crate::ratelimit::Limiter;
 
 /// An upgrade refused after routing: status, counted reason, body.
 type Refused = (u16, HandshakeFailure, String);
@@ -32,7 +32,9 @@ impl Conn {
         match http::parse_request(buf, ctx.cfg.max_header) {
             Ok(None) => HeadOutcome::Incomplete,
             Ok(Some((req, used))) => {
-                if self.on_request(ctx, &req) {
+                // The head is complete: the client's part of the handshake ends here.
+                let complete = Instant::now();
+                if self.on_request(ctx, &req, complete) {
                     HeadOutcome::Upgraded(used)
                 } else {
                     HeadOutcome::Answered
@@ -60,11 +62,11 @@ impl Conn {
     }
 
     /// Routes a complete request. Returns true when the connection became a WebSocket.
-    fn on_request(&mut self, ctx: &mut ConnCtx<'_>, req: &Request) -> bool {
+    fn on_request(&mut self, ctx: &mut ConnCtx<'_>, req: &Request, complete: Instant) -> bool {
         match http::route(req) {
             Target::Upgrade { route, accept } => match self.admit(ctx, req, route) {
                 Ok(Admitted { session, expires }) => {
-                    self.open(ctx, route, expires, &accept, session);
+                    self.open(ctx, route, expires, &accept, session, complete);
                     true
                 }
                 Err((status, reason, message)) => {
@@ -208,7 +210,7 @@ impl Conn {
             id: Arc::from(client_id.as_str()),
             nick: None,
             rights,
-            bucket: TokenBucket::new(ctx.cfg.publish_rate, ctx.cfg.publish_burst, ctx.now),
+            limits: Limiter::new(ctx.cfg.message_rate(), ctx.cfg.byte_rate(), ctx.now),
         };
         Session::prepare(client, names, since, ctx.cfg.max_topics_per_conn)
     }
@@ -221,14 +223,19 @@ impl Conn {
         expires: Option<Instant>,
         accept: &str,
         session: Option<Box<Session>>,
+        complete: Instant,
     ) {
         self.outbox
             .push(Arc::from(http::switching_protocols(accept)), 0);
         self.want_flush(ctx);
         ctx.to_answer.push(ctx.key);
         if let State::Handshake { accepted, .. } = self.state {
-            // The 101 is written right after this, in the same pass (`to_answer`).
-            ctx.stats.record_handshake(accepted.elapsed());
+            // The client's part (accept -> complete head) and the server's (head -> 101
+            // queued; it is written right after this, in the same pass: `to_answer`).
+            ctx.stats.record_handshake(
+                complete.saturating_duration_since(accepted),
+                complete.elapsed(),
+            );
         }
         self.state = State::Open(route, expires);
         self.last_recv = ctx.now;
@@ -278,7 +285,7 @@ impl Conn {
         let deadline = ctx.now + ctx.cfg.close_timeout;
         self.state = State::Closing {
             deadline,
-            then: super::AfterFlush::Drop,
+            then: super::AfterFlush::Linger { shut: false },
         };
         self.arm_timer(ctx);
     }

@@ -59,9 +59,11 @@ pub enum State {
     /// expires (`None` without authentication). Kept here rather than in the `/ws` session
     /// so that `/echo` is held to its token too; the variant is no larger than `Handshake`.
     Open(WsRoute, Option<Instant>),
-    /// Writing a last answer (HTTP response or close frame), then closing.
+    /// Writing a last answer (HTTP response or close frame), then closing: the write side is
+    /// shut once it is written, and the socket is dropped at the peer's EOF (or its close
+    /// frame, see [`AfterFlush`]).
     Closing {
-        /// When the socket is dropped whatever remains.
+        /// When the socket is dropped whatever remains (`--close-timeout` after closing began).
         deadline: Instant,
         /// What happens once the outbox is written.
         then: AfterFlush,
@@ -81,13 +83,21 @@ enum HeadOutcome {
     Answered,
 }
 
-/// How a closing connection ends once its last bytes are written.
+/// How a closing connection ends once its last bytes are written. Either way our write side
+/// is shut after them (FIN), and input is read until the peer's EOF: a socket closed with
+/// unread input makes the kernel send a reset, which can destroy the close frame or HTTP
+/// answer still on its way to the peer (a "lingering close").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterFlush {
-    /// Drop the socket (HTTP answers, and replies to a peer's close).
-    Drop,
-    /// We sent a close frame first: shut our write side and wait for the peer's close frame
-    /// or EOF, so the peer reads our close before the socket goes (no RST).
+    /// Input is read and discarded, never parsed: after an HTTP answer, after replying to
+    /// the peer's close frame, and once the connection has failed (a protocol violation,
+    /// RFC 6455 §7.1.7), whatever follows is not looked at.
+    Linger {
+        /// Whether the write side is already shut down.
+        shut: bool,
+    },
+    /// We closed a healthy WebSocket: input is still parsed for the peer's close frame,
+    /// which ends the connection once ours is written.
     AwaitPeer {
         /// Whether the write side is already shut down.
         shut: bool,
@@ -173,6 +183,9 @@ pub struct Conn {
     last_recv: Instant,
     /// Last time a ping was sent.
     last_ping: Instant,
+    /// Since when the socket has taken no byte while the outbox holds some (`None` while
+    /// writes go through): closed at `--write-timeout`.
+    stalled_since: Option<Instant>,
     /// The tick of this connection's live timer entry.
     timer_tick: u64,
     /// Whether WRITABLE interest is registered (only while bytes remain after a write).
@@ -208,6 +221,7 @@ impl Conn {
             ticket: None,
             last_recv: now,
             last_ping: now,
+            stalled_since: None,
             timer_tick: 0,
             writable_registered: false,
             queued_for_flush: false,
@@ -316,6 +330,11 @@ impl Conn {
             }
         }
         match self.state {
+            // Failed, answered or replied: nothing more is parsed.
+            State::Closing {
+                then: AfterFlush::Linger { .. },
+                ..
+            } => buf.len(),
             State::Open(..)
             | State::Closing {
                 then: AfterFlush::AwaitPeer { .. },
@@ -329,6 +348,8 @@ impl Conn {
                     Ok(used) => pos + used,
                     Err(violation) => {
                         self.on_violation(ctx, &violation);
+                        // Nothing more is parsed: a message in reassembly is let go.
+                        self.assembler = Assembler::default();
                         buf.len()
                     }
                 }
@@ -344,15 +365,25 @@ impl Conn {
             violation.reason(),
             violation.close_code()
         );
-        if let State::Open(..) = self.state {
-            self.close_ws(
+        match self.state {
+            State::Open(..) => self.close_with(
                 ctx,
                 violation.close_code(),
                 violation.reason(),
                 ctx.cfg.close_timeout,
-            );
-        } else {
-            self.drop_now(ctx, None);
+                AfterFlush::Linger { shut: false },
+            ),
+            // A violation while waiting for the peer's close: stop parsing, keep lingering.
+            State::Closing {
+                deadline,
+                then: AfterFlush::AwaitPeer { shut },
+            } => {
+                self.state = State::Closing {
+                    deadline,
+                    then: AfterFlush::Linger { shut },
+                };
+            }
+            _ => self.drop_now(ctx, None),
         }
     }
 
@@ -363,12 +394,14 @@ impl Conn {
             // Waiting for the peer's close: only its close (or EOF) matters.
             State::Closing { deadline, .. } => {
                 if let Event::Close(..) = event {
-                    self.state = State::Closing {
-                        deadline,
-                        then: AfterFlush::Drop,
-                    };
                     if self.outbox.is_empty() {
+                        // Our close is written and our side shut: the handshake is complete.
                         self.drop_now(ctx, None);
+                    } else {
+                        self.state = State::Closing {
+                            deadline,
+                            then: AfterFlush::Linger { shut: false },
+                        };
                     }
                     return Flow::Stop;
                 }
@@ -393,7 +426,7 @@ impl Conn {
                 let deadline = ctx.now + ctx.cfg.close_timeout;
                 self.state = State::Closing {
                     deadline,
-                    then: AfterFlush::Drop,
+                    then: AfterFlush::Linger { shut: false },
                 };
                 self.arm_timer(ctx);
                 return Flow::Stop;
@@ -417,6 +450,23 @@ impl Conn {
         reason: &str,
         wait: std::time::Duration,
     ) {
+        self.close_with(
+            ctx,
+            code,
+            reason,
+            wait,
+            AfterFlush::AwaitPeer { shut: false },
+        );
+    }
+
+    fn close_with(
+        &mut self,
+        ctx: &mut ConnCtx<'_>,
+        code: u16,
+        reason: &str,
+        wait: std::time::Duration,
+        then: AfterFlush,
+    ) {
         if !matches!(self.state, State::Open(..)) {
             return;
         }
@@ -426,7 +476,7 @@ impl Conn {
         self.want_flush(ctx);
         self.state = State::Closing {
             deadline: ctx.now + wait,
-            then: AfterFlush::AwaitPeer { shut: false },
+            then,
         };
         self.arm_timer(ctx);
     }

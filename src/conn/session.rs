@@ -15,9 +15,9 @@ use super::{Conn, ConnCtx};
 use crate::auth::Rights;
 use crate::chat::{self, Command};
 use crate::frame::close_code;
-use crate::messages::{ConnRef, MixerMsg, Publish};
+use crate::messages::{ConnRef, MixerMsg, Publish, Refused};
 use crate::protocol::{self, ClientError, ClientOp, ErrorCode, WILDCARD, replies};
-use crate::ratelimit::{TokenBucket, Verdict};
+use crate::ratelimit::{Limiter, Verdict};
 
 /// Who is on the other end of a `/ws` connection.
 #[derive(Debug)]
@@ -28,8 +28,8 @@ pub struct Client {
     pub nick: Option<Arc<str>>,
     /// What it may subscribe and publish to.
     pub rights: Rights,
-    /// Its publish rate limit.
-    pub bucket: TokenBucket,
+    /// Its rate limits (every message; published bytes).
+    pub limits: Limiter,
 }
 
 /// Topics and resumes (topic, last seq seen) an upgrade asks for.
@@ -157,44 +157,44 @@ impl Conn {
         }
     }
 
-    /// A text message on `/ws`: one operation.
+    /// A text message on `/ws`, already charged: one operation.
     pub(super) fn on_op(&mut self, ctx: &mut ConnCtx<'_>, text: &str) {
         let result = protocol::parse_op(text).and_then(|op| match op {
             ClientOp::Publish { topic, data } => self.publish(ctx, &topic, data),
-            // Subscription changes cost the mixer (presence, replays): same bucket, and none
-            // while the shard's channel into the mixer is backed up.
+            // Subscription changes cost the mixer (presence, replays): none while the
+            // shard's channel into the mixer is backed up.
             _ if ctx.mixer.is_backlogged() => Err(ClientError::new(
                 ErrorCode::ServerBusy,
                 "server busy, try again",
             )),
-            other => match self.charge(ctx) {
-                Ok(true) => match other {
-                    ClientOp::Subscribe(names) => self.subscribe(ctx, names),
-                    ClientOp::Unsubscribe(names) => self.unsubscribe(ctx, names),
-                    ClientOp::Resume(since) => self.resume_op(ctx, since),
-                    ClientOp::Publish { .. } => Ok(()),
-                },
-                Ok(false) => Ok(()),
-                Err(e) => Err(e),
-            },
+            ClientOp::Subscribe(names) => self.subscribe(ctx, names),
+            ClientOp::Unsubscribe(names) => self.unsubscribe(ctx, names),
+            ClientOp::Resume(since) => self.resume_op(ctx, since),
         });
         if let Err(e) = result {
             self.send_error(ctx, &e);
         }
     }
 
-    /// Takes one token from the connection's bucket: `Ok(true)` to go on, an error when over
-    /// the rate, `Ok(false)` when persistent abuse closed the connection.
-    fn charge(&mut self, ctx: &mut ConnCtx<'_>) -> Result<bool, ClientError> {
+    /// Charges a message of `len` bytes to the connection's limits, before anything else is
+    /// done with it, so that every message costs (errors included): true to go on; false
+    /// when it was refused (answered `rate_limited`) or persistent abuse closed the
+    /// connection.
+    pub(super) fn charge_message(&mut self, ctx: &mut ConnCtx<'_>, len: usize) -> bool {
         let Some(s) = self.session.as_mut() else {
-            return Ok(false);
+            return false;
         };
-        match s.client.bucket.take(ctx.now) {
-            Verdict::Allow => Ok(true),
-            Verdict::Refuse => Err(ClientError::new(
-                ErrorCode::RateLimited,
-                "too many operations",
-            )),
+        let verdict =
+            s.client
+                .limits
+                .take(ctx.cfg.message_rate(), ctx.cfg.byte_rate(), ctx.now, len);
+        match verdict {
+            Verdict::Allow => true,
+            Verdict::Refuse => {
+                let e = ClientError::new(ErrorCode::RateLimited, "too many messages or bytes");
+                self.send_error(ctx, &e);
+                false
+            }
             Verdict::Abuse => {
                 ctx.stats
                     .count_client_error(ErrorCode::RateLimited.as_str());
@@ -205,7 +205,7 @@ impl Conn {
                     "rate limit exceeded",
                     ctx.cfg.close_timeout,
                 );
-                Ok(false)
+                false
             }
         }
     }
@@ -362,12 +362,6 @@ impl Conn {
                 format!("join `{topic}` before publishing to it"),
             ));
         };
-        if !self.charge(ctx)? {
-            return Ok(());
-        }
-        let Some(s) = self.session.as_mut() else {
-            return Ok(());
-        };
         let mut msg = Publish {
             topic: room.clone(),
             data,
@@ -400,13 +394,20 @@ impl Conn {
                 return Ok(());
             }
         }
-        if !ctx.mixer.publish(msg) {
-            return Err(ClientError::new(
+        match ctx.mixer.publish(msg) {
+            Ok(()) => {
+                ctx.stats.client_publishes += 1;
+                Ok(())
+            }
+            Err(Refused::Busy) => Err(ClientError::new(
                 ErrorCode::ServerBusy,
                 "server busy, publish not taken",
-            ));
+            )),
+            Err(Refused::Stopping) => Err(ClientError::new(
+                ErrorCode::ServerBusy,
+                "server shutting down, publish not taken",
+            )),
         }
-        Ok(())
     }
 }
 

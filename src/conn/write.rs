@@ -131,22 +131,44 @@ impl Conn {
                     stats.record_delivery(stamp_us, now_us);
                 }
             });
-        let status = match result {
+        let (status, written) = match result {
             Ok((status, written)) => {
                 ctx.stats.bytes += written as u64;
-                status
+                (status, written)
             }
             Err(_) => return self.drop_now(ctx, Some(close_code::ABNORMAL)),
         };
         match status {
             WriteStatus::Drained => {
+                self.stalled_since = None;
                 self.set_writable_interest(ctx, false);
                 self.after_drained(ctx);
             }
-            WriteStatus::Blocked => self.set_writable_interest(ctx, true),
-            WriteStatus::BudgetSpent => self.want_flush(ctx),
+            WriteStatus::Blocked => {
+                self.note_blocked(ctx, written > 0);
+                self.set_writable_interest(ctx, true);
+            }
+            WriteStatus::BudgetSpent => {
+                self.stalled_since = None;
+                self.want_flush(ctx);
+            }
         }
     }
+    /// A write ended with bytes left and the socket full. The write-stall clock starts now
+    /// if it was not running or the socket took bytes this time (then it is slow, not
+    /// stalled). When it starts, the timer is brought forward if the stall's deadline comes
+    /// before the armed one; later moves of the clock only push the deadline back, which the
+    /// timer finds out when it fires, so a busy socket adds no timer entries.
+    fn note_blocked(&mut self, ctx: &mut ConnCtx<'_>, progressed: bool) {
+        let started = self.stalled_since.is_none();
+        if started || progressed {
+            self.stalled_since = Some(ctx.now);
+        }
+        if started {
+            self.arm_timer_if_earlier(ctx);
+        }
+    }
+
     fn set_writable_interest(&mut self, ctx: &mut ConnCtx<'_>, writable: bool) {
         if self.writable_registered == writable {
             return;
@@ -164,25 +186,21 @@ impl Conn {
             Err(_) => self.drop_now(ctx, Some(close_code::ABNORMAL)),
         }
     }
-    /// The outbox is empty: finish a closing connection.
+    /// The outbox is empty: a closing connection shuts its write side (FIN after its last
+    /// bytes) and goes on reading until the peer's EOF (or its close frame, or the deadline).
     pub(super) fn after_drained(&mut self, ctx: &mut ConnCtx<'_>) {
-        match self.state {
-            State::Closing {
-                then: AfterFlush::Drop,
-                ..
-            } => self.drop_now(ctx, None),
-            State::Closing {
-                deadline,
-                then: AfterFlush::AwaitPeer { shut: false },
-            } => {
-                // FIN after our close frame; keep reading until the peer closes too.
-                let _ = self.stream.shutdown(Shutdown::Write);
-                self.state = State::Closing {
-                    deadline,
-                    then: AfterFlush::AwaitPeer { shut: true },
-                };
-            }
-            _ => {}
+        let State::Closing { deadline, then } = self.state else {
+            return;
+        };
+        let then = match then {
+            AfterFlush::Linger { shut: false } => AfterFlush::Linger { shut: true },
+            AfterFlush::AwaitPeer { shut: false } => AfterFlush::AwaitPeer { shut: true },
+            AfterFlush::Linger { shut: true } | AfterFlush::AwaitPeer { shut: true } => return,
+        };
+        if self.stream.shutdown(Shutdown::Write).is_err() {
+            // Not connected any more: nothing to wait for.
+            return self.drop_now(ctx, None);
         }
+        self.state = State::Closing { deadline, then };
     }
 }

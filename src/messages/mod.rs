@@ -15,7 +15,7 @@
 
 mod port;
 
-pub use port::{MixerPort, PUBLISH_BACKLOG};
+pub use port::{MixerPort, PUBLISH_BACKLOG, Refused};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -150,8 +150,16 @@ pub enum MixerMsg {
         /// What it asked for.
         topics: Vec<ResumeAsk>,
     },
-    /// Flush, close the shard queues and stop. Everything sent before it is delivered.
+    /// Start the shutdown: every shard is sent [`ShardMsg::Drain`]; once each has answered
+    /// with [`MixerMsg::Drained`] (or the drain timeout passed), the mixer closes the shard
+    /// queues and stops. Everything sent before it is delivered.
     Shutdown,
+    /// A shard took [`ShardMsg::Drain`]: every client publish it accepted was sent before
+    /// this, and it accepts no more.
+    Drained {
+        /// The shard.
+        shard: usize,
+    },
 }
 
 /// A sequenced broadcast message, as the mixer hands it to every shard.
@@ -186,6 +194,9 @@ pub enum ShardMsg {
         /// What the mixer found.
         replay: Box<Replayed>,
     },
+    /// The server is stopping: accept no more client publishes, and answer with
+    /// [`MixerMsg::Drained`] behind the ones already accepted.
+    Drain,
 }
 
 /// The mixer's answer to one resumed topic.

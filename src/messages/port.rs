@@ -4,6 +4,10 @@
 //! and go first next turn. Membership changes always wait (losing a leave would leave a ghost
 //! member); client publishes wait only while the backlog is short, past it the publisher is
 //! told `server_busy`.
+//!
+//! At shutdown the port is sealed ([`MixerPort::seal`]): the shard's `Drained` follows every
+//! publish it accepted, in order, and later publishes are refused, so that none is accepted
+//! and then lost.
 
 use std::collections::VecDeque;
 
@@ -22,6 +26,17 @@ pub struct MixerPort {
     /// With `--redis`: client publishes go to the bus publisher, which sequences them for
     /// every node (its channel is bounded; full means `server_busy`).
     bus: Option<Sender<Publish>>,
+    /// Set at shutdown: publishes are refused.
+    sealed: bool,
+}
+
+/// Why a client publish was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The backlog (or the bus's queue) is full: try again.
+    Busy,
+    /// The server is stopping.
+    Stopping,
 }
 
 impl MixerPort {
@@ -31,6 +46,7 @@ impl MixerPort {
             tx,
             pending: VecDeque::new(),
             bus,
+            sealed: false,
         }
     }
 
@@ -46,22 +62,32 @@ impl MixerPort {
         }
     }
 
-    /// Sends a client publish; false when the backlog is full (the caller answers
-    /// `server_busy`).
-    pub fn publish(&mut self, msg: Publish) -> bool {
+    /// Sends a client publish, or says why not (the caller answers with an error frame).
+    pub fn publish(&mut self, msg: Publish) -> Result<(), Refused> {
+        if self.sealed {
+            return Err(Refused::Stopping);
+        }
         if let Some(bus) = &self.bus {
             return match bus.try_send(msg) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) => false,
-                // Stopping: nothing more is published.
-                Err(TrySendError::Disconnected(_)) => true,
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(_)) => Err(Refused::Busy),
+                Err(TrySendError::Disconnected(_)) => Err(Refused::Stopping),
             };
         }
         if self.pending.len() >= PUBLISH_BACKLOG {
-            return false;
+            return Err(Refused::Busy);
         }
         self.send(MixerMsg::Publish(msg));
-        true
+        Ok(())
+    }
+
+    /// Shutdown: no publish is taken from now on, and shard `shard`'s `Drained` is queued
+    /// behind every one taken before.
+    pub fn seal(&mut self, shard: usize) {
+        if !self.sealed {
+            self.sealed = true;
+            self.send(MixerMsg::Drained { shard });
+        }
     }
 
     /// Moves waiting messages into the channel, in order; true when none is left.
@@ -122,10 +148,39 @@ mod tests {
         for n in 0..PUBLISH_BACKLOG + 1 {
             port.send(leave(n));
         }
-        let msg = Publish::new(
-            Arc::from("r"),
-            serde_json::value::RawValue::from_string("1".into()).unwrap(),
-        );
-        assert!(!port.publish(msg), "backlog full: publish refused");
+        let msg = || {
+            Publish::new(
+                Arc::from("r"),
+                serde_json::value::RawValue::from_string("1".into()).unwrap(),
+            )
+        };
+        assert_eq!(port.publish(msg()), Err(Refused::Busy), "backlog full");
+    }
+
+    #[test]
+    fn sealing_queues_drained_behind_every_publish_and_refuses_later_ones() {
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        let mut port = MixerPort::new(tx, None);
+        let msg = || {
+            Publish::new(
+                Arc::from("r"),
+                serde_json::value::RawValue::from_string("1".into()).unwrap(),
+            )
+        };
+        for _ in 0..3 {
+            assert_eq!(port.publish(msg()), Ok(()));
+        }
+        port.seal(7);
+        port.seal(7);
+        assert_eq!(port.publish(msg()), Err(Refused::Stopping));
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            port.flush();
+            got.extend(rx.try_iter());
+        }
+        assert!(got[..3].iter().all(|m| matches!(m, MixerMsg::Publish(_))));
+        assert!(matches!(got[3], MixerMsg::Drained { shard: 7 }));
+        port.flush();
+        assert!(rx.try_recv().is_err(), "sealed once");
     }
 }

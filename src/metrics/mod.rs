@@ -46,6 +46,9 @@ pub struct Metrics {
     pub connections: Family<ShardLabel, Gauge>,
     /// Completed WebSocket handshakes per shard.
     pub handshakes: Family<ShardLabel, Counter>,
+    /// Client publishes a shard accepted (passed to the mixer, or with `--redis` the bus):
+    /// each is either sequenced or, at shutdown, refused before it is accepted.
+    pub client_publishes: Family<ShardLabel, Counter>,
     /// Requests refused before or during the handshake, by reason.
     pub handshake_failures: Family<ReasonLabel, Counter>,
     /// Messages sequenced by the mixer, per topic.
@@ -65,6 +68,8 @@ pub struct Metrics {
     pub slow_consumer_disconnects: Family<ShardLabel, Counter>,
     /// Connections closed for sending nothing within the idle timeout.
     pub idle_timeouts: Family<ShardLabel, Counter>,
+    /// Connections dropped because their socket took no byte for the write timeout.
+    pub write_timeouts: Family<ShardLabel, Counter>,
     /// Connections closed with 1008 because their token expired.
     pub token_expiries: Family<ShardLabel, Counter>,
     /// Closed WebSocket connections by close code (sent or received; 1006 = no close frame).
@@ -75,8 +80,12 @@ pub struct Metrics {
     pub queue_depth: Family<ShardLabel, Gauge>,
     /// Per-shard broadcast latency histograms.
     pub latency: Arc<LatencyStore>,
-    /// Per-shard handshake latency histograms (accepted -> 101 queued).
+    /// Per-shard handshake latency histograms, the server's part (request head complete ->
+    /// 101 queued).
     pub handshake_latency: Arc<LatencyStore>,
+    /// Per-shard handshake request histograms, the client's part (accepted -> request head
+    /// complete): a slow client shows here, not in `handshake_latency`.
+    pub handshake_request: Arc<LatencyStore>,
     /// Redis bus messages already passed in their topic's sequence (dropped, never shown).
     pub bus_duplicates: Counter,
     /// Redis bus publisher counters.
@@ -100,7 +109,13 @@ impl Metrics {
         let handshake_latency = Arc::new(LatencyStore::new(
             shards,
             "handshake_latency",
-            "Socket accepted to 101 Switching Protocols queued (written in the same pass)",
+            "Request head complete to 101 Switching Protocols queued (written in the same \
+             pass): the server's part of a handshake",
+        ));
+        let handshake_request = Arc::new(LatencyStore::new(
+            shards,
+            "handshake_request",
+            "Socket accepted to request head complete: the client's part of a handshake",
         ));
         let mut m = Metrics {
             registry: Registry::with_prefix("tickcast"),
@@ -110,6 +125,7 @@ impl Metrics {
             acceptor_pauses: Counter::default(),
             connections: Family::default(),
             handshakes: Family::default(),
+            client_publishes: Family::default(),
             handshake_failures: Family::default(),
             published: Family::default(),
             published_all: Counter::default(),
@@ -119,6 +135,7 @@ impl Metrics {
             fanout_walks: Family::default(),
             slow_consumer_disconnects: Family::default(),
             idle_timeouts: Family::default(),
+            write_timeouts: Family::default(),
             token_expiries: Family::default(),
             closes: Family::default(),
             client_errors: Family::default(),
@@ -128,6 +145,7 @@ impl Metrics {
             bus_subscriber: Default::default(),
             latency: latency.clone(),
             handshake_latency: handshake_latency.clone(),
+            handshake_request: handshake_request.clone(),
             telemetry_subscribers: Gauge::default(),
         };
         let r = &mut m.registry;
@@ -156,6 +174,11 @@ impl Metrics {
             "handshakes",
             "Completed WebSocket handshakes",
             m.handshakes.clone(),
+        );
+        r.register(
+            "client_publishes",
+            "Client publishes accepted by a shard (sequenced, never lost at shutdown)",
+            m.client_publishes.clone(),
         );
         m.bus_subscriber.register(r);
         m.bus_publisher.register(r);
@@ -206,6 +229,11 @@ impl Metrics {
             m.idle_timeouts.clone(),
         );
         r.register(
+            "write_timeouts",
+            "Connections dropped because their socket took no byte for the write timeout",
+            m.write_timeouts.clone(),
+        );
+        r.register(
             "token_expiries",
             "Connections closed with 1008 when their token expired",
             m.token_expiries.clone(),
@@ -232,6 +260,7 @@ impl Metrics {
         );
         r.register_collector(Box::new(latency));
         r.register_collector(Box::new(handshake_latency));
+        r.register_collector(Box::new(handshake_request));
         m.create_known_series();
         Arc::new(m)
     }

@@ -28,8 +28,10 @@ struct Handles {
     fanout_walks: Counter,
     slow_disconnects: Counter,
     idle_timeouts: Counter,
+    write_timeouts: Counter,
     token_expiries: Counter,
     handshakes: Counter,
+    client_publishes: Counter,
     connections: Gauge,
     queue_depth: Gauge,
 }
@@ -58,14 +60,22 @@ pub struct ShardStats {
     pub slow_disconnects: u64,
     /// Idle connections closed this turn.
     pub idle_timeouts: u64,
+    /// Connections dropped this turn because their socket took nothing for the write timeout.
+    pub write_timeouts: u64,
     /// Connections closed this turn because their token expired.
     pub token_expiries: u64,
     /// Handshakes completed this turn.
     pub handshakes: u64,
+    /// Client publishes accepted this turn (passed to the mixer or the bus).
+    pub client_publishes: u64,
     /// Broadcast latency in µs since the last publish.
     pub latency: Histogram<u64>,
-    /// Handshake latency (accepted -> 101 queued) in µs since the last publish.
+    /// Handshake latency, the server's part (request head complete -> 101 queued), in µs
+    /// since the last publish.
     pub handshake_latency: Histogram<u64>,
+    /// Handshake request time (accepted -> request head complete) in µs since the last
+    /// publish: the client's part.
+    pub handshake_request: Histogram<u64>,
     next_publish: Instant,
 }
 
@@ -100,8 +110,10 @@ impl ShardStats {
                 .get_or_create(&label)
                 .clone(),
             idle_timeouts: metrics.idle_timeouts.get_or_create(&label).clone(),
+            write_timeouts: metrics.write_timeouts.get_or_create(&label).clone(),
             token_expiries: metrics.token_expiries.get_or_create(&label).clone(),
             handshakes: metrics.handshakes.get_or_create(&label).clone(),
+            client_publishes: metrics.client_publishes.get_or_create(&label).clone(),
             connections: metrics.connections.get_or_create(&label).clone(),
             queue_depth: metrics.queue_depth.get_or_create(&label).clone(),
         };
@@ -117,10 +129,13 @@ impl ShardStats {
             fanout_walks: 0,
             slow_disconnects: 0,
             idle_timeouts: 0,
+            write_timeouts: 0,
             token_expiries: 0,
             handshakes: 0,
+            client_publishes: 0,
             latency: new_latency_histogram(),
             handshake_latency: new_latency_histogram(),
+            handshake_request: new_latency_histogram(),
             next_publish: now + PUBLISH_EVERY,
         }
     }
@@ -134,10 +149,13 @@ impl ShardStats {
             .saturating_record(now_us.saturating_sub(stamp_us).max(1));
     }
 
-    /// Records how long a completed handshake took since the accept.
-    pub fn record_handshake(&mut self, elapsed: Duration) {
+    /// Records a completed handshake: how long its request took to arrive after the accept
+    /// (the client's part) and how long the server took from there to the 101.
+    pub fn record_handshake(&mut self, request: Duration, server: Duration) {
+        self.handshake_request
+            .saturating_record((request.as_micros() as u64).max(1));
         self.handshake_latency
-            .saturating_record((elapsed.as_micros() as u64).max(1));
+            .saturating_record((server.as_micros() as u64).max(1));
     }
 
     /// Counts an error frame sent to a client.
@@ -168,8 +186,10 @@ impl ShardStats {
         add(&self.handles.fanout_walks, &mut self.fanout_walks);
         add(&self.handles.slow_disconnects, &mut self.slow_disconnects);
         add(&self.handles.idle_timeouts, &mut self.idle_timeouts);
+        add(&self.handles.write_timeouts, &mut self.write_timeouts);
         add(&self.handles.token_expiries, &mut self.token_expiries);
         add(&self.handles.handshakes, &mut self.handshakes);
+        add(&self.handles.client_publishes, &mut self.client_publishes);
         self.handles.connections.set(connections as i64);
         if now >= self.next_publish {
             self.metrics.latency.publish(self.shard, &self.latency);
@@ -178,6 +198,10 @@ impl ShardStats {
                 .handshake_latency
                 .publish(self.shard, &self.handshake_latency);
             self.handshake_latency.reset();
+            self.metrics
+                .handshake_request
+                .publish(self.shard, &self.handshake_request);
+            self.handshake_request.reset();
             self.handles.queue_depth.set(queue_depth as i64);
             self.next_publish = now + PUBLISH_EVERY;
         }

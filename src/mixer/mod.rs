@@ -41,8 +41,6 @@ use history::{History, Replay};
 use outlet::Outlet;
 use rooms::Rooms;
 
-/// After `Shutdown`, how long the mixer still takes messages that shards send late.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
 /// Messages taken from the input per wake-up before shards are woken.
 const BATCH: usize = 1024;
 /// Distinct topics that get their own `messages_published` label; later ones share `_other`.
@@ -57,6 +55,9 @@ pub struct MixerConfig {
     pub history: usize,
     /// Rooms larger than this get counts instead of member lists (`--presence-list-max`).
     pub presence_list_max: usize,
+    /// At shutdown, how long to wait for the shards to hand over what they accepted
+    /// (`--drain-timeout`).
+    pub drain_wait: Duration,
 }
 
 /// Serializes one broadcast message (`{"topic","seq","ts","from"?,"data"}`) straight into
@@ -157,6 +158,9 @@ pub struct Mixer {
     rooms: Rooms,
     metrics: Arc<Metrics>,
     builder: FrameBuilder,
+    /// Set by `Shutdown`: until when the mixer waits for the shards' `Drained`, and which
+    /// shards have not answered yet.
+    draining: Option<(Instant, Vec<bool>)>,
 }
 
 impl Mixer {
@@ -179,6 +183,7 @@ impl Mixer {
             topics: HashMap::new(),
             metrics,
             builder: FrameBuilder::new(),
+            draining: None,
         }
     }
 
@@ -187,12 +192,19 @@ impl Mixer {
         crossbeam_channel::bounded(capacity)
     }
 
-    /// Runs until [`MixerMsg::Shutdown`] (or every sender is gone), then closes the shard
-    /// queues so shards start their drain after the last frame.
+    /// Runs until [`MixerMsg::Shutdown`] has been answered by every shard (or every sender is
+    /// gone), then closes the shard queues so shards start their drain after the last frame.
     pub fn run(mut self) {
         let mut held_since: Option<Instant> = None;
         'run: loop {
             let mut deadline = self.rooms.next_tick();
+            if let Some((until, _)) = &self.draining {
+                if Instant::now() >= *until {
+                    log::warn!("mixer: shards did not all drain in time; stopping anyway");
+                    break 'run;
+                }
+                deadline = deadline.min(*until);
+            }
             if let Some(since) = held_since {
                 deadline = deadline.min(since + self.cfg.linger);
             }
@@ -219,19 +231,20 @@ impl Mixer {
             }
             self.housekeeping(&mut held_since);
         }
-        // Shards may still hold client messages (publishes, leaves) that found the channel
-        // full: take what arrives in a short grace period, so that acknowledged work is done.
-        let grace = Instant::now() + SHUTDOWN_GRACE;
-        while let Ok(msg) = self
-            .input
-            .recv_deadline(grace.min(Instant::now() + Duration::from_millis(20)))
-        {
-            self.handle(msg);
+        // Replies still waiting for room in a shard's queue go before the queue is closed
+        // (the shards keep draining their queues; bounded by the drain timeout).
+        let until = Instant::now() + self.cfg.drain_wait;
+        loop {
+            let mut done = true;
+            for out in &mut self.shards {
+                done &= out.flush_pending();
+            }
+            self.wake_shards();
+            if done || Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        for out in &mut self.shards {
-            out.flush_pending();
-        }
-        self.wake_shards();
         // Dropping the queue senders is the shards' signal that the stream has ended; wake
         // them once more so they notice.
         let wakers: Vec<_> = self
@@ -291,9 +304,38 @@ impl Mixer {
                     self.resume(conn, ask);
                 }
             }
-            MixerMsg::Shutdown => return false,
+            MixerMsg::Shutdown => return self.begin_drain(),
+            MixerMsg::Drained { shard } => {
+                if let Some((_, waiting)) = &mut self.draining
+                    && let Some(w) = waiting.get_mut(shard)
+                {
+                    *w = false;
+                    if !waiting.iter().any(|w| *w) {
+                        return false;
+                    }
+                }
+            }
         }
         if self.cfg.linger.is_zero() {
+            self.wake_shards();
+        }
+        true
+    }
+
+    /// Shutdown: asks every shard to stop taking publishes and to say so behind the ones it
+    /// took; the mixer goes on sequencing until all have. False when there is no shard.
+    fn begin_drain(&mut self) -> bool {
+        if self.shards.is_empty() {
+            return false;
+        }
+        if self.draining.is_none() {
+            for out in &mut self.shards {
+                out.send_control(ShardMsg::Drain);
+            }
+            self.draining = Some((
+                Instant::now() + self.cfg.drain_wait,
+                vec![true; self.shards.len()],
+            ));
             self.wake_shards();
         }
         true
@@ -439,5 +481,38 @@ impl Mixer {
         for out in &mut self.shards {
             out.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PUBLISH_OVERHEAD;
+    use crate::conn::ENTRY_OVERHEAD;
+    use crate::protocol::{MAX_NAME_LEN, MAX_TOPIC_LEN};
+
+    /// The configuration's promise (a publisher's burst fits a member's outbox) rests on
+    /// this bound: every byte a published message adds beyond its data.
+    #[test]
+    fn the_largest_envelope_fits_the_publish_overhead() {
+        let topic = "t".repeat(MAX_TOPIC_LEN);
+        let data = "null";
+        let p = Publish {
+            topic: Arc::from(topic.as_str()),
+            data: RawValue::from_string(data.into()).unwrap(),
+            from: Some(Arc::from("f".repeat(MAX_NAME_LEN).as_str())),
+            nick: Some(Arc::from("n".repeat(MAX_NAME_LEN).as_str())),
+            kind: Some("me"),
+            seq: None,
+            made_us: None,
+        };
+        let envelope = Envelope::of(&p, &topic, u64::MAX, u64::MAX);
+        let payload = serde_json::to_vec(&envelope).unwrap().len();
+        // The longest frame header (64-bit length) and the outbox entry.
+        let worst = payload - data.len() + 10 + ENTRY_OVERHEAD;
+        assert!(worst <= PUBLISH_OVERHEAD, "{worst} > {PUBLISH_OVERHEAD}");
+        // And the frame the mixer builds is that envelope.
+        let frame = encode(&mut FrameBuilder::new(), &envelope);
+        assert!(frame.len() <= payload + 10);
     }
 }

@@ -69,10 +69,11 @@ impl Outlet {
 
     /// Sends a message meant for one connection, waiting in `pending` if the queue is full.
     pub fn send_control(&mut self, msg: ShardMsg) {
-        // A lost replay would leave its topic waiting forever: replays always wait (their
-        // number is bounded by the clients' rate limits and topic limits).
-        let replay = matches!(msg, ShardMsg::Resumed { .. });
-        if self.pending.len() >= MAX_PENDING && !replay {
+        // A lost replay would leave its topic waiting forever, a lost drain request the
+        // shutdown: these always wait (replays are bounded by the clients' rate limits and
+        // topic limits, drain requests are one per shard).
+        let must = matches!(msg, ShardMsg::Resumed { .. } | ShardMsg::Drain);
+        if self.pending.len() >= MAX_PENDING && !must {
             self.control_overflow.inc();
             log::warn!(
                 "shard {}: control backlog full, dropping a reply",

@@ -92,6 +92,10 @@ impl Shard {
             ShardMsg::Resumed { conn, replay } => {
                 self.with_conn(conn, now, now_us, |conn, ctx| conn.on_resumed(ctx, *replay));
             }
+            ShardMsg::Drain => {
+                log::debug!("shard {}: draining, no more publishes taken", self.id);
+                self.shared.mixer.seal(self.id);
+            }
         }
     }
 

@@ -133,6 +133,16 @@ impl RawWs {
         }
     }
 
+    /// A client over a stream whose handshake is done (e.g. a clone of another's stream, to
+    /// read on one thread while another writes).
+    pub fn from_stream(stream: TcpStream) -> RawWs {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        RawWs {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     /// Writes bytes as they are.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write");
