@@ -335,8 +335,10 @@ fn resume_beyond_history_gets_reset_then_what_is_left() {
 #[test]
 fn publish_errors_are_precise_and_private() {
     let mut cfg = test_config(2);
+    // Every message is charged, errors included: the burst covers the six error cases and
+    // leaves three.
     cfg.publish_rate = 2.0;
-    cfg.publish_burst = 3;
+    cfg.publish_burst = 9;
     let server = start(cfg);
     let addr = server.local_addr();
     let healthy = Healthy::start(addr);
@@ -417,6 +419,8 @@ fn publish_errors_are_precise_and_private() {
 fn a_replay_larger_than_the_outbox_is_cut_behind_a_reset() {
     let mut cfg = quiet_config(1);
     cfg.outbox_limit = 4096;
+    // Clients do not publish here; unlimited publishing has no burst to fit the small outbox.
+    cfg.publish_rate = 0.0;
     let server = start(cfg);
     let addr = server.local_addr();
     let publisher = server.publisher();

@@ -24,6 +24,9 @@ fn slow_config(policy: SlowPolicy) -> ServerConfig {
     ServerConfig {
         outbox_limit: OUTBOX_LIMIT,
         slow_policy: policy,
+        // Clients do not publish here; unlimited publishing has no burst to fit the small
+        // outbox.
+        publish_rate: 0.0,
         ..quiet_config(1)
     }
 }
