@@ -1,11 +1,13 @@
 //! A hashed timer wheel for per-connection deadlines (handshake, ping, idle, close).
 //!
-//! Each connection has at most one live entry: the tick at which its earliest deadline falls.
+//! Each connection has at most one entry: the tick at which its earliest deadline falls.
 //! Activity never touches the wheel; a connection only updates its own timestamps, and when
 //! its entry fires the shard asks it (`Conn::on_tick(now)`) what is really due and where to
-//! schedule next. So arming, re-arming and expiring are O(1), and a turn never scans all
-//! 20,000 connections. Deadlines past the wheel's horizon land in the last slot and are simply
-//! re-checked when it comes around.
+//! schedule next. Moving an entry earlier, or forgetting it when its connection closes,
+//! cancels it in its slot (a scan of that one slot), so the wheel holds live entries only and
+//! its memory follows the connections, not how many came and went. Arming and expiring are
+//! O(1), and a turn never scans all 20,000 connections. Deadlines past the wheel's horizon
+//! land in the last slot and are simply re-checked when it comes around.
 //!
 //! Time is passed in (`now`), never read here, so the wheel is tested without sleeping.
 
@@ -69,6 +71,27 @@ impl<K: Copy> TimerWheel<K> {
         tick
     }
 
+    /// Removes `key`'s entry scheduled on `tick` (as [`TimerWheel::schedule`] returned it);
+    /// false if there is none (it fired, or was cancelled already).
+    pub fn cancel(&mut self, key: K, tick: u64) -> bool
+    where
+        K: PartialEq,
+    {
+        if tick < self.next {
+            return false;
+        }
+        let slot = (tick % self.slots.len() as u64) as usize;
+        let entries = &mut self.slots[slot];
+        match entries.iter().position(|k| *k == key) {
+            Some(i) => {
+                entries.swap_remove(i);
+                self.len -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Moves every entry whose tick has passed at `now` into `out`, with the tick it was
     /// scheduled for (so stale entries can be told apart).
     pub fn expire(&mut self, now: Instant, out: &mut Vec<(K, u64)>) {
@@ -93,7 +116,7 @@ impl<K: Copy> TimerWheel<K> {
         (self.len > 0).then(|| self.origin + Duration::from_nanos(self.tick_ns * self.next))
     }
 
-    /// Entries in the wheel, stale ones included.
+    /// Entries in the wheel.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -166,6 +189,21 @@ mod tests {
             fired(&mut w, t0 + Duration::from_secs(100) + 30 * MS),
             vec![9]
         );
+    }
+
+    #[test]
+    fn a_cancelled_entry_never_fires_and_leaves_the_wheel() {
+        let t0 = Instant::now();
+        let mut w = wheel(t0);
+        let a = w.schedule((1, 1), t0 + 25 * MS);
+        w.schedule((2, 2), t0 + 25 * MS);
+        assert!(w.cancel((1, 1), a));
+        assert!(!w.cancel((1, 1), a), "once");
+        assert_eq!(w.len(), 1);
+        assert_eq!(fired(&mut w, t0 + 30 * MS), vec![2]);
+        // A fired entry cannot be cancelled any more.
+        assert!(!w.cancel((2, 2), a));
+        assert!(w.is_empty());
     }
 
     #[test]

@@ -464,3 +464,50 @@ fn every_publish_taken_before_the_drain_is_delivered_before_the_1001() {
         assert_eq!(seen.close, Some(1001), "publisher {i}");
     }
 }
+
+#[test]
+fn connections_that_come_and_go_leave_nothing_in_the_timer_wheel() {
+    let server = start(default_limits(1));
+    let addr = server.local_addr();
+    let healthy = Healthy::start(addr);
+    // Open and close, cleanly and by reset, some in the middle of the request, for longer
+    // than the gauges' one-second sampling.
+    let churn = Instant::now();
+    for i in 0..600 {
+        if i % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        match i % 3 {
+            0 => close_client(connect(addr, "/ws?topics=ticks")),
+            1 => drop(RawWs::connect(addr, "/echo")),
+            _ => {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").unwrap();
+            }
+        }
+    }
+    // Open now: the healthy client, and perhaps the last scrape's connection, which the
+    // server keeps until that client's EOF.
+    assert!(churn.elapsed() > Duration::from_millis(1500));
+    wait_for("every closed connection to be reaped", || {
+        metric(addr, "tickcast_connections", &[]) <= 2.0
+    });
+    // Each connection takes its timer entry with it when it goes; without that, its ping or
+    // handshake entry would stay until its deadline, 5 to 30 s away. Gauges are sampled
+    // every second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let entries = metric(addr, "tickcast_timer_entries", &[]);
+        // At least the healthy client's entry: a sample taken since it connected.
+        if (1.0..=2.0).contains(&entries) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{entries} timer entries for at most 2 connections"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    healthy.finish();
+    server.shutdown();
+}

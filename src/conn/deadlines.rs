@@ -11,10 +11,12 @@
 
 use std::time::Instant;
 
-use super::{Conn, ConnCtx, State};
+use super::{Conn, ConnCtx, NO_TIMER, State};
 use crate::config::ServerConfig;
 use crate::frame::{self, close_code};
+use crate::messages::ConnKey;
 use crate::metrics::HandshakeFailure;
+use crate::timer::TimerWheel;
 
 /// The times the heartbeat rules read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,10 +95,20 @@ impl Conn {
         }
     }
 
-    /// Arms this connection's timer for its earliest deadline.
+    /// Arms this connection's timer for its earliest deadline, in place of its entry if it
+    /// has one (a closed connection keeps none).
     pub fn arm_timer(&mut self, ctx: &mut ConnCtx<'_>) {
+        self.cancel_timer(ctx.timers, ctx.key);
         if let Some(at) = next_deadline(self.state, self.heartbeat(), ctx.cfg) {
             self.timer_tick = ctx.timers.schedule(ctx.key, at);
+        }
+    }
+
+    /// Takes this connection's entry out of the wheel (before it goes, or is re-armed).
+    pub fn cancel_timer(&mut self, timers: &mut TimerWheel<ConnKey>, key: ConnKey) {
+        if self.timer_tick != NO_TIMER {
+            timers.cancel(key, self.timer_tick);
+            self.timer_tick = NO_TIMER;
         }
     }
 
@@ -106,6 +118,7 @@ impl Conn {
         if let Some(at) = next_deadline(self.state, self.heartbeat(), ctx.cfg)
             && ctx.timers.tick_of(at) < self.timer_tick
         {
+            self.cancel_timer(ctx.timers, ctx.key);
             self.timer_tick = ctx.timers.schedule(ctx.key, at);
         }
     }
@@ -115,8 +128,10 @@ impl Conn {
         self.timer_tick == tick
     }
 
-    /// The timer fired: act on whatever deadline has passed, then re-arm.
+    /// The timer fired (its entry left the wheel): act on whatever deadline has passed, then
+    /// re-arm.
     pub fn on_tick(&mut self, ctx: &mut ConnCtx<'_>) {
+        self.timer_tick = NO_TIMER;
         match due(self.state, self.heartbeat(), ctx.now, ctx.cfg) {
             Due::HandshakeTimeout => {
                 ctx.stats

@@ -41,6 +41,9 @@ use crate::services::Services;
 use crate::subs::Subscriptions;
 use crate::timer::TimerWheel;
 
+/// `Conn::timer_tick` while the connection has no entry in the wheel.
+const NO_TIMER: u64 = u64::MAX;
+
 /// Reads per readable event before yielding to other connections (each up to the scratch
 /// buffer's size); the connection is revisited next turn.
 const MAX_READS_PER_EVENT: usize = 4;
@@ -222,7 +225,7 @@ impl Conn {
             last_recv: now,
             last_ping: now,
             stalled_since: None,
-            timer_tick: 0,
+            timer_tick: NO_TIMER,
             writable_registered: false,
             queued_for_flush: false,
             close_code: None,
@@ -500,6 +503,7 @@ impl Conn {
             self.close_code = self.close_code.or(code.or(Some(close_code::ABNORMAL)));
         }
         self.leave_topics(ctx);
+        self.cancel_timer(ctx.timers, ctx.key);
         self.state = State::Closed;
         ctx.to_reap.push(ctx.key.token);
     }

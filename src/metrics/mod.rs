@@ -23,7 +23,7 @@ mod labels;
 mod shard;
 
 pub use bus::{PublisherMetrics, SubscriberMetrics};
-pub use shard::{PUBLISH_EVERY, ShardStats};
+pub use shard::{PUBLISH_EVERY, Sampled, ShardStats};
 
 pub use labels::{
     ACCEPT_ERRORS, CLOSE_CODES, CodeLabel, DROP_REASONS, DropLabel, ErrorLabel, HandshakeFailure,
@@ -78,6 +78,9 @@ pub struct Metrics {
     pub client_errors: Family<ErrorLabel, Counter>,
     /// Messages waiting in each shard's broadcast queue (sampled every second).
     pub queue_depth: Family<ShardLabel, Gauge>,
+    /// Entries in each shard's timer wheel (sampled every second): one per connection, so it
+    /// follows `connections`, never how many came and went.
+    pub timer_entries: Family<ShardLabel, Gauge>,
     /// Per-shard broadcast latency histograms.
     pub latency: Arc<LatencyStore>,
     /// Per-shard handshake latency histograms, the server's part (request head complete ->
@@ -140,6 +143,7 @@ impl Metrics {
             closes: Family::default(),
             client_errors: Family::default(),
             queue_depth: Family::default(),
+            timer_entries: Family::default(),
             bus_duplicates: Counter::default(),
             bus_publisher: Default::default(),
             bus_subscriber: Default::default(),
@@ -252,6 +256,11 @@ impl Metrics {
             "shard_queue_depth",
             "Messages waiting in a shard's queue",
             m.queue_depth.clone(),
+        );
+        r.register(
+            "timer_entries",
+            "Entries in a shard's timer wheel (one per connection)",
+            m.timer_entries.clone(),
         );
         r.register(
             "telemetry_subscribers",

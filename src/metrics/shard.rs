@@ -17,6 +17,15 @@ use super::{DropLabel, ErrorLabel, Metrics, ShardLabel, new_latency_histogram};
 /// How often the latency histogram and queue depth are published.
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
+/// Gauges a shard samples once per [`PUBLISH_EVERY`].
+#[derive(Debug, Clone, Copy)]
+pub struct Sampled {
+    /// Messages waiting in the shard's queue.
+    pub queue_depth: usize,
+    /// Entries in the shard's timer wheel (one per open connection, none for closed ones).
+    pub timer_entries: usize,
+}
+
 /// Metric handles resolved once for one shard.
 #[derive(Debug)]
 struct Handles {
@@ -34,6 +43,7 @@ struct Handles {
     client_publishes: Counter,
     connections: Gauge,
     queue_depth: Gauge,
+    timer_entries: Gauge,
 }
 
 /// Counts kept by one shard thread.
@@ -116,6 +126,7 @@ impl ShardStats {
             client_publishes: metrics.client_publishes.get_or_create(&label).clone(),
             connections: metrics.connections.get_or_create(&label).clone(),
             queue_depth: metrics.queue_depth.get_or_create(&label).clone(),
+            timer_entries: metrics.timer_entries.get_or_create(&label).clone(),
         };
         ShardStats {
             shard,
@@ -168,7 +179,7 @@ impl ShardStats {
 
     /// Adds this turn's counts to the shared counters; once per [`PUBLISH_EVERY`] also hands
     /// over the latency histogram and samples the gauges. Returns the next publish time.
-    pub fn publish(&mut self, now: Instant, connections: usize, queue_depth: usize) -> Instant {
+    pub fn publish(&mut self, now: Instant, connections: usize, gauges: Sampled) -> Instant {
         fn add(counter: &Counter, n: &mut u64) {
             if *n > 0 {
                 counter.inc_by(*n);
@@ -202,7 +213,8 @@ impl ShardStats {
                 .handshake_request
                 .publish(self.shard, &self.handshake_request);
             self.handshake_request.reset();
-            self.handles.queue_depth.set(queue_depth as i64);
+            self.handles.queue_depth.set(gauges.queue_depth as i64);
+            self.handles.timer_entries.set(gauges.timer_entries as i64);
             self.next_publish = now + PUBLISH_EVERY;
         }
         self.next_publish

@@ -32,7 +32,7 @@ use crate::clock::unix_micros;
 use crate::config::ServerConfig;
 use crate::conn::{Conn, ConnCtx, OutFrame};
 use crate::messages::{Broadcast, ConnKey, Intake, MixerMsg, MixerPort, ShardLink, ShardMsg};
-use crate::metrics::{Metrics, ShardStats};
+use crate::metrics::{Metrics, Sampled, ShardStats};
 use crate::protocol::TELEMETRY_TOPIC;
 use crate::services::Services;
 use crate::subs::{Subscriptions, Watch};
@@ -178,10 +178,11 @@ impl Shard {
             self.flush(now, now_us);
             self.reap();
             self.shared.mixer.flush();
-            let next_publish = self
-                .shared
-                .stats
-                .publish(now, self.conns.len(), self.queue.len());
+            let sampled = Sampled {
+                queue_depth: self.queue.len(),
+                timer_entries: self.shared.timers.len(),
+            };
+            let next_publish = self.shared.stats.publish(now, self.conns.len(), sampled);
             if let Some(until) = self.draining_until
                 && (self.conns.is_empty() || now >= until)
             {
