@@ -511,3 +511,43 @@ fn connections_that_come_and_go_leave_nothing_in_the_timer_wheel() {
     healthy.finish();
     server.shutdown();
 }
+
+#[test]
+fn pongs_past_a_full_outbox_are_dropped_and_counted() {
+    let mut cfg = default_limits(1);
+    cfg.outbox_limit = 64 * 1024;
+    // The server publishes here, not clients: no burst to fit the small outbox.
+    cfg.publish_rate = 0.0;
+    cfg.send_buffer = Some(4096);
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut stalled = RawWs::handshake(TcpStream::from(socket), "/ws?topics=flood");
+    let p = server.publisher();
+    let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(1000));
+    // Fill the outbox: frames start to be dropped for it once it is full.
+    wait_for("the stalled client's outbox to fill", || {
+        for _ in 0..20 {
+            assert!(p.publish("flood", &body));
+        }
+        metric(addr, "tickcast_drops_total", &[("reason", "outbox_full")]) > 0.0
+    });
+    // 200 pings of 125 bytes: their pongs get what room the outbox has left (a run that did
+    // not fit may have left up to an eighth of the limit) plus 4 KiB, no more: most are
+    // refused, and each refusal is counted.
+    for _ in 0..200 {
+        stalled.send(op::FIN | op::PING, &[b'p'; 125]);
+    }
+    wait_metric(
+        addr,
+        "tickcast_drops_total",
+        &[("reason", "control_frame")],
+        100.0,
+    );
+    let dropped = metric(addr, "tickcast_drops_total", &[("reason", "control_frame")]);
+    assert!(dropped <= 200.0, "{dropped} of 200");
+    drop(stalled);
+    server.shutdown();
+}
