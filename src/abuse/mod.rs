@@ -10,7 +10,8 @@
 //! Every loop here is bounded in count and in time, every socket goes to 127.0.0.0/8, and
 //! one run holds well under the 20,000 open files a process may have.
 //!
-//! Layout: [`client`] (blocking raw client: connect, upgrade, hostile frames, endings),
+//! Layout: [`sock`] (connect from a source address, lingering close, reset, TCP state),
+//! [`client`] (blocking raw client: upgrade, hostile frames, endings),
 //! [`fleet`] (many non-blocking WebSockets at once), [`member`] (a room member's reader),
 //! [`watch`] (the normal client that must stay served), [`probe`] (`/metrics`, `/proc`,
 //! sockstat), [`report`] (checks and verdicts); then one file per scenario family:
@@ -29,6 +30,7 @@ pub mod probe;
 pub mod report;
 pub mod shutdown;
 pub mod slowloris;
+pub mod sock;
 pub mod stalled;
 pub mod storm;
 pub mod watch;
