@@ -23,7 +23,7 @@ const READERS: usize = 10;
 /// Frames written per `write()`.
 const BATCH: usize = 256;
 /// Most frames one flooder writes.
-const MAX_FRAMES: u64 = 20_000_000;
+const MAX_FRAMES: u64 = 100_000_000;
 /// Most error frames accepted before the server closes the error flooder.
 pub const MAX_ERROR_FRAMES: u64 = 10_000;
 /// Time allowed for members to receive what the server sequenced.
@@ -37,8 +37,20 @@ struct Flooded {
     sent: u64,
     /// Seconds from the first write to the server's ending (if it ended the stream).
     ended_after: Option<f64>,
+    /// Seconds the writes went on.
+    secs: f64,
     /// What its reader saw (errors, ending).
     report: MemberReport,
+}
+
+impl Flooded {
+    /// How the flooder's stream ended, for the measured line.
+    fn ending_text(&self) -> String {
+        match (self.report.ending, self.ended_after) {
+            (Some(end), Some(t)) => format!("ended {} after {t:.2} s", end.label()),
+            _ => format!("not closed when the flood stopped after {:.1} s", self.secs),
+        }
+    }
 }
 
 /// Writes batches from `batch(i)` through `flooder`'s socket until the server ends the
@@ -81,6 +93,7 @@ fn flood(flooder: Member, bound: Duration, mut batch: impl FnMut(u64) -> Vec<u8>
             },
         }
     }
+    let secs = started.elapsed().as_secs_f64();
     // Give the reader a moment to see the close that ended the writes.
     let deadline = Instant::now() + Duration::from_secs(2);
     while !flooder.live.ended.load(Ordering::SeqCst) && Instant::now() < deadline {
@@ -90,6 +103,7 @@ fn flood(flooder: Member, bound: Duration, mut batch: impl FnMut(u64) -> Vec<u8>
     Flooded {
         sent,
         ended_after: report.ended_after,
+        secs,
         report,
     }
 }
@@ -148,9 +162,8 @@ pub fn run_publish(cfg: &AbuseConfig) -> Result<Report, String> {
             "flooder_closed_1008",
             closed == Some(Ending::Close(1008)),
             format!(
-                "flooder ended with {} after {} s, {} frames sent, {rate_limited} rate_limited errors",
-                closed.map_or("nothing".into(), |e| e.label()),
-                f.ended_after.map_or("-".into(), |t| format!("{t:.2}")),
+                "flooder {}, {} frames sent, {rate_limited} rate_limited errors",
+                f.ending_text(),
                 f.sent
             ),
         ),
@@ -198,10 +211,9 @@ pub fn run_publish(cfg: &AbuseConfig) -> Result<Report, String> {
         ),
     );
     let summary = format!(
-        "flooder: {} frames, {rate_limited} rate_limited, ended {} after {} s; room published {}; readers: {complete}/{READERS} complete, last seq {min_last}-{max_last}, {cut_off} cut off",
+        "flooder: {} frames, {rate_limited} rate_limited, {}; room published {}; readers: {complete}/{READERS} complete, last seq {min_last}-{max_last}, {cut_off} cut off",
         f.sent,
-        closed.map_or("never (fail)".into(), |e| e.label()),
-        f.ended_after.map_or("-".into(), |t| format!("{t:.2}")),
+        f.ending_text(),
         probe::shown(published),
     );
     Ok(Report::new(
@@ -249,12 +261,7 @@ pub fn run_errors(cfg: &AbuseConfig) -> Result<Report, String> {
         Check::new(
             "closed_1008",
             closed == Some(Ending::Close(1008)),
-            format!(
-                "ended with {} after {} s ({} frames sent)",
-                closed.map_or("nothing within the bound".into(), |e| e.label()),
-                f.ended_after.map_or("-".into(), |t| format!("{t:.2}")),
-                f.sent
-            ),
+            format!("{} ({} frames sent)", f.ending_text(), f.sent),
         ),
         Check::new(
             "bounded_errors",
@@ -269,6 +276,7 @@ pub fn run_errors(cfg: &AbuseConfig) -> Result<Report, String> {
     raw.put("errors_by_code", &f.report.errors);
     raw.put("ending", closed.map(|e| e.label()));
     raw.put("ended_after_s", f.ended_after);
+    raw.put("flood_secs", (f.secs * 10.0).round() / 10.0);
     let server_errors = probe::delta(
         before.sum("tickcast_client_errors_total", &[]),
         after.sum("tickcast_client_errors_total", &[]),
@@ -276,12 +284,10 @@ pub fn run_errors(cfg: &AbuseConfig) -> Result<Report, String> {
     raw.metric("server_client_errors", server_errors);
     raw.put("watcher", &watch);
     let summary = format!(
-        "{} frames sent, server answered {} errors, {errors} error frames received, ended {} after {} s; {}",
+        "{} frames sent, server answered {} errors, {errors} error frames received, {}; {}",
         f.sent,
         probe::shown(server_errors),
-        closed.map_or(format!("never within {} s (fail)", bound.as_secs()), |e| e
-            .label()),
-        f.ended_after.map_or("-".into(), |t| format!("{t:.2}")),
+        f.ending_text(),
         watch.summary()
     );
     Ok(Report::new(
