@@ -79,11 +79,11 @@ pub fn run(cfg: &AbuseConfig) -> Result<Report, String> {
     let connect_secs = started.elapsed().as_secs_f64();
     let connected = socks.len() as u64;
     // Normal handshakes over the heart of the attack: from 1 s in, one every 30 ms.
-    std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
     let normal = watch::time_handshakes(
         cfg.target,
         Some(std::net::Ipv4Addr::new(127, 0, 0, 9)),
         NORMAL_CLIENTS,
+        Duration::from_secs(1).saturating_sub(started.elapsed()),
         Duration::from_millis(30),
         Duration::from_secs(10),
     );
@@ -111,7 +111,7 @@ pub fn run(cfg: &AbuseConfig) -> Result<Report, String> {
         }
         let wake = socks
             .iter()
-            .filter(|s| s.closed_after.is_none())
+            .filter(|s| s.closed_after.is_none() && s.sent < SLOW_HEAD.len())
             .map(|s| s.next_byte)
             .min()
             .unwrap_or(give_up)

@@ -204,17 +204,19 @@ pub struct HandshakeTimes {
     pub failures: client::Tally,
 }
 
-/// Opens `n` normal WebSockets on `/ws?topics=ticks` one after another, `spacing` apart,
-/// timing each from `connect()` to the `101`; each is then closed by reset (nothing to
-/// linger for). Runs on its own thread; join the handle for the times.
+/// After `delay`, opens `n` normal WebSockets on `/ws?topics=ticks` one after another,
+/// `spacing` apart, timing each from `connect()` to the `101`; each is then closed by reset
+/// (nothing to linger for). Runs on its own thread; join the handle for the times.
 pub fn time_handshakes(
     addr: SocketAddr,
     source: Option<Ipv4Addr>,
     n: usize,
+    delay: Duration,
     spacing: Duration,
     timeout: Duration,
 ) -> JoinHandle<HandshakeTimes> {
     std::thread::spawn(move || {
+        std::thread::sleep(delay);
         let mut out = HandshakeTimes::default();
         for _ in 0..n {
             let t0 = Instant::now();
