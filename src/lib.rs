@@ -72,6 +72,7 @@
 //! - [`baseline`]: `tickcast baseline`, the bare one-thread write loop tickcast is compared to.
 //! - [`report`]: the `raw.csv` schema, saturation points, `summary.md` and SVG charts.
 
+pub mod abuse;
 pub mod acceptor;
 pub mod admission;
 pub mod auth;

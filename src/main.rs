@@ -7,7 +7,7 @@ use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use tickcast::cli::{BaselineArgs, Cli, Command, LoadArgs, ReportArgs, ServeArgs};
+use tickcast::cli::{AbuseArgs, BaselineArgs, Cli, Command, LoadArgs, ReportArgs, ServeArgs};
 use tickcast::server::{Server, raise_nofile_limit};
 
 fn main() -> ExitCode {
@@ -28,6 +28,25 @@ fn main() -> ExitCode {
         Command::Load(args) => load(&args),
         Command::Baseline(args) => baseline(&args),
         Command::Report(args) => report(&args),
+        Command::Abuse(args) => abuse(&args),
+    }
+}
+
+fn abuse(args: &AbuseArgs) -> ExitCode {
+    let cfg = match args.to_config() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("tickcast abuse: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = tickcast::abuse::run(&cfg);
+    println!("{}", report.json_line());
+    // 0 pass, 1 fail, 2 undecided: the JSON line says which in any case.
+    match report.verdict {
+        tickcast::abuse::Verdict::Pass => ExitCode::SUCCESS,
+        tickcast::abuse::Verdict::Fail => ExitCode::FAILURE,
+        tickcast::abuse::Verdict::Undecided => ExitCode::from(2),
     }
 }
 

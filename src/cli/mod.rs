@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+pub mod abuse;
 pub mod baseline;
 pub mod load;
 pub mod report;
 pub mod serve;
 pub mod token;
 
+pub use abuse::AbuseArgs;
 pub use baseline::BaselineArgs;
 pub use load::LoadArgs;
 pub use report::ReportArgs;
@@ -45,6 +47,8 @@ pub enum Command {
     Baseline(Box<BaselineArgs>),
     /// Turn a sweep's raw.csv into summary.md and SVG charts.
     Report(Box<ReportArgs>),
+    /// Play one hostile scenario against a server and print what it did as one JSON line.
+    Abuse(Box<AbuseArgs>),
 }
 
 const LOAD_EXAMPLES: &str = "\

@@ -1,0 +1,178 @@
+//! Scenario `oversized_burst`: one member publishes a burst of 200 messages just under
+//! `--max-message` (64 KiB) into a room ten other members read.
+//!
+//! Each message fans out to eleven outboxes (the publisher reads its own messages back), so
+//! the burst is about 13 MiB per reader in a moment. Every message the server accepted (not
+//! answered with an error frame) must reach all ten readers and the publisher, with no seq
+//! gap and no frame dropped (`tickcast_drops_total` unchanged): a burst within the rate limit
+//! is not a slow consumer.
+
+use std::time::Duration;
+
+use super::client::{self, WsConn};
+use super::member::{self, Member, MemberReport};
+use super::report::{Check, Raw, Report};
+use super::{AbuseConfig, probe};
+
+/// Reading members besides the publisher.
+const READERS: usize = 10;
+/// Messages in the burst (the default `--publish-burst`).
+const BURST: usize = 200;
+/// Bytes of each publish frame's payload: just under the default `--max-message` (64 KiB).
+const MESSAGE_BYTES: usize = 64 * 1024 - 256;
+/// Time allowed for everything accepted to arrive.
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// The publish of message `n`, `MESSAGE_BYTES` long.
+fn big_publish(room: &str, n: usize) -> String {
+    let head = format!(r#"{{"op":"publish","topic":"{room}","data":{{"n":{n},"pad":""#);
+    let tail = r#""}}"#;
+    let pad = MESSAGE_BYTES - head.len() - tail.len();
+    format!("{head}{}{tail}", "x".repeat(pad))
+}
+
+/// Runs `oversized_burst`.
+pub fn run(cfg: &AbuseConfig) -> Result<Report, String> {
+    let messages = cfg.count.unwrap_or(BURST);
+    let room = "abuse.burst";
+    let before = probe::scrape(cfg.target)?;
+    let connect = Duration::from_secs(10);
+    let mut readers = Vec::with_capacity(READERS);
+    for i in 0..READERS {
+        let path = format!("/ws?room={room}&client_id=reader{i}");
+        let conn = WsConn::open(cfg.target, cfg.source(i), &path, connect)?;
+        readers.push(Member::spawn(conn, room)?);
+    }
+    let path = format!("/ws?room={room}&client_id=publisher");
+    let publisher = Member::spawn(
+        WsConn::open(cfg.target, cfg.source(READERS), &path, connect)?,
+        room,
+    )?;
+    let mut everyone: Vec<&Member> = readers.iter().collect();
+    everyone.push(&publisher);
+    if !member::wait_joined(&everyone, connect) {
+        return Err("the room's presence snapshot did not reach every member".into());
+    }
+    // The whole burst, written as fast as the socket takes it.
+    let mut burst = Vec::with_capacity(messages * (MESSAGE_BYTES + 16));
+    for n in 1..=messages {
+        burst.extend(client::text_frame(&big_publish(room, n)));
+    }
+    if let Ok(s) = publisher.writer.lock() {
+        let _ = s.set_write_timeout(Some(SETTLE));
+    }
+    let write = member::send(&publisher.writer, &burst);
+    // Everything accepted is sequenced by the time the error frames and the messages came
+    // back; wait for the server's count to stop moving, then for the readers.
+    let published = probe::settled(
+        cfg.target,
+        "tickcast_messages_published_total",
+        &[("topic", room)],
+        SETTLE,
+    )?;
+    let refused_so_far = publisher
+        .live
+        .errors
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let target_seq = published.map_or(messages as u64 - refused_so_far, |p| p as u64);
+    member::wait_for_seq(&everyone, target_seq, SETTLE);
+    let pub_report = publisher.finish();
+    let reports: Vec<MemberReport> = readers.into_iter().map(Member::finish).collect();
+    let after = probe::scrape(cfg.target)?;
+
+    let refused = pub_report.error_count();
+    let accepted = messages as u64 - refused;
+    let drops = probe::delta(
+        before.sum("tickcast_drops_total", &[]),
+        after.sum("tickcast_drops_total", &[]),
+    );
+    let received: Vec<u64> = reports.iter().map(|r| r.messages).collect();
+    let all = reports.iter().chain(std::iter::once(&pub_report));
+    let whole = all
+        .clone()
+        .filter(|r| r.complete() && r.messages == accepted)
+        .count();
+    let cut_off = all.clone().filter(|r| r.ending.is_some()).count();
+    let (min_r, max_r) = (
+        received.iter().copied().min().unwrap_or(0),
+        received.iter().copied().max().unwrap_or(0),
+    );
+    let checks = vec![
+        Check::new(
+            "burst_written",
+            write.is_ok(),
+            format!(
+                "{messages} publishes of {MESSAGE_BYTES} bytes: {}",
+                match &write {
+                    Ok(()) => "written".to_string(),
+                    Err(e) => format!("write failed: {e}"),
+                }
+            ),
+        ),
+        Check::new(
+            "all_received",
+            whole == READERS + 1,
+            format!(
+                "{whole} of {} (readers + publisher) got all {accepted} accepted with no gap; readers received {min_r}-{max_r}, publisher {}",
+                READERS + 1,
+                pub_report.messages
+            ),
+        ),
+        Check::maybe(
+            "no_drops",
+            drops.map(|d| d == 0.0),
+            format!("tickcast_drops_total +{}", probe::shown(drops)),
+        ),
+        Check::new(
+            "none_cut_off",
+            cut_off == 0,
+            format!("{cut_off} of {} cut off", READERS + 1),
+        ),
+    ];
+    let mut raw = Raw::default();
+    raw.put("messages", messages);
+    raw.put("message_bytes", MESSAGE_BYTES);
+    raw.put("accepted", accepted);
+    raw.put("refused", &pub_report.errors);
+    raw.metric("room_published", published);
+    raw.put("reader_received", &received);
+    raw.put(
+        "reader_gaps",
+        reports.iter().map(|r| r.gaps).collect::<Vec<_>>(),
+    );
+    raw.put("publisher_received", pub_report.messages);
+    raw.metric("server_drops", drops);
+    raw.put(
+        "endings",
+        all.filter_map(|r| r.ending.map(|e| e.label()))
+            .collect::<Vec<_>>(),
+    );
+    let summary = format!(
+        "{messages} x {} KiB: {accepted} accepted, {refused} refused; readers received {min_r}-{max_r} (publisher {}), {whole}/{} complete; drops +{}; {cut_off} cut off",
+        MESSAGE_BYTES / 1024,
+        pub_report.messages,
+        READERS + 1,
+        probe::shown(drops)
+    );
+    Ok(Report::new(
+        "oversized_burst",
+        "every accepted ~64 KiB message of a 200-message burst reaches all 10 readers and the publisher, no seq gap, tickcast_drops_total unchanged",
+        summary,
+        checks,
+        raw.0,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishes_are_just_under_the_limit_and_valid_json() {
+        let p = big_publish("abuse.burst", 7);
+        assert_eq!(p.len(), MESSAGE_BYTES);
+        assert!(p.len() < 64 * 1024);
+        let v: serde_json::Value = serde_json::from_str(&p).unwrap();
+        assert_eq!(v["data"]["n"], 7);
+    }
+}
