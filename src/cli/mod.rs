@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 pub mod baseline;
 pub mod load;
 pub mod report;
+mod secret;
 pub mod serve;
 pub mod token;
 
