@@ -91,6 +91,7 @@ pub mod load;
 pub mod messages;
 pub mod metrics;
 pub mod mixer;
+pub mod procstat;
 pub mod protocol;
 pub mod provider;
 pub mod ratelimit;

@@ -12,6 +12,7 @@ pub mod abuse;
 pub mod baseline;
 pub mod load;
 pub mod report;
+mod secret;
 pub mod serve;
 pub mod token;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::parse_duration;
+use super::secret::SecretArgs;
 use crate::config::{Secret, ServerConfig, SlowPolicy, TickerConfig, TickerPace, default_shards};
 
 /// Slow-consumer policy as spelled on the command line.
@@ -107,17 +108,9 @@ pub struct ServeArgs {
     /// WebSocket connections allowed per client IP (more get 429); 0 = unlimited.
     #[arg(long, env = "TICKCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: usize,
-    /// Require tokens signed with this HS256 secret (at least 16 bytes).
-    #[arg(
-        long,
-        env = "TICKCAST_AUTH_SECRET",
-        hide_env_values = true,
-        conflicts_with = "auth_secret_file"
-    )]
-    pub auth_secret: Option<String>,
-    /// Read the auth secret from this file (trailing newline ignored).
-    #[arg(long, env = "TICKCAST_AUTH_SECRET_FILE")]
-    pub auth_secret_file: Option<std::path::PathBuf>,
+    /// The auth secret (`--auth-secret`, `--auth-secret-file`).
+    #[command(flatten)]
+    pub secret: SecretArgs,
     /// Allowed browser Origin (repeatable); other origins get 403. Default: any.
     #[arg(
         long = "allowed-origin",
@@ -154,27 +147,7 @@ pub struct ServeArgs {
     pub telemetry_interval: Duration,
 }
 
-/// Reads a secret from a file, without its trailing newline.
-pub fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let end = text
-        .iter()
-        .rposition(|b| !matches!(b, b'\n' | b'\r'))
-        .map_or(0, |i| i + 1);
-    Ok(text[..end].to_vec())
-}
-
 impl ServeArgs {
-    fn auth_secret(&self) -> Result<Option<Secret>, String> {
-        if let Some(s) = &self.auth_secret {
-            return Ok(Some(Secret(s.as_bytes().to_vec())));
-        }
-        let Some(path) = &self.auth_secret_file else {
-            return Ok(None);
-        };
-        Ok(Some(Secret(read_secret_file(path)?)))
-    }
-
     /// The validated server configuration these options describe.
     pub fn to_config(&self) -> Result<ServerConfig, String> {
         let cfg = ServerConfig {
@@ -209,7 +182,7 @@ impl ServeArgs {
             publish_byte_burst: self.publish_byte_burst,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
-            auth_secret: self.auth_secret()?,
+            auth_secret: self.secret.bytes()?.map(Secret),
             allowed_origins: self.allowed_origins.clone(),
             redis: self.redis.as_ref().map(|url| crate::bus::BusConfig {
                 url: url.clone(),

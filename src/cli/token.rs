@@ -1,15 +1,26 @@
 //! `tickcast token`: prints a signed token for testing and scripts.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::parse_duration;
+use super::secret::SecretArgs;
 use crate::auth;
 
-/// Options of `tickcast token`.
+/// Options of `tickcast token`. The secret's flags are spelled shorter than `serve`'s: the
+/// token has no other secret to tell it from.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("auth_secret", |a| a
+        .long("secret")
+        .value_name("SECRET")
+        .help("The server's secret")),
+    mut_arg("auth_secret_file", |a| a
+        .long("secret-file")
+        .value_name("SECRET_FILE")
+        .help("Read the secret from this file (trailing newline ignored)")),
+)]
 pub struct TokenArgs {
     /// The client's identity (becomes its client_id).
     #[arg(long)]
@@ -23,27 +34,18 @@ pub struct TokenArgs {
     /// How long the token is valid.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub ttl: Duration,
-    /// The server's secret.
-    #[arg(
-        long,
-        env = "TICKCAST_AUTH_SECRET",
-        hide_env_values = true,
-        conflicts_with = "secret_file"
-    )]
-    pub secret: Option<String>,
-    /// Read the secret from this file (trailing newline ignored).
-    #[arg(long, env = "TICKCAST_AUTH_SECRET_FILE")]
-    pub secret_file: Option<PathBuf>,
+    /// The server's secret (`--secret`, `--secret-file`).
+    #[command(flatten)]
+    pub secret: SecretArgs,
 }
 
 impl TokenArgs {
     /// The signed token these options describe.
     pub fn token(&self) -> Result<String, String> {
-        let secret = match (&self.secret, &self.secret_file) {
-            (Some(s), _) => s.as_bytes().to_vec(),
-            (None, Some(path)) => super::serve::read_secret_file(path)?,
-            (None, None) => return Err("--secret or --secret-file is required".into()),
-        };
+        let secret = self
+            .secret
+            .bytes()?
+            .ok_or("--secret or --secret-file is required")?;
         crate::protocol::validate_client_id(&self.sub).map_err(|e| e.message)?;
         let subscribe = if self.subscribe.is_empty() {
             vec!["*".to_string()]
@@ -88,5 +90,18 @@ mod tests {
         assert_eq!(sub, "alice");
         assert!(rights.may_publish("room.lobby"));
         assert!(rights.may_subscribe("ticks"));
+    }
+
+    #[test]
+    fn the_secret_flags_keep_their_short_spelling() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["tickcast", "token", "--sub", "alice"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        assert!(parse(&["--secret", "0123456789abcdef"]).is_ok());
+        assert!(parse(&["--secret-file", "secret.txt"]).is_ok());
+        assert!(parse(&["--auth-secret", "0123456789abcdef"]).is_err());
+        assert!(parse(&["--secret", "0123456789abcdef", "--secret-file", "s.txt"]).is_err());
     }
 }

@@ -58,7 +58,7 @@ pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
     }
     let cfg = Arc::new(cfg);
     let loadavg_1m = sys::loadavg_1m();
-    let sample = || cfg.server_pid.and_then(|pid| sys::sample_process(pid).ok());
+    let sample = || cfg.server_pid.and_then(sys::sample_process);
     let server_start = sample();
 
     let control = Arc::new(Control::new(Instant::now()));

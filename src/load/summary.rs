@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
 
 use super::stats::{Stats, join_counts};
 use super::sys::ProcSample;
@@ -11,8 +12,10 @@ use crate::report::saturation::{STRICT_P99_US, is_client_bound, is_sustainable};
 use crate::report::schema::Row;
 
 /// Settings of the measured server, recorded verbatim in the row (the load generator cannot
-/// know them; `scripts/bench.sh` passes them).
-#[derive(Debug, Clone, Default)]
+/// know them; `scripts/bench.sh` passes them). Each field is the [`Row`] column of the same
+/// name, documented there; [`Row::from`] copies them over, and a test checks that these are
+/// exactly the columns a context fills.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RowContext {
     /// `tickcast` or `baseline`.
     pub mode: String,
@@ -32,6 +35,24 @@ pub struct RowContext {
     pub interval_us: u64,
     /// CPU split description.
     pub cpu_split: String,
+}
+
+impl From<&RowContext> for Row {
+    /// A row holding only the context's columns.
+    fn from(ctx: &RowContext) -> Row {
+        Row {
+            mode: ctx.mode.clone(),
+            shards: ctx.shards,
+            pin: ctx.pin,
+            linger_us: ctx.linger_us,
+            payload_bytes: ctx.payload_bytes,
+            providers: ctx.providers,
+            offered_rate: ctx.offered_rate,
+            interval_us: ctx.interval_us,
+            cpu_split: ctx.cpu_split.clone(),
+            ..Row::default()
+        }
+    }
 }
 
 /// The server process at the phase boundaries.
@@ -149,16 +170,7 @@ impl Summary {
         let unix_time = crate::clock::unix_micros() / 1_000_000;
         let mut row = Row {
             unix_time,
-            mode: ctx.mode.clone(),
-            shards: ctx.shards,
-            pin: ctx.pin,
-            linger_us: ctx.linger_us,
-            payload_bytes: ctx.payload_bytes,
-            providers: ctx.providers,
-            offered_rate: ctx.offered_rate,
-            interval_us: ctx.interval_us,
             clients: self.connections as u64,
-            cpu_split: ctx.cpu_split.clone(),
             loadavg_1m: self.loadavg_1m,
             load_threads: self.threads as u32,
             connected: s.connected,
@@ -190,7 +202,7 @@ impl Summary {
             load_cpu_pct: self.load_cpu_pct,
             load_thread_max_cpu_pct: self.load_thread_max_cpu_pct,
             client_bound: is_client_bound(self.load_cpu_pct, self.load_thread_max_cpu_pct),
-            ..Row::default()
+            ..Row::from(ctx)
         };
         if let Some(sv) = &self.server {
             let cpu_ns = sv.window_end.cpu_ns.saturating_sub(sv.window_start.cpu_ns) as f64;
@@ -356,7 +368,83 @@ impl Summary {
 
 #[cfg(test)]
 mod tests {
-    use super::expected_deliveries;
+    use super::*;
+
+    /// A value's CSV header and record, as (column, cell) pairs.
+    fn cells<T: Serialize>(value: &T) -> Vec<(String, String)> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(value).unwrap();
+        let bytes = w.into_inner().unwrap();
+        let mut r = csv::Reader::from_reader(bytes.as_slice());
+        let header = r.headers().unwrap().clone();
+        let record = r.records().next().unwrap().unwrap();
+        header
+            .iter()
+            .zip(record.iter())
+            .map(|(h, c)| (h.to_string(), c.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_context_fills_exactly_its_own_columns() {
+        // No `..Default`: a new field must be given a value here, and one that is not its
+        // default, or the test cannot see it.
+        let ctx = RowContext {
+            mode: "m".into(),
+            shards: 3,
+            pin: true,
+            linger_us: 4,
+            payload_bytes: 5,
+            providers: 6,
+            offered_rate: 7.5,
+            interval_us: 8,
+            cpu_split: "c".into(),
+        };
+        let context = cells(&ctx);
+        let defaults = cells(&RowContext::default());
+        for ((name, value), (_, default)) in context.iter().zip(&defaults) {
+            assert_ne!(
+                value, default,
+                "give `{name}` a value other than its default"
+            );
+        }
+        // The rows of an empty run in that context and in the default one differ in the
+        // context's columns, which hold its values, and nowhere else.
+        let summary = Summary {
+            connections: 0,
+            threads: 1,
+            publishers: 0,
+            stats: Stats::default(),
+            ramp_secs: 0.0,
+            server: None,
+            drops: None,
+            server_handshake_p99_us: None,
+            load_cpu_pct: 0.0,
+            load_thread_max_cpu_pct: 0.0,
+            loadavg_1m: 0.0,
+        };
+        let row = |ctx: &RowContext| Row {
+            unix_time: 0,
+            ..summary.row(ctx)
+        };
+        let filled = cells(&row(&ctx));
+        let plain = cells(&row(&RowContext::default()));
+        for (name, value) in &context {
+            assert!(
+                filled.contains(&(name.clone(), value.clone())),
+                "the context's `{name}` is not a column of the row, or not filled from it"
+            );
+        }
+        for ((name, cell), (_, plain)) in filled.iter().zip(&plain) {
+            if cell != plain {
+                assert!(
+                    context.iter().any(|(n, _)| n == name),
+                    "column `{name}` depends on the context but is not one of its fields"
+                );
+            }
+        }
+        assert_eq!(filled.len(), crate::report::schema::COLUMNS.len());
+    }
 
     #[test]
     fn expected_deliveries_count_gaps_a_slow_producer_and_silent_clients() {

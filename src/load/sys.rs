@@ -1,6 +1,7 @@
 //! What the load generator reads from the operating system: a server process's CPU time and
-//! RSS from `/proc`, its own CPU time (`getrusage`), the load average, and the server's drop
-//! counters from its `/metrics` page.
+//! RSS from `/proc`, its own CPU time (`getrusage`), the load average (all three read by
+//! [`crate::procstat`], in the units the CSV records), and the server's drop counters from its
+//! `/metrics` page.
 //!
 //! All of it is optional: a missing file or a server without `/metrics` gives `None`, and the
 //! CSV cell stays empty.
@@ -9,6 +10,8 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
+
+use crate::procstat::{self, Process, Usage};
 
 /// Longest `/metrics` page read.
 const MAX_METRICS_PAGE: u64 = 4 << 20;
@@ -24,73 +27,35 @@ pub struct ProcSample {
     pub rss_kib: u64,
 }
 
-/// Samples process `pid` from `/proc/PID/stat` and `/proc/PID/status`.
-pub fn sample_process(pid: u32) -> io::Result<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let ticks = parse_stat_ticks(&stat)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc stat"))?;
-    let rss_kib = parse_vm_rss(&status)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS"))?;
-    Ok(ProcSample {
-        cpu_ns: ticks.saturating_mul(1_000_000_000) / clock_ticks_per_sec(),
-        rss_kib,
+/// Samples process `pid` from `/proc/PID/stat` and `/proc/PID/status`; `None` when either is
+/// unreadable.
+pub fn sample_process(pid: u32) -> Option<ProcSample> {
+    let process = Process::Pid(pid);
+    let cpu = procstat::stat_cpu_time(process)?;
+    let rss_bytes = procstat::status(process)?.rss_bytes?;
+    Some(ProcSample {
+        cpu_ns: cpu.as_nanos() as u64,
+        rss_kib: rss_bytes / 1024,
     })
 }
 
-/// utime + stime (fields 14 and 15) from a `/proc/PID/stat` line. The command name may hold
-/// spaces and parentheses, so fields are counted after its last `)`.
-fn parse_stat_ticks(stat: &str) -> Option<u64> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after.split_whitespace();
-    // After ")": state is field 3, so utime (14) is the 12th and stime (15) the 13th.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// `VmRSS:   1234 kB` from `/proc/PID/status`.
-fn parse_vm_rss(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-}
-
-fn clock_ticks_per_sec() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as u64 } else { 100 }
-}
-
-fn rusage_ns(who: libc::c_int) -> u64 {
-    // SAFETY: an all-zero rusage is a valid value to be overwritten by getrusage.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid, writable rusage.
-    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
-        return 0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// CPU time used by this whole process so far, ns.
+/// CPU time used by this whole process so far, ns (0 when unreadable).
 pub fn process_cpu_ns() -> u64 {
-    rusage_ns(libc::RUSAGE_SELF)
+    cpu_ns(Usage::Process)
 }
 
-/// CPU time used by the calling thread so far, ns.
+/// CPU time used by the calling thread so far, ns (0 when unreadable).
 pub fn thread_cpu_ns() -> u64 {
-    rusage_ns(libc::RUSAGE_THREAD)
+    cpu_ns(Usage::Thread)
+}
+
+fn cpu_ns(who: Usage) -> u64 {
+    procstat::cpu_time(who).map_or(0, |t| t.as_nanos() as u64)
 }
 
 /// The 1-minute load average (0 when unreadable).
 pub fn loadavg_1m() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
+    procstat::loadavg_1m().unwrap_or(0.0)
 }
 
 /// What the load generator reads from a tickcast server's `/metrics`.
@@ -181,24 +146,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_ticks_survive_odd_command_names() {
-        let stat = "1234 (tick cast) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 \
-                    9 0 12345 1000000 500 18446744073709551615";
-        assert_eq!(parse_stat_ticks(stat), Some(325));
-        assert_eq!(parse_stat_ticks("garbage"), None);
-    }
-
-    #[test]
-    fn vm_rss_is_read_in_kib() {
-        let status = "Name:\ttickcast\nVmPeak:\t  9999 kB\nVmRSS:\t   5120 kB\nThreads:\t5\n";
-        assert_eq!(parse_vm_rss(status), Some(5120));
-        assert_eq!(parse_vm_rss("Name: x\n"), None);
-    }
-
-    #[test]
     fn this_process_can_be_sampled() {
         let s = sample_process(std::process::id()).unwrap();
         assert!(s.rss_kib > 0);
+        assert!(s.rss_kib < 1 << 30, "under a TiB: {} KiB", s.rss_kib);
         let spin: u64 = (0..2_000_000u64).fold(0, |a, b| a ^ b.wrapping_mul(31));
         assert!(spin != 1 || process_cpu_ns() > 0);
         assert!(process_cpu_ns() > 0);

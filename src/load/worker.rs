@@ -57,9 +57,8 @@ pub struct Worker {
     handshake_events: Events,
     conns: Slab<LoadConn>,
     scratch: Vec<u8>,
-    stats: Stats,
-    scanner: Scanner,
-    rng: fastrand::Rng,
+    /// The counts, scanner and settings every connection uses (see [`Shared::ctx`]).
+    shared: Shared,
     /// The next global connection index this thread opens.
     next_k: usize,
     /// Connections whose read budget ran out: read again next turn.
@@ -93,9 +92,7 @@ impl Worker {
             handshake_events: Events::with_capacity(HANDSHAKE_EVENTS),
             conns: Slab::with_capacity(cfg.connections / cfg.threads + 1),
             scratch: vec![0; SCRATCH],
-            stats: Stats::default(),
-            scanner: Scanner::default(),
-            rng: fastrand::Rng::with_seed(0x10ad_0000 + index as u64),
+            shared: Shared::new(index, &cfg),
             next_k: index,
             again: Vec::new(),
             publishers: Vec::new(),
@@ -115,7 +112,7 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            if follow_window(&self.control, &mut self.window, &mut self.stats, now)
+            if follow_window(&self.control, &mut self.window, &mut self.shared.stats, now)
                 || self.control.stop.load(Ordering::Relaxed)
             {
                 break;
@@ -138,7 +135,7 @@ impl Worker {
             }
         }
         self.finish();
-        self.stats
+        self.shared.stats
     }
 
     fn due(&self, k: usize) -> Instant {
@@ -157,26 +154,19 @@ impl Worker {
             let mut conn = match LoadConn::connect(self.cfg.target.addr, source) {
                 Ok(conn) => conn,
                 Err(e) => {
-                    self.stats.fail(connect_reason(&e));
+                    self.shared.stats.fail(connect_reason(&e));
                     continue;
                 }
             };
             let entry = self.conns.vacant_entry();
             let token = entry.key();
             if let Err(e) = conn.register(self.handshakes.registry(), token) {
-                self.stats.fail(connect_reason(&e));
+                self.shared.stats.fail(connect_reason(&e));
                 continue;
             }
             // On loopback the connect has usually completed already: send the upgrade request
             // now rather than a poll later (a spurious try just waits for the WRITABLE edge).
-            let mut ctx = Ctx {
-                now,
-                stats: &mut self.stats,
-                scanner: &self.scanner,
-                max_message: self.cfg.max_message,
-                track_sent: false,
-                rng: &mut self.rng,
-            };
+            let mut ctx = self.shared.ctx(now);
             conn.on_writable(&mut ctx, &self.cfg.target);
             if conn.phase() == Phase::Closed {
                 continue;
@@ -194,14 +184,7 @@ impl Worker {
             return;
         }
         let interval = Duration::from_secs_f64(1.0 / self.cfg.publish_rate);
-        let mut ctx = Ctx {
-            now,
-            stats: &mut self.stats,
-            scanner: &self.scanner,
-            max_message: self.cfg.max_message,
-            track_sent: true,
-            rng: &mut self.rng,
-        };
+        let mut ctx = self.shared.ctx(now);
         for &token in &self.publishers {
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
@@ -230,14 +213,7 @@ impl Worker {
 
     fn scan_timeouts(&mut self, now: Instant) {
         self.next_timeout_scan = now + TIMEOUT_SCAN;
-        let mut ctx = Ctx {
-            now,
-            stats: &mut self.stats,
-            scanner: &self.scanner,
-            max_message: self.cfg.max_message,
-            track_sent: false,
-            rng: &mut self.rng,
-        };
+        let mut ctx = self.shared.ctx(now);
         let mut closed = Vec::new();
         for (token, conn) in self.conns.iter_mut() {
             if is_pending(conn.phase()) {
@@ -294,7 +270,7 @@ impl Worker {
         for (i, (token, writable, readable)) in work.enumerate() {
             if i % WINDOW_CHECK_EVERY == WINDOW_CHECK_EVERY - 1 {
                 now = Instant::now();
-                if follow_window(&self.control, &mut self.window, &mut self.stats, now) {
+                if follow_window(&self.control, &mut self.window, &mut self.shared.stats, now) {
                     ended = true;
                     break;
                 }
@@ -349,14 +325,7 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        let mut ctx = Ctx {
-            now,
-            stats: &mut self.stats,
-            scanner: &self.scanner,
-            max_message: self.cfg.max_message,
-            track_sent: self.cfg.publishers > 0 || self.cfg.track_publish_latency,
-            rng: &mut self.rng,
-        };
+        let mut ctx = self.shared.ctx(now);
         let was_pending = is_pending(conn.phase());
         if writable {
             conn.on_writable(&mut ctx, &self.cfg.target);
@@ -407,9 +376,9 @@ impl Worker {
 
     fn report_progress(&mut self) {
         let now = (
-            self.stats.connected as usize,
-            self.stats.failure_count() as usize,
-            self.stats.window.messages,
+            self.shared.stats.connected as usize,
+            self.shared.stats.failure_count() as usize,
+            self.shared.stats.window.messages,
         );
         let (o, f, m) = self.reported;
         if now.0 > o {
@@ -431,17 +400,10 @@ impl Worker {
     fn finish(&mut self) {
         let now = Instant::now();
         if let WindowState::Open { since, cpu_ns } = self.window {
-            close_window(&mut self.stats, since, cpu_ns, now);
+            close_window(&mut self.shared.stats, since, cpu_ns, now);
             self.window = WindowState::Closed;
         }
-        let mut ctx = Ctx {
-            now: Instant::now(),
-            stats: &mut self.stats,
-            scanner: &self.scanner,
-            max_message: self.cfg.max_message,
-            track_sent: false,
-            rng: &mut self.rng,
-        };
+        let mut ctx = self.shared.ctx(Instant::now());
         for (_, conn) in self.conns.iter_mut() {
             if is_pending(conn.phase()) {
                 ctx.stats.fail("unfinished");
@@ -453,6 +415,45 @@ impl Worker {
         }
         self.conns.clear();
         self.report_progress();
+    }
+}
+
+/// What every connection of a thread shares, lent to one connection at a time as a [`Ctx`].
+struct Shared {
+    /// The thread's counts.
+    stats: Stats,
+    scanner: Scanner,
+    /// Source of mask keys, seeded per thread so runs repeat.
+    rng: fastrand::Rng,
+    /// Largest message accepted (`cfg.max_message`).
+    max_message: usize,
+    /// Whether data messages may carry a publisher's `sent_us`: someone publishes, or
+    /// publish latency is tracked.
+    track_sent: bool,
+}
+
+impl Shared {
+    /// What thread `index` lends its connections under `cfg`.
+    fn new(index: usize, cfg: &LoadConfig) -> Self {
+        Shared {
+            stats: Stats::default(),
+            scanner: Scanner::default(),
+            rng: fastrand::Rng::with_seed(0x10ad_0000 + index as u64),
+            max_message: cfg.max_message,
+            track_sent: cfg.publishers > 0 || cfg.track_publish_latency,
+        }
+    }
+
+    /// The context of one connection's work at `now`.
+    fn ctx(&mut self, now: Instant) -> Ctx<'_> {
+        Ctx {
+            now,
+            stats: &mut self.stats,
+            scanner: &self.scanner,
+            max_message: self.max_message,
+            track_sent: self.track_sent,
+            rng: &mut self.rng,
+        }
     }
 }
 

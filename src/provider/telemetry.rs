@@ -12,8 +12,8 @@
 //! the provider only wakes once per interval to read that one atomic: no `/proc` reads, no
 //! counter reads, no JSON, no publish. The hot path pays nothing at all.
 //!
-//! Process and system figures come from Linux `/proc` and `getrusage`; where those do not
-//! exist the fields are `null`.
+//! Process and system figures come from Linux `/proc` and `getrusage` (read by
+//! [`crate::procstat`]); where those do not exist the fields are `null`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 use super::{Provider, ProviderCtx};
 use crate::clock::unix_micros;
 use crate::metrics::{DROP_REASONS, Metrics};
+use crate::procstat::{self, Process, Usage};
 use crate::protocol::TELEMETRY_TOPIC as TOPIC;
 
 /// The provider: reads the server's metrics and the process's resource use.
@@ -122,7 +123,7 @@ impl Telemetry {
         let shards = 0..m.shards();
         Counters {
             at: now,
-            cpu: process_cpu_time(),
+            cpu: procstat::cpu_time(Usage::Process),
             published: m.published_all.get(),
             delivered: shards
                 .clone()
@@ -144,8 +145,8 @@ impl Telemetry {
                 queue_depth: Metrics::shard_gauge(&m.queue_depth, s),
             })
             .collect();
-        let status = read_proc("/proc/self/status").map(|t| parse_status(&t));
-        let mem = read_proc("/proc/meminfo").map(|t| parse_meminfo(&t));
+        let status = procstat::status(Process::Current);
+        let mem = procstat::meminfo();
         let rates = self
             .last
             .as_ref()
@@ -239,127 +240,9 @@ impl Rates {
     }
 }
 
-/// Reads a small `/proc` file; `None` where it does not exist (not Linux, no procfs).
-fn read_proc(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok()
-}
-
-/// What `/proc/self/status` tells about the process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct ProcStatus {
-    rss_bytes: Option<u64>,
-    threads: Option<u64>,
-}
-
-/// What `/proc/meminfo` tells about the system.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct MemInfo {
-    available_bytes: Option<u64>,
-    total_bytes: Option<u64>,
-}
-
-/// The value of a `Key:   123 kB` line, in bytes (or as is when it has no unit).
-fn field(line: &str, key: &str) -> Option<u64> {
-    let rest = line.strip_prefix(key)?.strip_prefix(':')?;
-    let mut parts = rest.split_whitespace();
-    let n: u64 = parts.next()?.parse().ok()?;
-    match parts.next() {
-        None => Some(n),
-        Some("kB") => n.checked_mul(1024),
-        Some(_) => None,
-    }
-}
-
-/// Parses `VmRSS` and `Threads` out of `/proc/<pid>/status`.
-fn parse_status(text: &str) -> ProcStatus {
-    let mut out = ProcStatus::default();
-    for line in text.lines() {
-        out.rss_bytes = out.rss_bytes.or_else(|| field(line, "VmRSS"));
-        out.threads = out.threads.or_else(|| field(line, "Threads"));
-    }
-    out
-}
-
-/// Parses `MemAvailable` and `MemTotal` out of `/proc/meminfo`.
-fn parse_meminfo(text: &str) -> MemInfo {
-    let mut out = MemInfo::default();
-    for line in text.lines() {
-        out.available_bytes = out.available_bytes.or_else(|| field(line, "MemAvailable"));
-        out.total_bytes = out.total_bytes.or_else(|| field(line, "MemTotal"));
-    }
-    out
-}
-
-/// CPU time (user + system) used by every thread of this process so far.
-#[cfg(unix)]
-fn process_cpu_time() -> Option<Duration> {
-    // SAFETY: `rusage` is a plain struct of integers, for which all-zero bytes are a valid
-    // value; `getrusage` only writes into the struct it is given, which lives on this stack.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return None;
-        }
-        usage
-    };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
-    };
-    Some(tv(usage.ru_utime) + tv(usage.ru_stime))
-}
-
-/// CPU time is not read on this system.
-#[cfg(not(unix))]
-fn process_cpu_time() -> Option<Duration> {
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const STATUS: &str = "Name:\ttickcast\nUmask:\t0022\nState:\tS (sleeping)\n\
-        VmPeak:\t  123456 kB\nVmRSS:\t    5120 kB\nRssAnon:\t    2048 kB\nThreads:\t9\n\
-        SigQ:\t0/63432\n";
-    const MEMINFO: &str = "MemTotal:        8000000 kB\nMemFree:          500000 kB\n\
-        MemAvailable:    6000000 kB\nBuffers:           10000 kB\n";
-
-    #[test]
-    fn status_gives_rss_and_threads() {
-        let s = parse_status(STATUS);
-        assert_eq!(s.rss_bytes, Some(5120 * 1024));
-        assert_eq!(s.threads, Some(9));
-    }
-
-    #[test]
-    fn meminfo_gives_available_and_total() {
-        let m = parse_meminfo(MEMINFO);
-        assert_eq!(m.available_bytes, Some(6_000_000 * 1024));
-        assert_eq!(m.total_bytes, Some(8_000_000 * 1024));
-    }
-
-    #[test]
-    fn missing_or_garbled_fields_are_none() {
-        assert_eq!(parse_status(""), ProcStatus::default());
-        let garbled = "VmRSS:\tlots kB\nThreads:\t\nVmRSSX:\t1 kB\nMemAvailable: 1 MB\n";
-        assert_eq!(parse_status(garbled), ProcStatus::default());
-        assert_eq!(parse_meminfo(garbled), MemInfo::default());
-        assert_eq!(field("Threads:", "Threads"), None);
-        assert_eq!(field("Threads: 18446744073709551615 kB", "Threads"), None);
-    }
-
-    #[test]
-    fn this_process_is_readable_on_linux() {
-        if !cfg!(target_os = "linux") {
-            return;
-        }
-        let s = parse_status(&read_proc("/proc/self/status").unwrap());
-        assert!(s.rss_bytes.unwrap() > 0);
-        assert!(s.threads.unwrap() >= 1);
-        let m = parse_meminfo(&read_proc("/proc/meminfo").unwrap());
-        assert!(m.available_bytes.unwrap() <= m.total_bytes.unwrap());
-        assert!(process_cpu_time().is_some());
-    }
 
     fn counters(at: Instant, k: u64) -> Counters {
         Counters {
