@@ -2,14 +2,16 @@
 //! `--max-message` (64 KiB) into a room ten other members read.
 //!
 //! Each message fans out to eleven outboxes (the publisher reads its own messages back), so
-//! the burst is about 13 MiB per reader in a moment. Every message the server accepted (not
-//! answered with an error frame) must reach all ten readers and the publisher, with no seq
-//! gap and no frame dropped (`tickcast_drops_total` unchanged): a burst within the rate limit
-//! is not a slow consumer.
+//! the burst would be about 13 MiB per reader in a moment. The server takes what the
+//! publisher's byte burst allows and refuses the rest (`rate_limited`, then close 1008 for
+//! insisting). Every message it sequenced (the room's `tickcast_messages_published_total`)
+//! must reach all ten readers with no seq gap and no frame dropped (`tickcast_drops_total`
+//! unchanged), and none of them may be cut off; the publisher gets every one back too, unless
+//! it was closed for persistent abuse after refusals.
 
 use std::time::Duration;
 
-use super::client::{self, WsConn};
+use super::client::{self, Ending, WsConn};
 use super::member::{self, Member, MemberReport};
 use super::report::{Check, Raw, Report};
 use super::{AbuseConfig, probe};
@@ -81,18 +83,21 @@ pub fn run(cfg: &AbuseConfig) -> Result<Report, String> {
     let after = probe::scrape(cfg.target)?;
 
     let refused = pub_report.error_count();
-    let accepted = messages as u64 - refused;
+    // What the server sequenced; without the metric, what it did not refuse.
+    let accepted = target_seq;
     let drops = probe::delta(
         before.sum("tickcast_drops_total", &[]),
         after.sum("tickcast_drops_total", &[]),
     );
     let received: Vec<u64> = reports.iter().map(|r| r.messages).collect();
     let all = reports.iter().chain(std::iter::once(&pub_report));
-    let whole = all
-        .clone()
+    let whole = reports
+        .iter()
         .filter(|r| r.complete() && r.messages == accepted)
         .count();
-    let cut_off = all.clone().filter(|r| r.ending.is_some()).count();
+    let cut_off = reports.iter().filter(|r| r.ending.is_some()).count();
+    let publisher_whole = pub_report.complete() && pub_report.messages == accepted;
+    let publisher_abusive = refused > 0 && pub_report.ending == Some(Ending::Close(1008));
     let (min_r, max_r) = (
         received.iter().copied().min().unwrap_or(0),
         received.iter().copied().max().unwrap_or(0),
@@ -111,11 +116,18 @@ pub fn run(cfg: &AbuseConfig) -> Result<Report, String> {
         ),
         Check::new(
             "all_received",
-            whole == READERS + 1,
+            whole == READERS,
             format!(
-                "{whole} of {} (readers + publisher) got all {accepted} accepted with no gap; readers received {min_r}-{max_r}, publisher {}",
-                READERS + 1,
-                pub_report.messages
+                "{whole} of {READERS} readers got all {accepted} sequenced with no gap; readers received {min_r}-{max_r}"
+            ),
+        ),
+        Check::new(
+            "publisher",
+            publisher_whole || publisher_abusive,
+            format!(
+                "publisher received {} of {accepted}, {refused} refused, ended {}",
+                pub_report.messages,
+                pub_report.ending.map_or("open".into(), |e| e.label())
             ),
         ),
         Check::maybe(
@@ -126,7 +138,7 @@ pub fn run(cfg: &AbuseConfig) -> Result<Report, String> {
         Check::new(
             "none_cut_off",
             cut_off == 0,
-            format!("{cut_off} of {} cut off", READERS + 1),
+            format!("{cut_off} of {READERS} readers cut off"),
         ),
     ];
     let mut raw = Raw::default();
@@ -148,15 +160,14 @@ pub fn run(cfg: &AbuseConfig) -> Result<Report, String> {
             .collect::<Vec<_>>(),
     );
     let summary = format!(
-        "{messages} x {} KiB: {accepted} accepted, {refused} refused; readers received {min_r}-{max_r} (publisher {}), {whole}/{} complete; drops +{}; {cut_off} cut off",
+        "{messages} x {} KiB: {accepted} sequenced, {refused} refused (publisher ended {}); readers received {min_r}-{max_r}, {whole}/{READERS} complete; drops +{}; {cut_off} cut off",
         MESSAGE_BYTES / 1024,
-        pub_report.messages,
-        READERS + 1,
+        pub_report.ending.map_or("open".into(), |e| e.label()),
         probe::shown(drops)
     );
     Ok(Report::new(
         "oversized_burst",
-        "every accepted ~64 KiB message of a 200-message burst reaches all 10 readers and the publisher, no seq gap, tickcast_drops_total unchanged",
+        "a 200 x ~64 KiB burst: what the server sequences reaches all 10 readers (no gap, none cut off, tickcast_drops_total unchanged); the publisher gets its own back or is refused and closed 1008 for insisting",
         summary,
         checks,
         raw.0,

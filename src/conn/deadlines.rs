@@ -139,13 +139,13 @@ impl Conn {
                     .count_handshake_failure(HandshakeFailure::Timeout);
                 self.drop_now(ctx, None);
             }
-            Due::CloseTimeout => self.drop_now(ctx, None),
+            Due::CloseTimeout => self.abort(ctx, None),
             Due::WriteTimeout => {
                 ctx.stats.write_timeouts += 1;
                 // What it still had queued is lost with it, like a slow consumer's.
                 ctx.stats.slow_consumer_drops += self.outbox.drop_unstarted() as u64;
                 log::debug!("{}: socket took nothing for the write timeout", self.peer);
-                self.drop_now(ctx, Some(close_code::ABNORMAL));
+                self.abort(ctx, Some(close_code::ABNORMAL));
             }
             Due::TokenExpired => {
                 ctx.stats.token_expiries += 1;

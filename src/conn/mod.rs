@@ -493,6 +493,16 @@ impl Conn {
         }
     }
 
+    /// Ends a peer that stopped taking part (its socket takes nothing, or it never finished
+    /// closing) with a reset instead of a FIN: a FIN would wait behind the bytes still in the
+    /// kernel's send buffer, which the kernel would then keep, orphaned, for minutes.
+    fn abort(&mut self, ctx: &mut ConnCtx<'_>, code: Option<u16>) {
+        // SO_LINGER 0: close() sends a reset and frees the send buffer. If it cannot be set,
+        // the ordinary close still happens.
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(std::time::Duration::ZERO));
+        self.drop_now(ctx, code);
+    }
+
     /// Ends the connection at once (the shard drops the socket at the end of the turn).
     /// `code` records an abnormal end (1006) for a WebSocket that had no close code yet.
     fn drop_now(&mut self, ctx: &mut ConnCtx<'_>, code: Option<u16>) {
