@@ -150,11 +150,22 @@ pub enum HandshakeFailure {
     Timeout,
     /// The peer closed before finishing its request.
     Eof,
+    /// A request target neither a path nor an `http(s)` URL (400).
+    BadTarget,
+    /// HTTP/1.1 without `Host`, more than one `Host`, or an invalid one (400).
+    BadHost,
+    /// A request body announced: `Content-Length` over 0 or unreadable, or
+    /// `Transfer-Encoding` (400).
+    RequestBody,
+    /// A WebSocket upgrade over HTTP/1.0 (400).
+    HttpVersion,
+    /// `Sec-WebSocket-Key` or `Sec-WebSocket-Version` more than once (400).
+    DuplicateHeader,
 }
 
 impl HandshakeFailure {
     /// Every reason, in the order of the enum.
-    pub const ALL: [HandshakeFailure; 20] = [
+    pub const ALL: [HandshakeFailure; 25] = [
         HandshakeFailure::Malformed,
         HandshakeFailure::HeaderTooLarge,
         HandshakeFailure::MethodNotAllowed,
@@ -175,6 +186,11 @@ impl HandshakeFailure {
         HandshakeFailure::AddressFull,
         HandshakeFailure::Timeout,
         HandshakeFailure::Eof,
+        HandshakeFailure::BadTarget,
+        HandshakeFailure::BadHost,
+        HandshakeFailure::RequestBody,
+        HandshakeFailure::HttpVersion,
+        HandshakeFailure::DuplicateHeader,
     ];
 
     /// The label value.
@@ -200,6 +216,11 @@ impl HandshakeFailure {
             HandshakeFailure::AddressFull => "address_full",
             HandshakeFailure::Timeout => "timeout",
             HandshakeFailure::Eof => "eof",
+            HandshakeFailure::BadTarget => "bad_target",
+            HandshakeFailure::BadHost => "bad_host",
+            HandshakeFailure::RequestBody => "request_body",
+            HandshakeFailure::HttpVersion => "http_version",
+            HandshakeFailure::DuplicateHeader => "duplicate_header",
         }
     }
 }
