@@ -17,7 +17,7 @@ use crate::frame::{close_code, is_valid_received_close_code};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Violation {
     /// Bad framing: unmasked frame, reserved bits, unknown opcode, bad control frame,
-    /// continuation out of place. Close 1002.
+    /// continuation out of place, a length not minimally encoded. Close 1002.
     Protocol(&'static str),
     /// A text message (or close reason) that is not UTF-8. Close 1007.
     InvalidUtf8,
@@ -210,6 +210,9 @@ fn parse_frame(
     } else if len > (max_message.saturating_sub(assembled)) as u64 {
         return Err(Violation::TooBig);
     }
+    // After the size checks, so a length past the limit is 1009 however it is encoded.
+    // A parsed header has its two fixed bytes.
+    check_length_encoding(input.get(1).map_or(0, |b| b & 0x7f), len)?;
     let start = cursor.position() as usize;
     // `len` is at most max_message here (or 125), so it fits in usize.
     let end = start + len as usize;
@@ -221,6 +224,18 @@ fn parse_frame(
         opcode: header.opcode,
         payload: start..end,
     }))
+}
+
+/// RFC 6455 §5.2: "the minimal number of bytes MUST be used to encode the length", and a
+/// 64-bit length has its most significant bit clear. `field` is the 7-bit length field
+/// (126: a 16-bit length follows, 127: a 64-bit one), `len` the length it gave.
+fn check_length_encoding(field: u8, len: u64) -> Result<(), Violation> {
+    match field {
+        126 if len < 126 => Err(Violation::Protocol("16-bit length under 126")),
+        127 if len < 65536 => Err(Violation::Protocol("64-bit length under 65536")),
+        127 if len >> 63 != 0 => Err(Violation::Protocol("64-bit length with the top bit set")),
+        _ => Ok(()),
+    }
 }
 
 /// The mask key sits in the four bytes right before the payload (checked present above).
@@ -406,6 +421,42 @@ mod tests {
         let mut frags = client_frame(0x02, &[1u8; 600], M);
         frags.extend(client_frame(0x80, &[1u8; 600], M));
         assert_eq!(run(&frags, 1000).0.unwrap_err().close_code(), 1009);
+    }
+
+    /// A masked frame whose length is written with `field` (126 or 127) and `len` as given.
+    fn long_form(first: u8, field: u8, len: u64, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![first, 0x80 | field];
+        match field {
+            126 => f.extend_from_slice(&(len as u16).to_be_bytes()),
+            _ => f.extend_from_slice(&len.to_be_bytes()),
+        }
+        let m = M.unwrap();
+        f.extend_from_slice(&m);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
+        f
+    }
+
+    #[test]
+    fn lengths_must_be_minimally_encoded() {
+        for (first, field, len) in [(0x81, 126, 5), (0x82, 126, 125), (0x82, 127, 65535)] {
+            let f = long_form(first, field, len as u64, &vec![b'a'; len]);
+            assert_eq!(run(&f, 1 << 20).0.unwrap_err().close_code(), 1002);
+            // Refused from the header (mask included), before the payload arrives.
+            let header = if field == 126 { 8 } else { 14 };
+            assert_eq!(run(&f[..header], 1 << 20).0.unwrap_err().close_code(), 1002);
+        }
+        let ping = long_form(0x89, 126, 1, b"p");
+        assert_eq!(run(&ping, 1024).0.unwrap_err().close_code(), 1002);
+        // The smallest length of each form is fine.
+        for (field, len) in [(126u8, 126usize), (127, 65536)] {
+            let f = long_form(0x82, field, len as u64, &vec![1; len]);
+            assert_eq!(run(&f, 1 << 20).0, Ok(f.len()), "{field}/{len}");
+        }
+        // A 64-bit length with the top bit set is too big for any real limit (1009), and a
+        // framing error (1002) under a limit that would let it in.
+        let top = long_form(0x82, 127, 1 << 63, b"");
+        assert_eq!(run(&top, 1 << 20).0.unwrap_err().close_code(), 1009);
+        assert_eq!(run(&top, usize::MAX).0.unwrap_err().close_code(), 1002);
     }
 
     #[test]
