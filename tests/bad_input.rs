@@ -237,7 +237,7 @@ fn violations() -> Vec<Violation> {
                 f.extend_from_slice(&MASK);
                 f
             },
-            1009,
+            1002,
         ),
         v(
             "fragments adding up past max_message",

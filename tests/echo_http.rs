@@ -193,7 +193,7 @@ fn metrics_lists_every_family_and_the_counters_move() {
     ws.send(Message::text("nope")).unwrap();
     assert_eq!(next_json(&mut ws)["code"], "invalid_json");
     assert_eq!(
-        status_of(&raw_http(addr, b"GET /nope HTTP/1.1\r\n\r\n")),
+        status_of(&raw_http(addr, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")),
         404
     );
     ws.close(Some(tungstenite::protocol::CloseFrame {

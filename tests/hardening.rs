@@ -335,14 +335,15 @@ fn a_socket_that_takes_nothing_is_dropped_at_the_write_timeout() {
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&addr.into()).unwrap();
     let stalled = RawWs::handshake(TcpStream::from(socket), "/ws?topics=flood");
-    // Slow but reading: takes a little every 200 ms, well inside the timeout.
+    // Slow but reading: takes up to 64 KiB every 200 ms, well inside the timeout, and at
+    // least a segment's worth, so its receive window opens at each read.
     let slow = RawWs::connect(addr, "/ws?topics=flood");
     let slow_done = Arc::new(AtomicBool::new(false));
     let slow_reader = {
         let mut s = slow.stream.try_clone().unwrap();
         let done = slow_done.clone();
         std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
+            let mut buf = vec![0u8; 64 * 1024];
             while !done.load(Ordering::Relaxed) {
                 if matches!(s.read(&mut buf), Ok(0) | Err(_)) {
                     return false;

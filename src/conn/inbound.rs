@@ -200,6 +200,9 @@ fn parse_frame(
     if header.mask.is_none() {
         return Err(Violation::Protocol("unmasked client frame"));
     }
+    // A malformed length is a framing error whatever the size it claims (a parsed header
+    // has its two fixed bytes).
+    check_length_encoding(input.get(1).map_or(0, |b| b & 0x7f), len)?;
     if let OpCode::Control(_) = header.opcode {
         if len > 125 {
             return Err(Violation::Protocol("control frame over 125 bytes"));
@@ -210,9 +213,6 @@ fn parse_frame(
     } else if len > (max_message.saturating_sub(assembled)) as u64 {
         return Err(Violation::TooBig);
     }
-    // After the size checks, so a length past the limit is 1009 however it is encoded.
-    // A parsed header has its two fixed bytes.
-    check_length_encoding(input.get(1).map_or(0, |b| b & 0x7f), len)?;
     let start = cursor.position() as usize;
     // `len` is at most max_message here (or 125), so it fits in usize.
     let end = start + len as usize;
@@ -452,10 +452,10 @@ mod tests {
             let f = long_form(0x82, field, len as u64, &vec![1; len]);
             assert_eq!(run(&f, 1 << 20).0, Ok(f.len()), "{field}/{len}");
         }
-        // A 64-bit length with the top bit set is too big for any real limit (1009), and a
-        // framing error (1002) under a limit that would let it in.
+        // A 64-bit length with the top bit set is a framing error (1002) under any limit,
+        // before its size is looked at.
         let top = long_form(0x82, 127, 1 << 63, b"");
-        assert_eq!(run(&top, 1 << 20).0.unwrap_err().close_code(), 1009);
+        assert_eq!(run(&top, 1 << 20).0.unwrap_err().close_code(), 1002);
         assert_eq!(run(&top, usize::MAX).0.unwrap_err().close_code(), 1002);
     }
 

@@ -1,0 +1,61 @@
+//! The bytes of the server's HTTP answers: `Connection: close` responses, the headers an
+//! error status needs, and the `101 Switching Protocols` that completes an upgrade.
+
+use std::fmt::Write as _;
+
+/// The standard reason phrase for the statuses this server sends.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// A complete `Connection: close` response.
+pub fn response(status: u16, content_type: &str, body: &[u8], extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut head = String::with_capacity(160);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        head,
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\nCache-Control: no-store\r\n",
+        reason_phrase(status),
+        body.len()
+    );
+    for (name, value) in extra {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The extra headers that go with an error status (RFC 9110, RFC 6455 §4.4).
+pub fn reject_headers(status: u16) -> &'static [(&'static str, &'static str)] {
+    match status {
+        401 => &[("WWW-Authenticate", "Bearer")],
+        405 => &[("Allow", "GET")],
+        426 => &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")],
+        _ => &[],
+    }
+}
+
+/// The `101 Switching Protocols` answer completing a WebSocket handshake.
+pub fn switching_protocols(accept: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+}
