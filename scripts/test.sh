@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh Debian/Ubuntu machine, then runs it:
 # formatting and lint checks, unit and integration tests (real sockets, real clients,
-# real redis-server, real headless Chromium), and the benchmark smoke run.
+# real redis-server, real headless Chromium), the benchmark smoke run and the quick
+# reliability suite (hostile clients, scripts/abuse.sh --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,9 @@ have_chromium() {
 }
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# scripts/abuse.sh reads its tool's JSON lines with jq and scrapes /metrics with curl.
+command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 want_chromium=0
 have_chromium || want_chromium=1
 command -v perf >/dev/null 2>&1 || true  # only scripts/flamegraph.sh needs perf
@@ -25,7 +29,7 @@ if ((${#need_apt[@]})) || ((want_chromium)); then
     as_root=()
     if [ "$(id -u)" -ne 0 ]; then
         if ! command -v sudo >/dev/null 2>&1; then
-            echo "test.sh: redis-server or Chromium is missing, and without root or sudo" \
+            echo "test.sh: ${need_apt[*]:-Chromium} missing, and without root or sudo" \
                 "it cannot be installed" >&2
             exit 1
         fi
@@ -51,8 +55,14 @@ if ((${#need_apt[@]})) || ((want_chromium)); then
         echo "test.sh: apt-get install ${need_apt[*]} failed" >&2
         exit 1
     fi
-    if ! command -v redis-server >/dev/null 2>&1 || ! have_chromium; then
-        echo "test.sh: installed ${need_apt[*]}, but redis-server or Chromium is still not on PATH" >&2
+    for program in redis-server jq curl; do
+        if ! command -v "$program" >/dev/null 2>&1; then
+            echo "test.sh: installed ${need_apt[*]}, but $program is still not on PATH" >&2
+            exit 1
+        fi
+    done
+    if ! have_chromium; then
+        echo "test.sh: installed ${need_apt[*]}, but Chromium is still not on PATH" >&2
         exit 1
     fi
 fi
@@ -85,4 +95,10 @@ if [ -x scripts/bench.sh ]; then
     grep -q '^<svg' "$bench_out/delivered_vs_offered.svg"
     rm -rf "$bench_out"
 fi
+# Hostile clients against a fresh server each, at small counts (about a minute): fails
+# unless every scenario passes. The release binary was built by the steps above.
+echo "test.sh: reliability suite (quick)"
+abuse_out=$(mktemp -d)
+scripts/abuse.sh --quick --no-build --out "$abuse_out"
+rm -rf "$abuse_out"
 echo "test.sh: all tests passed"

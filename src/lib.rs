@@ -55,7 +55,8 @@
 //! - [`admission`]: `--max-connections` and `--max-connections-per-ip`.
 //! - [`services`]: what every shard consults at upgrade time (caps, tokens, interest, bus).
 //! - [`interest`]: which topics this node's clients want, across shards.
-//! - [`bus`]: scale-out through Redis Pub/Sub (publisher and subscriber threads).
+//! - [`bus`]: scale-out through Redis: Pub/Sub for messages, a stream per topic for resumes on
+//!   any node (publisher, subscriber and history threads).
 //! - [`acceptor`]: accepts sockets and hands each to the least-loaded shard.
 //! - [`sched`]: the acceptor's real-time priority (or short slice) and its flood guard.
 //! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms, the
@@ -65,12 +66,17 @@
 //! - [`config`]: the plain, validated configuration struct.
 //! - [`server`]: starts the threads in order and shuts them down gracefully.
 //! - [`cli`]: the command line (the only module that knows clap).
+//! - [`procstat`]: what `/proc` and `getrusage` say of a process and the machine (telemetry,
+//!   the load generator and the reliability suite read them the same way).
 //!
 //! Measuring (not part of the server's path):
 //!
 //! - [`load`]: `tickcast load`, the load generator (mio threads, own client framing, hdrhistogram).
 //! - [`baseline`]: `tickcast baseline`, the bare one-thread write loop tickcast is compared to.
 //! - [`report`]: the `raw.csv` schema, saturation points, `summary.md` and SVG charts.
+//! - [`abuse`]: `tickcast abuse`, the client side of the hostile scenarios
+//!   `scripts/abuse.sh` runs (churn, slowloris, stalled readers, malformed input, floods,
+//!   shutdown under load, reconnect storms).
 
 pub mod abuse;
 pub mod acceptor;

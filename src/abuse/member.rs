@@ -148,7 +148,7 @@ pub fn wait_joined(members: &[&Member], limit: Duration) -> bool {
 }
 
 /// Waits (at most `limit`) until every member has seen seq `last` or has ended, or until
-/// nothing new arrived at any member for [`STALL`] (what was lost does not come later).
+/// nothing new arrived at any member for `STALL` (what was lost does not come later).
 pub fn wait_for_seq(members: &[&Member], last: u64, limit: Duration) {
     let deadline = Instant::now() + limit;
     let progress = || -> u64 {

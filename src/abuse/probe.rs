@@ -126,12 +126,9 @@ pub fn shown(v: Option<f64>) -> String {
 
 /// The server's resident memory, KiB (`VmRSS` of `/proc/PID/status`).
 pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
+    crate::procstat::status(crate::procstat::Process::Pid(pid))?
+        .rss_bytes
+        .map(|b| b / 1024)
 }
 
 /// The server's open file descriptors (entries of `/proc/PID/fd`).

@@ -5,7 +5,7 @@ use super::{Request, Target, WsRoute};
 use crate::metrics::HandshakeFailure;
 
 /// Routes a parsed request. The first problem found is answered, in this order (431 and
-/// 400 `malformed` come before, from [`parse_request`]):
+/// 400 `malformed` come before, from [`parse_request`](super::parse_request)):
 ///
 /// 1. 405 `method_not_allowed`: not GET;
 /// 2. 400 `bad_target`: neither a path nor an `http(s)` URL, so nothing to route;
