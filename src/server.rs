@@ -27,12 +27,13 @@ use serde_json::value::RawValue;
 use crate::acceptor::{Acceptor, AcceptorHandle};
 use crate::admission::Admission;
 use crate::auth::Verifier;
+use crate::bus::history::BusHistory;
 use crate::bus::publisher::BusPublisher;
 use crate::bus::subscriber::BusSubscriber;
 use crate::bus::{BusConfig, BusState};
 use crate::config::ServerConfig;
 use crate::interest::Interest;
-use crate::messages::{MixerMsg, Publish};
+use crate::messages::{FetchAsk, MixerMsg, Publish};
 use crate::metrics::Metrics;
 use crate::mixer::{Mixer, MixerConfig};
 use crate::provider::telemetry::Telemetry;
@@ -174,8 +175,12 @@ impl Server {
             history: cfg.history,
             presence_list_max: cfg.presence_list_max,
             drain_wait: cfg.drain_timeout,
+            redis_server_topics: cfg.redis.as_ref().is_some_and(|r| r.publish_providers),
         };
-        let mixer = Mixer::new(mixer_rx, links.clone(), mixer_cfg, metrics.clone());
+        let mut mixer = Mixer::new(mixer_rx, links.clone(), mixer_cfg, metrics.clone());
+        if let Some(fetch) = bus.as_ref().and_then(|b| b.fetch.clone()) {
+            mixer = mixer.with_history(fetch);
+        }
         let mixer_thread = std::thread::Builder::new()
             .name("tickcast-mixer".into())
             .spawn(move || mixer.run())
@@ -232,19 +237,23 @@ impl Server {
 /// The Redis bus threads of a running node.
 #[derive(Debug)]
 struct BusThreads {
-    /// Dropped to stop the subscriber.
+    /// Dropped to stop the subscriber and the history reader.
     stop: Sender<()>,
     subscriber: JoinHandle<()>,
+    /// Reads resumes from Redis (none with `--history 0`).
+    history: Option<JoinHandle<()>>,
     /// Dropped once the shards have stopped: the publisher stops waiting for Redis.
     publisher_stop: Sender<()>,
     /// Ends once every sender (shards, providers) is gone and its queue is published.
     publisher: JoinHandle<()>,
 }
 
-/// A started bus: its health, the publisher's input, its threads.
+/// A started bus: its health, the publisher's input, the history reader's input, its
+/// threads.
 struct StartedBus {
     state: Arc<BusState>,
     tx: Sender<Publish>,
+    fetch: Option<Sender<FetchAsk>>,
     threads: BusThreads,
 }
 
@@ -269,6 +278,7 @@ fn start_bus(
         .spawn(move || publisher.run())
         .map_err(StartError::Io)?;
     let (stop, stop_rx) = crossbeam_channel::bounded(0);
+    let stop_rx_history = stop_rx.clone();
     let subscriber = BusSubscriber::new(
         cfg.clone(),
         interest.clone(),
@@ -281,13 +291,31 @@ fn start_bus(
         .name("tickcast-bus-sub".into())
         .spawn(move || subscriber.run())
         .map_err(StartError::Io)?;
+    let (fetch, history) = if cfg.history > 0 {
+        let (reader, fetch) = BusHistory::new(
+            cfg.clone(),
+            mixer_tx.clone(),
+            interest.clone(),
+            state.clone(),
+            stop_rx_history,
+        );
+        let thread = std::thread::Builder::new()
+            .name("tickcast-bus-history".into())
+            .spawn(move || reader.run())
+            .map_err(StartError::Io)?;
+        (Some(fetch), Some(thread))
+    } else {
+        (None, None)
+    };
     log::info!("redis bus: {} (prefix `{}`)", cfg.url, cfg.prefix);
     Ok(StartedBus {
         state,
         tx,
+        fetch,
         threads: BusThreads {
             stop,
             subscriber,
+            history,
             publisher_stop,
             publisher,
         },
@@ -356,6 +384,9 @@ impl RunningServer {
         let bus_publisher = bus.map(|b| {
             drop(b.stop);
             join("bus subscriber", b.subscriber);
+            if let Some(history) = b.history {
+                join("bus history", history);
+            }
             (b.publisher_stop, b.publisher)
         });
         // Queued behind every message already sent; blocks only while the mixer catches up.

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
@@ -14,68 +13,11 @@ use tickcast::bus::BusConfig;
 use tickcast::server::RunningServer;
 use tungstenite::Message;
 
-/// A redis-server child process on a given port, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    /// Starts redis-server on `port` and waits (bounded) until it listens. Fails the test
-    /// when redis-server is not installed (scripts/test.sh installs it) or exits early.
-    fn start(port: u16) -> Redis {
-        let program = require_program(&REDIS_SERVER);
-        let child = Command::new(&program)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
-        let mut redis = Redis { child, port };
-        wait_for("redis-server to listen", || {
-            if let Some(status) = redis.child.try_wait().unwrap() {
-                panic!("redis-server on port {port} exited at start: {status}");
-            }
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn node(url: &str, prefix: &str) -> RunningServer {
     let mut cfg = test_config(2);
     cfg.redis = Some(BusConfig {
-        url: url.into(),
         prefix: prefix.into(),
-        publish_providers: false,
+        ..BusConfig::new(url)
     });
     start(cfg)
 }
@@ -267,9 +209,8 @@ fn unreachable_redis_at_start_still_serves_local_streams() {
 fn a_bad_redis_url_is_a_clear_error_at_start() {
     let mut cfg = test_config(1);
     cfg.redis = Some(BusConfig {
-        url: "http://example".into(),
         prefix: "tc".into(),
-        publish_providers: false,
+        ..BusConfig::new("http://example")
     });
     let err = tickcast::server::Server::bind(cfg).unwrap_err().to_string();
     assert!(err.contains("invalid --redis URL"), "{err}");

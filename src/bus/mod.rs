@@ -3,14 +3,20 @@
 //! With `--redis`, every message that must reach every node (client publishes to rooms, and
 //! with `--redis-publish-providers` the node's own providers) goes to Redis instead of the
 //! local mixer; each node subscribes to the per-topic channels its local clients want and
-//! feeds what arrives into its mixer. Two threads, both on the Redis crate's blocking API:
+//! feeds what arrives into its mixer. Three threads, all on the Redis crate's blocking API:
 //!
-//! - [`publisher`]: one ordered queue per node; each message is sequenced and published in
-//!   one atomic Lua script (`INCR` the topic's counter, `PUBLISH` with that seq), so the
-//!   order Redis publishes in *is* the seq order, the same on every node;
+//! - [`publisher`]: one ordered queue per node; each message is sequenced, stored and
+//!   published in one atomic Lua script (`INCR` the topic's counter, `XADD` to its stream,
+//!   `PUBLISH` with that seq), so the order Redis publishes in *is* the seq order, the same on
+//!   every node, and the stream holds exactly what was delivered;
 //! - [`subscriber`]: follows the node's [`Interest`](crate::interest::Interest) with
 //!   `SUBSCRIBE`/`UNSUBSCRIBE` (or `PSUBSCRIBE <prefix>:*` while someone wants `*`) and hands
-//!   every message to the mixer with the seq it already carries.
+//!   every message to the mixer with the seq it already carries;
+//! - [`history`]: reads a topic's stream back (`XRANGE`) for a resume the mixer's ring cannot
+//!   serve, so a client resumes on any node, after any restart.
+//!
+//! Every key and channel of a topic carries the topic as a hash tag (`<prefix>:{<topic>}`),
+//! and expires `--room-ttl` after the topic's last publish.
 //!
 //! Faults: both threads reconnect with exponential backoff; the subscriber resubscribes and
 //! counts `tickcast_redis_reconnects_total`; while it is down `/healthz` answers
@@ -18,11 +24,12 @@
 //! reply was lost is retried with the same id, and the script publishes each id once; the
 //! mixer drops any seq it has already passed, so clients never see a duplicate.
 
+pub mod history;
 pub mod publisher;
 pub mod subscriber;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -40,10 +47,29 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub struct BusConfig {
     /// `redis://host:port[/db]`.
     pub url: String,
-    /// Prefix of every key and channel (`<prefix>:<topic>`).
+    /// Prefix of every key and channel (`<prefix>:{<topic>}...`).
     pub prefix: String,
     /// Also send the node's own providers (ticks, telemetry) through Redis.
     pub publish_providers: bool,
+    /// Messages each topic's stream keeps in Redis for resumes on any node (`--history`;
+    /// trimmed approximately, `XADD ... MAXLEN ~`). 0 keeps none.
+    pub history: usize,
+    /// A topic's keys in Redis (sequence, stream) expire after this long without a publish
+    /// (`--room-ttl`, default 24 h), so rooms no one uses any more leave nothing behind.
+    pub room_ttl: Duration,
+}
+
+impl BusConfig {
+    /// Settings for `url` with the default prefix, history and room TTL.
+    pub fn new(url: &str) -> Self {
+        BusConfig {
+            url: url.to_string(),
+            prefix: "tickcast".into(),
+            publish_providers: false,
+            history: 1000,
+            room_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 impl BusConfig {
@@ -59,16 +85,35 @@ impl BusConfig {
         Ok(())
     }
 
-    /// The channel of `topic`.
+    /// The channel of `topic`: `<prefix>:{<topic>}`. Every key of a topic carries the same
+    /// `{<topic>}` hash tag, so in a Redis Cluster they all live in one slot, as the publish
+    /// script needs (topic names never hold braces).
     pub fn channel(&self, topic: &str) -> String {
-        format!("{}:{topic}", self.prefix)
+        format!("{}:{{{topic}}}", self.prefix)
+    }
+
+    /// The key of `topic`'s sequence counter.
+    pub fn seq_key(&self, topic: &str) -> String {
+        format!("{}:{{{topic}}}:seq", self.prefix)
+    }
+
+    /// The key of `topic`'s stream of recent messages (history for resumes).
+    pub fn stream_key(&self, topic: &str) -> String {
+        format!("{}:{{{topic}}}:stream", self.prefix)
+    }
+
+    /// The key that remembers message `id` on `topic` for a minute (a retried publish is
+    /// published once).
+    pub fn dedup_key(&self, topic: &str, id: &str) -> String {
+        format!("{}:{{{topic}}}:id:{id}", self.prefix)
     }
 
     /// The topic of a channel, if it is one of ours.
     pub fn topic_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
         channel
             .strip_prefix(self.prefix.as_str())?
-            .strip_prefix(':')
+            .strip_prefix(":{")?
+            .strip_suffix('}')
     }
 
     /// Whether `topic` travels through Redis: rooms always, server topics only with
@@ -83,6 +128,9 @@ impl BusConfig {
 pub struct BusState {
     subscriber_up: AtomicBool,
     publisher_up: AtomicBool,
+    /// The node's interest version the subscriber has applied (its SUBSCRIBE replies came
+    /// back), 0 before the first.
+    applied_interest: AtomicU64,
 }
 
 impl BusState {
@@ -103,6 +151,15 @@ impl BusState {
     pub(crate) fn set_publisher(&self, up: bool) {
         self.publisher_up.store(up, Ordering::Release);
     }
+
+    /// The interest version whose channels are all subscribed now.
+    pub fn applied_interest(&self) -> u64 {
+        self.applied_interest.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_applied_interest(&self, version: u64) {
+        self.applied_interest.store(version, Ordering::Release);
+    }
 }
 
 /// A message as it travels through Redis (the seq is added by the publish script).
@@ -122,6 +179,10 @@ pub struct Wire<'a> {
     /// `"me"` for actions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<&'a str>,
+    /// When the message was published (µs since the Unix epoch, the publishing node's
+    /// clock): its `ts` on every node, live or replayed.
+    #[serde(default)]
+    pub ts: u64,
     /// The message body, relayed byte for byte.
     #[serde(borrow)]
     pub data: &'a RawValue,
@@ -143,14 +204,17 @@ mod tests {
     #[test]
     fn channels_and_carriage() {
         let cfg = BusConfig {
-            url: "redis://127.0.0.1:6379".into(),
             prefix: "tc".into(),
-            publish_providers: false,
+            ..BusConfig::new("redis://127.0.0.1:6379")
         };
         cfg.validate().unwrap();
-        assert_eq!(cfg.channel("room.a"), "tc:room.a");
-        assert_eq!(cfg.topic_of("tc:room.a"), Some("room.a"));
-        assert_eq!(cfg.topic_of("other:room.a"), None);
+        assert_eq!(cfg.channel("room.a"), "tc:{room.a}");
+        assert_eq!(cfg.topic_of("tc:{room.a}"), Some("room.a"));
+        assert_eq!(cfg.topic_of("other:{room.a}"), None);
+        assert_eq!(cfg.topic_of("tc:room.a"), None);
+        assert_eq!(cfg.seq_key("room.a"), "tc:{room.a}:seq");
+        assert_eq!(cfg.stream_key("room.a"), "tc:{room.a}:stream");
+        assert_eq!(cfg.dedup_key("room.a", "n-1"), "tc:{room.a}:id:n-1");
         assert!(cfg.carries("room.a") && !cfg.carries("ticks"));
         let bad = BusConfig {
             url: "http://nope".into(),
@@ -168,6 +232,7 @@ mod tests {
             from: Some("alice"),
             nick: None,
             kind: None,
+            ts: 7,
             data: &data,
         };
         let body = serde_json::to_string(&w).unwrap();

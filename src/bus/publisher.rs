@@ -12,17 +12,22 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off};
+use crate::clock::unix_micros;
 use crate::messages::Publish;
 use crate::metrics::PublisherMetrics;
 
 /// Messages waiting for Redis, per node.
 pub const QUEUE: usize = 16 * 1024;
 
-/// Sequences and publishes one message once per id (see the module docs and the README).
-/// KEYS: the topic's seq counter, the id's dedup key, the channel. ARGV: the JSON body
-/// without `seq`. The dedup key lives 60 s (a retry comes right after a reconnect); the seq
-/// counters stay, one per topic name ever published. A counter that does not exist (a new or restarted Redis) starts from the
-/// Redis clock in µs, so sequence numbers keep increasing across a Redis restart.
+/// Sequences, stores and publishes one message, once per id (see the module docs and the
+/// README). KEYS: the topic's seq counter, the id's dedup key, the topic's stream, its
+/// channel (declared too, so that every name the script touches is known to share the
+/// topic's hash slot). ARGV: the JSON body without `seq`, how many messages the stream keeps,
+/// the room TTL in ms. The dedup key lives 60 s (a retry comes right after a reconnect). A
+/// counter that does not exist (a new or restarted Redis, or an expired room) starts from the
+/// Redis clock in µs, so sequence numbers keep increasing across a Redis restart; the stream
+/// entry's id is the seq, so a resume reads the gap with one `XRANGE`. Counter and stream
+/// expire after the room TTL without a publish.
 const SCRIPT: &str = r#"
 local prev = redis.call('GET', KEYS[2])
 if prev then return tonumber(prev) end
@@ -32,7 +37,17 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 local s = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], s, 'EX', 60)
-redis.call('PUBLISH', KEYS[3], '{"seq":' .. string.format('%d', s) .. ',' .. string.sub(ARGV[1], 2))
+local body = '{"seq":' .. string.format('%d', s) .. ',' .. string.sub(ARGV[1], 2)
+local keep = tonumber(ARGV[2])
+if keep > 0 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', keep, string.format('%d', s) .. '-0', 'm', body)
+end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  if keep > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+end
+redis.call('PUBLISH', KEYS[4], body)
 return s
 "#;
 
@@ -95,15 +110,18 @@ impl BusPublisher {
                 from: msg.from.as_deref(),
                 nick: msg.nick.as_deref(),
                 kind: msg.kind,
+                ts: msg.made_us.unwrap_or_else(unix_micros),
                 data: &msg.data,
             };
             // Strings and pre-validated raw JSON always serialize.
             let body = serde_json::to_string(&wire).expect("serialize bus message");
             let keys = [
-                format!("{}:seq:{}", self.cfg.prefix, msg.topic),
-                format!("{}:dedup:{id}", self.cfg.prefix),
+                self.cfg.seq_key(&msg.topic),
+                self.cfg.dedup_key(&msg.topic, &id),
+                self.cfg.stream_key(&msg.topic),
                 self.cfg.channel(&msg.topic),
             ];
+            let ttl_ms = self.cfg.room_ttl.as_millis() as u64;
             // Retried with the same id until Redis takes it (or the node stops).
             loop {
                 let Some(c) = conn.as_mut() else {
@@ -122,7 +140,10 @@ impl BusPublisher {
                     .key(&keys[0])
                     .key(&keys[1])
                     .key(&keys[2])
+                    .key(&keys[3])
                     .arg(&body)
+                    .arg(self.cfg.history)
+                    .arg(ttl_ms)
                     .invoke::<u64>(c)
                 {
                     Ok(_) => {

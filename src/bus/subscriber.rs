@@ -1,8 +1,10 @@
 //! The bus subscriber thread: follows the node's topic interest on Redis and feeds every
 //! message that arrives into the mixer, with the seq Redis's script gave it.
 //!
-//! Subscriptions are per topic (`<prefix>:<topic>`), changed as local clients come and go;
-//! only while some local client wants every topic is the pattern `<prefix>:*` used. On a lost
+//! Subscriptions are per topic (`<prefix>:{<topic>}`), changed as local clients come and go;
+//! only while some local client wants every topic is the pattern `<prefix>:*` used. The
+//! interest version it has applied is published in [`BusState`], so a history read can wait
+//! until the topic it reads is subscribed. On a lost
 //! connection the thread reconnects with backoff and subscribes again to what is wanted then.
 
 use std::collections::BTreeSet;
@@ -156,6 +158,9 @@ impl BusSubscriber {
         }
         now.channels = wanted;
         now.version = Some(snap.version);
+        // Every channel wanted up to this version is subscribed (the replies came back): a
+        // history read from now on misses nothing that is published later.
+        self.state.set_applied_interest(snap.version);
         Ok(())
     }
 
@@ -185,7 +190,9 @@ impl BusSubscriber {
                 _ => None,
             },
             seq: Some(wire.seq),
-            made_us: None,
+            // Stamped where it was published: the same `ts` on every node, and the time it
+            // spent crossing Redis counts in its latency.
+            made_us: (wire.ts > 0).then_some(wire.ts),
         });
         loop {
             match self.mixer.send_timeout(msg, Duration::from_millis(100)) {

@@ -72,9 +72,10 @@ pub struct ServeArgs {
     /// Bytes written to one connection per event-loop turn.
     #[arg(long, env = "TICKCAST_WRITE_BUDGET", default_value_t = 256 * 1024)]
     pub write_budget: usize,
-    /// SO_SNDBUF of every client socket, in bytes (default: the kernel autotunes).
-    #[arg(long, env = "TICKCAST_SEND_BUFFER")]
-    pub send_buffer: Option<usize>,
+    /// SO_SNDBUF of every client socket, in bytes; 0 lets the kernel autotune it (which
+    /// lets a client that stops reading hold megabytes of kernel memory).
+    #[arg(long, env = "TICKCAST_SEND_BUFFER", default_value_t = 64 * 1024)]
+    pub send_buffer: usize,
     /// SCHED_FIFO priority of the acceptor thread, 1-99 (0: normal priority; when refused,
     /// a short scheduler slice is asked for instead).
     #[arg(long, env = "TICKCAST_ACCEPTOR_RT_PRIORITY", default_value_t = 10)]
@@ -127,6 +128,10 @@ pub struct ServeArgs {
     /// Also send this node's providers (ticks, telemetry) through Redis.
     #[arg(long, env = "TICKCAST_REDIS_PUBLISH_PROVIDERS", requires = "redis")]
     pub redis_publish_providers: bool,
+    /// With --redis: a topic's keys (sequence, stream of recent messages) expire after this
+    /// long without a publish.
+    #[arg(long, env = "TICKCAST_ROOM_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub room_ttl: Duration,
     /// Independent ticker feeds (provider threads); 0 disables ticks.
     #[arg(long, env = "TICKCAST_PROVIDERS", default_value_t = 4)]
     pub providers: usize,
@@ -171,7 +176,7 @@ impl ServeArgs {
             },
             write_timeout: self.write_timeout,
             write_budget: self.write_budget,
-            send_buffer: self.send_buffer,
+            send_buffer: (self.send_buffer > 0).then_some(self.send_buffer),
             acceptor_rt_priority: self.acceptor_rt_priority,
             max_topics_per_conn: self.max_topics,
             history: self.history,
@@ -188,6 +193,8 @@ impl ServeArgs {
                 url: url.clone(),
                 prefix: self.redis_prefix.clone(),
                 publish_providers: self.redis_publish_providers,
+                history: self.history,
+                room_ttl: self.room_ttl,
             }),
             ticker: TickerConfig {
                 feeds: self.providers,

@@ -160,6 +160,36 @@ pub enum MixerMsg {
         /// The shard.
         shard: usize,
     },
+    /// The Redis history's answer to a resume the mixer's ring could not serve.
+    Fetched(Box<Fetched>),
+}
+
+/// A resume the mixer's ring cannot serve, asked of the Redis history (with `--redis`).
+#[derive(Debug, Clone)]
+pub struct FetchAsk {
+    /// Who resumes.
+    pub conn: ConnRef,
+    /// What it asked for.
+    pub ask: ResumeAsk,
+}
+
+/// What the Redis history answered to a [`FetchAsk`].
+#[derive(Debug)]
+pub struct Fetched {
+    /// The question.
+    pub asked: FetchAsk,
+    /// What Redis holds after `since`; `None` when Redis could not be asked.
+    pub stored: Option<Stored>,
+}
+
+/// A topic's messages as Redis stores them.
+#[derive(Debug)]
+pub struct Stored {
+    /// The topic's last seq in Redis (0 when it has none: never used, or expired).
+    pub latest: u64,
+    /// Its messages after the asked-for seq, oldest first, each with its `seq` and its
+    /// publish time in `made_us`.
+    pub messages: Vec<Publish>,
 }
 
 /// A sequenced broadcast message, as the mixer hands it to every shard.

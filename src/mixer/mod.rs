@@ -19,6 +19,7 @@
 
 pub mod history;
 mod outlet;
+mod resume;
 pub mod rooms;
 
 use std::collections::HashMap;
@@ -32,12 +33,10 @@ use serde_json::value::RawValue;
 
 use crate::clock::unix_micros;
 use crate::frame::{FrameBuilder, FrameBytes};
-use crate::messages::{
-    Broadcast, ConnRef, MixerMsg, Publish, Replayed, ResumeAsk, ShardLink, ShardMsg,
-};
+use crate::messages::{Broadcast, ConnRef, FetchAsk, MixerMsg, Publish, ShardLink, ShardMsg};
 use crate::metrics::{Metrics, TopicLabel};
-use crate::protocol::{self, replies};
-use history::{History, Replay};
+use crate::protocol;
+use history::History;
 use outlet::Outlet;
 use rooms::Rooms;
 
@@ -58,6 +57,9 @@ pub struct MixerConfig {
     /// At shutdown, how long to wait for the shards to hand over what they accepted
     /// (`--drain-timeout`).
     pub drain_wait: Duration,
+    /// With `--redis-publish-providers`, server topics travel through Redis too, and their
+    /// resumes may be read from it (rooms always may).
+    pub redis_server_topics: bool,
 }
 
 /// Serializes one broadcast message (`{"topic","seq","ts","from"?,"data"}`) straight into
@@ -161,6 +163,10 @@ pub struct Mixer {
     /// Set by `Shutdown`: until when the mixer waits for the shards' `Drained`, and which
     /// shards have not answered yet.
     draining: Option<(Instant, Vec<bool>)>,
+    /// With `--redis`: where resumes the ring cannot serve are read from Redis.
+    fetch: Option<Sender<FetchAsk>>,
+    /// Replays read from Redis that wait for this node's live stream to catch up with them.
+    anchoring: Vec<resume::Anchoring>,
 }
 
 impl Mixer {
@@ -184,7 +190,15 @@ impl Mixer {
             metrics,
             builder: FrameBuilder::new(),
             draining: None,
+            fetch: None,
+            anchoring: Vec::new(),
         }
+    }
+
+    /// Resumes the ring cannot serve are read from the Redis history through `fetch`.
+    pub fn with_history(mut self, fetch: Sender<FetchAsk>) -> Self {
+        self.fetch = Some(fetch);
+        self
     }
 
     /// The input channel: bounded, so a provider that outpaces the mixer waits (only itself).
@@ -210,6 +224,9 @@ impl Mixer {
             }
             if self.shards.iter().any(Outlet::has_pending) {
                 deadline = deadline.min(Instant::now() + Duration::from_millis(1));
+            }
+            if let Some(until) = self.anchoring.iter().map(|a| a.until).min() {
+                deadline = deadline.min(until);
             }
             match self.input.recv_deadline(deadline) {
                 Ok(msg) => {
@@ -258,9 +275,13 @@ impl Mixer {
         log::debug!("mixer stopped");
     }
 
-    /// Once per loop turn: presence counts, pending control messages, the linger deadline.
+    /// Once per loop turn: presence counts, pending control messages, replays waiting for
+    /// the live stream, the linger deadline.
     fn housekeeping(&mut self, held_since: &mut Option<Instant>) {
         let now = Instant::now();
+        if !self.anchoring.is_empty() {
+            self.settle_anchored(now);
+        }
         for (room, frame) in self.rooms.tick(now) {
             self.offer_unsequenced(room, frame);
         }
@@ -305,6 +326,7 @@ impl Mixer {
                 }
             }
             MixerMsg::Shutdown => return self.begin_drain(),
+            MixerMsg::Fetched(fetched) => self.on_fetched(*fetched, Instant::now()),
             MixerMsg::Drained { shard } => {
                 if let Some((_, waiting)) = &mut self.draining
                     && let Some(w) = waiting.get_mut(shard)
@@ -361,49 +383,6 @@ impl Mixer {
             out.send_control(ShardMsg::Direct {
                 conn: conn.key,
                 frame,
-            });
-        }
-    }
-
-    /// Replays a topic after the client's seq to `conn`, which subscribes once the replay
-    /// arrives.
-    fn resume(&mut self, conn: ConnRef, ask: ResumeAsk) {
-        let ResumeAsk {
-            topic,
-            since,
-            generation,
-        } = ask;
-        let (replay, latest) = match self.topics.get(&topic) {
-            Some(state) => (state.history.replay(since, state.seq), state.seq),
-            None if since == 0 => (Replay::Frames(Vec::new()), 0),
-            None => (
-                Replay::Reset {
-                    oldest: 1,
-                    latest: 0,
-                    frames: Vec::new(),
-                },
-                0,
-            ),
-        };
-        let (reset, frames) = match replay {
-            Replay::Frames(frames) => (None, frames),
-            Replay::Reset {
-                oldest,
-                latest,
-                frames,
-            } => (Some(replies::reset_frame(&topic, oldest, latest)), frames),
-        };
-        let replay = Box::new(Replayed {
-            topic,
-            generation,
-            latest,
-            reset,
-            frames,
-        });
-        if let Some(out) = self.shards.get_mut(conn.shard) {
-            out.send_control(ShardMsg::Resumed {
-                conn: conn.key,
-                replay,
             });
         }
     }

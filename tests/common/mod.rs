@@ -11,6 +11,7 @@ mod healthy;
 mod http;
 mod programs;
 mod raw;
+mod redis;
 
 #[allow(unused_imports)]
 pub use healthy::Healthy;
@@ -20,6 +21,8 @@ pub use http::*;
 pub use programs::*;
 #[allow(unused_imports)]
 pub use raw::*;
+#[allow(unused_imports)]
+pub use redis::*;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
