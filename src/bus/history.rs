@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
-use serde_json::value::RawValue;
 
 use super::{BusConfig, BusState, Wire};
 use crate::interest::Interest;
@@ -164,19 +163,7 @@ impl BusHistory {
 /// A stored message as the mixer takes it: its seq and publish time set.
 fn parse_stored(topic: &Arc<str>, body: &str) -> Option<Publish> {
     let wire: Wire<'_> = serde_json::from_str(body).ok()?;
-    let data: Box<RawValue> = wire.data.to_owned();
-    Some(Publish {
-        topic: topic.clone(),
-        data,
-        from: wire.from.map(Arc::from),
-        nick: wire.nick.map(Arc::from),
-        kind: match wire.kind {
-            Some("me") => Some("me"),
-            _ => None,
-        },
-        seq: Some(wire.seq),
-        made_us: (wire.ts > 0).then_some(wire.ts),
-    })
+    Some(wire.into_publish(topic.clone()))
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::messages::Publish;
 use crate::protocol::SERVER_TOPICS;
 
 /// First wait between reconnection attempts.
@@ -186,6 +187,26 @@ pub struct Wire<'a> {
     /// The message body, relayed byte for byte.
     #[serde(borrow)]
     pub data: &'a RawValue,
+}
+
+impl Wire<'_> {
+    /// The message as the mixer takes it, on `topic`: with the seq Redis gave it, and
+    /// stamped where it was published (the same `ts` on every node, live or replayed; the
+    /// time it spent crossing Redis counts in its latency).
+    pub fn into_publish(self, topic: Arc<str>) -> Publish {
+        Publish {
+            topic,
+            data: self.data.to_owned(),
+            from: self.from.map(Arc::from),
+            nick: self.nick.map(Arc::from),
+            kind: match self.kind {
+                Some("me") => Some("me"),
+                _ => None,
+            },
+            seq: Some(self.seq),
+            made_us: (self.ts > 0).then_some(self.ts),
+        }
+    }
 }
 
 /// Sleeps `backoff` in small steps (returning early when `stopping` says so) and doubles it.

@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
-use serde_json::value::RawValue;
 
 use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off};
 use crate::interest::Interest;
-use crate::messages::{MixerMsg, Publish};
+use crate::messages::MixerMsg;
 use crate::metrics::SubscriberMetrics;
 
 /// How long one wait for a message may block, so interest changes and stop are noticed.
@@ -179,21 +178,7 @@ impl BusSubscriber {
             log::debug!("ignoring a malformed message on {channel}");
             return;
         };
-        let data: Box<RawValue> = wire.data.to_owned();
-        let mut msg = MixerMsg::Publish(Publish {
-            topic: Arc::from(topic),
-            data,
-            from: wire.from.map(Arc::from),
-            nick: wire.nick.map(Arc::from),
-            kind: match wire.kind {
-                Some("me") => Some("me"),
-                _ => None,
-            },
-            seq: Some(wire.seq),
-            // Stamped where it was published: the same `ts` on every node, and the time it
-            // spent crossing Redis counts in its latency.
-            made_us: (wire.ts > 0).then_some(wire.ts),
-        });
+        let mut msg = MixerMsg::Publish(wire.into_publish(Arc::from(topic)));
         loop {
             match self.mixer.send_timeout(msg, Duration::from_millis(100)) {
                 Ok(()) => {
