@@ -56,7 +56,8 @@
 //! - [`services`]: what every shard consults at upgrade time (caps, tokens, interest, bus).
 //! - [`interest`]: which topics this node's clients want, across shards.
 //! - [`bus`]: scale-out through Redis: Pub/Sub for messages, a stream per topic for resumes on
-//!   any node (publisher, subscriber and history threads).
+//!   any node, room members shared across nodes (publisher, subscriber, history and presence
+//!   threads).
 //! - [`acceptor`]: accepts sockets and hands each to the least-loaded shard.
 //! - [`sched`]: the acceptor's real-time priority (or short slice) and its flood guard.
 //! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms, the

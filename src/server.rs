@@ -28,12 +28,13 @@ use crate::acceptor::{Acceptor, AcceptorHandle};
 use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::bus::history::BusHistory;
+use crate::bus::presence::BusPresence;
 use crate::bus::publisher::BusPublisher;
 use crate::bus::subscriber::BusSubscriber;
 use crate::bus::{BusConfig, BusState};
 use crate::config::ServerConfig;
 use crate::interest::Interest;
-use crate::messages::{FetchAsk, MixerMsg, Publish};
+use crate::messages::{FetchAsk, MixerMsg, PresenceOp, Publish};
 use crate::metrics::Metrics;
 use crate::mixer::{Mixer, MixerConfig};
 use crate::provider::telemetry::Telemetry;
@@ -178,8 +179,11 @@ impl Server {
             redis_server_topics: cfg.redis.as_ref().is_some_and(|r| r.publish_providers),
         };
         let mut mixer = Mixer::new(mixer_rx, links.clone(), mixer_cfg, metrics.clone());
-        if let Some(fetch) = bus.as_ref().and_then(|b| b.fetch.clone()) {
-            mixer = mixer.with_history(fetch);
+        if let Some(b) = &bus {
+            if let Some(fetch) = b.fetch.clone() {
+                mixer = mixer.with_history(fetch);
+            }
+            mixer = mixer.with_presence(b.presence.clone(), &b.state.node);
         }
         let mixer_thread = std::thread::Builder::new()
             .name("tickcast-mixer".into())
@@ -242,6 +246,8 @@ struct BusThreads {
     subscriber: JoinHandle<()>,
     /// Reads resumes from Redis (none with `--history 0`).
     history: Option<JoinHandle<()>>,
+    /// Keeps room membership in Redis.
+    presence: JoinHandle<()>,
     /// Dropped once the shards have stopped: the publisher stops waiting for Redis.
     publisher_stop: Sender<()>,
     /// Ends once every sender (shards, providers) is gone and its queue is published.
@@ -254,6 +260,7 @@ struct StartedBus {
     state: Arc<BusState>,
     tx: Sender<Publish>,
     fetch: Option<Sender<FetchAsk>>,
+    presence: Sender<PresenceOp>,
     threads: BusThreads,
 }
 
@@ -279,6 +286,7 @@ fn start_bus(
         .map_err(StartError::Io)?;
     let (stop, stop_rx) = crossbeam_channel::bounded(0);
     let stop_rx_history = stop_rx.clone();
+    let stop_rx_presence = stop_rx.clone();
     let subscriber = BusSubscriber::new(
         cfg.clone(),
         interest.clone(),
@@ -307,15 +315,33 @@ fn start_bus(
     } else {
         (None, None)
     };
-    log::info!("redis bus: {} (prefix `{}`)", cfg.url, cfg.prefix);
+    let (members, presence) = BusPresence::new(
+        cfg.clone(),
+        mixer_tx.clone(),
+        interest.clone(),
+        state.clone(),
+        stop_rx_presence,
+    );
+    let members = std::thread::Builder::new()
+        .name("tickcast-bus-presence".into())
+        .spawn(move || members.run())
+        .map_err(StartError::Io)?;
+    log::info!(
+        "redis bus: {} (prefix `{}`, node {})",
+        cfg.url,
+        cfg.prefix,
+        state.node
+    );
     Ok(StartedBus {
         state,
         tx,
         fetch,
+        presence,
         threads: BusThreads {
             stop,
             subscriber,
             history,
+            presence: members,
             publisher_stop,
             publisher,
         },
@@ -387,6 +413,7 @@ impl RunningServer {
             if let Some(history) = b.history {
                 join("bus history", history);
             }
+            join("bus presence", b.presence);
             (b.publisher_stop, b.publisher)
         });
         // Queued behind every message already sent; blocks only while the mixer catches up.

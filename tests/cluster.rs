@@ -1,7 +1,8 @@
 //! Several nodes as one server through a real `redis-server`: a topic's history lives in
 //! Redis, so a client resumes on any node (after its own node was killed, or after every
-//! node restarted) with exactly the messages it missed, and a room nobody uses any more
-//! leaves no keys behind.
+//! node restarted) with exactly the messages it missed; a room's members are the same on
+//! every node, and a killed node's members leave everyone's view; and a room nobody uses any
+//! more leaves no keys behind.
 //!
 //! The node that dies is a real process killed with SIGKILL; the others run in-process.
 
@@ -22,10 +23,14 @@ fn node(url: &str, prefix: &str) -> RunningServer {
     let mut cfg = quiet_config(2);
     cfg.redis = Some(BusConfig {
         prefix: prefix.into(),
+        node_ttl: NODE_TTL,
         ..BusConfig::new(url)
     });
     start(cfg)
 }
+
+/// A short heartbeat, so a killed node's members leave within a test's patience.
+const NODE_TTL: Duration = Duration::from_secs(1);
 
 /// A node as its own process (so that it can be killed), listening on a free port.
 struct NodeProcess {
@@ -41,6 +46,7 @@ impl NodeProcess {
             .args(["serve", "--listen", &addr.to_string(), "--no-pin"])
             .args(["--providers", "0", "--telemetry-interval", "0s"])
             .args(["--redis", url, "--redis-prefix", prefix])
+            .args(["--node-ttl", "1s"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -314,4 +320,121 @@ fn an_idle_room_leaves_no_keys_in_redis() {
     wait_for("the idle room's keys to expire", || exists(&mut conn) == 0);
     close_client(on_a);
     a.shutdown();
+}
+
+/// Reads presence events on `room` until one says `count` members, with `client_id`
+/// having `event` (`join`, `leave`) on the way, or a snapshot with that count listing
+/// everyone in `names`.
+fn await_presence(ws: &mut Client, room: &str, count: u64, names: &[&str]) {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no presence with {count} members"
+        );
+        let v = next_json(ws);
+        if v["type"] != "presence" || v["topic"] != room || v["count"] != count {
+            continue;
+        }
+        match v["members"].as_array() {
+            Some(members) => {
+                let listed: Vec<&str> = members
+                    .iter()
+                    .filter_map(|m| m["client_id"].as_str())
+                    .collect();
+                if names.iter().all(|n| listed.contains(n)) {
+                    return;
+                }
+            }
+            None => return,
+        }
+    }
+}
+
+/// `/who` on `room`: the client ids listed and the count.
+fn who(ws: &mut Client, room: &str) -> (Vec<String>, u64) {
+    ws.send(Message::text(
+        json!({"op":"publish","topic":room,"data":"/who"}).to_string(),
+    ))
+    .unwrap();
+    loop {
+        let v = next_json(ws);
+        if v["type"] == "who" {
+            let mut ids: Vec<String> = v["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["client_id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            return (ids, v["count"].as_u64().unwrap());
+        }
+    }
+}
+
+/// Asks `/who` until `room` has `count` members here (bounded); returns the ids.
+fn await_who(ws: &mut Client, room: &str, count: u64) -> Vec<String> {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        let (ids, n) = who(ws, room);
+        if n == count {
+            return ids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{room} has {n} members, not {count}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn members_on_two_nodes_see_each_others_joins_and_leaves() {
+    let redis = Redis::start(free_port());
+    let prefix = format!("t{}", free_port());
+    let a = node(&redis.url(), &prefix);
+    let b = node(&redis.url(), &prefix);
+    let mut alice = member(a.local_addr(), "room.p", "alice");
+    let mut bob = member(b.local_addr(), "room.p", "bob");
+    // Alice hears of Bob's join; Bob read the room's members when he came.
+    await_presence(&mut alice, "room.p", 2, &[]);
+    assert_eq!(await_who(&mut bob, "room.p", 2), ["alice", "bob"]);
+    let carol = member(a.local_addr(), "room.p", "carol");
+    await_presence(&mut bob, "room.p", 3, &[]);
+    assert_eq!(
+        who(&mut bob, "room.p"),
+        (vec!["alice".into(), "bob".into(), "carol".into()], 3)
+    );
+    assert_eq!(who(&mut alice, "room.p"), who(&mut bob, "room.p"));
+    close_client(carol);
+    await_presence(&mut bob, "room.p", 2, &[]);
+    assert_eq!(
+        who(&mut bob, "room.p"),
+        (vec!["alice".into(), "bob".into()], 2)
+    );
+    close_client(alice);
+    close_client(bob);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn a_killed_nodes_members_leave_the_others_view_within_the_ttl() {
+    let redis = Redis::start(free_port());
+    let prefix = format!("t{}", free_port());
+    let a = NodeProcess::start(&redis.url(), &prefix);
+    let b = node(&redis.url(), &prefix);
+    let _alice = member(a.addr, "room.d", "alice");
+    let _ann = member(a.addr, "room.d", "ann");
+    let mut bob = member(b.local_addr(), "room.d", "bob");
+    assert_eq!(await_who(&mut bob, "room.d", 3), ["alice", "ann", "bob"]);
+    let killed = Instant::now();
+    a.kill();
+    // Both of A's members leave B's view (two leave events), by the TTL and a few beats.
+    await_presence(&mut bob, "room.d", 1, &[]);
+    let took = killed.elapsed();
+    assert!(took < NODE_TTL * 8, "took {took:?}");
+    assert_eq!(who(&mut bob, "room.d"), (vec!["bob".into()], 1));
+    close_client(bob);
+    b.shutdown();
 }

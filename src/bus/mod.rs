@@ -3,7 +3,7 @@
 //! With `--redis`, every message that must reach every node (client publishes to rooms, and
 //! with `--redis-publish-providers` the node's own providers) goes to Redis instead of the
 //! local mixer; each node subscribes to the per-topic channels its local clients want and
-//! feeds what arrives into its mixer. Three threads, all on the Redis crate's blocking API:
+//! feeds what arrives into its mixer. Four threads, all on the Redis crate's blocking API:
 //!
 //! - [`publisher`]: one ordered queue per node; each message is sequenced, stored and
 //!   published in one atomic Lua script (`INCR` the topic's counter, `XADD` to its stream,
@@ -13,7 +13,9 @@
 //!   `SUBSCRIBE`/`UNSUBSCRIBE` (or `PSUBSCRIBE <prefix>:*` while someone wants `*`) and hands
 //!   every message to the mixer with the seq it already carries;
 //! - [`history`]: reads a topic's stream back (`XRANGE`) for a resume the mixer's ring cannot
-//!   serve, so a client resumes on any node, after any restart.
+//!   serve, so a client resumes on any node, after any restart;
+//! - [`presence`]: keeps rooms' members of every node in Redis, numbers and publishes their
+//!   changes, refreshes the node's heartbeat and announces the leaves of a dead node's members.
 //!
 //! Every key and channel of a topic carries the topic as a hash tag (`<prefix>:{<topic>}`),
 //! and expires `--room-ttl` after the topic's last publish.
@@ -25,6 +27,7 @@
 //! mixer drops any seq it has already passed, so clients never see a duplicate.
 
 pub mod history;
+pub mod presence;
 pub mod publisher;
 pub mod subscriber;
 
@@ -55,9 +58,13 @@ pub struct BusConfig {
     /// Messages each topic's stream keeps in Redis for resumes on any node (`--history`;
     /// trimmed approximately, `XADD ... MAXLEN ~`). 0 keeps none.
     pub history: usize,
-    /// A topic's keys in Redis (sequence, stream) expire after this long without a publish
-    /// (`--room-ttl`, default 24 h), so rooms no one uses any more leave nothing behind.
+    /// A topic's keys in Redis (sequence, stream, members) expire after this long without a
+    /// change (`--room-ttl`, default 24 h), so rooms no one uses any more leave nothing
+    /// behind.
     pub room_ttl: Duration,
+    /// A node that has not refreshed its heartbeat for this long is dead: another node
+    /// announces its members' leaves (`--node-ttl`, default 10 s).
+    pub node_ttl: Duration,
 }
 
 impl BusConfig {
@@ -69,6 +76,7 @@ impl BusConfig {
             publish_providers: false,
             history: 1000,
             room_ttl: Duration::from_secs(24 * 3600),
+            node_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -82,6 +90,9 @@ impl BusConfig {
             return Err(
                 "--redis-prefix must be non-empty, without spaces or glob characters".into(),
             );
+        }
+        if self.node_ttl < Duration::from_millis(300) {
+            return Err("--node-ttl must be at least 300ms (heartbeats go every third)".into());
         }
         Ok(())
     }
@@ -109,6 +120,36 @@ impl BusConfig {
         format!("{}:{{{topic}}}:id:{id}", self.prefix)
     }
 
+    /// The hash of `room`'s members on every node (member key -> who).
+    pub fn members_key(&self, room: &str) -> String {
+        format!("{}:{{{room}}}:members", self.prefix)
+    }
+
+    /// The counter that numbers `room`'s membership changes.
+    pub fn presence_version_key(&self, room: &str) -> String {
+        format!("{}:{{{room}}}:pver", self.prefix)
+    }
+
+    /// The set of every node that announced itself.
+    pub fn nodes_key(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// `node`'s heartbeat: it lives `--node-ttl` unless refreshed.
+    pub fn heartbeat_key(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+
+    /// The rooms `node` has members in (for the leaves to announce when it dies).
+    pub fn node_rooms_key(&self, node: &str) -> String {
+        format!("{}:node:{node}:rooms", self.prefix)
+    }
+
+    /// The lock one node takes to announce a dead `node`'s leaves.
+    pub fn reap_key(&self, node: &str) -> String {
+        format!("{}:reap:{node}", self.prefix)
+    }
+
     /// The topic of a channel, if it is one of ours.
     pub fn topic_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
         channel
@@ -124,9 +165,11 @@ impl BusConfig {
     }
 }
 
-/// What the health check and metrics know of the bus.
+/// What the health check and metrics know of the bus, and the node's name in Redis.
 #[derive(Debug, Default)]
 pub struct BusState {
+    /// This node's id in Redis (random per start): in message ids, member keys, heartbeat.
+    pub node: String,
     subscriber_up: AtomicBool,
     publisher_up: AtomicBool,
     /// The node's interest version the subscriber has applied (its SUBSCRIBE replies came
@@ -135,9 +178,13 @@ pub struct BusState {
 }
 
 impl BusState {
-    /// A state with both connections down (until they connect).
+    /// A state with both connections down (until they connect), for a node with a fresh
+    /// random id.
     pub fn new() -> Arc<Self> {
-        Arc::new(BusState::default())
+        Arc::new(BusState {
+            node: format!("{:012x}", fastrand::u64(..) >> 16),
+            ..BusState::default()
+        })
     }
 
     /// Whether both connections are up.

@@ -72,7 +72,7 @@ impl BusPublisher {
         metrics: PublisherMetrics,
     ) -> (BusPublisher, Sender<Publish>) {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let node = format!("{:012x}", fastrand::u64(..) >> 16);
+        let node = state.node.clone();
         let publisher = BusPublisher {
             cfg,
             input: rx,

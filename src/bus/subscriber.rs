@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 
-use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off};
+use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off, presence};
 use crate::interest::Interest;
 use crate::messages::MixerMsg;
 use crate::metrics::SubscriberMetrics;
@@ -163,22 +163,28 @@ impl BusSubscriber {
         Ok(())
     }
 
-    /// Parses one Redis message and hands it to the mixer (blocking only this thread).
-    fn forward(&self, channel: &str, payload: &[u8]) {
-        let Some(topic) = self.cfg.topic_of(channel) else {
+    /// A membership change of another node's member: to the mixer (this node's own come back
+    /// too, and are skipped: its rooms already know them).
+    fn forward_change(&self, channel: &str, topic: &str, payload: &[u8]) {
+        let Some(change) = serde_json::from_slice::<presence::ChangeWire>(payload)
+            .ok()
+            .and_then(presence::ChangeWire::into_change)
+        else {
+            self.metrics.malformed.inc();
+            log::debug!("ignoring a malformed presence change on {channel}");
             return;
         };
-        if !self.cfg.carries(topic) {
-            // A server topic published by a node with --redis-publish-providers, while this
-            // node keeps its own: not mixed into the local sequence.
+        if presence::is_of_node(&change.member, &self.state.node) {
             return;
         }
-        let Ok(wire) = serde_json::from_slice::<Wire<'_>>(payload) else {
-            self.metrics.malformed.inc();
-            log::debug!("ignoring a malformed message on {channel}");
-            return;
-        };
-        let mut msg = MixerMsg::Publish(wire.into_publish(Arc::from(topic)));
+        self.send(MixerMsg::RemotePresence {
+            room: Arc::from(topic),
+            change,
+        });
+    }
+
+    /// Hands a message to the mixer, waiting for room (this thread only) unless stopping.
+    fn send(&self, mut msg: MixerMsg) {
         loop {
             match self.mixer.send_timeout(msg, Duration::from_millis(100)) {
                 Ok(()) => {
@@ -189,5 +195,26 @@ impl BusSubscriber {
                 Err(_) => return,
             }
         }
+    }
+
+    /// Parses one Redis message and hands it to the mixer (blocking only this thread).
+    fn forward(&self, channel: &str, payload: &[u8]) {
+        let Some(topic) = self.cfg.topic_of(channel) else {
+            return;
+        };
+        if !self.cfg.carries(topic) {
+            // A server topic published by a node with --redis-publish-providers, while this
+            // node keeps its own: not mixed into the local sequence.
+            return;
+        }
+        if presence::is_change(payload) {
+            return self.forward_change(channel, topic, payload);
+        }
+        let Ok(wire) = serde_json::from_slice::<Wire<'_>>(payload) else {
+            self.metrics.malformed.inc();
+            log::debug!("ignoring a malformed message on {channel}");
+            return;
+        };
+        self.send(MixerMsg::Publish(wire.into_publish(Arc::from(topic))));
     }
 }

@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// long without a publish.
     #[arg(long, env = "TICKCAST_ROOM_TTL", default_value = "24h", value_parser = parse_duration)]
     pub room_ttl: Duration,
+    /// With --redis: a node whose heartbeat is this old is dead, and its members leave
+    /// every room (announced by another node).
+    #[arg(long, env = "TICKCAST_NODE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub node_ttl: Duration,
     /// Independent ticker feeds (provider threads); 0 disables ticks.
     #[arg(long, env = "TICKCAST_PROVIDERS", default_value_t = 4)]
     pub providers: usize,
@@ -195,6 +199,7 @@ impl ServeArgs {
                 publish_providers: self.redis_publish_providers,
                 history: self.history,
                 room_ttl: self.room_ttl,
+                node_ttl: self.node_ttl,
             }),
             ticker: TickerConfig {
                 feeds: self.providers,

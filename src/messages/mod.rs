@@ -29,6 +29,7 @@ use mio::net::TcpStream;
 use serde_json::value::RawValue;
 
 use crate::frame::FrameBytes;
+use crate::protocol::replies::PresenceEvent;
 
 /// One connection on its shard: the slab token and the id the shard gave it. Tokens are
 /// reused once a connection is gone, ids never, so a message or timer entry that names a
@@ -162,6 +163,92 @@ pub enum MixerMsg {
     },
     /// The Redis history's answer to a resume the mixer's ring could not serve.
     Fetched(Box<Fetched>),
+    /// Another node's member of a room joined, left or renamed itself (with `--redis`).
+    RemotePresence {
+        /// The room.
+        room: Arc<str>,
+        /// What changed.
+        change: RemoteChange,
+    },
+    /// The other nodes' members of a room, as Redis held them at `version`.
+    PresenceLoaded {
+        /// The room.
+        room: Arc<str>,
+        /// The room's presence version they were read at.
+        version: u64,
+        /// The members.
+        members: Vec<RemoteMember>,
+    },
+}
+
+/// A change of another node's room member, numbered by Redis (one sequence per room).
+#[derive(Debug, Clone)]
+pub struct RemoteChange {
+    /// Its number in the room's presence sequence.
+    pub version: u64,
+    /// Joined, left or renamed.
+    pub event: PresenceEvent,
+    /// The member's cluster-wide key (`<node>/<shard>/<token>/<id>`).
+    pub member: Arc<str>,
+    /// Its client id (empty on a leave, which needs none).
+    pub client_id: Arc<str>,
+    /// Its nickname.
+    pub nick: Option<Arc<str>>,
+}
+
+/// Another node's member of a room.
+#[derive(Debug, Clone)]
+pub struct RemoteMember {
+    /// Its cluster-wide key.
+    pub member: Arc<str>,
+    /// Its client id.
+    pub client_id: Arc<str>,
+    /// Its nickname.
+    pub nick: Option<Arc<str>>,
+}
+
+/// What the mixer asks of the bus presence thread (with `--redis`).
+#[derive(Debug, Clone)]
+pub enum PresenceOp {
+    /// A member of this node joined `room`.
+    Join {
+        /// The room.
+        room: Arc<str>,
+        /// Its cluster-wide key.
+        member: Arc<str>,
+        /// Its client id.
+        client_id: Arc<str>,
+        /// Its nickname.
+        nick: Option<Arc<str>>,
+    },
+    /// A member of this node left `room`.
+    Leave {
+        /// The room.
+        room: Arc<str>,
+        /// Its cluster-wide key.
+        member: Arc<str>,
+    },
+    /// A member of this node renamed itself in `room`.
+    Nick {
+        /// The room.
+        room: Arc<str>,
+        /// Its cluster-wide key.
+        member: Arc<str>,
+        /// Its client id.
+        client_id: Arc<str>,
+        /// The new name.
+        nick: Arc<str>,
+    },
+    /// Read the other nodes' members of `room` (its first member here just joined).
+    Load {
+        /// The room.
+        room: Arc<str>,
+    },
+    /// The last member of this node left `room`.
+    Emptied {
+        /// The room.
+        room: Arc<str>,
+    },
 }
 
 /// A resume the mixer's ring cannot serve, asked of the Redis history (with `--redis`).

@@ -17,6 +17,7 @@
 //! ([`history`]). A resumed topic is subscribed by the shard only when the replay arrives
 //! through the same queue as the live frames, so there is no gap and no duplicate at the seam.
 
+mod cluster;
 pub mod history;
 mod outlet;
 mod resume;
@@ -167,6 +168,8 @@ pub struct Mixer {
     fetch: Option<Sender<FetchAsk>>,
     /// Replays read from Redis that wait for this node's live stream to catch up with them.
     anchoring: Vec<resume::Anchoring>,
+    /// With `--redis`: room membership shared with the other nodes.
+    presence: Option<cluster::Presence>,
 }
 
 impl Mixer {
@@ -192,6 +195,7 @@ impl Mixer {
             draining: None,
             fetch: None,
             anchoring: Vec::new(),
+            presence: None,
         }
     }
 
@@ -282,6 +286,9 @@ impl Mixer {
         if !self.anchoring.is_empty() {
             self.settle_anchored(now);
         }
+        if let Some(p) = &mut self.presence {
+            p.flush();
+        }
         for (room, frame) in self.rooms.tick(now) {
             self.offer_unsequenced(room, frame);
         }
@@ -304,17 +311,34 @@ impl Mixer {
                 client_id,
                 nick,
             } => {
-                let out = self.rooms.join(&room, conn, client_id, nick);
+                let out = self
+                    .rooms
+                    .join(&room, conn, client_id.clone(), nick.clone());
+                self.joined_here(&room, conn, client_id, nick, out.created);
                 self.apply(&room, out);
             }
             MixerMsg::Leave { room, conn } => {
                 let out = self.rooms.leave(&room, conn);
+                self.left_here(&room, conn, out.emptied);
                 self.apply(&room, out);
             }
             MixerMsg::Nick { conn, nick, rooms } => {
                 for (room, frame) in self.rooms.rename(conn, &nick, &rooms) {
                     self.offer_unsequenced(room, frame);
                 }
+                self.renamed_here(conn, &nick, &rooms);
+            }
+            MixerMsg::RemotePresence { room, change } => {
+                let out = self.rooms.remote(&room, change);
+                self.apply(&room, out);
+            }
+            MixerMsg::PresenceLoaded {
+                room,
+                version,
+                members,
+            } => {
+                let out = self.rooms.loaded(&room, version, members);
+                self.apply(&room, out);
             }
             MixerMsg::Who { room, conn } => {
                 let frame = self.rooms.who(&room);

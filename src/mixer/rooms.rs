@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 
 use crate::frame::FrameBytes;
-use crate::messages::ConnRef;
+use crate::messages::{ConnRef, RemoteChange, RemoteMember};
 use crate::protocol::replies::{self, MemberView, PresenceEvent};
 
 /// How often a large room's changed count is announced.
@@ -35,11 +35,27 @@ impl Member {
     }
 }
 
+/// A member: a connection of this node, or one of another node (with `--redis`), named by
+/// its cluster-wide key (`<node>/<shard>/<token>/<id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum MemberKey {
+    Local(ConnRef),
+    Remote(Arc<str>),
+}
+
 #[derive(Debug, Default)]
 struct Room {
-    members: IndexMap<ConnRef, Member>,
+    members: IndexMap<MemberKey, Member>,
+    /// Members that are this node's connections (the room goes when the last one leaves).
+    local: usize,
     /// A large room's count changed since it was last announced.
     count_dirty: bool,
+    /// The last change of other nodes' members applied (their changes are numbered in
+    /// Redis, one sequence per room).
+    remote_version: u64,
+    /// Set while the other nodes' members are being read from Redis: changes that arrive
+    /// meanwhile wait here, and those newer than what was read are applied after it.
+    loading: Option<Vec<RemoteChange>>,
 }
 
 impl Room {
@@ -54,6 +70,95 @@ impl Room {
             replies::member_list(kind, room, None, count)
         }
     }
+
+    /// Adds a member; the delta for the room, if it is new.
+    fn add(&mut self, room: &str, key: MemberKey, member: Member, list_max: usize) -> Outcome {
+        let local = matches!(key, MemberKey::Local(_));
+        let mut out = Outcome::default();
+        if self.members.insert(key, member.clone()).is_some() {
+            return out;
+        }
+        if local {
+            self.local += 1;
+        }
+        let count = self.members.len();
+        if count <= list_max {
+            out.to_room.push(replies::presence_delta(
+                room,
+                PresenceEvent::Join,
+                &member.view(),
+                count,
+            ));
+        } else {
+            self.count_dirty = true;
+        }
+        out
+    }
+
+    /// Removes a member; the delta for the room, if it was one.
+    fn remove(&mut self, room: &str, key: &MemberKey, list_max: usize) -> Outcome {
+        let mut out = Outcome::default();
+        let Some(member) = self.members.shift_remove(key) else {
+            return out;
+        };
+        if matches!(key, MemberKey::Local(_)) {
+            self.local -= 1;
+        }
+        let count = self.members.len();
+        if count < list_max {
+            out.to_room.push(replies::presence_delta(
+                room,
+                PresenceEvent::Leave,
+                &member.view(),
+                count,
+            ));
+        } else if count == list_max {
+            // Back under the limit from above: members' lists were counts only, so they get
+            // one fresh snapshot and deltas from here on.
+            out.to_room.push(self.list("snapshot", room, list_max));
+        } else {
+            self.count_dirty = true;
+        }
+        out
+    }
+
+    /// Renames a member; the delta for the room, if it is one.
+    fn rename(
+        &mut self,
+        room: &str,
+        key: &MemberKey,
+        nick: &Arc<str>,
+        list_max: usize,
+    ) -> Option<FrameBytes> {
+        let count = self.members.len();
+        let m = self.members.get_mut(key)?;
+        m.nick = Some(nick.clone());
+        (count <= list_max)
+            .then(|| replies::presence_delta(room, PresenceEvent::Nick, &m.view(), count))
+    }
+
+    /// Applies one change of another node's member.
+    fn apply_remote(&mut self, room: &str, change: &RemoteChange, list_max: usize) -> Outcome {
+        self.remote_version = self.remote_version.max(change.version);
+        let key = MemberKey::Remote(change.member.clone());
+        match change.event {
+            PresenceEvent::Join => {
+                let member = Member {
+                    client_id: change.client_id.clone(),
+                    nick: change.nick.clone(),
+                };
+                self.add(room, key, member, list_max)
+            }
+            PresenceEvent::Leave => self.remove(room, &key, list_max),
+            PresenceEvent::Nick => {
+                let mut out = Outcome::default();
+                if let Some(nick) = &change.nick {
+                    out.to_room.extend(self.rename(room, &key, nick, list_max));
+                }
+                out
+            }
+        }
+    }
 }
 
 /// What a membership change asks the mixer to send.
@@ -63,8 +168,11 @@ pub struct Outcome {
     pub to_room: Vec<FrameBytes>,
     /// A frame for one connection (snapshot, member list).
     pub to_conn: Option<(ConnRef, FrameBytes)>,
-    /// The room has no members left; its topic state may go.
+    /// The room has no members left on this node; its topic state may go.
     pub emptied: bool,
+    /// The room did not exist here before this join: with `--redis`, the other nodes'
+    /// members are to be read (and [`Rooms::loaded`] called with them).
+    pub created: bool,
 }
 
 /// Every room with at least one member.
@@ -99,60 +207,29 @@ impl Rooms {
         nick: Option<Arc<str>>,
     ) -> Outcome {
         let list_max = self.list_max;
+        let created = !self.rooms.contains_key(room);
         let r = self.rooms.entry(room.clone()).or_default();
         let member = Member { client_id, nick };
-        let view_frame = |r: &Room| r.list("snapshot", room, list_max);
-        if r.members.insert(conn, member.clone()).is_some() {
-            // Already a member (a repeated join): answer with the list only.
-            return Outcome {
-                to_conn: Some((conn, view_frame(r))),
-                ..Outcome::default()
-            };
-        }
-        let count = r.members.len();
-        let mut out = Outcome {
-            to_conn: Some((conn, view_frame(r))),
-            ..Outcome::default()
-        };
-        if count <= list_max {
-            out.to_room.push(replies::presence_delta(
-                room,
-                PresenceEvent::Join,
-                &member.view(),
-                count,
-            ));
-        } else {
-            r.count_dirty = true;
+        let mut out = r.add(room, MemberKey::Local(conn), member, list_max);
+        out.to_conn = Some((conn, r.list("snapshot", room, list_max)));
+        if created {
+            out.created = true;
+            r.loading = Some(Vec::new());
         }
         out
     }
 
-    /// `conn` leaves `room`.
+    /// `conn` leaves `room`. The room goes with its last member of this node, other nodes'
+    /// members included (this node stops hearing of them).
     pub fn leave(&mut self, room: &str, conn: ConnRef) -> Outcome {
-        let mut out = Outcome::default();
         let Some(r) = self.rooms.get_mut(room) else {
-            return out;
+            return Outcome::default();
         };
-        let Some(member) = r.members.shift_remove(&conn) else {
-            return out;
-        };
-        let count = r.members.len();
-        if count == 0 {
+        let mut out = r.remove(room, &MemberKey::Local(conn), self.list_max);
+        if r.local == 0 {
             self.rooms.remove(room);
+            out.to_room.clear();
             out.emptied = true;
-        } else if count < self.list_max {
-            out.to_room.push(replies::presence_delta(
-                room,
-                PresenceEvent::Leave,
-                &member.view(),
-                count,
-            ));
-        } else if count == self.list_max {
-            // Back under the limit from above: members' lists were counts only, so they get
-            // one fresh snapshot and deltas from here on.
-            out.to_room.push(r.list("snapshot", room, self.list_max));
-        } else {
-            r.count_dirty = true;
         }
         out
     }
@@ -165,24 +242,72 @@ impl Rooms {
         nick: &Arc<str>,
         rooms: &[Arc<str>],
     ) -> Vec<(Arc<str>, FrameBytes)> {
+        let key = MemberKey::Local(conn);
         let mut frames = Vec::new();
         for room in rooms {
-            let Some(r) = self.rooms.get_mut(room) else {
-                continue;
-            };
-            let count = r.members.len();
-            let Some(m) = r.members.get_mut(&conn) else {
-                continue;
-            };
-            m.nick = Some(nick.clone());
-            if count <= self.list_max {
-                frames.push((
-                    room.clone(),
-                    replies::presence_delta(room, PresenceEvent::Nick, &m.view(), count),
-                ));
+            if let Some(r) = self.rooms.get_mut(room)
+                && let Some(frame) = r.rename(room, &key, nick, self.list_max)
+            {
+                frames.push((room.clone(), frame));
             }
         }
         frames
+    }
+
+    /// A change of another node's member in `room` (numbered by Redis): applied in order,
+    /// once; kept aside while the room's members are being read.
+    pub fn remote(&mut self, room: &str, change: RemoteChange) -> Outcome {
+        let list_max = self.list_max;
+        let Some(r) = self.rooms.get_mut(room) else {
+            // No member here: this node does not follow the room.
+            return Outcome::default();
+        };
+        if let Some(waiting) = &mut r.loading {
+            waiting.push(change);
+            return Outcome::default();
+        }
+        if change.version <= r.remote_version {
+            return Outcome::default();
+        }
+        r.apply_remote(room, &change, list_max)
+    }
+
+    /// The other nodes' members of `room` as Redis held them at `version`: they replace
+    /// what was known, the changes that came meanwhile and are newer follow, and the room's
+    /// members here get a fresh snapshot.
+    pub fn loaded(&mut self, room: &str, version: u64, members: Vec<RemoteMember>) -> Outcome {
+        let list_max = self.list_max;
+        let mut out = Outcome::default();
+        let Some(r) = self.rooms.get_mut(room) else {
+            return out;
+        };
+        let waiting = r.loading.take().unwrap_or_default();
+        r.members.retain(|k, _| matches!(k, MemberKey::Local(_)));
+        for m in members {
+            let member = Member {
+                client_id: m.client_id,
+                nick: m.nick,
+            };
+            r.members.insert(MemberKey::Remote(m.member), member);
+        }
+        r.remote_version = version;
+        for change in waiting.iter().filter(|c| c.version > version) {
+            let _ = r.apply_remote(room, change, list_max);
+        }
+        if r.members.len() > list_max {
+            r.count_dirty = true;
+        }
+        out.to_room.push(r.list("snapshot", room, list_max));
+        out
+    }
+
+    /// The client id of `conn` in the first of `rooms` it is a member of.
+    pub fn client_id(&self, conn: ConnRef, rooms: &[Arc<str>]) -> Option<Arc<str>> {
+        let key = MemberKey::Local(conn);
+        rooms
+            .iter()
+            .find_map(|room| self.rooms.get(room)?.members.get(&key))
+            .map(|m| m.client_id.clone())
     }
 
     /// The member list of `room` for one connection (`/who`).
@@ -266,6 +391,79 @@ mod tests {
         assert!(!out.emptied);
         assert!(rooms.leave("room.a", conn(2)).emptied);
         assert_eq!(rooms.count("room.a"), 0);
+    }
+
+    fn change(version: u64, event: PresenceEvent, member: &str, client_id: &str) -> RemoteChange {
+        RemoteChange {
+            version,
+            event,
+            member: Arc::from(member),
+            client_id: Arc::from(client_id),
+            nick: None,
+        }
+    }
+
+    #[test]
+    fn other_nodes_members_join_the_view_in_order_once() {
+        let now = Instant::now();
+        let mut rooms = Rooms::new(10, now);
+        let room: Arc<str> = Arc::from("room.c");
+        let out = rooms.join(&room, conn(1), Arc::from("alice"), None);
+        assert!(out.created, "the first member here asks for the others");
+        // Changes that come while the members are read wait; the older one is in the read.
+        assert!(
+            rooms
+                .remote("room.c", change(5, PresenceEvent::Join, "b/0/1/1", "bob"))
+                .to_room
+                .is_empty()
+        );
+        assert!(
+            rooms
+                .remote("room.c", change(6, PresenceEvent::Join, "b/0/2/2", "carol"))
+                .to_room
+                .is_empty()
+        );
+        let read = vec![RemoteMember {
+            member: Arc::from("b/0/1/1"),
+            client_id: Arc::from("bob"),
+            nick: None,
+        }];
+        let out = rooms.loaded("room.c", 5, read);
+        let v = json(&out.to_room[0]);
+        assert_eq!(
+            (v["event"].as_str(), v["count"].as_u64()),
+            (Some("snapshot"), Some(3))
+        );
+        assert_eq!(rooms.count("room.c"), 3);
+        // From now on in order, once.
+        assert!(
+            rooms
+                .remote("room.c", change(6, PresenceEvent::Join, "b/0/2/2", "carol"))
+                .to_room
+                .is_empty()
+        );
+        let out = rooms.remote("room.c", change(7, PresenceEvent::Leave, "b/0/1/1", ""));
+        let v = json(&out.to_room[0]);
+        assert_eq!(
+            (v["event"].as_str(), v["client_id"].as_str()),
+            (Some("leave"), Some("bob"))
+        );
+        assert_eq!(json(&rooms.who("room.c"))["count"], 2);
+        // The last member here leaving takes the room, other nodes' members with it.
+        let out = rooms.leave("room.c", conn(1));
+        assert!(out.emptied && out.to_room.is_empty());
+        assert_eq!(rooms.count("room.c"), 0);
+        assert!(
+            rooms
+                .remote("room.c", change(8, PresenceEvent::Join, "b/0/3/3", "dan"))
+                .to_room
+                .is_empty()
+        );
+        assert_eq!(
+            rooms.count("room.c"),
+            0,
+            "a room not followed here stays away"
+        );
     }
 
     #[test]
