@@ -19,6 +19,7 @@ have_chromium() {
 }
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 # scripts/abuse.sh reads its tool's JSON lines with jq and scrapes /metrics with curl.
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
@@ -55,7 +56,7 @@ if ((${#need_apt[@]})) || ((want_chromium)); then
         echo "test.sh: apt-get install ${need_apt[*]} failed" >&2
         exit 1
     fi
-    for program in redis-server jq curl; do
+    for program in redis-server redis-cli jq curl; do
         if ! command -v "$program" >/dev/null 2>&1; then
             echo "test.sh: installed ${need_apt[*]}, but $program is still not on PATH" >&2
             exit 1

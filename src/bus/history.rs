@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 
+use super::link::Link;
 use super::{BusConfig, BusState, Wire};
 use crate::interest::Interest;
 use crate::messages::{FetchAsk, Fetched, MixerMsg, Publish, Stored};
@@ -70,7 +71,7 @@ impl BusHistory {
 
     /// Runs until the node stops.
     pub fn run(self) {
-        let mut conn: Option<redis::Connection> = None;
+        let mut conn: Option<Link> = None;
         loop {
             let asked = match self.input.recv_timeout(Duration::from_millis(100)) {
                 Ok(asked) => asked,
@@ -114,14 +115,9 @@ impl BusHistory {
         }
     }
 
-    fn connect(&self) -> Option<redis::Connection> {
-        let client = redis::Client::open(self.cfg.url.as_str()).ok()?;
-        match client.get_connection_with_timeout(Duration::from_secs(2)) {
-            Ok(c) => {
-                let _ = c.set_read_timeout(Some(COMMAND_TIMEOUT));
-                let _ = c.set_write_timeout(Some(COMMAND_TIMEOUT));
-                Some(c)
-            }
+    fn connect(&self) -> Option<Link> {
+        match Link::open(&self.cfg.url, COMMAND_TIMEOUT) {
+            Ok(c) => Some(c),
             Err(e) => {
                 log::debug!("redis history: cannot connect to {}: {e}", self.cfg.url);
                 None
@@ -130,7 +126,7 @@ impl BusHistory {
     }
 
     /// The topic's last seq and its stored messages after `since` (at most `--history`).
-    fn read(&self, c: &mut redis::Connection, asked: &FetchAsk) -> redis::RedisResult<Stored> {
+    fn read(&self, c: &mut Link, asked: &FetchAsk) -> redis::RedisResult<Stored> {
         let topic = &asked.ask.topic;
         let from = format!("{}-0", asked.ask.since.saturating_add(1));
         let (latest, entries): (Option<u64>, Vec<StreamEntry>) = redis::pipe()
@@ -142,7 +138,7 @@ impl BusHistory {
             .arg("+")
             .arg("COUNT")
             .arg(self.cfg.history.max(1))
-            .query(c)?;
+            .query(c.conn())?;
         let mut messages = Vec::with_capacity(entries.len());
         for (_id, fields) in entries {
             let Some((_, body)) = fields.into_iter().find(|(k, _)| k == "m") else {

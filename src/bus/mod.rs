@@ -20,6 +20,11 @@
 //! Every key and channel of a topic carries the topic as a hash tag (`<prefix>:{<topic>}`),
 //! and expires `--room-ttl` after the topic's last publish.
 //!
+//! `--redis` may name a node of a Redis Cluster ([`link`] finds out): the threads then use
+//! the redis crate's blocking cluster client, whose commands and scripts go to the master of
+//! the topic's slot, and messages travel by sharded Pub/Sub (`SPUBLISH` in the scripts,
+//! `SSUBSCRIBE` on each master), so each crosses one master instead of every node.
+//!
 //! Faults: both threads reconnect with exponential backoff; the subscriber resubscribes and
 //! counts `tickcast_redis_reconnects_total`; while it is down `/healthz` answers
 //! `degraded: redis` (HTTP 200: the node still serves its local streams). A message whose
@@ -27,6 +32,7 @@
 //! mixer drops any seq it has already passed, so clients never see a duplicate.
 
 pub mod history;
+pub mod link;
 pub mod presence;
 pub mod publisher;
 pub mod subscriber;

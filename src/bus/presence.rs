@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 
+use super::link::Link;
 use super::{BACKOFF_MIN, BusConfig, BusState, back_off};
 use crate::interest::Interest;
 use crate::messages::{MixerMsg, PresenceOp, RemoteChange, RemoteMember};
@@ -51,7 +52,7 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-redis.call('PUBLISH', KEYS[3], '{"presence":"' .. ARGV[1] .. '","v":' .. string.format('%d', v) .. ',"member":"' .. ARGV[2] .. '","who":' .. ARGV[3] .. '}')
+redis.call(ARGV[5], KEYS[3], '{"presence":"' .. ARGV[1] .. '","v":' .. string.format('%d', v) .. ',"member":"' .. ARGV[2] .. '","who":' .. ARGV[3] .. '}')
 return v
 "#;
 
@@ -70,7 +71,7 @@ for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(f, 1, #ARGV[1]) == ARGV[1] then
     redis.call('HDEL', KEYS[1], f)
     local v = redis.call('INCR', KEYS[2])
-    redis.call('PUBLISH', KEYS[3], '{"presence":"leave","v":' .. string.format('%d', v) .. ',"member":"' .. f .. '","who":{}}')
+    redis.call(ARGV[2], KEYS[3], '{"presence":"leave","v":' .. string.format('%d', v) .. ',"member":"' .. f .. '","who":{}}')
     gone = gone + 1
   end
 end
@@ -177,7 +178,7 @@ impl BusPresence {
     /// Runs until the node stops; then takes its heartbeat away, so the others announce
     /// whatever leaves did not get out.
     pub fn run(mut self) {
-        let mut conn: Option<redis::Connection> = None;
+        let mut conn: Option<Link> = None;
         let mut backoff = BACKOFF_MIN;
         let beat_every = self.cfg.node_ttl / 3;
         let mut next_beat = Instant::now();
@@ -205,19 +206,14 @@ impl BusPresence {
         if let Some(c) = conn.as_mut() {
             let _ = redis::cmd("DEL")
                 .arg(self.cfg.heartbeat_key(&self.state.node))
-                .query::<()>(c);
+                .query::<()>(c.conn());
         }
         log::debug!("bus presence stopped");
     }
 
-    fn connect(&self) -> Option<redis::Connection> {
-        let client = redis::Client::open(self.cfg.url.as_str()).ok()?;
-        match client.get_connection_with_timeout(Duration::from_secs(2)) {
-            Ok(c) => {
-                let _ = c.set_read_timeout(Some(COMMAND_TIMEOUT));
-                let _ = c.set_write_timeout(Some(COMMAND_TIMEOUT));
-                Some(c)
-            }
+    fn connect(&self) -> Option<Link> {
+        match Link::open(&self.cfg.url, COMMAND_TIMEOUT) {
+            Ok(c) => Some(c),
             Err(e) => {
                 log::debug!("redis presence: cannot connect to {}: {e}", self.cfg.url);
                 None
@@ -226,7 +222,7 @@ impl BusPresence {
     }
 
     /// Carries out changes until `until` (the next heartbeat).
-    fn serve(&mut self, c: &mut redis::Connection, until: Instant) -> redis::RedisResult<()> {
+    fn serve(&mut self, c: &mut Link, until: Instant) -> redis::RedisResult<()> {
         loop {
             let op = match self.waiting.pop_front() {
                 Some(op) => op,
@@ -252,10 +248,15 @@ impl BusPresence {
         }
     }
 
-    fn carry_out(&self, c: &mut redis::Connection, op: &PresenceOp) -> redis::RedisResult<()> {
+    fn carry_out(&self, link: &mut Link, op: &PresenceOp) -> redis::RedisResult<()> {
         let ttl_ms = self.cfg.room_ttl.as_millis() as u64;
+        let publish = link.publish_command();
+        if let PresenceOp::Load { room } = op {
+            return self.load(link, room);
+        }
+        let c = link.conn();
         let change =
-            |c: &mut redis::Connection, room: &str, what: &str, member: &str, who: &Who| {
+            |c: &mut dyn redis::ConnectionLike, room: &str, what: &str, member: &str, who: &Who| {
                 // Serializing two strings cannot fail.
                 let who = serde_json::to_string(who).unwrap_or_else(|_| "{}".into());
                 redis::Script::new(CHANGE)
@@ -266,6 +267,7 @@ impl BusPresence {
                     .arg(member)
                     .arg(who)
                     .arg(ttl_ms)
+                    .arg(publish)
                     .invoke::<u64>(c)
                     .map(drop)
             };
@@ -303,13 +305,13 @@ impl BusPresence {
                 .arg(self.cfg.node_rooms_key(&self.state.node))
                 .arg(&**room)
                 .query::<()>(c),
-            PresenceOp::Load { room } => self.load(c, room),
+            PresenceOp::Load { .. } => Ok(()),
         }
     }
 
     /// Reads `room`'s members once this node follows the room, and hands the other nodes'
     /// to the mixer.
-    fn load(&self, c: &mut redis::Connection, room: &Arc<str>) -> redis::RedisResult<()> {
+    fn load(&self, c: &mut Link, room: &Arc<str>) -> redis::RedisResult<()> {
         let wanted = self.interest.version();
         let until = Instant::now() + SUBSCRIBED_WAIT;
         while self.state.applied_interest() < wanted && Instant::now() < until {
@@ -318,7 +320,7 @@ impl BusPresence {
         let (version, flat): (u64, Vec<String>) = redis::Script::new(READ)
             .key(self.cfg.members_key(room))
             .key(self.cfg.presence_version_key(room))
-            .invoke(c)?;
+            .invoke(c.conn())?;
         let members = flat
             .chunks_exact(2)
             .filter(|kv| !is_of_node(&kv[0], &self.state.node))
@@ -346,7 +348,7 @@ impl BusPresence {
     }
 
     /// Refreshes this node's heartbeat and announces it.
-    fn beat(&self, c: &mut redis::Connection) -> redis::RedisResult<()> {
+    fn beat(&self, c: &mut Link) -> redis::RedisResult<()> {
         let node = &self.state.node;
         redis::pipe()
             .cmd("SET")
@@ -359,12 +361,14 @@ impl BusPresence {
             .arg(self.cfg.nodes_key())
             .arg(node)
             .ignore()
-            .query::<()>(c)
+            .query::<()>(c.conn())
     }
 
     /// Announces the leaves of every member of every node whose heartbeat expired (one
     /// node does it, the first to take the lock).
-    fn reap_dead(&self, c: &mut redis::Connection) -> redis::RedisResult<()> {
+    fn reap_dead(&self, link: &mut Link) -> redis::RedisResult<()> {
+        let publish = link.publish_command();
+        let c = link.conn();
         let nodes: Vec<String> = redis::cmd("SMEMBERS").arg(self.cfg.nodes_key()).query(c)?;
         for node in nodes.iter().filter(|n| **n != self.state.node) {
             let alive: bool = redis::cmd("EXISTS")
@@ -393,6 +397,7 @@ impl BusPresence {
                     .key(self.cfg.presence_version_key(room))
                     .key(self.cfg.channel(room))
                     .arg(format!("{node}/"))
+                    .arg(publish)
                     .invoke::<u64>(c)?;
             }
             redis::pipe()

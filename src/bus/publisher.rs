@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::link::Link;
 use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off};
 use crate::clock::unix_micros;
 use crate::messages::Publish;
@@ -23,7 +24,8 @@ pub const QUEUE: usize = 16 * 1024;
 /// README). KEYS: the topic's seq counter, the id's dedup key, the topic's stream, its
 /// channel (declared too, so that every name the script touches is known to share the
 /// topic's hash slot). ARGV: the JSON body without `seq`, how many messages the stream keeps,
-/// the room TTL in ms. The dedup key lives 60 s (a retry comes right after a reconnect). A
+/// the room TTL in ms, the publish command (`PUBLISH`, or `SPUBLISH` on a cluster). The dedup
+/// key lives 60 s (a retry comes right after a reconnect). A
 /// counter that does not exist (a new or restarted Redis, or an expired room) starts from the
 /// Redis clock in µs, so sequence numbers keep increasing across a Redis restart; the stream
 /// entry's id is the seq, so a resume reads the gap with one `XRANGE`. Counter and stream
@@ -47,7 +49,7 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   if keep > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
-redis.call('PUBLISH', KEYS[4], body)
+redis.call(ARGV[4], KEYS[4], body)
 return s
 "#;
 
@@ -89,7 +91,7 @@ impl BusPublisher {
     /// unreachable, until the node stops.
     pub fn run(mut self) {
         let script = redis::Script::new(SCRIPT);
-        let mut conn: Option<redis::Connection> = None;
+        let mut conn: Option<Link> = None;
         let mut backoff = BACKOFF_MIN;
         loop {
             let msg = match self.input.recv_timeout(Duration::from_secs(1)) {
@@ -144,7 +146,8 @@ impl BusPublisher {
                     .arg(&body)
                     .arg(self.cfg.history)
                     .arg(ttl_ms)
-                    .invoke::<u64>(c)
+                    .arg(c.publish_command())
+                    .invoke::<u64>(c.conn())
                 {
                     Ok(_) => {
                         self.metrics.published.inc();
@@ -176,12 +179,9 @@ impl BusPublisher {
         )
     }
 
-    fn connect(&self) -> Option<redis::Connection> {
-        let client = redis::Client::open(self.cfg.url.as_str()).ok()?;
-        match client.get_connection_with_timeout(Duration::from_secs(2)) {
+    fn connect(&self) -> Option<Link> {
+        match Link::open(&self.cfg.url, Duration::from_secs(5)) {
             Ok(c) => {
-                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
                 self.state.set_publisher(true);
                 log::info!("redis publisher connected to {}", self.cfg.url);
                 Some(c)

@@ -6,6 +6,9 @@
 //! interest version it has applied is published in [`BusState`], so a history read can wait
 //! until the topic it reads is subscribed. On a lost
 //! connection the thread reconnects with backoff and subscribes again to what is wanted then.
+//! On a Redis Cluster it subscribes with sharded Pub/Sub on every master instead
+//! ([`sharded`]); there is no pattern subscription there, so `*` follows the topics that
+//! some local client names.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,10 +16,13 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 
+use super::link::Link;
 use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off, presence};
 use crate::interest::Interest;
 use crate::messages::MixerMsg;
 use crate::metrics::SubscriberMetrics;
+
+mod sharded;
 
 /// How long one wait for a message may block, so interest changes and stop are noticed.
 const POLL: Duration = Duration::from_millis(50);
@@ -73,10 +79,8 @@ impl BusSubscriber {
         let mut backoff = BACKOFF_MIN;
         let mut connected_before = false;
         while !self.stopping() {
-            let conn = redis::Client::open(self.cfg.url.as_str())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)));
-            let mut conn = match conn {
-                Ok(c) => c,
+            let mut link = match Link::open(&self.cfg.url, COMMAND_TIMEOUT) {
+                Ok(link) => link,
                 Err(e) => {
                     log::debug!("redis subscriber: cannot connect to {}: {e}", self.cfg.url);
                     back_off(&mut backoff, || self.stopping());
@@ -89,8 +93,13 @@ impl BusSubscriber {
             connected_before = true;
             backoff = BACKOFF_MIN;
             log::info!("redis subscriber connected to {}", self.cfg.url);
-            if let Err(e) = self.serve(&mut conn) {
+            let served = match &mut link {
+                Link::Single(conn) => self.serve(conn),
+                Link::Cluster(_) => self.serve_cluster(&mut link),
+            };
+            if let Err(e) = served {
                 log::warn!("redis subscriber lost its connection ({e}); reconnecting");
+                back_off(&mut backoff, || self.stopping());
             }
             self.state.set_subscriber(false);
         }

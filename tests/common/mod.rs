@@ -12,6 +12,7 @@ mod http;
 mod programs;
 mod raw;
 mod redis;
+mod rooms;
 
 #[allow(unused_imports)]
 pub use healthy::Healthy;
@@ -23,6 +24,8 @@ pub use programs::*;
 pub use raw::*;
 #[allow(unused_imports)]
 pub use redis::*;
+#[allow(unused_imports)]
+pub use rooms::*;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -25,6 +25,15 @@ pub const REDIS_SERVER: Program = Program {
     package: "redis-server",
 };
 
+/// `redis-cli`, to build a Redis Cluster (tests/redis_cluster.rs); Debian's redis-server
+/// package brings it.
+pub const REDIS_CLI: Program = Program {
+    what: "redis-cli",
+    env: None,
+    names: &["redis-cli"],
+    package: "redis-tools",
+};
+
 /// Chromium, for the dashboard test (tests/dashboard.rs). Debian's package installs
 /// `chromium`; `scripts/test.sh` looks for the same names and `$TICKCAST_CHROMIUM`.
 pub const CHROMIUM: Program = Program {

@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
-use super::{REDIS_SERVER, require_program, wait_for};
+use super::{REDIS_CLI, REDIS_SERVER, require_program, wait_for};
 
 /// A redis-server child process on a given port, killed on drop.
 pub struct Redis {
@@ -60,4 +60,160 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A Redis Cluster of three masters, each with one replica: six redis-server processes on
+/// free ports, joined by `redis-cli --cluster create`, killed (and their files removed) on
+/// drop.
+pub struct RedisCluster {
+    nodes: Vec<Redis>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts the six servers, creates the cluster and waits (bounded) until every node
+    /// reports `cluster_state:ok`.
+    pub fn start() -> RedisCluster {
+        let program = require_program(&REDIS_SERVER);
+        let dir = std::env::temp_dir().join(format!(
+            "tickcast-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let port = free_port();
+            let child = Command::new(&program)
+                .current_dir(&dir)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--cluster-node-timeout", "2000"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+            nodes.push(Redis { child, port });
+        }
+        for node in &mut nodes {
+            let port = node.port;
+            wait_for("a cluster node to listen", || {
+                if let Some(status) = node.child.try_wait().unwrap() {
+                    panic!("redis-server on port {port} exited at start: {status}");
+                }
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+        }
+        let cluster = RedisCluster { nodes, dir };
+        let mut create = Command::new(redis_cli());
+        create.args(["--cluster", "create"]);
+        for node in &cluster.nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for node in &cluster.nodes {
+            wait_for("the cluster to be ok on every node", || {
+                cluster
+                    .cli(node.port, &["cluster", "info"])
+                    .contains("cluster_state:ok")
+            });
+        }
+        // Every node must know every other (and which are replicas) before failovers.
+        for node in &cluster.nodes {
+            wait_for("every node to know the six", || {
+                let nodes = cluster.cli(node.port, &["cluster", "nodes"]);
+                nodes.lines().filter(|l| l.contains("connected")).count() == 6
+                    && nodes.lines().filter(|l| l.contains("slave")).count() == 3
+            });
+        }
+        cluster
+    }
+
+    /// The address of the first node, as `--redis` takes it.
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// Runs `redis-cli -p port args...` and returns its output.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new(redis_cli())
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The port of the master that serves `key`'s slot, and of its replica.
+    pub fn master_and_replica_of(&self, key: &str) -> (u16, u16) {
+        let slot: u16 = self
+            .cli(self.nodes[0].port, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .unwrap();
+        let nodes = self.cli(self.nodes[0].port, &["cluster", "nodes"]);
+        // `<id> <ip:port@cport> <flags> <master-id|-> ... <slot ranges>`
+        let fields: Vec<Vec<&str>> = nodes
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let port_of =
+            |f: &[&str]| -> u16 { f[1].split(['@', ':']).nth(1).unwrap().parse().unwrap() };
+        let master = fields
+            .iter()
+            .find(|f| {
+                f[2].contains("master")
+                    && f[8..].iter().any(|r| {
+                        let mut ends = r.split('-').map(|n| n.parse::<u16>().unwrap_or(u16::MAX));
+                        let a = ends.next().unwrap_or(u16::MAX);
+                        let b = ends.next().unwrap_or(a);
+                        (a..=b).contains(&slot)
+                    })
+            })
+            .unwrap_or_else(|| panic!("no master serves slot {slot}:\n{nodes}"));
+        let replica = fields
+            .iter()
+            .find(|f| f[3] == master[0])
+            .unwrap_or_else(|| panic!("the master of slot {slot} has no replica:\n{nodes}"));
+        (port_of(master), port_of(replica))
+    }
+
+    /// Makes `replica` take over from its master (`CLUSTER FAILOVER`), and waits until it
+    /// reports itself master and the cluster is ok again.
+    pub fn failover(&self, replica: u16) {
+        let answer = self.cli(replica, &["cluster", "failover"]);
+        assert!(answer.contains("OK"), "CLUSTER FAILOVER: {answer}");
+        wait_for("the replica to become master", || {
+            self.cli(replica, &["role"]).starts_with("master")
+        });
+        for node in &self.nodes {
+            wait_for("the cluster to be ok after the failover", || {
+                self.cli(node.port, &["cluster", "info"])
+                    .contains("cluster_state:ok")
+            });
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `redis-cli`, which comes with redis-server (Debian's redis-tools).
+fn redis_cli() -> std::path::PathBuf {
+    require_program(&REDIS_CLI)
 }
