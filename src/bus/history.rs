@@ -129,16 +129,16 @@ impl BusHistory {
     fn read(&self, c: &mut Link, asked: &FetchAsk) -> redis::RedisResult<Stored> {
         let topic = &asked.ask.topic;
         let from = format!("{}-0", asked.ask.since.saturating_add(1));
-        let (latest, entries): (Option<u64>, Vec<StreamEntry>) = redis::pipe()
-            .cmd("GET")
-            .arg(self.cfg.seq_key(topic))
-            .cmd("XRANGE")
+        let mut get = redis::cmd("GET");
+        get.arg(self.cfg.seq_key(topic));
+        let mut range = redis::cmd("XRANGE");
+        range
             .arg(self.cfg.stream_key(topic))
             .arg(&from)
             .arg("+")
             .arg("COUNT")
-            .arg(self.cfg.history.max(1))
-            .query(c.conn())?;
+            .arg(self.cfg.history.max(1));
+        let (latest, entries): (Option<u64>, Vec<StreamEntry>) = c.pipeline([get, range])?;
         let mut messages = Vec::with_capacity(entries.len());
         for (_id, fields) in entries {
             let Some((_, body)) = fields.into_iter().find(|(k, _)| k == "m") else {

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use redis::{ConnectionLike, RedisResult};
+use redis::{Cmd, ConnectionLike, FromRedisValue, RedisResult};
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -47,6 +47,31 @@ impl Link {
         match self {
             Link::Single(c) => c,
             Link::Cluster(c) => c.as_mut(),
+        }
+    }
+
+    /// Sends `cmds` in one round trip (one per master on a cluster, each master's in order)
+    /// and returns their replies in order; an error reply fails the call. (The generic
+    /// pipeline does not run on a cluster connection: it needs the cluster's own.)
+    pub fn pipeline<T: FromRedisValue>(
+        &mut self,
+        cmds: impl IntoIterator<Item = Cmd>,
+    ) -> RedisResult<T> {
+        match self {
+            Link::Single(c) => {
+                let mut pipe = redis::pipe();
+                cmds.into_iter().for_each(|cmd| {
+                    pipe.add_command(cmd);
+                });
+                pipe.query(c)
+            }
+            Link::Cluster(c) => {
+                let mut pipe = redis::cluster::cluster_pipe();
+                cmds.into_iter().for_each(|cmd| {
+                    pipe.add_command(cmd);
+                });
+                pipe.query(c.as_mut())
+            }
         }
     }
 

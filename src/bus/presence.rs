@@ -350,30 +350,27 @@ impl BusPresence {
     /// Refreshes this node's heartbeat and announces it.
     fn beat(&self, c: &mut Link) -> redis::RedisResult<()> {
         let node = &self.state.node;
-        redis::pipe()
-            .cmd("SET")
-            .arg(self.cfg.heartbeat_key(node))
+        let mut set = redis::cmd("SET");
+        set.arg(self.cfg.heartbeat_key(node))
             .arg(1)
             .arg("PX")
-            .arg(self.cfg.node_ttl.as_millis() as u64)
-            .ignore()
-            .cmd("SADD")
-            .arg(self.cfg.nodes_key())
-            .arg(node)
-            .ignore()
-            .query::<()>(c.conn())
+            .arg(self.cfg.node_ttl.as_millis() as u64);
+        let mut add = redis::cmd("SADD");
+        add.arg(self.cfg.nodes_key()).arg(node);
+        c.pipeline::<redis::Value>([set, add]).map(drop)
     }
 
     /// Announces the leaves of every member of every node whose heartbeat expired (one
     /// node does it, the first to take the lock).
     fn reap_dead(&self, link: &mut Link) -> redis::RedisResult<()> {
         let publish = link.publish_command();
-        let c = link.conn();
-        let nodes: Vec<String> = redis::cmd("SMEMBERS").arg(self.cfg.nodes_key()).query(c)?;
+        let nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.cfg.nodes_key())
+            .query(link.conn())?;
         for node in nodes.iter().filter(|n| **n != self.state.node) {
             let alive: bool = redis::cmd("EXISTS")
                 .arg(self.cfg.heartbeat_key(node))
-                .query(c)?;
+                .query(link.conn())?;
             if alive {
                 continue;
             }
@@ -383,13 +380,13 @@ impl BusPresence {
                 .arg("NX")
                 .arg("PX")
                 .arg(self.cfg.node_ttl.as_millis() as u64)
-                .query(c)?;
+                .query(link.conn())?;
             if locked.is_none() {
                 continue;
             }
             let rooms: Vec<String> = redis::cmd("SMEMBERS")
                 .arg(self.cfg.node_rooms_key(node))
-                .query(c)?;
+                .query(link.conn())?;
             let mut gone = 0u64;
             for room in &rooms {
                 gone += redis::Script::new(REAP)
@@ -398,17 +395,13 @@ impl BusPresence {
                     .key(self.cfg.channel(room))
                     .arg(format!("{node}/"))
                     .arg(publish)
-                    .invoke::<u64>(c)?;
+                    .invoke::<u64>(link.conn())?;
             }
-            redis::pipe()
-                .cmd("DEL")
-                .arg(self.cfg.node_rooms_key(node))
-                .ignore()
-                .cmd("SREM")
-                .arg(self.cfg.nodes_key())
-                .arg(node)
-                .ignore()
-                .query::<()>(c)?;
+            let mut del = redis::cmd("DEL");
+            del.arg(self.cfg.node_rooms_key(node));
+            let mut forget = redis::cmd("SREM");
+            forget.arg(self.cfg.nodes_key()).arg(node);
+            link.pipeline::<redis::Value>([del, forget])?;
             log::info!(
                 "redis presence: node {node} is gone; {gone} member(s) left {} room(s)",
                 rooms.len()

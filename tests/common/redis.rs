@@ -68,12 +68,18 @@ pub fn free_port() -> u16 {
 pub struct RedisCluster {
     nodes: Vec<Redis>,
     dir: std::path::PathBuf,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static CLUSTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl RedisCluster {
     /// Starts the six servers, creates the cluster and waits (bounded) until every node
     /// reports `cluster_state:ok`.
     pub fn start() -> RedisCluster {
+        // One cluster at a time: two being formed at once on one host could meet through a
+        // reused port.
+        let serial = CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
         let program = require_program(&REDIS_SERVER);
         let dir = std::env::temp_dir().join(format!(
             "tickcast-cluster-{}-{}",
@@ -83,14 +89,16 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir).unwrap();
         let mut nodes = Vec::new();
         for _ in 0..6 {
-            let port = free_port();
+            let port = free_cluster_port(&nodes);
             let child = Command::new(&program)
                 .current_dir(&dir)
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
                 .args(["--cluster-enabled", "yes"])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-                .args(["--cluster-node-timeout", "2000"])
+                .args(["--cluster-node-timeout", "5000"])
+                // Replicas sync at once (the default waits 5 s for more of them).
+                .args(["--repl-diskless-sync-delay", "0"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -106,7 +114,11 @@ impl RedisCluster {
                 std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
             });
         }
-        let cluster = RedisCluster { nodes, dir };
+        let cluster = RedisCluster {
+            nodes,
+            dir,
+            _serial: serial,
+        };
         let mut create = Command::new(redis_cli());
         create.args(["--cluster", "create"]);
         for node in &cluster.nodes {
@@ -124,18 +136,43 @@ impl RedisCluster {
         );
         for node in &cluster.nodes {
             wait_for("the cluster to be ok on every node", || {
-                cluster
-                    .cli(node.port, &["cluster", "info"])
-                    .contains("cluster_state:ok")
+                let info = cluster.cli(node.port, &["cluster", "info"]);
+                info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:6")
             });
         }
-        // Every node must know every other (and which are replicas) before failovers.
+        // A failover to a replica that has not finished its first sync would lose the data:
+        // every replica must be in sync before the tests start.
+        let mut replicas = 0;
         for node in &cluster.nodes {
-            wait_for("every node to know the six", || {
-                let nodes = cluster.cli(node.port, &["cluster", "nodes"]);
-                nodes.lines().filter(|l| l.contains("connected")).count() == 6
-                    && nodes.lines().filter(|l| l.contains("slave")).count() == 3
-            });
+            if cluster.cli(node.port, &["role"]).starts_with("slave") {
+                replicas += 1;
+                wait_for("a replica to be in sync with its master", || {
+                    let info = cluster.cli(node.port, &["info", "replication"]);
+                    info.contains("master_link_status:up")
+                        && info.contains("master_sync_in_progress:0")
+                });
+            }
+        }
+        assert_eq!(
+            replicas, 3,
+            "redis-cli --cluster create made {replicas} replicas"
+        );
+        // ... and every node must see the three replicas (gossip takes a moment).
+        for node in &cluster.nodes {
+            let deadline = std::time::Instant::now() + super::WAIT_LIMIT;
+            loop {
+                let seen = cluster.cli(node.port, &["cluster", "nodes"]);
+                let flags = seen.lines().filter_map(|l| l.split_whitespace().nth(2));
+                if flags.filter(|f| f.split(',').any(|f| f == "slave")).count() == 3 {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "node {} does not see three replicas:\n{seen}",
+                    node.port
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
         }
         cluster
     }
@@ -189,13 +226,22 @@ impl RedisCluster {
         (port_of(master), port_of(replica))
     }
 
-    /// Makes `replica` take over from its master (`CLUSTER FAILOVER`), and waits until it
-    /// reports itself master and the cluster is ok again.
+    /// Makes `replica` take over from its master (`CLUSTER FAILOVER`), and waits until the
+    /// two have swapped roles and the cluster is ok again.
     pub fn failover(&self, replica: u16) {
+        let info = self.cli(replica, &["info", "replication"]);
+        let master: u16 = info
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("master_port:"))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{replica} is not a replica:\n{info}"));
         let answer = self.cli(replica, &["cluster", "failover"]);
         assert!(answer.contains("OK"), "CLUSTER FAILOVER: {answer}");
         wait_for("the replica to become master", || {
             self.cli(replica, &["role"]).starts_with("master")
+        });
+        wait_for("the old master to step down", || {
+            self.cli(master, &["role"]).starts_with("slave")
         });
         for node in &self.nodes {
             wait_for("the cluster to be ok after the failover", || {
@@ -211,6 +257,23 @@ impl Drop for RedisCluster {
         self.nodes.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A free port whose cluster bus port (10000 above it) is free too, and not one of `taken`.
+fn free_cluster_port(taken: &[Redis]) -> u16 {
+    for _ in 0..1000 {
+        let port = free_port();
+        let Some(bus) = port.checked_add(10_000) else {
+            continue;
+        };
+        let clash = taken
+            .iter()
+            .any(|r| r.port == port || r.port == bus || r.port + 10_000 == port);
+        if !clash && TcpListener::bind(("127.0.0.1", bus)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair for a cluster node");
 }
 
 /// `redis-cli`, which comes with redis-server (Debian's redis-tools).
