@@ -19,6 +19,22 @@ use crate::metrics::PublisherMetrics;
 
 /// Messages waiting for Redis, per node.
 pub const QUEUE: usize = 16 * 1024;
+/// Most messages sent in one pipeline (one round trip): the publisher takes whatever is
+/// queued up to this, so a quiet node sends one at a time and a busy one amortizes the
+/// round trip.
+const BATCH: usize = 128;
+
+/// One message ready for the publish script.
+struct Outgoing {
+    topic: Arc<str>,
+    keys: [String; 4],
+    body: String,
+}
+
+/// Whether `e` means the connection is gone (reconnect and send again).
+fn is_lost(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
+}
 
 /// Sequences, stores and publishes one message, once per id (see the module docs and the
 /// README). KEYS: the topic's seq counter, the id's dedup key, the topic's stream, its
@@ -93,8 +109,9 @@ impl BusPublisher {
         let script = redis::Script::new(SCRIPT);
         let mut conn: Option<Link> = None;
         let mut backoff = BACKOFF_MIN;
+        let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
         loop {
-            let msg = match self.input.recv_timeout(Duration::from_secs(1)) {
+            let first = match self.input.recv_timeout(Duration::from_secs(1)) {
                 Ok(msg) => msg,
                 Err(RecvTimeoutError::Timeout) => {
                     if conn.is_none() {
@@ -104,33 +121,22 @@ impl BusPublisher {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            self.next_id += 1;
-            let id = format!("{}-{}", self.node, self.next_id);
-            let wire = Wire {
-                seq: 0,
-                id: &id,
-                from: msg.from.as_deref(),
-                nick: msg.nick.as_deref(),
-                kind: msg.kind,
-                ts: msg.made_us.unwrap_or_else(unix_micros),
-                data: &msg.data,
-            };
-            // Strings and pre-validated raw JSON always serialize.
-            let body = serde_json::to_string(&wire).expect("serialize bus message");
-            let keys = [
-                self.cfg.seq_key(&msg.topic),
-                self.cfg.dedup_key(&msg.topic, &id),
-                self.cfg.stream_key(&msg.topic),
-                self.cfg.channel(&msg.topic),
-            ];
-            let ttl_ms = self.cfg.room_ttl.as_millis() as u64;
-            // Retried with the same id until Redis takes it (or the node stops).
+            batch.clear();
+            batch.push(self.prepare(first));
+            while batch.len() < BATCH {
+                match self.input.try_recv() {
+                    Ok(msg) => batch.push(self.prepare(msg)),
+                    Err(_) => break,
+                }
+            }
+            // Retried (same ids) until Redis takes it, or the node stops while Redis is away.
+            let mut one_by_one = false;
             loop {
                 let Some(c) = conn.as_mut() else {
                     if self.stopping() {
                         log::warn!(
                             "node stopping with redis unreachable: {} message(s) not published",
-                            1 + self.input.len()
+                            batch.len() + self.input.len()
                         );
                         return;
                     }
@@ -138,37 +144,123 @@ impl BusPublisher {
                     conn = self.connect();
                     continue;
                 };
-                match script
-                    .key(&keys[0])
-                    .key(&keys[1])
-                    .key(&keys[2])
-                    .key(&keys[3])
-                    .arg(&body)
-                    .arg(self.cfg.history)
-                    .arg(ttl_ms)
-                    .arg(c.publish_command())
-                    .invoke::<u64>(c.conn())
-                {
-                    Ok(_) => {
-                        self.metrics.published.inc();
+                let sent = if one_by_one {
+                    self.send_each(c, &script, &batch)
+                } else {
+                    self.send_batch(c, &script, &batch)
+                };
+                match sent {
+                    Ok(()) => {
                         backoff = BACKOFF_MIN;
                         break;
                     }
-                    Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                    Err(e) if is_lost(&e) => {
                         self.metrics.errors.inc();
                         log::warn!("redis publish failed ({e}); reconnecting");
                         self.state.set_publisher(false);
                         conn = None;
                     }
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        // A new master (a failover) or a flushed script cache.
+                        if let Err(e) = script.load(c.conn()) {
+                            log::warn!("redis: cannot load the publish script ({e})");
+                            conn = None;
+                        }
+                    }
                     Err(e) => {
-                        self.metrics.errors.inc();
-                        log::error!("redis refused a publish on `{}`: {e}", msg.topic);
-                        break;
+                        // Some message was refused: find it, one message per call.
+                        log::debug!("redis refused a batch ({e}); sending one by one");
+                        one_by_one = true;
                     }
                 }
             }
         }
         log::debug!("bus publisher stopped");
+    }
+
+    /// The script's keys and body for `msg`, with the node's next message id.
+    fn prepare(&mut self, msg: Publish) -> Outgoing {
+        self.next_id += 1;
+        let id = format!("{}-{}", self.node, self.next_id);
+        let wire = Wire {
+            seq: 0,
+            id: &id,
+            from: msg.from.as_deref(),
+            nick: msg.nick.as_deref(),
+            kind: msg.kind,
+            ts: msg.made_us.unwrap_or_else(unix_micros),
+            data: &msg.data,
+        };
+        // Strings and pre-validated raw JSON always serialize.
+        let body = serde_json::to_string(&wire).expect("serialize bus message");
+        Outgoing {
+            keys: [
+                self.cfg.seq_key(&msg.topic),
+                self.cfg.dedup_key(&msg.topic, &id),
+                self.cfg.stream_key(&msg.topic),
+                self.cfg.channel(&msg.topic),
+            ],
+            body,
+            topic: msg.topic,
+        }
+    }
+
+    /// The script call for `out` (`EVALSHA`: the script is loaded on a `NOSCRIPT`).
+    fn call(&self, link: &Link, script: &redis::Script, out: &Outgoing) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash())
+            .arg(out.keys.len())
+            .arg(&out.keys[..])
+            .arg(&out.body)
+            .arg(self.cfg.history)
+            .arg(self.cfg.room_ttl.as_millis() as u64)
+            .arg(link.publish_command());
+        cmd
+    }
+
+    /// Every message of `batch` in one pipeline: one round trip (per master), in order.
+    fn send_batch(
+        &self,
+        link: &mut Link,
+        script: &redis::Script,
+        batch: &[Outgoing],
+    ) -> redis::RedisResult<()> {
+        let calls: Vec<redis::Cmd> = batch.iter().map(|o| self.call(link, script, o)).collect();
+        let _: Vec<redis::Value> = link.pipeline(calls)?;
+        self.metrics.published.inc_by(batch.len() as u64);
+        Ok(())
+    }
+
+    /// Every message of `batch` on its own, so that one Redis refuses (logged, counted,
+    /// dropped) does not hold back the others.
+    fn send_each(
+        &self,
+        link: &mut Link,
+        script: &redis::Script,
+        batch: &[Outgoing],
+    ) -> redis::RedisResult<()> {
+        for out in batch {
+            let call = self.call(link, script, out);
+            match call.query::<redis::Value>(link.conn()) {
+                Ok(_) => {
+                    self.metrics.published.inc();
+                }
+                Err(e) if is_lost(&e) => return Err(e),
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    return Err(e);
+                }
+                Err(e) => {
+                    self.metrics.errors.inc();
+                    log::error!("redis refused a publish on `{}`: {e}", out.topic);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether the node has stopped its shards (nothing more will be published).
