@@ -61,6 +61,10 @@ pub struct LoadArgs {
     /// Topic to publish on. Default: the URL's first topic, else `ticks`.
     #[arg(long)]
     pub publish_topic: Option<String>,
+    /// Spread the connections over K rooms: connection k puts `k % K` in place of every
+    /// `{r}` in the URL and in --publish-topic (`ws://…/ws?room=chat-{r}`).
+    #[arg(long, default_value_t = 0)]
+    pub rooms: usize,
     /// Measure publisher-to-subscriber latency (from the `sent_us` publishers embed) even
     /// without --publishers: subscribers of publishers running elsewhere.
     #[arg(long)]
@@ -137,6 +141,7 @@ impl LoadArgs {
         cfg.publishers = self.publishers;
         cfg.publish_rate = self.publish_rate;
         cfg.track_publish_latency = self.publish_latency;
+        cfg.rooms = self.rooms;
         if let Some(topic) = &self.publish_topic {
             cfg.publish_topic = topic.clone();
         }

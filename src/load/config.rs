@@ -107,6 +107,17 @@ pub fn parse_source_ips(spec: &str) -> Result<Vec<Ipv4Addr>, String> {
     Ok(out)
 }
 
+/// What `--rooms` replaces with a connection's room number.
+pub const ROOM_MARK: &str = "{r}";
+
+/// `text` for the connection in room `room` (`{r}` replaced), or as it is.
+pub fn in_room(text: &str, room: Option<usize>) -> std::borrow::Cow<'_, str> {
+    match room {
+        Some(r) if text.contains(ROOM_MARK) => text.replace(ROOM_MARK, &r.to_string()).into(),
+        _ => text.into(),
+    }
+}
+
 /// Everything one run of `tickcast load` needs.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -135,6 +146,9 @@ pub struct LoadConfig {
     pub publish_rate: f64,
     /// Topic the publishers publish on (default: the URL's first topic, else `ticks`).
     pub publish_topic: String,
+    /// Connections spread over this many rooms (0: all alike): connection k's URL and
+    /// publish topic get `k % rooms` in place of `{r}`.
+    pub rooms: usize,
     /// Measure publisher-to-subscriber latency from the `sent_us` publishers embed, also on
     /// connections that do not publish (e.g. subscribers on another node).
     pub track_publish_latency: bool,
@@ -164,6 +178,7 @@ impl LoadConfig {
             publish_rate: 0.0,
             publish_topic,
             track_publish_latency: false,
+            rooms: 0,
             server_pid: None,
             scrape_metrics: false,
             progress: false,
@@ -192,6 +207,9 @@ impl LoadConfig {
         }
         if self.max_message < 125 {
             return Err("--max-message must be at least 125 bytes".into());
+        }
+        if self.rooms > 0 && !self.target.path.contains(ROOM_MARK) {
+            return Err(format!("--rooms needs `{ROOM_MARK}` in the URL"));
         }
         if self.publishers > self.connections {
             return Err("--publishers cannot exceed -n".into());

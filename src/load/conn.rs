@@ -77,6 +77,8 @@ pub struct LoadConn {
     seqs: Vec<(u32, u64)>,
     /// Next publish time, for publishers.
     pub next_publish: Option<Instant>,
+    /// The room number this connection puts in place of `{r}` (`--rooms`).
+    pub room: Option<usize>,
     /// Publishes sent by this connection (the `n` field of each).
     published: u64,
 }
@@ -113,6 +115,7 @@ impl LoadConn {
             out_sent: 0,
             seqs: Vec::new(),
             next_publish: None,
+            room: None,
             published: 0,
         })
     }
@@ -154,7 +157,8 @@ impl LoadConn {
                 Err(e) => return self.fail(ctx, connect_reason(&e)),
             }
             let key = tungstenite::handshake::client::generate_key();
-            self.out = wire::upgrade_request(&target.host, &target.path, &key);
+            let path = super::config::in_room(&target.path, self.room);
+            self.out = wire::upgrade_request(&target.host, &path, &key);
             self.key = Some(key.into());
             self.phase = Phase::Upgrading;
         }

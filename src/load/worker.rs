@@ -158,6 +158,7 @@ impl Worker {
                     continue;
                 }
             };
+            conn.room = (self.cfg.rooms > 0).then(|| k % self.cfg.rooms);
             let entry = self.conns.vacant_entry();
             let token = entry.key();
             if let Err(e) = conn.register(self.handshakes.registry(), token) {
@@ -202,8 +203,9 @@ impl Worker {
                 // Far behind: skip ahead rather than flood.
                 *next = now + interval;
             }
+            let topic = super::config::in_room(&self.cfg.publish_topic, conn.room);
             for _ in 0..sent {
-                conn.publish(&mut ctx, &self.cfg.publish_topic, &mut self.publish_text);
+                conn.publish(&mut ctx, &topic, &mut self.publish_text);
             }
             if sent > 0 {
                 conn.flush(&mut ctx);
