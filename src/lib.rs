@@ -98,6 +98,7 @@ pub mod load;
 pub mod messages;
 pub mod metrics;
 pub mod mixer;
+pub mod probe;
 pub mod procstat;
 pub mod protocol;
 pub mod provider;

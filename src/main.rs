@@ -7,7 +7,9 @@ use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use tickcast::cli::{AbuseArgs, BaselineArgs, Cli, Command, LoadArgs, ReportArgs, ServeArgs};
+use tickcast::cli::{
+    AbuseArgs, BaselineArgs, Cli, Command, LoadArgs, ProbeArgs, ReportArgs, ServeArgs,
+};
 use tickcast::server::{Server, raise_nofile_limit};
 
 fn main() -> ExitCode {
@@ -29,6 +31,24 @@ fn main() -> ExitCode {
         Command::Baseline(args) => baseline(&args),
         Command::Report(args) => report(&args),
         Command::Abuse(args) => abuse(&args),
+        Command::ProbeResume(args) => probe_resume(&args),
+    }
+}
+
+fn probe_resume(args: &ProbeArgs) -> ExitCode {
+    let cfg = match args.to_config() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("tickcast probe-resume: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = tickcast::probe::run(&cfg);
+    println!("{report}");
+    if report["ok"] == true {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

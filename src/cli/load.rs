@@ -6,17 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse_duration;
+use super::{parse_duration, parse_secs};
 use crate::load::{LoadConfig, RowContext, Target, parse_source_ips};
-
-/// Parses seconds (`15`, `0.5`) or a humantime duration (`15s`, `500ms`).
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
-        Ok(_) => Err("must be a positive number of seconds".into()),
-        Err(_) => parse_duration(s),
-    }
-}
 
 /// Options of `tickcast load`.
 #[derive(Debug, Args)]

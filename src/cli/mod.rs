@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 pub mod abuse;
 pub mod baseline;
 pub mod load;
+pub mod probe;
 pub mod report;
 mod secret;
 pub mod serve;
@@ -19,6 +20,7 @@ pub mod token;
 pub use abuse::AbuseArgs;
 pub use baseline::BaselineArgs;
 pub use load::LoadArgs;
+pub use probe::ProbeArgs;
 pub use report::ReportArgs;
 pub use serve::ServeArgs;
 pub use token::TokenArgs;
@@ -50,6 +52,9 @@ pub enum Command {
     Report(Box<ReportArgs>),
     /// Play one hostile scenario against a server and print what it did as one JSON line.
     Abuse(Box<AbuseArgs>),
+    /// Time a client's resume on another node of a Redis-backed cluster (reconnect to the
+    /// last replayed message), printed as one JSON line.
+    ProbeResume(Box<ProbeArgs>),
 }
 
 const LOAD_EXAMPLES: &str = "\
@@ -68,6 +73,15 @@ Examples:
   TICKCAST_LISTEN=0.0.0.0:9000 tickcast serve     # every option has a TICKCAST_* variable
 Watch the stream:
   websocat 'ws://127.0.0.1:8080/ws?topics=ticks'";
+
+/// Parses seconds (`15`, `0.5`) or a humantime duration (`15s`, `500ms`).
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
+        Ok(_) => Err("must be a positive number of seconds".into()),
+        Err(_) => parse_duration(s),
+    }
+}
 
 /// Parses a humantime duration (`100ms`, `5s`, `1m`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

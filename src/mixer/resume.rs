@@ -9,11 +9,14 @@
 //!
 //! - when this node's live stream is already past Redis's last message, the ring continues
 //!   the replay;
-//! - when it is behind (messages still on their way through Pub/Sub), the answer waits for
-//!   them, at most [`ANCHOR_WAIT`]: the connection subscribes only after the replay, so a
-//!   message that arrived live after it would be shown twice. If they do not come (they were
-//!   published before this node subscribed, so they never will), the topic's sequence here
-//!   moves up to Redis's, and what Redis returned goes into the ring.
+//! - when nothing on this node follows the topic yet (the usual case: a client whose node
+//!   went away), the topic's sequence here joins Redis's at once, and what Redis returned
+//!   goes into the ring; messages up to it that still arrive live are dropped as passed;
+//! - when it is behind (messages still on their way through Pub/Sub to this node's other
+//!   clients of the topic), the answer waits for them, at most [`ANCHOR_WAIT`]: the
+//!   connection subscribes only after the replay, so a message that arrived live after it
+//!   would be shown twice. If they do not come (they were published before this node
+//!   subscribed, so they never will), the sequence joins Redis's then.
 //!
 //! A `reset` is sent only when Redis no longer holds the first message after `since`
 //! (trimmed to `--history`, or expired with the room); while Redis cannot be read, the ring
@@ -133,7 +136,12 @@ impl Mixer {
             let (replay, latest) = self.local_replay(&ask.topic, ask.since);
             return self.send_replay(conn, ask, replay, latest);
         };
-        let local = self.topics.get(&ask.topic).map_or(0, |s| s.seq);
+        let Some(local) = self.topics.get(&ask.topic).map(|s| s.seq) else {
+            // Nothing here follows the topic yet (a client whose node went away): no local
+            // client waits for the messages still on their way, so the sequence joins
+            // Redis's at once, and those that arrive live later are dropped as passed.
+            return self.merge(conn, ask, stored, true);
+        };
         if local < last_seq(&stored, ask.since) {
             self.anchoring.push(Anchoring {
                 until: now + ANCHOR_WAIT,
