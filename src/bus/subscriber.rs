@@ -25,7 +25,9 @@ use crate::metrics::SubscriberMetrics;
 mod sharded;
 
 /// How long one wait for a message may block, so interest changes and stop are noticed.
-const POLL: Duration = Duration::from_millis(50);
+/// A new topic is subscribed within this (a resume from Redis and a room's first member on
+/// the node wait for it); an idle wait costs one timed-out read.
+const POLL: Duration = Duration::from_millis(5);
 /// How long a SUBSCRIBE/UNSUBSCRIBE reply may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -100,7 +100,7 @@ impl BusSubscriber {
             for (i, master) in masters.iter().enumerate() {
                 let (quit, applied, ended_tx) = (&quit, &applied, ended_tx.clone());
                 std::thread::Builder::new()
-                    .name(format!("bus-sub-{i}"))
+                    .name(format!("tickcast-sub-{i}"))
                     .spawn_scoped(s, move || {
                         let why = self.follow_master(master, i, applied, quit);
                         let _ = ended_tx.send(why);
