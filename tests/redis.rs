@@ -215,3 +215,52 @@ fn a_bad_redis_url_is_a_clear_error_at_start() {
     let err = tickcast::server::Server::bind(cfg).unwrap_err().to_string();
     assert!(err.contains("invalid --redis URL"), "{err}");
 }
+
+/// The publish script against a real Redis: a message a node sends again (its reply was
+/// lost) is published once, and an older number never again; another node's numbers are
+/// its own. Nothing per message is kept besides the stream entry.
+#[test]
+fn the_publish_script_publishes_each_message_once() {
+    let redis = Redis::start(free_port());
+    let cfg = BusConfig::new(&redis.url());
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let script = tickcast::bus::publisher::publish_script();
+    let mut send = |node: &str, n: u64| -> u64 {
+        script
+            .key(cfg.seq_key("room.d"))
+            .key(cfg.publishers_key("room.d"))
+            .key(cfg.stream_key("room.d"))
+            .key(cfg.channel("room.d"))
+            .arg(format!(r#"{{"id":"{node}-{n}","data":{n}}}"#))
+            .arg(100)
+            .arg(60_000)
+            .arg("PUBLISH")
+            .arg(node)
+            .arg(n)
+            .invoke(&mut conn)
+            .unwrap()
+    };
+    let first = send("a", 1);
+    assert!(
+        first > 1,
+        "the counter starts from the Redis clock: {first}"
+    );
+    assert_eq!(send("a", 1), 0, "a retry is not published again");
+    assert_eq!(send("a", 2), first + 1);
+    assert_eq!(send("a", 1), 0, "an older number is not published again");
+    assert_eq!(send("b", 1), first + 2, "another node numbers its own");
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let len: u64 = redis::cmd("XLEN")
+        .arg(cfg.stream_key("room.d"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(len, 3);
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    assert_eq!(keys.len(), 3, "seq, publishers and stream only: {keys:?}");
+}

@@ -120,10 +120,10 @@ impl BusConfig {
         format!("{}:{{{topic}}}:stream", self.prefix)
     }
 
-    /// The key that remembers message `id` on `topic` for a minute (a retried publish is
-    /// published once).
-    pub fn dedup_key(&self, topic: &str, id: &str) -> String {
-        format!("{}:{{{topic}}}:id:{id}", self.prefix)
+    /// The hash of the number of each node's last message published on `topic` (a retried
+    /// publish is published once).
+    pub fn publishers_key(&self, topic: &str) -> String {
+        format!("{}:{{{topic}}}:pubs", self.prefix)
     }
 
     /// The hash of `room`'s members on every node (member key -> who).
@@ -288,7 +288,7 @@ mod tests {
         assert_eq!(cfg.topic_of("tc:room.a"), None);
         assert_eq!(cfg.seq_key("room.a"), "tc:{room.a}:seq");
         assert_eq!(cfg.stream_key("room.a"), "tc:{room.a}:stream");
-        assert_eq!(cfg.dedup_key("room.a", "n-1"), "tc:{room.a}:id:n-1");
+        assert_eq!(cfg.publishers_key("room.a"), "tc:{room.a}:pubs");
         assert!(cfg.carries("room.a") && !cfg.carries("ticks"));
         let bad = BusConfig {
             url: "http://nope".into(),

@@ -29,6 +29,8 @@ struct Outgoing {
     topic: Arc<str>,
     keys: [String; 4],
     body: String,
+    /// The node's number for it (its id is `<node>-<number>`).
+    number: u64,
 }
 
 /// Whether `e` means the connection is gone (reconnect and send again).
@@ -36,25 +38,29 @@ fn is_lost(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
 }
 
-/// Sequences, stores and publishes one message, once per id (see the module docs and the
-/// README). KEYS: the topic's seq counter, the id's dedup key, the topic's stream, its
-/// channel (declared too, so that every name the script touches is known to share the
-/// topic's hash slot). ARGV: the JSON body without `seq`, how many messages the stream keeps,
-/// the room TTL in ms, the publish command (`PUBLISH`, or `SPUBLISH` on a cluster). The dedup
-/// key lives 60 s (a retry comes right after a reconnect). A
+/// Sequences, stores and publishes one message, once (see the module docs and the README).
+/// KEYS: the topic's seq counter, the topic's publishers hash (node -> the number of its
+/// last message published there), the topic's stream, its channel (declared too, so that
+/// every name the script touches is known to share the topic's hash slot). ARGV: the JSON
+/// body without `seq`, how many messages the stream keeps, the room TTL in ms, the publish
+/// command (`PUBLISH`, or `SPUBLISH` on a cluster), the node, the message's number. A node
+/// numbers its messages in order and sends each topic's in order, so a number at or below
+/// the node's last on the topic is a retry of one already published (its reply was lost):
+/// skipped, and it costs Redis one hash field per node and topic, not a key per message. A
 /// counter that does not exist (a new or restarted Redis, or an expired room) starts from the
 /// Redis clock in µs, so sequence numbers keep increasing across a Redis restart; the stream
-/// entry's id is the seq, so a resume reads the gap with one `XRANGE`. Counter and stream
-/// expire after the room TTL without a publish.
+/// entry's id is the seq, so a resume reads the gap with one `XRANGE`. Counter, publishers
+/// and stream expire after the room TTL without a publish.
 const SCRIPT: &str = r#"
-local prev = redis.call('GET', KEYS[2])
-if prev then return tonumber(prev) end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  local t = redis.call('TIME')
-  redis.call('SET', KEYS[1], string.format('%d%06d', t[1], t[2]))
-end
+local n = tonumber(ARGV[6])
+if n <= tonumber(redis.call('HGET', KEYS[2], ARGV[5]) or '0') then return 0 end
 local s = redis.call('INCR', KEYS[1])
-redis.call('SET', KEYS[2], s, 'EX', 60)
+if s == 1 then
+  local t = redis.call('TIME')
+  s = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  redis.call('SET', KEYS[1], string.format('%d', s))
+end
+redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
 local body = '{"seq":' .. string.format('%d', s) .. ',' .. string.sub(ARGV[1], 2)
 local keep = tonumber(ARGV[2])
 if keep > 0 then
@@ -63,11 +69,17 @@ end
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
   if keep > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
 redis.call(ARGV[4], KEYS[4], body)
 return s
 "#;
+
+/// The publish script (for tests that drive it against a real Redis).
+pub fn publish_script() -> redis::Script {
+    redis::Script::new(SCRIPT)
+}
 
 /// The bus publisher thread's state.
 pub struct BusPublisher {
@@ -106,7 +118,7 @@ impl BusPublisher {
     /// Runs until every sender is gone and the queue is published, or, while Redis is
     /// unreachable, until the node stops.
     pub fn run(mut self) {
-        let script = redis::Script::new(SCRIPT);
+        let script = publish_script();
         let mut conn: Option<Link> = None;
         let mut backoff = BACKOFF_MIN;
         let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
@@ -199,11 +211,12 @@ impl BusPublisher {
         Outgoing {
             keys: [
                 self.cfg.seq_key(&msg.topic),
-                self.cfg.dedup_key(&msg.topic, &id),
+                self.cfg.publishers_key(&msg.topic),
                 self.cfg.stream_key(&msg.topic),
                 self.cfg.channel(&msg.topic),
             ],
             body,
+            number: self.next_id,
             topic: msg.topic,
         }
     }
@@ -217,7 +230,9 @@ impl BusPublisher {
             .arg(&out.body)
             .arg(self.cfg.history)
             .arg(self.cfg.room_ttl.as_millis() as u64)
-            .arg(link.publish_command());
+            .arg(link.publish_command())
+            .arg(&self.node)
+            .arg(out.number);
         cmd
     }
 
