@@ -68,7 +68,34 @@ redis_totals() {
         $1 == "total_commands_processed" { cmds += $2 }
         $1 == "total_net_input_bytes" { inb += $2 }
         $1 == "total_net_output_bytes" { outb += $2 }
-        END { printf "%.6f %d %d %d\n", cpu, cmds, inb, outb }'
+        $1 == "used_memory" { mem += $2 }
+        $1 ~ /^db[0-9]+$/ { split($2, kv, /[=,]/); keys += kv[2] }
+        END { printf "%.6f %d %d %d %d %d\n", cpu, cmds, inb, outb, mem, keys }'
+}
+
+# thread_ticks PID: one line per thread: "tid name cpu_ticks".
+thread_ticks() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        printf '%s %s %s\n' "${t##*/}" "$(tr ' ' _ <"$t/comm")" \
+            "$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "$t/stat")"
+    done 2>/dev/null
+}
+
+# busiest LABEL BEFORE AFTER SECONDS: the two busiest threads between two thread_ticks
+# samples, as "LABEL:name NN%" joined by spaces.
+busiest() {
+    awk -v label="$1" -v el="$4" -v hz="$(getconf CLK_TCK)" '
+        NR == FNR { before[$1] = $3; next }
+        { pct[$2 "#" $1] = 100 * ($3 - before[$1]) / hz / el }
+        END {
+            for (k = 0; k < 2; k++) {
+                best = ""; for (t in pct) if (best == "" || pct[t] > pct[best]) best = t
+                if (best == "") break
+                name = best; sub(/#.*/, "", name)
+                printf "%s%s:%s %.0f%%", (k ? " " : ""), label, name, pct[best]; delete pct[best]
+            }
+        }' "$2" "$3"
 }
 
 # proc_cpu_s PID: CPU seconds (user + system) the process has used.
@@ -161,8 +188,8 @@ cluster_resume() {
 # 3. Publishes/s through the bus: 100 rooms, a publisher each on A, a subscriber each on B.
 cluster_bus() {
     local backend=$1 rooms=${BUS_ROOMS:-100} rate log load_a csv=$OUT/bus.csv
-    local before after a_before a_after pub_before pub_after t0 t1
-    [[ -s $csv ]] || echo "backend,masters,rooms,publishers,rate_per_publisher,offered_per_s,delivered_per_s,delivery_ratio,pub_lat_p50_us,pub_lat_p99_us,published_per_s,redis_cpu_pct,redis_cpu_us_per_publish,redis_cmds_per_publish,redis_in_bytes_per_publish,redis_out_bytes_per_publish,node_a_cpu_pct" >"$csv"
+    local before after a_before a_after b_before b_after pub_before pub_after t0 t1
+    [[ -s $csv ]] || echo "backend,masters,rooms,publishers,rate_per_publisher,offered_per_s,delivered_per_s,delivery_ratio,pub_lat_p50_us,pub_lat_p99_us,published_per_s,redis_cpu_pct,redis_cpu_us_per_publish,redis_cmds_per_publish,redis_in_bytes_per_publish,redis_out_bytes_per_publish,redis_used_mb,redis_keys,node_a_cpu_pct,node_b_cpu_pct,busiest_threads" >"$csv"
     for rate in ${BUS_RATES:-100 200 400 600 800}; do
         POINT=$((POINT + 1))
         log=$OUT/logs/$(printf '%03d' "$POINT")-bus-$backend-r$rate
@@ -175,6 +202,8 @@ cluster_bus() {
         sleep 1
         # The window: from the subscribers' warmup end to their end (sampled around the run).
         t0=$(date +%s.%N); before=$(redis_totals); a_before=$(proc_cpu_s "$PID_A")
+        b_before=$(proc_cpu_s "$PID_B")
+        thread_ticks "$PID_A" >"$log.a.threads0"; thread_ticks "$PID_B" >"$log.b.threads0"
         pub_before=$(metric "$PORT_A" tickcast_bus_published_total)
         taskset -c "$LOAD_CPUS" "$BIN" load "ws://127.0.0.1:$PORT_B/ws?room=bus-{r}" --rooms "$rooms" \
             -n "$rooms" --publish-latency --warmup "$WARMUP" --duration "$DURATION" \
@@ -182,6 +211,11 @@ cluster_bus() {
             --shards 1 --linger 0 --providers 0 --offered-rate "$rate" \
             --cpu-split "servers:$SERVER_CPUS load:$LOAD_CPUS redis:any" >"$log.json" 2>"$log.txt" || true
         t1=$(date +%s.%N); after=$(redis_totals); a_after=$(proc_cpu_s "$PID_A")
+        b_after=$(proc_cpu_s "$PID_B")
+        thread_ticks "$PID_A" >"$log.a.threads1"; thread_ticks "$PID_B" >"$log.b.threads1"
+        local el threads
+        el=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+        threads="$(busiest A "$log.a.threads0" "$log.a.threads1" "$el") $(busiest B "$log.b.threads0" "$log.b.threads1" "$el")"
         pub_after=$(metric "$PORT_A" tickcast_bus_published_total)
         wait "$load_a" 2>/dev/null || true
         nodes_stop
@@ -191,15 +225,17 @@ cluster_bus() {
             awk -v be="$backend" -v m="${#REDIS_PORTS[@]}" -v rooms="$rooms" -v rate="$rate" \
                 -v d="$delivered" -v ratio="$ratio" -v p50="$p50" -v p99="$p99" \
                 -v t0="$t0" -v t1="$t1" -v b="$before" -v a="$after" -v ab="$a_before" -v aa="$a_after" \
+                -v bb="$b_before" -v ba="$b_after" -v th="$threads" \
                 -v pb="$pub_before" -v pa="$pub_after" 'BEGIN {
                     split(b, x, " "); split(a, y, " "); el = t1 - t0; n = pa - pb; if (n < 1) n = 1
-                    printf "%s,%d,%d,%d,%d,%d,%.0f,%.4f,%s,%s,%.0f,%.1f,%.2f,%.2f,%.0f,%.0f,%.1f\n",
+                    printf "%s,%d,%d,%d,%d,%d,%.0f,%.4f,%s,%s,%.0f,%.1f,%.2f,%.2f,%.0f,%.0f,%.1f,%d,%.1f,%.1f,%s\n",
                         be, m, rooms, rooms, rate, rooms * rate, d, ratio, p50, p99, n / el,
                         100 * (y[1] - x[1]) / el, 1e6 * (y[1] - x[1]) / n, (y[2] - x[2]) / n,
-                        (y[3] - x[3]) / n, (y[4] - x[4]) / n, 100 * (aa - ab) / el }' >>"$csv"
+                        (y[3] - x[3]) / n, (y[4] - x[4]) / n, y[5] / 1048576, y[6],
+                        100 * (aa - ab) / el, 100 * (ba - bb) / el, th }' >>"$csv"
         }
         printf '[%3d] bus     %-7s rate=%-4s x %s rooms: %s\n' "$POINT" "$backend" "$rate" "$rooms" \
-            "$(tail -n1 "$csv" | cut -d, -f7-12)" >&2
+            "$(tail -n1 "$csv" | cut -d, -f7-12,22)" >&2
     done
 }
 
@@ -207,13 +243,14 @@ run_cluster() {
     trap 'SERVER_PID=${PID_A:-}; stop_server; SERVER_PID=${PID_B:-}; stop_server; redis_stop' EXIT
     command -v jq >/dev/null || { echo "bench.sh: --cluster needs jq" >&2; exit 1; }
     command -v curl >/dev/null || { echo "bench.sh: --cluster needs curl" >&2; exit 1; }
-    redis_start single
-    cluster_latency
-    cluster_resume single
-    cluster_bus single
-    redis_stop
-    redis_start cluster
-    cluster_resume cluster
-    cluster_bus cluster
-    redis_stop
+    # CLUSTER_PARTS picks parts: latency, resume, bus (default: all three).
+    local parts=" ${CLUSTER_PARTS:-latency resume bus} " backend
+    for backend in single cluster; do
+        [[ $backend == cluster && $parts != *" resume "* && $parts != *" bus "* ]] && continue
+        redis_start "$backend"
+        [[ $backend == single && $parts == *" latency "* ]] && cluster_latency
+        [[ $parts == *" resume "* ]] && cluster_resume "$backend"
+        [[ $parts == *" bus "* ]] && cluster_bus "$backend"
+        redis_stop
+    done
 }
