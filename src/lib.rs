@@ -55,9 +55,10 @@
 //! - [`admission`]: `--max-connections` and `--max-connections-per-ip`.
 //! - [`services`]: what every shard consults at upgrade time (caps, tokens, interest, bus).
 //! - [`interest`]: which topics this node's clients want, across shards.
-//! - [`bus`]: scale-out through Redis: Pub/Sub for messages, a stream per topic for resumes on
-//!   any node, room members shared across nodes (publisher, subscriber, history and presence
-//!   threads).
+//! - [`bus`]: scale-out through Redis or a Redis Cluster: Pub/Sub (sharded on a cluster) for
+//!   messages, a stream per topic for resumes on any node, room members shared across nodes
+//!   (publisher, subscriber, history and presence threads; on a cluster, one subscriber
+//!   thread per master).
 //! - [`acceptor`]: accepts sockets and hands each to the least-loaded shard.
 //! - [`sched`]: the acceptor's real-time priority (or short slice) and its flood guard.
 //! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms, the
@@ -78,6 +79,7 @@
 //! - [`abuse`]: `tickcast abuse`, the client side of the hostile scenarios
 //!   `scripts/abuse.sh` runs (churn, slowloris, stalled readers, malformed input, floods,
 //!   shutdown under load, reconnect storms).
+//! - [`probe`]: `tickcast probe-resume`, the time a client takes to resume on another node.
 
 pub mod abuse;
 pub mod acceptor;
