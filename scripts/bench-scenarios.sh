@@ -51,5 +51,61 @@ run_chat() {
     done
 }
 
+# rooms_point SHARDS ROOMS MEMBERS TOTAL: ROOMS rooms of MEMBERS members on one node, one
+# publisher per room, TOTAL publishes/s in all. The load's row goes to rooms.csv (mode
+# rooms-R-M); the server's threads' CPU over the window to rooms-threads.csv. Sets VERDICT.
+rooms_point() {
+    local shards=$1 rooms=$2 members=$3 total=$4 port=$((BASE_PORT + 160)) log rate el t0 t1
+    local clients=$((rooms * members))
+    POINT=$((POINT + 1))
+    log=$OUT/logs/$(printf '%03d' "$POINT")-rooms-s$shards-r$rooms-m$members-t$total
+    rate=$(awk -v t="$total" -v r="$rooms" 'BEGIN { printf "%.4f", t / r }')
+    start_serve "$port" "$log.server.log" --shards "$shards"
+    # The threads are sampled around the whole run, ramp included: a short ramp (at most
+    # 10,000 clients at the connect rate) against warmup + window.
+    thread_ticks "$SERVER_PID" >"$log.threads0"; t0=$(date +%s.%N)
+    taskset -c "$LOAD_CPUS" "$BIN" load "ws://127.0.0.1:$port/ws?room=r-{r}" --rooms "$rooms" \
+        -n "$clients" --publishers-per-room 1 --publish-rate "$rate" --publish-topic "r-{r}" \
+        --connect-rate "$CONNECT_RATE" --source-ips "$SOURCE_IPS" \
+        --warmup "$WARMUP" --duration "$DURATION" --server-pid "$SERVER_PID" \
+        --csv "$OUT/rooms.csv" --quiet --mode "rooms-$rooms-$members" --shards "$shards" \
+        --linger 0 --providers 0 --offered-rate "$rate" \
+        --cpu-split "server:$SERVER_CPUS load:$LOAD_CPUS" >"$log.txt" 2>&1 || true
+    thread_ticks "$SERVER_PID" >"$log.threads1"; t1=$(date +%s.%N)
+    stop_server
+    el=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+    local threads=$OUT/rooms-threads.csv
+    [[ -s $threads ]] || echo "point,shards,rooms,members,publishes_per_s,mixer_cpu_pct,shards_max_cpu_pct,acceptor_cpu_pct,busiest" >"$threads"
+    awk -v p="$POINT" -v s="$shards" -v r="$rooms" -v m="$members" -v t="$total" -v el="$el" \
+        -v hz="$(getconf CLK_TCK)" -v busy="$(busiest S "$log.threads0" "$log.threads1" "$el")" '
+        NR == FNR { before[$1] = $3; next }
+        { pct = 100 * ($3 - before[$1]) / hz / el }
+        $2 ~ /mixer/ { mixer += pct }
+        $2 ~ /shard/ { if (pct > shard) shard = pct }
+        $2 ~ /acceptor/ { acc += pct }
+        END { printf "%d,%d,%d,%d,%d,%.1f,%.1f,%.1f,%s\n", p, s, r, m, t, mixer, shard, acc, busy }' \
+        "$log.threads0" "$log.threads1" >>"$threads"
+    read -r VERDICT _ _ < <("$BIN" report --verdict "$OUT/rooms.csv" || echo failed clear 1)
+    printf '[%3d] rooms   shards=%s rooms=%-5s members=%-2s publishes/s=%-6s %-10s %s | %s\n' \
+        "$POINT" "$shards" "$rooms" "$members" "$total" "$VERDICT" \
+        "$(grep -m1 '^latency' "$log.txt" | awk '{print "p99", $7, $8}' | tr -d ,)" \
+        "$(tail -n1 "$threads" | cut -d, -f6-)" >&2
+}
+
+# Many rooms: for each ROOMS:MEMBERS case and shard count, total publishes/s rise until a
+# point is not sustainable (the same bar as the sweep).
+run_rooms() {
+    local case rooms members shards total
+    for case in ${ROOMS_CASES:-10:10 1000:2 1000:10 5000:2}; do
+        rooms=${case%%:*}; members=${case##*:}
+        for shards in ${SHARDS//,/ }; do
+            for total in ${ROOMS_RATES:-1000 2000 5000 10000 20000 50000}; do
+                rooms_point "$shards" "$rooms" "$members" "$total"
+                [[ $VERDICT == ok ]] || break
+            done
+        done
+    done
+}
+
 # shellcheck source=scripts/bench-cluster.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench-cluster.sh"

@@ -6,7 +6,8 @@
 #   scripts/bench.sh --quick         # small sweep, under 2 minutes
 #   scripts/bench.sh --smoke         # a handful of points, for the test suite
 #   scripts/bench.sh --chat          # chat rooms: N members, P publishers (chat.csv)
-#   scripts/bench.sh --cluster       # two nodes + redis-server: cross-node latency (cluster.csv)
+#   scripts/bench.sh --cluster       # two nodes + Redis: cross-node latency, resume, bus (cluster.csv...)
+#   scripts/bench.sh --rooms         # many rooms, a publisher each: which thread saturates (rooms.csv)
 #   scripts/bench.sh --out DIR --clients 1000,5000 --shards 1,2 --duration 5 --warmup 2
 #   scripts/bench.sh --repeat 3      # runs per point near the bar (full sweep default: 3)
 #
@@ -51,6 +52,7 @@ while (($#)); do
         --smoke) MODE=smoke ;;
         --chat) SCENARIO=chat ;;
         --cluster) SCENARIO=cluster ;;
+        --rooms) SCENARIO=rooms ;;
         --out) OUT=$2; shift ;;
         --clients) CLIENTS=$2; shift ;;
         --shards) SHARDS=$2; shift ;;

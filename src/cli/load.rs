@@ -56,6 +56,10 @@ pub struct LoadArgs {
     /// `{r}` in the URL and in --publish-topic (`ws://…/ws?room=chat-{r}`).
     #[arg(long, default_value_t = 0)]
     pub rooms: usize,
+    /// With --rooms: this many publishers in each room (the first rooms x N connections;
+    /// replaces --publishers).
+    #[arg(long)]
+    pub publishers_per_room: Option<usize>,
     /// Measure publisher-to-subscriber latency (from the `sent_us` publishers embed) even
     /// without --publishers: subscribers of publishers running elsewhere.
     #[arg(long)]
@@ -133,6 +137,12 @@ impl LoadArgs {
         cfg.publish_rate = self.publish_rate;
         cfg.track_publish_latency = self.publish_latency;
         cfg.rooms = self.rooms;
+        if let Some(per_room) = self.publishers_per_room {
+            if self.rooms == 0 {
+                return Err("--publishers-per-room needs --rooms".into());
+            }
+            cfg.publishers = self.rooms.saturating_mul(per_room);
+        }
         if let Some(topic) = &self.publish_topic {
             cfg.publish_topic = topic.clone();
         }

@@ -301,6 +301,13 @@ impl Mixer {
         }
     }
 
+    /// Handles one input message as [`Mixer::run`] does, without the loop's housekeeping
+    /// (shard wake-ups, linger, presence ticks): what the mixer benchmark times. False means
+    /// stop.
+    pub fn process(&mut self, msg: MixerMsg) -> bool {
+        self.handle(msg)
+    }
+
     /// Handles one input message; false means stop.
     fn handle(&mut self, msg: MixerMsg) -> bool {
         match msg {
