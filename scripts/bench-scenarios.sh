@@ -88,7 +88,7 @@ rooms_point() {
     read -r VERDICT _ _ < <("$BIN" report --verdict "$OUT/rooms.csv" || echo failed clear 1)
     printf '[%3d] rooms   shards=%s rooms=%-5s members=%-2s publishes/s=%-6s %-10s %s | %s\n' \
         "$POINT" "$shards" "$rooms" "$members" "$total" "$VERDICT" \
-        "$(grep -m1 '^latency' "$log.txt" | awk '{print "p99", $7, $8}' | tr -d ,)" \
+        "$(grep -m1 '^latency' "$log.txt" | awk '{print "p99", $9, $10}' | tr -d ,)" \
         "$(tail -n1 "$threads" | cut -d, -f6-)" >&2
 }
 
