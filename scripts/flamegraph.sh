@@ -3,6 +3,8 @@
 #
 #   scripts/flamegraph.sh [--shards N] [--clients N] [--rate R] [--mode tickcast|baseline]
 #                         [--linger D] [--duration S] [--out DIR]
+#   scripts/flamegraph.sh --mode rooms --rooms 1000:2 --rate 20000   # R rooms of M members,
+#                         # a publisher each, --rate publishes/s in all (bench.sh --rooms)
 #
 # Builds with `--profile profiling` (release speed, full symbols), starts the server on its
 # CPUs (taskset, the same split as scripts/bench.sh), ramps the clients, then records the
@@ -18,6 +20,7 @@ cd "$(dirname "$0")/.."
 SHARDS=1
 CLIENTS=1000
 RATE=500
+ROOMS=1000:2
 MODE=tickcast
 LINGER=0
 DURATION=10
@@ -31,15 +34,18 @@ while (($#)); do
         --clients) CLIENTS=$2; shift ;;
         --rate) RATE=$2; shift ;;
         --mode) MODE=$2; shift ;;
+        --rooms) ROOMS=$2; shift ;;
         --linger) LINGER=$2; shift ;;
         --duration) DURATION=$2; shift ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "flamegraph.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
-case $MODE in tickcast|baseline) ;; *) echo "flamegraph.sh: --mode tickcast|baseline" >&2; exit 2 ;; esac
+case $MODE in tickcast|baseline|rooms) ;; *) echo "flamegraph.sh: --mode tickcast|baseline|rooms" >&2; exit 2 ;; esac
+N_ROOMS=${ROOMS%%:*}; MEMBERS=${ROOMS##*:}
+if [[ $MODE == rooms ]]; then CLIENTS=$((N_ROOMS * MEMBERS)); fi
 
 # Tools.
 if ! perf --version >/dev/null 2>&1; then
@@ -73,6 +79,7 @@ source "$(dirname "$0")/cpu-split.sh"
 OUT=${OUT:-results/$(date +%Y-%m-%d)-$(hostname -s)}
 mkdir -p "$OUT"
 CONFIG="$MODE-s$SHARDS-c$CLIENTS-r$RATE$([[ $LINGER == 0 ]] || echo "-l$LINGER")"
+[[ $MODE != rooms ]] || CONFIG="rooms-$N_ROOMS-$MEMBERS-s$SHARDS-t$RATE"
 WORK=$(mktemp -d)
 SERVER_PID=""
 LOAD_PID=""
@@ -87,6 +94,10 @@ trap cleanup EXIT
 if [[ $MODE == baseline ]]; then
     RUST_LOG=warn taskset -c "$SERVER_CPUS" "$BIN" baseline --listen "127.0.0.1:$PORT" \
         --rate "$RATE" 2>"$WORK/server.log" &
+elif [[ $MODE == rooms ]]; then
+    RUST_LOG=warn taskset -c "$SERVER_CPUS" "$BIN" serve --listen "127.0.0.1:$PORT" \
+        --shards "$SHARDS" --providers 0 --telemetry-interval 0s --publish-rate 0 \
+        --drain-timeout 1s 2>"$WORK/server.log" &
 else
     RUST_LOG=warn taskset -c "$SERVER_CPUS" "$BIN" serve --listen "127.0.0.1:$PORT" \
         --shards "$SHARDS" --providers 1 --rate "$RATE" --linger "$LINGER" \
@@ -102,7 +113,13 @@ done
 # The load runs for ramp + warmup + the recording + a margin; perf attaches after the
 # ramp and warmup.
 RAMP=$(awk -v c="$CLIENTS" 'BEGIN { printf "%d", c / 2000 + 1 }')
-taskset -c "$LOAD_CPUS" "$BIN" load "ws://127.0.0.1:$PORT/ws?topics=ticks" -n "$CLIENTS" \
+LOAD_ARGS=("ws://127.0.0.1:$PORT/ws?topics=ticks")
+if [[ $MODE == rooms ]]; then
+    LOAD_ARGS=("ws://127.0.0.1:$PORT/ws?room=r-{r}" --rooms "$N_ROOMS" --publishers-per-room 1
+        --publish-topic "r-{r}"
+        --publish-rate "$(awk -v t="$RATE" -v r="$N_ROOMS" 'BEGIN { printf "%.4f", t / r }')")
+fi
+taskset -c "$LOAD_CPUS" "$BIN" load "${LOAD_ARGS[@]}" -n "$CLIENTS" \
     --connect-rate 2000 --source-ips 127.0.0.1-127.0.0.8 --warmup "$WARMUP" \
     --duration $((DURATION + 2)) --quiet >"$WORK/load.txt" 2>&1 &
 LOAD_PID=$!
