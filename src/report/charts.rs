@@ -2,9 +2,12 @@
 //!
 //! - `delivered_vs_offered.svg`: delivered vs offered deliveries/s, a panel per client count,
 //!   a line per server (the diagonal is "everything delivered");
+//! - `p99_vs_offered.svg`: p99 latency vs offered deliveries/s, a panel per client count, a
+//!   line per server, with the 100 ms and 250 ms bars drawn across: each configuration
+//!   saturates where its line crosses a bar;
 //! - `p99_vs_clients.svg`: p99 latency at the lightest offered rate and at the saturation
 //!   point, per server;
-//! - `cpu_ns_per_msg.svg`: server CPU ns per delivered message vs delivered rate;
+//! - `cpu_ns_per_msg.svg`: server CPU ns per delivered message vs offered deliveries/s;
 //! - `rss_per_conn.svg`: server RSS KiB per connection vs clients.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +35,8 @@ struct Axes {
     x_log: bool,
     y_log: bool,
     diagonal: bool,
+    /// Horizontal reference lines drawn across (value, label), kept inside the y range.
+    bars: &'static [(f64, &'static str)],
     /// Where the legend goes (away from where the data usually is).
     legend: SeriesLabelPosition,
 }
@@ -85,6 +90,7 @@ fn draw_panel<DB: DrawingBackend>(
     let all = || panel.series.iter().flat_map(|(_, pts)| pts.iter().copied());
     let (x0, x1) = bounds(all().map(|p| p.0), axes.x_log);
     let (y0, y1) = bounds(all().map(|p| p.1), axes.y_log);
+    let y1 = axes.bars.iter().fold(y1, |hi, (bar, _)| hi.max(bar * 1.25));
     let mut builder = ChartBuilder::on(area);
     builder
         .caption(&panel.title, ("sans-serif", 16))
@@ -102,6 +108,17 @@ fn draw_panel<DB: DrawingBackend>(
                 .y_label_formatter(&|v| short(*v))
                 .draw()
                 .map_err(err)?;
+            for (bar, label) in axes.bars {
+                let bar = *bar;
+                chart
+                    .draw_series(LineSeries::new(
+                        vec![(x0, bar), (x1, bar)],
+                        RED.mix(0.5).stroke_width(1),
+                    ))
+                    .map_err(err)?
+                    .label(*label)
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED.mix(0.5)));
+            }
             if axes.diagonal {
                 let lo = x0.max(y0);
                 let hi = x1.min(y1);
@@ -223,6 +240,24 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         x_log: true,
         y_log: true,
         diagonal: true,
+        bars: &[],
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    draw(&path, &panels, &axes)?;
+    written.push(path);
+
+    let path = dir.join("p99_vs_offered.svg");
+    let panels = per_clients(&main, |r| {
+        let offered = r.offered_rate * r.clients as f64;
+        (offered > 0.0 && r.messages > 0).then_some((offered, r.lat_p99_us as f64 / 1000.0))
+    });
+    let axes = Axes {
+        x_desc: "offered deliveries/s (rate x clients)",
+        y_desc: "p99 latency (ms)",
+        x_log: true,
+        y_log: true,
+        diagonal: false,
+        bars: &[(100.0, "100 ms bar"), (250.0, "250 ms bar")],
         legend: SeriesLabelPosition::UpperLeft,
     };
     draw(&path, &panels, &axes)?;
@@ -271,6 +306,7 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         x_log: false,
         y_log: true,
         diagonal: false,
+        bars: &[],
         legend: SeriesLabelPosition::UpperLeft,
     };
     draw(&path, &[light, sat], &axes)?;
@@ -279,14 +315,16 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
     let path = dir.join("cpu_ns_per_msg.svg");
     let panels = per_clients(&main, |r| {
         let ns = r.server_cpu_ns_per_msg?;
-        (ns > 0.0 && r.delivered_per_s > 0.0).then_some((r.delivered_per_s, ns))
+        let offered = r.offered_rate * r.clients as f64;
+        (ns > 0.0 && offered > 0.0).then_some((offered, ns))
     });
     let axes = Axes {
-        x_desc: "delivered msgs/s",
+        x_desc: "offered deliveries/s (rate x clients)",
         y_desc: "server CPU ns per delivered message",
         x_log: true,
         y_log: true,
         diagonal: false,
+        bars: &[],
         legend: SeriesLabelPosition::UpperRight,
     };
     draw(&path, &panels, &axes)?;
@@ -322,6 +360,7 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         x_log: false,
         y_log: false,
         diagonal: false,
+        bars: &[],
         legend: SeriesLabelPosition::UpperLeft,
     };
     draw(&path, &[panel], &axes)?;
@@ -357,14 +396,17 @@ mod tests {
             }
         }
         let files = draw_all(&rows, &dir).unwrap();
-        assert_eq!(files.len(), 4);
+        assert_eq!(files.len(), 5);
         for f in files {
             let svg = std::fs::read_to_string(&f).unwrap();
             assert!(svg.starts_with("<svg"), "{}", f.display());
             assert!(svg.contains("tickcast 1 shard (hub)"), "{}", f.display());
         }
+        // The latency chart draws both bars.
+        let p99 = std::fs::read_to_string(dir.join("p99_vs_offered.svg")).unwrap();
+        assert!(p99.contains("100 ms bar") && p99.contains("250 ms bar"));
         // No rows at all still gives (empty) charts rather than an error.
-        assert_eq!(draw_all(&[], &dir).unwrap().len(), 4);
+        assert_eq!(draw_all(&[], &dir).unwrap().len(), 5);
     }
 
     #[test]
