@@ -352,7 +352,8 @@ done
     echo
     echo "- \`raw.csv\`: one row per point (schema below); \`summary.md\`: saturation tables;"
     echo "- \`p99_vs_offered.svg\` (where each line crosses the 100 / 250 ms bars is its saturation point),"
-    echo "  \`delivered_vs_offered.svg\`, \`p99_vs_clients.svg\`, \`cpu_ns_per_msg.svg\`, \`rss_per_conn.svg\`;"
+    echo "  \`saturation.svg\` (the saturation table as bars), \`delivered_vs_offered.svg\`,"
+    echo "  \`p99_vs_clients.svg\`, \`cpu_ns_per_msg.svg\`, \`rss_per_conn.svg\`;"
     echo "- \`logs/\`: each point's load summary and server log."
     echo
     echo "## raw.csv schema"

@@ -86,7 +86,8 @@ if [ -x scripts/bench.sh ]; then
         echo "test.sh: bench smoke run wrote $rows rows to raw.csv (expected 3)" >&2
         exit 1
     fi
-    for f in summary.md README.md delivered_vs_offered.svg p99_vs_offered.svg p99_vs_clients.svg \
+    for f in summary.md README.md delivered_vs_offered.svg p99_vs_offered.svg saturation.svg \
+             p99_vs_clients.svg \
              cpu_ns_per_msg.svg rss_per_conn.svg; do
         if [ ! -s "$bench_out/$f" ]; then
             echo "test.sh: bench smoke run did not produce $f" >&2

@@ -7,6 +7,10 @@
 //!   saturates where its line crosses a bar;
 //! - `p99_vs_clients.svg`: p99 latency at the lightest offered rate and at the saturation
 //!   point, per server;
+//! - `saturation.svg`: the saturation table as grouped bars: the highest sustainable rate
+//!   (strict bar) per configuration, grouped by client count, on a log scale; a light bar is
+//!   client-bound (the server may sustain more), an outlined one never failed the bar (a
+//!   floor);
 //! - `cpu_ns_per_msg.svg`: server CPU ns per delivered message vs offered deliveries/s;
 //! - `rss_per_conn.svg`: server RSS KiB per connection vs clients.
 
@@ -224,6 +228,89 @@ fn per_clients(rows: &[Row], point: impl Fn(&Row) -> Option<(f64, f64)>) -> Vec<
         .collect()
 }
 
+/// The saturation table as grouped bars: a group per client count, a bar per configuration.
+fn draw_saturation(path: &Path, rows: &[Row]) -> Result<(), String> {
+    let points = saturation_points(rows, STRICT_P99_US);
+    let groups: BTreeSet<u64> = points.iter().map(|s| s.key.clients).collect();
+    let groups: Vec<u64> = groups.into_iter().collect();
+    let names: BTreeSet<String> = points.iter().map(|s| s.key.series()).collect();
+    let per_group = names.len().max(1) as f64;
+    // A log scale: rates span two orders of magnitude between client counts.
+    let top = points.iter().map(|s| s.rate()).fold(1.0, f64::max) * 2.0;
+    let floor = points
+        .iter()
+        .map(|s| s.rate())
+        .filter(|r| *r > 0.0)
+        .fold(top / 4.0, f64::min)
+        / 2.0;
+    let width = (160 * groups.len().max(1) as u32 * names.len().max(1) as u32).clamp(520, 1600);
+    let root = SVGBackend::new(path, (width, 440)).into_drawing_area();
+    let err = |e: DrawingAreaErrorKind<std::io::Error>| e.to_string();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "highest sustainable rate (p99 <= 100 ms, delivery >= 99 %)",
+            ("sans-serif", 16),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..groups.len().max(1) as f64, (floor..top).log_scale())
+        .map_err(err)?;
+    let labels = groups.clone();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(groups.len().max(1) * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 0.01 {
+                labels
+                    .get(i)
+                    .map_or(String::new(), |c| format!("{c} clients"))
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("deliveries/s")
+        .y_label_formatter(&|v| short(*v))
+        .draw()
+        .map_err(err)?;
+    for (j, name) in names.iter().enumerate() {
+        let color = color_of(&names, name);
+        let bars: Vec<_> = points
+            .iter()
+            .filter(|s| &s.key.series() == name)
+            .filter_map(|s| {
+                let g = groups.iter().position(|c| *c == s.key.clients)? as f64;
+                let x0 = g + 0.1 + 0.8 * j as f64 / per_group;
+                let x1 = x0 + 0.8 / per_group * 0.9;
+                let style = if s.client_bound() {
+                    color.mix(0.35).filled()
+                } else if !s.saturated {
+                    color.stroke_width(2)
+                } else {
+                    color.filled()
+                };
+                (s.rate() > 0.0).then(|| Rectangle::new([(x0, floor), (x1, s.rate())], style))
+            })
+            .collect();
+        chart
+            .draw_series(bars)
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(|e| e.to_string())
+}
+
 /// Draws every chart into `dir`; returns the files written.
 pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
     let main = main_sweep(rows);
@@ -261,6 +348,10 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         legend: SeriesLabelPosition::UpperLeft,
     };
     draw(&path, &panels, &axes)?;
+    written.push(path);
+
+    let path = dir.join("saturation.svg");
+    draw_saturation(&path, &main)?;
     written.push(path);
 
     let path = dir.join("p99_vs_clients.svg");
@@ -396,7 +487,7 @@ mod tests {
             }
         }
         let files = draw_all(&rows, &dir).unwrap();
-        assert_eq!(files.len(), 5);
+        assert_eq!(files.len(), 6);
         for f in files {
             let svg = std::fs::read_to_string(&f).unwrap();
             assert!(svg.starts_with("<svg"), "{}", f.display());
@@ -406,7 +497,7 @@ mod tests {
         let p99 = std::fs::read_to_string(dir.join("p99_vs_offered.svg")).unwrap();
         assert!(p99.contains("100 ms bar") && p99.contains("250 ms bar"));
         // No rows at all still gives (empty) charts rather than an error.
-        assert_eq!(draw_all(&[], &dir).unwrap().len(), 5);
+        assert_eq!(draw_all(&[], &dir).unwrap().len(), 6);
     }
 
     #[test]
