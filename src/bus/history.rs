@@ -63,10 +63,7 @@ impl BusHistory {
     }
 
     fn stopping(&self) -> bool {
-        matches!(
-            self.stop.try_recv(),
-            Err(crossbeam_channel::TryRecvError::Disconnected)
-        )
+        super::stopped(&self.stop)
     }
 
     /// Runs until the node stops.
@@ -116,13 +113,7 @@ impl BusHistory {
     }
 
     fn connect(&self) -> Option<Link> {
-        match Link::open(&self.cfg.url, COMMAND_TIMEOUT) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                log::debug!("redis history: cannot connect to {}: {e}", self.cfg.url);
-                None
-            }
-        }
+        Link::try_open(&self.cfg.url, COMMAND_TIMEOUT, "history")
     }
 
     /// The topic's last seq and its stored messages after `since` (at most `--history`).

@@ -42,6 +42,14 @@ impl Link {
         Ok(Link::Cluster(Box::new(cluster)))
     }
 
+    /// [`Link::open`], or `None` with the failure logged as `what`'s (at debug level: the
+    /// caller retries).
+    pub fn try_open(url: &str, timeout: Duration, what: &str) -> Option<Link> {
+        Link::open(url, timeout)
+            .map_err(|e| log::debug!("redis {what}: cannot connect to {url}: {e}"))
+            .ok()
+    }
+
     /// The connection to send commands and scripts on.
     pub fn conn(&mut self) -> &mut dyn ConnectionLike {
         match self {

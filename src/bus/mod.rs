@@ -263,6 +263,14 @@ impl Wire<'_> {
 }
 
 /// Sleeps `backoff` in small steps (returning early when `stopping` says so) and doubles it.
+/// Whether the node is stopping: the sender of a bus thread's `stop` channel is gone.
+pub(crate) fn stopped(stop: &crossbeam_channel::Receiver<()>) -> bool {
+    matches!(
+        stop.try_recv(),
+        Err(crossbeam_channel::TryRecvError::Disconnected)
+    )
+}
+
 pub(crate) fn back_off(backoff: &mut Duration, stopping: impl Fn() -> bool) {
     let until = std::time::Instant::now() + *backoff;
     while std::time::Instant::now() < until && !stopping() {

@@ -169,10 +169,7 @@ impl BusPresence {
     }
 
     fn stopping(&self) -> bool {
-        matches!(
-            self.stop.try_recv(),
-            Err(crossbeam_channel::TryRecvError::Disconnected)
-        )
+        super::stopped(&self.stop)
     }
 
     /// Runs until the node stops; then takes its heartbeat away, so the others announce
@@ -212,13 +209,7 @@ impl BusPresence {
     }
 
     fn connect(&self) -> Option<Link> {
-        match Link::open(&self.cfg.url, COMMAND_TIMEOUT) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                log::debug!("redis presence: cannot connect to {}: {e}", self.cfg.url);
-                None
-            }
-        }
+        Link::try_open(&self.cfg.url, COMMAND_TIMEOUT, "presence")
     }
 
     /// Carries out changes until `until` (the next heartbeat).

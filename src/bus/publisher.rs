@@ -280,10 +280,7 @@ impl BusPublisher {
 
     /// Whether the node has stopped its shards (nothing more will be published).
     fn stopping(&self) -> bool {
-        matches!(
-            self.stop.try_recv(),
-            Err(crossbeam_channel::TryRecvError::Disconnected)
-        )
+        super::stopped(&self.stop)
     }
 
     fn connect(&self) -> Option<Link> {

@@ -70,10 +70,7 @@ impl BusSubscriber {
     }
 
     fn stopping(&self) -> bool {
-        matches!(
-            self.stop.try_recv(),
-            Err(crossbeam_channel::TryRecvError::Disconnected)
-        )
+        super::stopped(&self.stop)
     }
 
     /// Runs until stopped.
