@@ -11,19 +11,17 @@
 //! (a `reset` when it cannot serve).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::link::Link;
-use super::{BusConfig, BusState, Wire};
+use super::{BusConfig, BusState, SUBSCRIBED_WAIT, Wire, hand_to_mixer};
 use crate::interest::Interest;
 use crate::messages::{FetchAsk, Fetched, MixerMsg, Publish, Stored};
 
 /// Resumes waiting for Redis, per node.
 pub const QUEUE: usize = 1024;
-/// Longest wait for the subscriber to subscribe to a resumed topic before reading anyway.
-const SUBSCRIBED_WAIT: Duration = Duration::from_secs(2);
 /// How long one Redis read may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -90,13 +88,9 @@ impl BusHistory {
                 // Reconnect on the next question.
                 conn = None;
             }
-            let mut msg = MixerMsg::Fetched(Box::new(Fetched { asked, stored }));
-            loop {
-                match self.mixer.send_timeout(msg, Duration::from_millis(100)) {
-                    Ok(()) => break,
-                    Err(SendTimeoutError::Timeout(back)) if !self.stopping() => msg = back,
-                    Err(_) => return,
-                }
+            let msg = MixerMsg::Fetched(Box::new(Fetched { asked, stored }));
+            if !hand_to_mixer(&self.mixer, msg, &self.stop) {
+                return;
             }
         }
         log::debug!("bus history stopped");
@@ -105,11 +99,8 @@ impl BusHistory {
     /// Waits until the subscriber has applied the node's interest as it is now (the resumed
     /// topic is in it), at most [`SUBSCRIBED_WAIT`].
     fn wait_subscribed(&self) {
-        let wanted = self.interest.version();
-        let until = Instant::now() + SUBSCRIBED_WAIT;
-        while self.state.applied_interest() < wanted && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        self.state
+            .await_applied(self.interest.version(), SUBSCRIBED_WAIT);
     }
 
     fn connect(&self) -> Option<Link> {

@@ -44,7 +44,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::messages::Publish;
+use crate::messages::{MixerMsg, Publish};
 use crate::protocol::SERVER_TOPICS;
 
 /// First wait between reconnection attempts.
@@ -211,6 +211,15 @@ impl BusState {
         self.applied_interest.load(Ordering::Acquire)
     }
 
+    /// Waits until the subscriber has applied interest version `wanted` (its topics are
+    /// subscribed), at most `limit`; polls, since only bus threads wait here.
+    pub fn await_applied(&self, wanted: u64, limit: Duration) {
+        let until = std::time::Instant::now() + limit;
+        while self.applied_interest() < wanted && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     pub(crate) fn set_applied_interest(&self, version: u64) {
         self.applied_interest.store(version, Ordering::Release);
     }
@@ -263,6 +272,26 @@ impl Wire<'_> {
 }
 
 /// Sleeps `backoff` in small steps (returning early when `stopping` says so) and doubles it.
+/// Longest a bus thread waits for the subscriber to follow the node's interest before it
+/// reads a topic's state from Redis anyway.
+pub const SUBSCRIBED_WAIT: Duration = Duration::from_secs(2);
+
+/// Hands `msg` to the mixer, waiting for room (blocking only the calling bus thread) until
+/// the node stops: true once it is sent.
+pub(crate) fn hand_to_mixer(
+    mixer: &crossbeam_channel::Sender<MixerMsg>,
+    mut msg: MixerMsg,
+    stop: &crossbeam_channel::Receiver<()>,
+) -> bool {
+    loop {
+        match mixer.send_timeout(msg, Duration::from_millis(100)) {
+            Ok(()) => return true,
+            Err(crossbeam_channel::SendTimeoutError::Timeout(back)) if !stopped(stop) => msg = back,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Whether the node is stopping: the sender of a bus thread's `stop` channel is gone.
 pub(crate) fn stopped(stop: &crossbeam_channel::Receiver<()>) -> bool {
     matches!(

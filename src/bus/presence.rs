@@ -21,11 +21,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 
 use super::link::Link;
-use super::{BACKOFF_MIN, BusConfig, BusState, back_off};
+use super::{BACKOFF_MIN, BusConfig, BusState, SUBSCRIBED_WAIT, back_off, hand_to_mixer};
 use crate::interest::Interest;
 use crate::messages::{MixerMsg, PresenceOp, RemoteChange, RemoteMember};
 use crate::protocol::replies::PresenceEvent;
@@ -34,8 +34,6 @@ use crate::protocol::replies::PresenceEvent;
 pub const QUEUE: usize = 16 * 1024;
 /// How long one Redis command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait for the subscriber to follow a room before its members are read anyway.
-const SUBSCRIBED_WAIT: Duration = Duration::from_secs(2);
 
 /// Changes one member (KEYS: members hash, version counter, channel; ARGV: `join`, `leave`
 /// or `nick`, the member key, who (JSON), the room TTL in ms). Numbers the change and
@@ -303,11 +301,8 @@ impl BusPresence {
     /// Reads `room`'s members once this node follows the room, and hands the other nodes'
     /// to the mixer.
     fn load(&self, c: &mut Link, room: &Arc<str>) -> redis::RedisResult<()> {
-        let wanted = self.interest.version();
-        let until = Instant::now() + SUBSCRIBED_WAIT;
-        while self.state.applied_interest() < wanted && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        self.state
+            .await_applied(self.interest.version(), SUBSCRIBED_WAIT);
         let (version, flat): (u64, Vec<String>) = redis::Script::new(READ)
             .key(self.cfg.members_key(room))
             .key(self.cfg.presence_version_key(room))
@@ -324,18 +319,13 @@ impl BusPresence {
                 }
             })
             .collect();
-        let mut msg = MixerMsg::PresenceLoaded {
+        let msg = MixerMsg::PresenceLoaded {
             room: room.clone(),
             version,
             members,
         };
-        loop {
-            match self.mixer.send_timeout(msg, Duration::from_millis(100)) {
-                Ok(()) => return Ok(()),
-                Err(SendTimeoutError::Timeout(back)) if !self.stopping() => msg = back,
-                Err(_) => return Ok(()),
-            }
-        }
+        hand_to_mixer(&self.mixer, msg, &self.stop);
+        Ok(())
     }
 
     /// Refreshes this node's heartbeat and announces it.

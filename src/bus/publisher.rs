@@ -33,6 +33,11 @@ struct Outgoing {
     number: u64,
 }
 
+/// Whether Redis does not have the script (a new master after a failover, a flushed cache).
+fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
+
 /// Whether `e` means the connection is gone (reconnect and send again).
 fn is_lost(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
@@ -172,10 +177,7 @@ impl BusPublisher {
                         self.state.set_publisher(false);
                         conn = None;
                     }
-                    Err(e)
-                        if e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                    {
+                    Err(e) if is_noscript(&e) => {
                         // A new master (a failover) or a flushed script cache.
                         if let Err(e) = script.load(c.conn()) {
                             log::warn!("redis: cannot load the publish script ({e})");
@@ -264,9 +266,7 @@ impl BusPublisher {
                     self.metrics.published.inc();
                 }
                 Err(e) if is_lost(&e) => return Err(e),
-                Err(e)
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
+                Err(e) if is_noscript(&e) => {
                     return Err(e);
                 }
                 Err(e) => {

@@ -14,10 +14,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::link::Link;
-use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off, presence};
+use super::{BACKOFF_MIN, BusConfig, BusState, Wire, back_off, hand_to_mixer, presence};
 use crate::interest::Interest;
 use crate::messages::MixerMsg;
 use crate::metrics::SubscriberMetrics;
@@ -192,16 +192,9 @@ impl BusSubscriber {
     }
 
     /// Hands a message to the mixer, waiting for room (this thread only) unless stopping.
-    fn send(&self, mut msg: MixerMsg) {
-        loop {
-            match self.mixer.send_timeout(msg, Duration::from_millis(100)) {
-                Ok(()) => {
-                    self.metrics.received.inc();
-                    return;
-                }
-                Err(SendTimeoutError::Timeout(back)) if !self.stopping() => msg = back,
-                Err(_) => return,
-            }
+    fn send(&self, msg: MixerMsg) {
+        if hand_to_mixer(&self.mixer, msg, &self.stop) {
+            self.metrics.received.inc();
         }
     }
 
