@@ -75,6 +75,16 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "test.sh: cargo test"
 # Integration tests start real servers; two at a time keeps a 2-core machine responsive.
 cargo test --release --quiet -- --test-threads=2
+# The fuzz targets' checks (fuzz/src) over their seeds, minimized corpus and every crash
+# kept as a regression input, without the fuzzer (scripts/fuzz.sh runs that): a parser
+# change that breaks an invariant on any input the fuzzer ever kept fails here. The same
+# target directory as the lint above, so tickcast is built once for both.
+echo "test.sh: fuzz corpus replay"
+(cd fuzz && cargo fmt -- --check)
+CARGO_TARGET_DIR="$PWD/target" cargo clippy --manifest-path fuzz/Cargo.toml \
+    --no-default-features --lib --tests --examples --quiet -- -D warnings
+CARGO_TARGET_DIR="$PWD/target" cargo test --quiet --manifest-path fuzz/Cargo.toml \
+    --no-default-features -- --test-threads=2
 if [ -x scripts/bench.sh ]; then
     # A few real points end to end (server, load generator, report); checks that the
     # results are produced, not what the numbers are.

@@ -16,6 +16,10 @@ use crate::frame::{self, FrameBytes};
 
 /// Longest topic name, in bytes.
 pub const MAX_TOPIC_LEN: usize = 128;
+/// Longest message an error frame carries, in bytes. serde_json's messages quote the
+/// value they refused (found by the `client_ops` fuzz target: a 64 KiB string came back
+/// whole in the error).
+pub const MAX_ERROR_MESSAGE: usize = 200;
 /// Longest client id or nickname, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 /// The topic of the built-in synthetic market feeds (`provider/ticker.rs`).
@@ -116,12 +120,19 @@ pub struct ClientError {
 }
 
 impl ClientError {
-    /// An error with `code` and `message`.
+    /// An error with `code` and `message`, cut to [`MAX_ERROR_MESSAGE`] bytes (with `…`):
+    /// parser messages quote the offending value, which must not come back whole.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ClientError {
-            code,
-            message: message.into(),
+        let mut message = message.into();
+        if message.len() > MAX_ERROR_MESSAGE {
+            let mut end = MAX_ERROR_MESSAGE - '…'.len_utf8();
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
         }
+        ClientError { code, message }
     }
 
     /// The error frame sent to the offending connection only.
@@ -205,6 +216,16 @@ mod tests {
             assert!(validate_topic(bad).is_err(), "{bad}");
         }
         assert_eq!(split_topics("a, b,,c"), vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn error_messages_are_cut_at_a_char_boundary() {
+        let long = format!("invalid type: string \"{}\"", "é".repeat(500));
+        let e = ClientError::new(ErrorCode::InvalidMessage, long);
+        assert!(e.message.len() <= MAX_ERROR_MESSAGE, "{}", e.message.len());
+        assert!(e.message.ends_with('…') && e.message.starts_with("invalid type"));
+        let short = ClientError::new(ErrorCode::InvalidMessage, "short");
+        assert_eq!(short.message, "short");
     }
 
     #[test]

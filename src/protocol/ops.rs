@@ -80,10 +80,17 @@ pub fn parse_op(text: &str) -> Result<ClientOp, ClientError> {
         Some("unsubscribe") => Ok(ClientOp::Unsubscribe(
             raw.topics.ok_or_else(|| missing("topics"))?,
         )),
-        Some("publish") => Ok(ClientOp::Publish {
-            topic: raw.topic.ok_or_else(|| missing("topic"))?,
-            data: raw.data.ok_or_else(|| missing("data"))?,
-        }),
+        Some("publish") => {
+            let topic = raw.topic.ok_or_else(|| missing("topic"))?;
+            let data = raw.data.ok_or_else(|| missing("data"))?;
+            if !unicode_escapes_are_valid(data.get()) {
+                return Err(ClientError::new(
+                    ErrorCode::InvalidJson,
+                    "`data` has a \\u escape that is not a Unicode character (a lone surrogate)",
+                ));
+            }
+            Ok(ClientOp::Publish { topic, data })
+        }
         Some("resume") => Ok(ClientOp::Resume(
             raw.since
                 .ok_or_else(|| missing("since"))?
@@ -99,6 +106,52 @@ pub fn parse_op(text: &str) -> Result<ClientOp, ClientError> {
         }
         None => Err(ClientError::new(ErrorCode::UnknownOp, "missing `op`")),
     }
+}
+
+/// Whether every `\\u` escape in `raw` (JSON that `RawValue` accepted) names a Unicode
+/// character: a surrogate must be a high one followed at once by an escaped low one.
+///
+/// `RawValue` checks the structure of the JSON but skips over string contents, so without
+/// this a publish could carry `"\\ude00"` byte for byte to every member, and every client
+/// whose JSON parser is strict (serde_json's is) would fail on the whole message. Backslashes
+/// occur only inside strings in valid JSON, so no tokenizing is needed; a publish without a
+/// `\\u` costs one `memchr` pass.
+fn unicode_escapes_are_valid(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    let hex = |at: usize| -> Option<u16> {
+        let digits = bytes.get(at..at + 4)?;
+        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let mut pos = 0;
+    while let Some(found) = bytes
+        .get(pos..)
+        .and_then(|rest| memchr::memchr(b'\\', rest))
+    {
+        let at = pos + found;
+        if bytes.get(at + 1) != Some(&b'u') {
+            // Any other escape is two bytes (RawValue checked it is a valid one).
+            pos = at + 2;
+            continue;
+        }
+        let Some(unit) = hex(at + 2) else {
+            return false;
+        };
+        pos = at + 6;
+        match unit {
+            0xD800..=0xDBFF => {
+                let low = (bytes.get(pos..pos + 2) == Some(b"\\u".as_slice()))
+                    .then(|| hex(pos + 2))
+                    .flatten();
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return false;
+                }
+                pos += 6;
+            }
+            0xDC00..=0xDFFF => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Parses a `since=topic:seq[,topic:seq]` query value. Topic names may contain `:`, so the
@@ -166,6 +219,37 @@ mod tests {
             code(r#"{"op":"resume","since":{"a":-1}}"#),
             ErrorCode::InvalidMessage
         );
+    }
+
+    #[test]
+    fn publish_data_with_a_lone_surrogate_is_refused() {
+        // Found by the `client_ops` fuzz target: RawValue let these through, serde_json
+        // (and any strict client) then fails on the relayed message.
+        for bad in [
+            r#""\ude00""#,
+            r#""\ud83d""#,
+            r#""\ud83d x""#,
+            r#"["\ud83d\u0041"]"#,
+            r#"{"k":"\ud41d\ude00 \u0000"}"#,
+        ] {
+            let op = format!(r#"{{"op":"publish","topic":"r","data":{bad}}}"#);
+            assert_eq!(code(&op), ErrorCode::InvalidJson, "{bad}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(bad).is_err(),
+                "{bad}"
+            );
+        }
+        for good in [
+            r#""\ud83d\ude00 \u00e9 \\u \" \n""#,
+            r#"{"\u0041":["\\ud800"]}"#,
+        ] {
+            let op = format!(r#"{{"op":"publish","topic":"r","data":{good}}}"#);
+            assert!(parse_op(&op).is_ok(), "{good}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(good).is_ok(),
+                "{good}"
+            );
+        }
     }
 
     #[test]
