@@ -67,7 +67,7 @@ run_one() {
     if [ "$engine" = libfuzzer ]; then
         cargo +nightly fuzz run -O -a -s "$sanitizer" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
             -runs="$runs" -max_total_time="$seconds" -print_final_stats=1 \
-            -dict="fuzz/dict/$(dict_of "$t")" -close_fd_mask=3 \
+            -dict="fuzz/dict/$(dict_of "$t")" \
             >"$logs/$t.log" 2>&1 || status=$?
     else
         "fuzz/target/release/examples/stable_fuzz" "$t" "$seconds" "$runs" \
