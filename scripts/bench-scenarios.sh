@@ -51,16 +51,48 @@ run_chat() {
     done
 }
 
-# rooms_point SHARDS ROOMS MEMBERS TOTAL: ROOMS rooms of MEMBERS members on one node, one
-# publisher per room, TOTAL publishes/s in all. The load's row goes to rooms.csv (mode
-# rooms-R-M); the server's threads' CPU over the window to rooms-threads.csv. Sets VERDICT.
+# The Bun release whose WebSocket server (uWebSockets) `--rooms --uws` compares against.
+BUN_VERSION=${BENCH_BUN_VERSION:-1.4.5}
+
+# ensure_bun: sets BUN to a `bun` binary: the one on PATH, else Bun $BUN_VERSION installed
+# from the npm registry into target/bun (once). Fails loudly rather than skipping.
+ensure_bun() {
+    if command -v bun >/dev/null 2>&1; then BUN=$(command -v bun); return; fi
+    BUN=$PWD/target/bun/node_modules/.bin/bun
+    [[ -x $BUN ]] && return
+    command -v npm >/dev/null 2>&1 || { echo "bench.sh: --uws needs Bun, and npm is missing to install it" >&2; exit 1; }
+    echo "bench.sh: installing Bun $BUN_VERSION from the npm registry into target/bun" >&2
+    npm install --prefix "$PWD/target/bun" --no-audit --no-fund "bun@$BUN_VERSION" >&2
+    [[ -x $BUN ]] || { echo "bench.sh: Bun did not install" >&2; exit 1; }
+}
+
+# start_uws PORT LOG: starts the uWebSockets rooms server (benches/uws/rooms.js) on the
+# server's CPUs, sets SERVER_PID.
+start_uws() {
+    local port=$1 log=$2
+    taskset -c "$SERVER_CPUS" "$BUN" benches/uws/rooms.js "$port" 2>"$log" &
+    SERVER_PID=$!
+    wait_listening "$port" "$SERVER_PID" || { echo "bench.sh: uws on $port did not start (see $log)" >&2; exit 1; }
+}
+
+# rooms_point SHARDS ROOMS MEMBERS TOTAL [uws]: ROOMS rooms of MEMBERS members on one node,
+# one publisher per room, TOTAL publishes/s in all. The load's row goes to rooms.csv (mode
+# rooms-R-M, or uws-rooms-R-M against uWebSockets); tickcast's threads' CPU over the window
+# to rooms-threads.csv. Sets VERDICT.
 rooms_point() {
-    local shards=$1 rooms=$2 members=$3 total=$4 port=$((BASE_PORT + 160)) log rate el t0 t1
+    local shards=$1 rooms=$2 members=$3 total=$4 server=${5:-tickcast}
+    local port=$((BASE_PORT + 160 + POINT % 20)) log rate el t0 t1 mode
     local clients=$((rooms * members))
     POINT=$((POINT + 1))
-    log=$OUT/logs/$(printf '%03d' "$POINT")-rooms-s$shards-r$rooms-m$members-t$total
+    mode=rooms-$rooms-$members
+    [[ $server == uws ]] && mode=uws-$mode
+    log=$OUT/logs/$(printf '%03d' "$POINT")-$mode-s$shards-t$total
     rate=$(awk -v t="$total" -v r="$rooms" 'BEGIN { printf "%.4f", t / r }')
-    start_serve "$port" "$log.server.log" --shards "$shards"
+    if [[ $server == uws ]]; then
+        start_uws "$port" "$log.server.log"
+    else
+        start_serve "$port" "$log.server.log" --shards "$shards"
+    fi
     # The threads are sampled around the whole run, ramp included: a short ramp (at most
     # 10,000 clients at the connect rate) against warmup + window.
     thread_ticks "$SERVER_PID" >"$log.threads0"; t0=$(date +%s.%N)
@@ -68,12 +100,20 @@ rooms_point() {
         -n "$clients" --publishers-per-room 1 --publish-rate "$rate" --publish-topic "r-{r}" \
         --connect-rate "$CONNECT_RATE" --source-ips "$SOURCE_IPS" \
         --warmup "$WARMUP" --duration "$DURATION" --server-pid "$SERVER_PID" \
-        --csv "$OUT/rooms.csv" --quiet --mode "rooms-$rooms-$members" --shards "$shards" \
+        --csv "$OUT/rooms.csv" --quiet --mode "$mode" --shards "$shards" \
         --linger 0 --providers 0 --offered-rate "$rate" \
         --cpu-split "server:$SERVER_CPUS load:$LOAD_CPUS" >"$log.txt" 2>&1 || true
     thread_ticks "$SERVER_PID" >"$log.threads1"; t1=$(date +%s.%N)
     stop_server
     el=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+    if [[ $server == uws ]]; then
+        read -r VERDICT _ _ < <("$BIN" report --verdict "$OUT/rooms.csv" || echo failed clear 1)
+        printf '[%3d] uws     rooms=%-5s members=%-2s publishes/s=%-6s %-10s %s cpu %s %%\n' \
+            "$POINT" "$rooms" "$members" "$total" "$VERDICT" \
+            "$(grep -m1 '^latency' "$log.txt" | awk '{print "p99", $9, $10}' | tr -d ,)" \
+            "$(tail -n1 "$OUT/rooms.csv" | cut -d, -f40 | cut -c1-5)" >&2
+        return
+    fi
     local threads=$OUT/rooms-threads.csv
     [[ -s $threads ]] || echo "point,shards,rooms,members,publishes_per_s,mixer_cpu_pct,shards_max_cpu_pct,acceptor_cpu_pct,busiest" >"$threads"
     awk -v p="$POINT" -v s="$shards" -v r="$rooms" -v m="$members" -v t="$total" -v el="$el" \
@@ -93,9 +133,11 @@ rooms_point() {
 }
 
 # Many rooms: for each ROOMS:MEMBERS case and shard count, total publishes/s rise until a
-# point is not sustainable (the same bar as the sweep).
+# point is not sustainable (the same bar as the sweep). With --uws, each case also runs
+# against uWebSockets (one thread: shards=1 in its rows), right after tickcast's.
 run_rooms() {
     local case rooms members shards total
+    [[ ${UWS:-0} == 1 ]] && ensure_bun
     for case in ${ROOMS_CASES:-10:10 1000:2 1000:10 5000:2}; do
         rooms=${case%%:*}; members=${case##*:}
         for shards in ${SHARDS//,/ }; do
@@ -104,6 +146,12 @@ run_rooms() {
                 [[ $VERDICT == ok ]] || break
             done
         done
+        if [[ ${UWS:-0} == 1 ]]; then
+            for total in ${ROOMS_RATES:-1000 2000 5000 10000 20000 50000}; do
+                rooms_point 1 "$rooms" "$members" "$total" uws
+                [[ $VERDICT == ok ]] || break
+            done
+        fi
     done
 }
 

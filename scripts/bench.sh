@@ -8,6 +8,7 @@
 #   scripts/bench.sh --chat          # chat rooms: N members, P publishers (chat.csv)
 #   scripts/bench.sh --cluster       # two nodes + Redis: cross-node latency, resume, bus (cluster.csv...)
 #   scripts/bench.sh --rooms         # many rooms, a publisher each: which thread saturates (rooms.csv)
+#   scripts/bench.sh --rooms --uws   # ... and the same points against uWebSockets (Bun, from npm)
 #   scripts/bench.sh --out DIR --clients 1000,5000 --shards 1,2 --duration 5 --warmup 2
 #   scripts/bench.sh --repeat 3      # runs per point near the bar (full sweep default: 3)
 #
@@ -35,6 +36,7 @@ DURATION=""
 WARMUP=""
 REPEAT=""
 BUILD=1
+UWS=0
 PAYLOAD=${BENCH_PAYLOAD:-0}
 CONNECT_RATE=${BENCH_CONNECT_RATE:-2000}
 SOURCE_IPS=${BENCH_SOURCE_IPS:-127.0.0.1-127.0.0.8}
@@ -53,6 +55,7 @@ while (($#)); do
         --chat) SCENARIO=chat ;;
         --cluster) SCENARIO=cluster ;;
         --rooms) SCENARIO=rooms ;;
+        --uws) UWS=1 ;;
         --out) OUT=$2; shift ;;
         --clients) CLIENTS=$2; shift ;;
         --shards) SHARDS=$2; shift ;;

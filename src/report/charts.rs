@@ -12,7 +12,9 @@
 //!   client-bound (the server may sustain more), an outlined one never failed the bar (a
 //!   floor);
 //! - `cpu_ns_per_msg.svg`: server CPU ns per delivered message vs offered deliveries/s;
-//! - `rss_per_conn.svg`: server RSS KiB per connection vs clients.
+//! - `rss_per_conn.svg`: server RSS KiB per connection vs clients;
+//!
+//! and, for the many-rooms scenario, the charts of [`super::rooms`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -24,25 +26,25 @@ use super::schema::Row;
 use super::summary::{main_sweep, median};
 
 /// Points of one named line.
-type Series = (String, Vec<(f64, f64)>);
+pub(super) type Series = (String, Vec<(f64, f64)>);
 
 /// One panel of a chart.
-struct Panel {
-    title: String,
-    series: Vec<Series>,
+pub(super) struct Panel {
+    pub title: String,
+    pub series: Vec<Series>,
 }
 
 /// How a chart's axes look.
-struct Axes {
-    x_desc: &'static str,
-    y_desc: &'static str,
-    x_log: bool,
-    y_log: bool,
-    diagonal: bool,
+pub(super) struct Axes {
+    pub x_desc: &'static str,
+    pub y_desc: &'static str,
+    pub x_log: bool,
+    pub y_log: bool,
+    pub diagonal: bool,
     /// Horizontal reference lines drawn across (value, label), kept inside the y range.
-    bars: &'static [(f64, &'static str)],
+    pub bars: &'static [(f64, &'static str)],
     /// Where the legend goes (away from where the data usually is).
-    legend: SeriesLabelPosition,
+    pub legend: SeriesLabelPosition,
 }
 
 /// Series name -> color index, stable across charts.
@@ -191,7 +193,7 @@ fn short(v: f64) -> String {
     }
 }
 
-fn draw(path: &Path, panels: &[Panel], axes: &Axes) -> Result<(), String> {
+pub(super) fn draw(path: &Path, panels: &[Panel], axes: &Axes) -> Result<(), String> {
     let names: BTreeSet<String> = panels
         .iter()
         .flat_map(|p| p.series.iter().map(|(n, _)| n.clone()))
@@ -228,75 +230,116 @@ fn per_clients(rows: &[Row], point: impl Fn(&Row) -> Option<(f64, f64)>) -> Vec<
         .collect()
 }
 
+/// One bar of a grouped bar chart.
+pub(super) struct Bar {
+    /// Index of its group (x position).
+    pub group: usize,
+    /// Its series (color, legend).
+    pub series: String,
+    /// Its height.
+    pub value: f64,
+    /// Drawn light: the load generator was the limit, the server may sustain more.
+    pub client_bound: bool,
+    /// Drawn outlined: no measured point failed the bar, so this is a floor.
+    pub floor: bool,
+}
+
 /// The saturation table as grouped bars: a group per client count, a bar per configuration.
 fn draw_saturation(path: &Path, rows: &[Row]) -> Result<(), String> {
     let points = saturation_points(rows, STRICT_P99_US);
-    let groups: BTreeSet<u64> = points.iter().map(|s| s.key.clients).collect();
-    let groups: Vec<u64> = groups.into_iter().collect();
-    let names: BTreeSet<String> = points.iter().map(|s| s.key.series()).collect();
-    let per_group = names.len().max(1) as f64;
-    // A log scale: rates span two orders of magnitude between client counts.
-    let top = points.iter().map(|s| s.rate()).fold(1.0, f64::max) * 2.0;
-    let floor = points
+    let groups: Vec<u64> = points
         .iter()
-        .map(|s| s.rate())
+        .map(|s| s.key.clients)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let bars = points
+        .iter()
+        .filter_map(|s| {
+            Some(Bar {
+                group: groups.iter().position(|c| *c == s.key.clients)?,
+                series: s.key.series(),
+                value: s.rate(),
+                client_bound: s.client_bound(),
+                floor: !s.saturated,
+            })
+        })
+        .collect::<Vec<_>>();
+    let labels: Vec<String> = groups.iter().map(|c| format!("{c} clients")).collect();
+    draw_bars(
+        path,
+        "highest sustainable rate (p99 <= 100 ms, delivery >= 99 %)",
+        "deliveries/s",
+        &labels,
+        &bars,
+    )
+}
+
+/// Grouped bars on a log scale: a group per label, a bar per series within it.
+pub(super) fn draw_bars(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    labels: &[String],
+    bars: &[Bar],
+) -> Result<(), String> {
+    let names: BTreeSet<String> = bars.iter().map(|b| b.series.clone()).collect();
+    let per_group = names.len().max(1) as f64;
+    // A log scale: rates span orders of magnitude between groups.
+    let top = bars.iter().map(|b| b.value).fold(1.0, f64::max) * 2.0;
+    let floor = bars
+        .iter()
+        .map(|b| b.value)
         .filter(|r| *r > 0.0)
         .fold(top / 4.0, f64::min)
         / 2.0;
-    let width = (160 * groups.len().max(1) as u32 * names.len().max(1) as u32).clamp(520, 1600);
+    let width = (160 * labels.len().max(1) as u32 * names.len().max(1) as u32).clamp(520, 1600);
     let root = SVGBackend::new(path, (width, 440)).into_drawing_area();
     let err = |e: DrawingAreaErrorKind<std::io::Error>| e.to_string();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "highest sustainable rate (p99 <= 100 ms, delivery >= 99 %)",
-            ("sans-serif", 16),
-        )
+        .caption(title, ("sans-serif", 16))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..groups.len().max(1) as f64, (floor..top).log_scale())
+        .build_cartesian_2d(0.0..labels.len().max(1) as f64, (floor..top).log_scale())
         .map_err(err)?;
-    let labels = groups.clone();
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(groups.len().max(1) * 2 + 1)
+        .x_labels(labels.len().max(1) * 2 + 1)
         .x_label_formatter(&|x| {
             let i = x.floor() as usize;
             if (x - i as f64 - 0.5).abs() < 0.01 {
-                labels
-                    .get(i)
-                    .map_or(String::new(), |c| format!("{c} clients"))
+                labels.get(i).cloned().unwrap_or_default()
             } else {
                 String::new()
             }
         })
-        .y_desc("deliveries/s")
+        .y_desc(y_desc)
         .y_label_formatter(&|v| short(*v))
         .draw()
         .map_err(err)?;
     for (j, name) in names.iter().enumerate() {
         let color = color_of(&names, name);
-        let bars: Vec<_> = points
+        let rects: Vec<_> = bars
             .iter()
-            .filter(|s| &s.key.series() == name)
-            .filter_map(|s| {
-                let g = groups.iter().position(|c| *c == s.key.clients)? as f64;
-                let x0 = g + 0.1 + 0.8 * j as f64 / per_group;
+            .filter(|b| &b.series == name && b.value > 0.0)
+            .map(|b| {
+                let x0 = b.group as f64 + 0.1 + 0.8 * j as f64 / per_group;
                 let x1 = x0 + 0.8 / per_group * 0.9;
-                let style = if s.client_bound() {
+                let style = if b.client_bound {
                     color.mix(0.35).filled()
-                } else if !s.saturated {
+                } else if b.floor {
                     color.stroke_width(2)
                 } else {
                     color.filled()
                 };
-                (s.rate() > 0.0).then(|| Rectangle::new([(x0, floor), (x1, s.rate())], style))
+                Rectangle::new([(x0, floor), (x1, b.value)], style)
             })
             .collect();
         chart
-            .draw_series(bars)
+            .draw_series(rects)
             .map_err(err)?
             .label(name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
@@ -311,10 +354,18 @@ fn draw_saturation(path: &Path, rows: &[Row]) -> Result<(), String> {
     root.present().map_err(|e| e.to_string())
 }
 
-/// Draws every chart into `dir`; returns the files written.
+/// Draws every chart into `dir`; returns the files written: the broadcast charts (unless the
+/// rows are all of the many-rooms scenario) and the many-rooms ones (when there are such rows).
 pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
     let main = main_sweep(rows);
+    let rooms = super::rooms::rooms_rows(rows);
     let mut written = Vec::new();
+    if !rooms.is_empty() {
+        written.extend(super::rooms::draw(&rooms, dir)?);
+        if main.is_empty() {
+            return Ok(written);
+        }
+    }
 
     let path = dir.join("delivered_vs_offered.svg");
     let panels = per_clients(&main, |r| {

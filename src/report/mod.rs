@@ -2,12 +2,14 @@
 //!
 //! [`schema`] owns the CSV columns (shared with `tickcast load --csv`), [`saturation`] the
 //! rule that finds each configuration's saturation point, [`repeats`] which run stands for a
-//! point measured more than once, [`summary`] the markdown tables and [`charts`] the SVGs.
+//! point measured more than once, [`summary`] the markdown tables and [`charts`] the SVGs;
+//! [`rooms`] the same for the many-rooms scenario.
 //! Everything computed about a sweep is computed here, in Rust; the bench script only
 //! orchestrates processes.
 
 pub mod charts;
 pub mod repeats;
+pub mod rooms;
 pub mod saturation;
 pub mod schema;
 pub mod summary;
@@ -21,10 +23,16 @@ pub fn write_report(csv: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, String> 
     let rows = schema::read_rows(csv).map_err(|e| format!("{}: {e}", csv.display()))?;
     std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let summary_path = out_dir.join("summary.md");
-    std::fs::write(&summary_path, summary::render(&rows))
-        .map_err(|e| format!("{}: {e}", summary_path.display()))?;
+    let medians = repeats::median_runs(&rows);
+    let rooms_table = rooms::table(&medians);
+    let text = if summary::main_sweep(&medians).is_empty() && !rooms_table.is_empty() {
+        format!("# Many-rooms summary\n\n{rooms_table}")
+    } else {
+        summary::render(&rows) + &rooms_table
+    };
+    std::fs::write(&summary_path, text).map_err(|e| format!("{}: {e}", summary_path.display()))?;
     let mut files = vec![summary_path];
-    files.extend(charts::draw_all(&repeats::median_runs(&rows), out_dir)?);
+    files.extend(charts::draw_all(&medians, out_dir)?);
     Ok(files)
 }
 
