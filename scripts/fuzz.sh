@@ -14,8 +14,9 @@
 # installed from crates.io when missing. Without a nightly toolchain the script says so and
 # runs the stable fallback (fuzz/examples/stable_fuzz.rs: random mutations of the corpus,
 # blind to coverage). It never skips. Built with debug assertions (overflow checks) and
-# without a sanitizer by default: the server has no unsafe code outside two libc calls, and
-# AddressSanitizer costs two thirds of the executions; --sanitizer address turns it on.
+# without a sanitizer by default: no parser has unsafe code (the crate's few unsafe blocks
+# are libc calls for thread scheduling and process figures), and AddressSanitizer costs two
+# thirds of the executions; --sanitizer address turns it on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +34,7 @@ while (($#)); do
         --targets) targets="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --sanitizer) sanitizer="$2"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "fuzz.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
