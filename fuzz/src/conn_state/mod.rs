@@ -99,8 +99,8 @@ pub fn run(data: &[u8]) -> Outcome {
                 h.peer_read(n);
             }
             2 => {
-                let secs = steps.byte().unwrap_or(0);
-                h.advance(Duration::from_millis(u64::from(secs) * 250));
+                let quarters = steps.byte().unwrap_or(0);
+                h.advance(Duration::from_millis(u64::from(quarters) * 250));
             }
             3 => {
                 let len = usize::from(steps.byte().unwrap_or(0)) * 32;
