@@ -106,30 +106,30 @@ rooms_point() {
     thread_ticks "$SERVER_PID" >"$log.threads1"; t1=$(date +%s.%N)
     stop_server
     el=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+    local summary
     if [[ $server == uws ]]; then
-        read -r VERDICT _ _ < <("$BIN" report --verdict "$OUT/rooms.csv" || echo failed clear 1)
-        printf '[%3d] uws     rooms=%-5s members=%-2s publishes/s=%-6s %-10s %s cpu %s %%\n' \
-            "$POINT" "$rooms" "$members" "$total" "$VERDICT" \
-            "$(grep -m1 '^latency' "$log.txt" | awk '{print "p99", $9, $10}' | tr -d ,)" \
-            "$(tail -n1 "$OUT/rooms.csv" | cut -d, -f40 | cut -c1-5)" >&2
-        return
+        # No threads of ours to sample: the process's CPU over the window, from the row.
+        summary="server cpu $(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "server_cpu_pct") c = i; next }
+            { v = $c } END { printf "%.1f %%", v }' "$OUT/rooms.csv")"
+    else
+        local threads=$OUT/rooms-threads.csv
+        [[ -s $threads ]] || echo "point,shards,rooms,members,publishes_per_s,mixer_cpu_pct,shards_max_cpu_pct,acceptor_cpu_pct,busiest" >"$threads"
+        awk -v p="$POINT" -v s="$shards" -v r="$rooms" -v m="$members" -v t="$total" -v el="$el" \
+            -v hz="$(getconf CLK_TCK)" -v busy="$(busiest S "$log.threads0" "$log.threads1" "$el")" '
+            NR == FNR { before[$1] = $3; next }
+            { pct = 100 * ($3 - before[$1]) / hz / el }
+            $2 ~ /mixer/ { mixer += pct }
+            $2 ~ /shard/ { if (pct > shard) shard = pct }
+            $2 ~ /acceptor/ { acc += pct }
+            END { printf "%d,%d,%d,%d,%d,%.1f,%.1f,%.1f,%s\n", p, s, r, m, t, mixer, shard, acc, busy }' \
+            "$log.threads0" "$log.threads1" >>"$threads"
+        summary=$(tail -n1 "$threads" | cut -d, -f6-)
     fi
-    local threads=$OUT/rooms-threads.csv
-    [[ -s $threads ]] || echo "point,shards,rooms,members,publishes_per_s,mixer_cpu_pct,shards_max_cpu_pct,acceptor_cpu_pct,busiest" >"$threads"
-    awk -v p="$POINT" -v s="$shards" -v r="$rooms" -v m="$members" -v t="$total" -v el="$el" \
-        -v hz="$(getconf CLK_TCK)" -v busy="$(busiest S "$log.threads0" "$log.threads1" "$el")" '
-        NR == FNR { before[$1] = $3; next }
-        { pct = 100 * ($3 - before[$1]) / hz / el }
-        $2 ~ /mixer/ { mixer += pct }
-        $2 ~ /shard/ { if (pct > shard) shard = pct }
-        $2 ~ /acceptor/ { acc += pct }
-        END { printf "%d,%d,%d,%d,%d,%.1f,%.1f,%.1f,%s\n", p, s, r, m, t, mixer, shard, acc, busy }' \
-        "$log.threads0" "$log.threads1" >>"$threads"
     read -r VERDICT _ _ < <("$BIN" report --verdict "$OUT/rooms.csv" || echo failed clear 1)
-    printf '[%3d] rooms   shards=%s rooms=%-5s members=%-2s publishes/s=%-6s %-10s %s | %s\n' \
-        "$POINT" "$shards" "$rooms" "$members" "$total" "$VERDICT" \
+    printf '[%3d] %-8s shards=%s rooms=%-5s members=%-2s publishes/s=%-6s %-10s %s | %s\n' \
+        "$POINT" "$server" "$shards" "$rooms" "$members" "$total" "$VERDICT" \
         "$(grep -m1 '^latency' "$log.txt" | awk '{print "p99", $9, $10}' | tr -d ,)" \
-        "$(tail -n1 "$threads" | cut -d, -f6-)" >&2
+        "$summary" >&2
 }
 
 # Many rooms: for each ROOMS:MEMBERS case and shard count, total publishes/s rise until a

@@ -38,17 +38,23 @@ impl Case {
 
 /// The case and server of a many-rooms row, from its mode; `None` for other rows.
 pub fn case_of(row: &Row) -> Option<(Case, String)> {
-    let (server, rest) = match row.mode.strip_prefix("uws-") {
+    case_of_config(&row.mode, row.shards, row.publishers)
+}
+
+/// The same from a configuration's mode, shard count and publishers (a row's, or a
+/// saturation point's key).
+fn case_of_config(mode: &str, shards: u32, publishers: u64) -> Option<(Case, String)> {
+    let (server, rest) = match mode.strip_prefix("uws-") {
         Some(rest) => ("uWebSockets (Bun)".to_string(), rest),
-        None if row.shards == 1 => ("tickcast 1 shard".to_string(), row.mode.as_str()),
-        None => (format!("tickcast {} shards", row.shards), row.mode.as_str()),
+        None if shards == 1 => ("tickcast 1 shard".to_string(), mode),
+        None => (format!("tickcast {shards} shards"), mode),
     };
     let (rooms, members) = rest.strip_prefix("rooms-")?.split_once('-')?;
     let case = Case {
         rooms: rooms.parse().ok()?,
         members: members.parse().ok()?,
     };
-    (case.rooms > 0 && row.publishers > 0).then_some((case, server))
+    (case.rooms > 0 && publishers > 0).then_some((case, server))
 }
 
 /// The rows of the many-rooms scenario.
@@ -183,13 +189,7 @@ fn saturation(rows: &[Row]) -> Vec<Point> {
     let mut points: Vec<Point> = saturation_points(rows, STRICT_P99_US)
         .into_iter()
         .filter_map(|s| {
-            let probe = Row {
-                mode: s.key.mode.clone(),
-                shards: s.key.shards,
-                publishers: s.key.publishers,
-                ..Row::default()
-            };
-            let (case, server) = case_of(&probe)?;
+            let (case, server) = case_of_config(&s.key.mode, s.key.shards, s.key.publishers)?;
             Some(Point {
                 case,
                 server,
