@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tickcast::conn::{OutFrame, Outbox};
 use tickcast::frame::{self, FrameRun};
-use tickcast::subs::Subscriptions;
+use tickcast::subs::{Class, Subscriptions};
 
 const OUTBOX_LIMIT: usize = 1 << 20;
 
@@ -23,7 +23,7 @@ fn fan_out(c: &mut Criterion) {
         let mut subs = Subscriptions::default();
         let mut outboxes: Vec<Outbox> = (0..n).map(|_| Outbox::default()).collect();
         for token in 0..n {
-            subs.subscribe("ticks", token);
+            subs.subscribe("ticks", token, Class::Plain);
         }
         group.throughput(Throughput::Elements(n as u64));
         // Timed: the walk and the pushes. Untimed: emptying the outboxes afterwards, so
@@ -34,7 +34,7 @@ fn fan_out(c: &mut Criterion) {
                 for _ in 0..iters {
                     let start = Instant::now();
                     let mut dropped = 0u64;
-                    subs.for_each_subscriber(black_box("ticks"), |token| {
+                    subs.for_each_subscriber(black_box("ticks"), Class::Plain, |token| {
                         let ob = &mut outboxes[token];
                         if ob.would_exceed(f.len(), OUTBOX_LIMIT) {
                             dropped += 1;
@@ -65,7 +65,9 @@ fn timed_walks(
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let start = Instant::now();
-        subs.for_each_subscriber(black_box("ticks"), |token| deliver(&mut outboxes[token]));
+        subs.for_each_subscriber(black_box("ticks"), Class::Plain, |token| {
+            deliver(&mut outboxes[token])
+        });
         total += start.elapsed();
         for ob in outboxes.iter_mut() {
             let _ = ob.write_to(&mut std::io::sink(), usize::MAX, |_| {});
@@ -83,7 +85,7 @@ fn run_of_eight(c: &mut Criterion) {
     let mut subs = Subscriptions::default();
     let mut outboxes: Vec<Outbox> = (0..n).map(|_| Outbox::default()).collect();
     for token in 0..n {
-        subs.subscribe("ticks", token);
+        subs.subscribe("ticks", token, Class::Plain);
     }
     group.throughput(Throughput::Elements(8 * n as u64));
     group.bench_function("frames", |b| {

@@ -53,6 +53,7 @@ fn rig(shards: usize, history: usize) -> Rig {
         presence_list_max: 100,
         drain_wait: Duration::from_millis(10),
         redis_server_topics: false,
+        deflate_min_bytes: 256,
     };
     let (_tx, input) = Mixer::channel(16);
     Rig {

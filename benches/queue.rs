@@ -14,7 +14,7 @@ fn offer_and_drain(c: &mut Criterion) {
         topic: Arc::from("ticks"),
         seq: 1,
         stamp_us: 1,
-        frame: frame::text(&"x".repeat(150)),
+        frame: frame::Encoded::plain(frame::text(&"x".repeat(150))),
     };
     for batch in [1usize, 64, 1024] {
         let (tx, rx) = crossbeam_channel::bounded::<ShardMsg>(16 * 1024);

@@ -341,7 +341,7 @@ fn read(c: &mut Client, scratch: &mut [u8], max_header: usize) -> bool {
                     return false;
                 };
                 let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-                c.pending = http::switching_protocols(&accept);
+                c.pending = http::switching_protocols(&accept, None);
                 c.head = None;
                 upgraded = true;
             }

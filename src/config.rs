@@ -111,6 +111,14 @@ pub struct ServerConfig {
     pub max_topics_per_conn: usize,
     /// Messages kept per topic for resumes (`?since=`). Default 1000; 0 disables history.
     pub history: usize,
+    /// Whether upgrades may negotiate permessage-deflate (RFC 7692). Default on: each
+    /// message is compressed once, by the mixer, for every client that negotiated it, and
+    /// only while one subscribes to its topic; clients' compressed messages are inflated
+    /// with a per-shard inflater (no memory per connection). Off: offers are declined.
+    pub deflate: bool,
+    /// Messages with a smaller payload are sent uncompressed to everyone (a small message
+    /// compressed alone barely shrinks, while the compression costs the mixer). Default 256.
+    pub deflate_min_bytes: usize,
     /// Rooms with more members get only counts, no member lists or deltas. Default 1000.
     pub presence_list_max: usize,
     /// Messages per second a `/ws` client may send (token bucket; every message counts,
@@ -170,6 +178,8 @@ impl Default for ServerConfig {
             acceptor_rt_priority: 10,
             max_topics_per_conn: 64,
             history: 1000,
+            deflate: true,
+            deflate_min_bytes: 256,
             presence_list_max: 1000,
             publish_rate: 100.0,
             publish_burst: 200,

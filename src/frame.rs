@@ -13,6 +13,36 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 /// The bytes of one complete frame (header + payload), shared by every outbox holding it.
 pub type FrameBytes = Arc<[u8]>;
 
+/// One message's frame as each kind of client is sent it: plain, and compressed once for
+/// the clients that negotiated permessage-deflate (none when it was not worth it, or when
+/// nobody asked; those clients then get the plain frame, which they read as well).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The plain frame.
+    pub plain: FrameBytes,
+    /// The same message compressed (RSV1 set).
+    pub deflated: Option<FrameBytes>,
+}
+
+impl Encoded {
+    /// A message with a plain frame only.
+    pub fn plain(plain: FrameBytes) -> Self {
+        Encoded {
+            plain,
+            deflated: None,
+        }
+    }
+
+    /// The frame a client gets: compressed if it negotiated deflate and there is one.
+    #[inline]
+    pub fn for_client(&self, deflate: bool) -> &FrameBytes {
+        match &self.deflated {
+            Some(d) if deflate => d,
+            _ => &self.plain,
+        }
+    }
+}
+
 /// Broadcast frames of one topic that reached a shard together, concatenated once by the
 /// shard so that each subscriber's outbox takes one reference for all of them instead of
 /// one per frame. The bytes on the wire are the same as frame by frame.
@@ -102,7 +132,19 @@ fn header_for(opcode: OpCode) -> FrameHeader {
 /// Writes the header of an unmasked final frame into the end of `room` and returns where
 /// it starts. `room` must be at least [`MAX_HEADER`] bytes.
 fn header_into_tail(opcode: OpCode, payload_len: usize, room: &mut [u8]) -> usize {
-    let header = header_for(opcode);
+    write_header_into_tail(header_for(opcode), payload_len, room)
+}
+
+/// [`header_into_tail`] for a compressed text message (RSV1 set, RFC 7692 §6).
+pub(crate) fn compressed_header_into_tail(payload_len: usize, room: &mut [u8]) -> usize {
+    let header = FrameHeader {
+        rsv1: true,
+        ..header_for(OpCode::Data(Data::Text))
+    };
+    write_header_into_tail(header, payload_len, room)
+}
+
+fn write_header_into_tail(header: FrameHeader, payload_len: usize, room: &mut [u8]) -> usize {
     let len = header.len(payload_len as u64);
     let start = room.len() - len;
     let mut out = &mut room[start..];
@@ -111,6 +153,17 @@ fn header_into_tail(opcode: OpCode, payload_len: usize, room: &mut [u8]) -> usiz
         .format(payload_len as u64, &mut out)
         .expect("header fits its computed length");
     start
+}
+
+/// The payload of a complete unmasked frame this module encoded (its header skipped).
+pub fn payload_of(frame: &[u8]) -> &[u8] {
+    let header = match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        Some(_) => 2,
+        None => return &[],
+    };
+    frame.get(header..).unwrap_or(&[])
 }
 
 /// Encodes a complete unmasked frame with `payload`.
@@ -259,6 +312,24 @@ mod tests {
         for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
             assert!(!is_valid_received_close_code(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn payload_of_skips_every_header_length() {
+        for len in [0usize, 125, 126, 65535, 65536] {
+            let payload = vec![b'y'; len];
+            assert_eq!(
+                payload_of(&text(std::str::from_utf8(&payload).unwrap())),
+                &payload[..]
+            );
+        }
+        let mut room = [0u8; MAX_HEADER];
+        let start = compressed_header_into_tail(300, &mut room);
+        assert_eq!(
+            &room[start..],
+            b"\xc1\x7e\x01\x2c",
+            "FIN, RSV1, text, 16-bit length"
+        );
     }
 
     #[test]

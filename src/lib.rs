@@ -47,6 +47,8 @@
 //! - [`conn`]: one connection's state machine, deadlines, inbound frame parser and outbox.
 //! - [`http`]: HTTP/1.1 request parsing, routing and the WebSocket upgrade answer.
 //! - [`dashboard`]: the live page served at `GET /` (embedded; draws `telemetry` and `ticks`).
+//! - [`deflate`]: permessage-deflate: the offers and the answer, each broadcast compressed
+//!   once (the mixer), clients' compressed messages inflated within `--max-message` (shards).
 //! - [`protocol`]: the JSON messages clients send, the error frames they get back, and the
 //!   server's topic names.
 //! - [`chat`]: chat commands (`/me`, `/nick`, `/who`, `/shrug`), parsed on the shard.
@@ -93,6 +95,7 @@ pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod dashboard;
+pub mod deflate;
 pub mod frame;
 pub mod http;
 pub mod interest;

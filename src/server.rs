@@ -120,6 +120,7 @@ impl Server {
         }
         let (mixer_tx, mixer_rx) = Mixer::channel(cfg.mixer_queue);
         let interest = Interest::new();
+        let deflate_interest = Interest::new();
         let bus = match &cfg.redis {
             Some(bus_cfg) => Some(start_bus(bus_cfg, &interest, &mixer_tx, &metrics)?),
             None => None,
@@ -128,6 +129,7 @@ impl Server {
             admission: Admission::new(cfg.max_connections, cfg.max_connections_per_ip),
             verifier: cfg.auth_secret.as_ref().map(|s| Verifier::new(&s.0)),
             interest,
+            deflate_interest: deflate_interest.clone(),
             bus: bus.as_ref().map(|b| b.state.clone()),
             bus_tx: bus.as_ref().map(|b| b.tx.clone()),
         });
@@ -177,8 +179,12 @@ impl Server {
             presence_list_max: cfg.presence_list_max,
             drain_wait: cfg.drain_timeout,
             redis_server_topics: cfg.redis.as_ref().is_some_and(|r| r.publish_providers),
+            deflate_min_bytes: cfg.deflate_min_bytes,
         };
         let mut mixer = Mixer::new(mixer_rx, links.clone(), mixer_cfg, metrics.clone());
+        if cfg.deflate {
+            mixer = mixer.with_deflate(deflate_interest);
+        }
         if let Some(b) = &bus {
             if let Some(fetch) = b.fetch.clone() {
                 mixer = mixer.with_history(fetch);

@@ -21,6 +21,9 @@ pub struct Services {
     pub verifier: Option<Verifier>,
     /// Which topics this node's clients want (reported by the topic indexes).
     pub interest: Arc<Interest>,
+    /// Which topics have a subscriber that negotiated permessage-deflate (the mixer
+    /// compresses their messages).
+    pub deflate_interest: Arc<Interest>,
     /// The Redis bus's health, when `--redis` is set (for `/healthz`).
     pub bus: Option<Arc<BusState>>,
     /// The Redis bus publisher's input, when `--redis` is set (client publishes go there).

@@ -9,6 +9,12 @@
 //! When a topic gets its first subscriber on this shard, or loses its last, the node-wide
 //! [`Interest`] registry hears of it (subscription changes only, never per message).
 //!
+//! Each topic's subscribers are kept in one set per [`Class`]: the clients sent plain frames
+//! and those that negotiated permessage-deflate, sent the compressed twin. A broadcast walks
+//! each set with that set's frame, so the walk never asks a connection which one it takes.
+//! When a topic gets its first deflate subscriber on this shard, or loses its last, a
+//! second registry hears of it, and the mixer compresses that topic's messages meanwhile.
+//!
 //! One topic may be *watched*: its subscribers (wildcard included) are counted across shards
 //! in a shared gauge, touched only on subscribe and unsubscribe, so that the provider behind
 //! it (telemetry) can skip its work while nobody listens.
@@ -31,29 +37,78 @@ pub struct Watch {
     pub subscribers: Gauge,
 }
 
+/// Which frame of a message a subscriber is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The plain frame.
+    Plain = 0,
+    /// The compressed frame, when there is one (permessage-deflate negotiated).
+    Deflate = 1,
+}
+
+impl Class {
+    /// Every class, in index order.
+    pub const ALL: [Class; 2] = [Class::Plain, Class::Deflate];
+
+    /// The class of a connection that did (`true`) or did not negotiate deflate.
+    pub fn of(deflate: bool) -> Class {
+        if deflate {
+            Class::Deflate
+        } else {
+            Class::Plain
+        }
+    }
+}
+
+/// One topic's subscribers, a set per [`Class`].
+#[derive(Debug, Default)]
+struct Subscribers {
+    by_class: [IndexSet<usize>; Class::ALL.len()],
+}
+
+impl Subscribers {
+    fn len(&self) -> usize {
+        self.by_class.iter().map(IndexSet::len).sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_class.iter().all(IndexSet::is_empty)
+    }
+
+    /// Removes `token` from whichever class holds it; returns that class.
+    fn remove(&mut self, token: usize) -> Option<Class> {
+        Class::ALL
+            .into_iter()
+            .find(|&c| self.by_class[c as usize].swap_remove(&token))
+    }
+}
+
 /// Topic -> subscriber tokens, owned by one shard thread.
 #[derive(Debug)]
 pub struct Subscriptions {
     /// Subscribers per named topic. A topic's entry is removed when its last subscriber goes.
-    by_topic: HashMap<Arc<str>, IndexSet<usize>>,
+    by_topic: HashMap<Arc<str>, Subscribers>,
     /// Subscribers of every topic.
-    wildcard: IndexSet<usize>,
+    wildcard: Subscribers,
     /// The shared name of the wildcard, handed to its subscribers.
     wildcard_name: Arc<str>,
     /// The watched topic, if any.
     watch: Option<Watch>,
     /// The node-wide registry told about topics appearing and disappearing here.
     interest: Arc<Interest>,
+    /// The same for topics' deflate subscribers.
+    deflate_interest: Arc<Interest>,
 }
 
 impl Default for Subscriptions {
     fn default() -> Self {
         Subscriptions {
             by_topic: HashMap::new(),
-            wildcard: IndexSet::new(),
+            wildcard: Subscribers::default(),
             wildcard_name: Arc::from(WILDCARD),
             watch: None,
             interest: Interest::new(),
+            deflate_interest: Interest::new(),
         }
     }
 }
@@ -67,9 +122,15 @@ impl Subscriptions {
         }
     }
 
-    /// The same, reporting topic presence to `interest`.
-    pub fn with_interest(mut self, interest: Arc<Interest>) -> Self {
+    /// The same, reporting topic presence to `interest`, and the presence of a topic's
+    /// deflate subscribers to `deflate_interest`.
+    pub fn with_interest(
+        mut self,
+        interest: Arc<Interest>,
+        deflate_interest: Arc<Interest>,
+    ) -> Self {
         self.interest = interest;
+        self.deflate_interest = deflate_interest;
         self
     }
 
@@ -83,29 +144,40 @@ impl Subscriptions {
         }
     }
 
-    /// Adds `token` to `topic` (or to the wildcard set) and returns the shard's shared copy
-    /// of the name, so that a thousand subscribers hold one string.
-    pub fn subscribe(&mut self, topic: &str, token: usize) -> Arc<str> {
+    /// Adds `token` to `topic` (or to the wildcard set) in `class`, and returns the shard's
+    /// shared copy of the name, so that a thousand subscribers hold one string. A
+    /// connection keeps one class for its whole life.
+    pub fn subscribe(&mut self, topic: &str, token: usize, class: Class) -> Arc<str> {
         if topic == WILDCARD {
-            if self.wildcard.insert(token) {
+            let set = &mut self.wildcard.by_class[class as usize];
+            if set.insert(token) {
+                let first_of_class = set.len() == 1;
                 self.count_watched(topic, 1);
                 if self.wildcard.len() == 1 {
                     self.interest.set_wildcard(true);
                 }
+                if class == Class::Deflate && first_of_class {
+                    self.deflate_interest.set_wildcard(true);
+                }
             }
             return self.wildcard_name.clone();
         }
-        if let Some((name, _)) = self.by_topic.get_key_value(topic) {
-            let name = name.clone();
-            if self.by_topic.entry(name.clone()).or_default().insert(token) {
-                self.count_watched(topic, 1);
+        let (name, is_new) = match self.by_topic.get_key_value(topic) {
+            Some((name, _)) => (name.clone(), false),
+            None => (Arc::from(topic), true),
+        };
+        let subscribers = self.by_topic.entry(name.clone()).or_default();
+        let set = &mut subscribers.by_class[class as usize];
+        if set.insert(token) {
+            let first_of_class = set.len() == 1;
+            self.count_watched(topic, 1);
+            if is_new {
+                self.interest.add(&name);
             }
-            return name;
+            if class == Class::Deflate && first_of_class {
+                self.deflate_interest.add(&name);
+            }
         }
-        let name: Arc<str> = Arc::from(topic);
-        self.by_topic.insert(name.clone(), IndexSet::from([token]));
-        self.count_watched(topic, 1);
-        self.interest.add(&name);
         name
     }
 
@@ -123,41 +195,63 @@ impl Subscriptions {
 
     /// Removes `token` from `topic`. Returns false if it was not subscribed.
     pub fn unsubscribe(&mut self, topic: &str, token: usize) -> bool {
-        let removed = if topic == WILDCARD {
-            let removed = self.wildcard.swap_remove(&token);
-            if removed && self.wildcard.is_empty() {
+        let class = if topic == WILDCARD {
+            let class = self.wildcard.remove(token);
+            if class.is_some() && self.wildcard.is_empty() {
                 self.interest.set_wildcard(false);
             }
-            removed
+            if class == Some(Class::Deflate)
+                && self.wildcard.by_class[Class::Deflate as usize].is_empty()
+            {
+                self.deflate_interest.set_wildcard(false);
+            }
+            class
         } else {
-            let Some(set) = self.by_topic.get_mut(topic) else {
+            let Some(subscribers) = self.by_topic.get_mut(topic) else {
                 return false;
             };
-            let removed = set.swap_remove(&token);
-            if set.is_empty() {
+            let class = subscribers.remove(token);
+            if class == Some(Class::Deflate)
+                && subscribers.by_class[Class::Deflate as usize].is_empty()
+            {
+                self.deflate_interest.remove(topic);
+            }
+            if subscribers.is_empty() {
                 self.by_topic.remove(topic);
                 self.interest.remove(topic);
             }
-            removed
+            class
         };
-        if removed {
+        if class.is_some() {
             self.count_watched(topic, -1);
         }
-        removed
+        class.is_some()
     }
 
-    /// Calls `f` for every subscriber of `topic`, wildcard subscribers included. A client
-    /// holds either the wildcard or named topics, never both, so nobody is visited twice.
-    pub fn for_each_subscriber(&self, topic: &str, mut f: impl FnMut(usize)) {
-        if let Some(set) = self.by_topic.get(topic) {
-            set.iter().for_each(|&t| f(t));
+    /// Calls `f` for every subscriber of `topic` in `class`, wildcard subscribers included.
+    /// A client holds either the wildcard or named topics, never both, so nobody is visited
+    /// twice.
+    pub fn for_each_subscriber(&self, topic: &str, class: Class, mut f: impl FnMut(usize)) {
+        if let Some(subscribers) = self.by_topic.get(topic) {
+            subscribers.by_class[class as usize]
+                .iter()
+                .for_each(|&t| f(t));
         }
-        self.wildcard.iter().for_each(|&t| f(t));
+        self.wildcard.by_class[class as usize]
+            .iter()
+            .for_each(|&t| f(t));
     }
 
     /// Subscribers `topic` would reach on this shard, wildcard included.
     pub fn count(&self, topic: &str) -> usize {
-        self.by_topic.get(topic).map_or(0, IndexSet::len) + self.wildcard.len()
+        self.by_topic.get(topic).map_or(0, Subscribers::len) + self.wildcard.len()
+    }
+
+    /// Subscribers of `topic` in `class` on this shard, wildcard included.
+    pub fn count_in(&self, topic: &str, class: Class) -> usize {
+        let c = class as usize;
+        self.by_topic.get(topic).map_or(0, |s| s.by_class[c].len())
+            + self.wildcard.by_class[c].len()
     }
 
     /// Named topics with at least one subscriber on this shard.
@@ -170,9 +264,13 @@ impl Subscriptions {
 mod tests {
     use super::*;
 
+    const P: Class = Class::Plain;
+
     fn collect(s: &Subscriptions, topic: &str) -> Vec<usize> {
         let mut v = vec![];
-        s.for_each_subscriber(topic, |t| v.push(t));
+        for class in Class::ALL {
+            s.for_each_subscriber(topic, class, |t| v.push(t));
+        }
         v.sort();
         v
     }
@@ -180,11 +278,11 @@ mod tests {
     #[test]
     fn named_and_wildcard_subscribers() {
         let mut s = Subscriptions::default();
-        let a = s.subscribe("ticks", 1);
-        let b = s.subscribe("ticks", 1);
+        let a = s.subscribe("ticks", 1, P);
+        let b = s.subscribe("ticks", 1, P);
         assert!(Arc::ptr_eq(&a, &b), "one shared name per topic");
-        s.subscribe("ticks", 2);
-        s.subscribe(WILDCARD, 3);
+        s.subscribe("ticks", 2, P);
+        s.subscribe(WILDCARD, 3, P);
         assert_eq!(collect(&s, "ticks"), vec![1, 2, 3]);
         assert_eq!(collect(&s, "telemetry"), vec![3]);
         assert_eq!(s.count("ticks"), 3);
@@ -197,12 +295,12 @@ mod tests {
             topic: "telemetry",
             subscribers: gauge.clone(),
         });
-        s.subscribe("ticks", 1);
+        s.subscribe("ticks", 1, P);
         assert_eq!(gauge.get(), 0, "other topics are not counted");
-        s.subscribe("telemetry", 2);
-        s.subscribe("telemetry", 2);
+        s.subscribe("telemetry", 2, P);
+        s.subscribe("telemetry", 2, P);
         assert_eq!(gauge.get(), 1, "a repeated subscribe counts once");
-        s.subscribe(WILDCARD, 3);
+        s.subscribe(WILDCARD, 3, P);
         assert_eq!(gauge.get(), 2, "the wildcard receives telemetry too");
         assert!(!s.unsubscribe("telemetry", 9));
         assert_eq!(gauge.get(), 2, "unknown tokens change nothing");
@@ -213,9 +311,35 @@ mod tests {
     }
 
     #[test]
+    fn deflate_subscribers_are_walked_apart_and_reported() {
+        let interest = Interest::new();
+        let deflate = Interest::new();
+        let mut s = Subscriptions::default().with_interest(interest.clone(), deflate.clone());
+        s.subscribe("ticks", 1, P);
+        s.subscribe("ticks", 2, Class::Deflate);
+        s.subscribe("ticks", 3, Class::Deflate);
+        assert!(interest.wants("ticks") && deflate.wants("ticks"));
+        let mut d = vec![];
+        s.for_each_subscriber("ticks", Class::Deflate, |t| d.push(t));
+        assert_eq!(d, [2, 3]);
+        assert_eq!((s.count("ticks"), s.count_in("ticks", P)), (3, 1));
+        assert!(s.unsubscribe("ticks", 2));
+        assert!(deflate.wants("ticks"), "3 still takes it compressed");
+        assert!(s.unsubscribe("ticks", 3));
+        assert!(!deflate.wants("ticks") && interest.wants("ticks"));
+        s.subscribe(WILDCARD, 4, Class::Deflate);
+        assert!(deflate.wants("anything"));
+        assert_eq!(s.count_in("ticks", Class::Deflate), 1);
+        assert!(s.unsubscribe(WILDCARD, 4));
+        assert!(!deflate.wants("anything"));
+        assert!(s.unsubscribe("ticks", 1));
+        assert!(!interest.wants("ticks"));
+    }
+
+    #[test]
     fn empty_topics_are_forgotten() {
         let mut s = Subscriptions::default();
-        s.subscribe("room.a", 7);
+        s.subscribe("room.a", 7, P);
         assert!(s.unsubscribe("room.a", 7));
         assert!(!s.unsubscribe("room.a", 7));
         assert_eq!(s.topics().count(), 0);

@@ -10,6 +10,7 @@ use super::session::{self, Client, Session};
 use super::{Conn, ConnCtx, HeadOutcome, State};
 use crate::admission::Refusal;
 use crate::auth::{self, Rights};
+use crate::deflate::{self, Agreement};
 use crate::http::{self, ParseError, Request, Target, WsRoute};
 use crate::metrics::{self, HandshakeFailure};
 use crate::protocol::{self, ClientError, ErrorCode, replies};
@@ -66,6 +67,7 @@ impl Conn {
         match http::route(req) {
             Target::Upgrade { route, accept } => match self.admit(ctx, req, route) {
                 Ok(Admitted { session, expires }) => {
+                    self.deflate = agree_deflate(ctx, req);
                     self.open(ctx, route, expires, &accept, session, complete);
                     true
                 }
@@ -225,8 +227,9 @@ impl Conn {
         session: Option<Box<Session>>,
         complete: Instant,
     ) {
+        let extensions = self.deflate.then_some(deflate::RESPONSE);
         self.outbox
-            .push(Arc::from(http::switching_protocols(accept)), 0);
+            .push(Arc::from(http::switching_protocols(accept, extensions)), 0);
         self.want_flush(ctx);
         ctx.to_answer.push(ctx.key);
         if let State::Handshake { accepted, .. } = self.state {
@@ -288,6 +291,23 @@ impl Conn {
             then: super::AfterFlush::Linger { shut: false },
         };
         self.arm_timer(ctx);
+    }
+}
+
+/// Whether the upgrade `req` gets permessage-deflate: offered, acceptable, and not turned
+/// off (`--deflate off`). Counted either way.
+fn agree_deflate(ctx: &mut ConnCtx<'_>, req: &Request) -> bool {
+    let counters = &ctx.stats.metrics.deflate;
+    match deflate::negotiate([req.extensions.as_str()]) {
+        Agreement::NotOffered => false,
+        Agreement::Accepted if ctx.cfg.deflate => {
+            counters.negotiated.inc();
+            true
+        }
+        Agreement::Accepted | Agreement::Declined => {
+            counters.declined.inc();
+            false
+        }
     }
 }
 

@@ -4,6 +4,10 @@
 //! must enforce and turns violations into close codes. It works on a byte slice the caller
 //! owns (the shard's scratch buffer, or the connection's small partial-frame buffer), unmasks
 //! payloads in place, and only copies when a data message arrives in fragments.
+//!
+//! With permessage-deflate negotiated, a data message whose first frame has RSV1 set is
+//! compressed: it is reassembled like any other, then inflated by the shard's [`Inflater`],
+//! never past `--max-message` (RFC 7692 §6.1; RSV1 anywhere else is still a protocol error).
 
 use std::io::Cursor;
 use std::ops::Range;
@@ -11,6 +15,7 @@ use std::ops::Range;
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
+use crate::deflate::{InflateError, Inflater};
 use crate::frame::{close_code, is_valid_received_close_code};
 
 /// Why a connection must be failed; each maps to the close code sent to the peer.
@@ -23,6 +28,10 @@ pub enum Violation {
     InvalidUtf8,
     /// A message larger than the configured limit. Close 1009.
     TooBig,
+    /// A compressed message that inflates past the limit. Close 1009.
+    InflatedTooBig,
+    /// A compressed message that is not valid DEFLATE data. Close 1007.
+    BadCompression,
 }
 
 impl Violation {
@@ -30,8 +39,8 @@ impl Violation {
     pub fn close_code(&self) -> u16 {
         match self {
             Violation::Protocol(_) => close_code::PROTOCOL,
-            Violation::InvalidUtf8 => close_code::INVALID_PAYLOAD,
-            Violation::TooBig => close_code::TOO_BIG,
+            Violation::InvalidUtf8 | Violation::BadCompression => close_code::INVALID_PAYLOAD,
+            Violation::TooBig | Violation::InflatedTooBig => close_code::TOO_BIG,
         }
     }
 
@@ -41,7 +50,14 @@ impl Violation {
             Violation::Protocol(why) => why,
             Violation::InvalidUtf8 => "invalid utf-8",
             Violation::TooBig => "message too big",
+            Violation::InflatedTooBig => "message too big once inflated",
+            Violation::BadCompression => "invalid compressed data",
         }
+    }
+
+    /// Whether it is about a compressed message's content.
+    pub fn is_inflate(&self) -> bool {
+        matches!(self, Violation::InflatedTooBig | Violation::BadCompression)
     }
 }
 
@@ -74,6 +90,8 @@ pub enum Flow {
 #[derive(Debug)]
 struct Parsed {
     fin: bool,
+    /// RSV1: the message (this is its first frame) is compressed.
+    compressed: bool,
     opcode: OpCode,
     payload: Range<usize>,
 }
@@ -86,6 +104,8 @@ pub struct Assembler {
     kind: Option<Data>,
     /// Payload received so far for the fragmented message.
     buf: Vec<u8>,
+    /// Whether the fragmented message is compressed.
+    compressed: bool,
 }
 
 impl Assembler {
@@ -96,11 +116,25 @@ impl Assembler {
         &mut self,
         input: &mut [u8],
         max_message: usize,
+        on_event: impl FnMut(Event<'_>) -> Flow,
+    ) -> Result<usize, Violation> {
+        self.feed_inflating(input, max_message, None, on_event)
+    }
+
+    /// [`Assembler::feed`] for a connection that negotiated permessage-deflate: compressed
+    /// messages are inflated with `inflater` (without one, RSV1 is a protocol error).
+    pub fn feed_inflating(
+        &mut self,
+        input: &mut [u8],
+        max_message: usize,
+        mut inflater: Option<&mut Inflater>,
         mut on_event: impl FnMut(Event<'_>) -> Flow,
     ) -> Result<usize, Violation> {
+        let deflate = inflater.is_some();
         let mut pos = 0;
         loop {
-            let Some(frame) = parse_frame(&input[pos..], max_message, self.buf.len())? else {
+            let Some(frame) = parse_frame(&input[pos..], max_message, self.buf.len(), deflate)?
+            else {
                 return Ok(pos);
             };
             let payload = (pos + frame.payload.start)..(pos + frame.payload.end);
@@ -126,7 +160,9 @@ impl Assembler {
                     if frame.fin {
                         self.kind = None;
                         let message = std::mem::take(&mut self.buf);
-                        let flow = deliver(kind, &message, &mut on_event)?;
+                        let compressed = std::mem::take(&mut self.compressed);
+                        let inflater = inflater.as_deref_mut().filter(|_| compressed);
+                        let flow = deliver(kind, &message, inflater, max_message, &mut on_event)?;
                         self.buf = message;
                         self.buf.clear();
                         if self.buf.capacity() > 4096 {
@@ -142,9 +178,11 @@ impl Assembler {
                         return Err(Violation::Protocol("new message inside a fragmented one"));
                     }
                     if frame.fin {
-                        deliver(kind, data, &mut on_event)?
+                        let inflater = inflater.as_deref_mut().filter(|_| frame.compressed);
+                        deliver(kind, data, inflater, max_message, &mut on_event)?
                     } else {
                         self.kind = Some(kind);
+                        self.compressed = frame.compressed;
                         self.buf.extend_from_slice(data);
                         Flow::Continue
                     }
@@ -166,11 +204,22 @@ impl Assembler {
     }
 }
 
+/// Hands a complete message to `on_event`, inflated first when `inflater` is given (the
+/// message is compressed).
 fn deliver(
     kind: Data,
     data: &[u8],
+    inflater: Option<&mut Inflater>,
+    max_message: usize,
     on_event: &mut impl FnMut(Event<'_>) -> Flow,
 ) -> Result<Flow, Violation> {
+    let data = match inflater {
+        Some(inflater) => inflater.inflate(data, max_message).map_err(|e| match e {
+            InflateError::TooBig => Violation::InflatedTooBig,
+            InflateError::Invalid => Violation::BadCompression,
+        })?,
+        None => data,
+    };
     Ok(match kind {
         Data::Text => {
             let text = std::str::from_utf8(data).map_err(|_| Violation::InvalidUtf8)?;
@@ -182,11 +231,13 @@ fn deliver(
 
 /// Parses one frame header and checks the server-side rules. `Ok(None)` means more bytes are
 /// needed. `assembled` is the size of the fragmented message so far, so an oversized message
-/// is refused as soon as its header arrives, before its payload is buffered.
+/// is refused as soon as its header arrives, before its payload is buffered. `deflate`:
+/// RSV1 may mark the first frame of a data message as compressed.
 fn parse_frame(
     input: &[u8],
     max_message: usize,
     assembled: usize,
+    deflate: bool,
 ) -> Result<Option<Parsed>, Violation> {
     let mut cursor = Cursor::new(input);
     let (header, len) = match FrameHeader::parse(&mut cursor) {
@@ -194,7 +245,8 @@ fn parse_frame(
         Ok(None) => return Ok(None),
         Err(_) => return Err(Violation::Protocol("reserved opcode")),
     };
-    if header.rsv1 || header.rsv2 || header.rsv3 {
+    let starts_message = matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
+    if header.rsv2 || header.rsv3 || (header.rsv1 && !(deflate && starts_message)) {
         return Err(Violation::Protocol("reserved bits set"));
     }
     if header.mask.is_none() {
@@ -221,6 +273,7 @@ fn parse_frame(
     }
     Ok(Some(Parsed {
         fin: header.is_final,
+        compressed: header.rsv1,
         opcode: header.opcode,
         payload: start..end,
     }))
@@ -277,233 +330,4 @@ fn parse_close(payload: &[u8]) -> Result<(u16, &str), Violation> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Encodes a masked client frame like a browser would.
-    pub(crate) fn client_frame(first: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-        let mut out = vec![first];
-        let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => out.push(mask_bit | n as u8),
-            n if n < 65536 => {
-                out.push(mask_bit | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(mask_bit | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let mut body = payload.to_vec();
-        if let Some(m) = mask {
-            out.extend_from_slice(&m);
-            for (i, b) in body.iter_mut().enumerate() {
-                *b ^= m[i % 4];
-            }
-        }
-        out.extend_from_slice(&body);
-        out
-    }
-
-    const M: Option<[u8; 4]> = Some([0x11, 0x22, 0x33, 0x44]);
-
-    #[derive(Debug, PartialEq)]
-    enum Owned {
-        Text(String),
-        Binary(Vec<u8>),
-        Ping(Vec<u8>),
-        Pong,
-        Close(u16, String),
-    }
-
-    fn run(bytes: &[u8], max: usize) -> (Result<usize, Violation>, Vec<Owned>) {
-        let mut asm = Assembler::default();
-        let mut buf = bytes.to_vec();
-        let mut seen = Vec::new();
-        let res = asm.feed(&mut buf, max, |ev| {
-            seen.push(match ev {
-                Event::Text(t) => Owned::Text(t.into()),
-                Event::Binary(b) => Owned::Binary(b.into()),
-                Event::Ping(p) => Owned::Ping(p.into()),
-                Event::Pong => Owned::Pong,
-                Event::Close(c, r) => Owned::Close(c, r.into()),
-            });
-            Flow::Continue
-        });
-        (res, seen)
-    }
-
-    #[test]
-    fn masked_text_is_unmasked_and_delivered() {
-        let f = client_frame(0x81, b"hello world, a longer text", M);
-        let (res, seen) = run(&f, 1024);
-        assert_eq!(res, Ok(f.len()));
-        assert_eq!(seen, vec![Owned::Text("hello world, a longer text".into())]);
-    }
-
-    #[test]
-    fn unmask_matches_bytewise_for_every_length() {
-        for len in 0..40 {
-            let data: Vec<u8> = (0..len as u8).collect();
-            let mask = [1, 2, 3, 250];
-            let mut fast = data.clone();
-            unmask_in_place(&mut fast, mask);
-            let slow: Vec<u8> = data
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ mask[i % 4])
-                .collect();
-            assert_eq!(fast, slow);
-        }
-    }
-
-    #[test]
-    fn partial_frames_consume_nothing_until_complete() {
-        let f = client_frame(0x82, &[7u8; 300], M);
-        for cut in [1, 2, 4, 8, 100, f.len() - 1] {
-            let (res, seen) = run(&f[..cut], 1024);
-            assert_eq!(res, Ok(0), "cut at {cut}");
-            assert!(seen.is_empty());
-        }
-    }
-
-    #[test]
-    fn unmasked_frame_is_a_protocol_error() {
-        let f = client_frame(0x81, b"hi", None);
-        assert_eq!(run(&f, 1024).0.unwrap_err().close_code(), 1002);
-    }
-
-    #[test]
-    fn reserved_bits_and_opcodes_are_protocol_errors() {
-        for first in [0xC1u8, 0xA1, 0x91, 0x83, 0x8B] {
-            let f = client_frame(first, b"x", M);
-            assert_eq!(
-                run(&f, 1024).0.unwrap_err().close_code(),
-                1002,
-                "{first:#x}"
-            );
-        }
-    }
-
-    #[test]
-    fn bad_control_frames() {
-        let long_ping = client_frame(0x89, &[0u8; 126], M);
-        assert_eq!(run(&long_ping, 1024).0.unwrap_err().close_code(), 1002);
-        let fragmented_ping = client_frame(0x09, b"x", M);
-        assert_eq!(
-            run(&fragmented_ping, 1024).0.unwrap_err().close_code(),
-            1002
-        );
-        let one_byte_close = client_frame(0x88, &[3], M);
-        assert_eq!(run(&one_byte_close, 1024).0.unwrap_err().close_code(), 1002);
-        let bad_code = client_frame(0x88, &1005u16.to_be_bytes(), M);
-        assert_eq!(run(&bad_code, 1024).0.unwrap_err().close_code(), 1002);
-    }
-
-    #[test]
-    fn invalid_utf8_is_1007() {
-        let f = client_frame(0x81, &[0xff, 0xfe], M);
-        assert_eq!(run(&f, 1024).0.unwrap_err().close_code(), 1007);
-        // Split in the middle of a valid multi-byte char across fragments: still fine.
-        let text = "héllo".as_bytes();
-        let mut two = client_frame(0x01, &text[..2], M);
-        two.extend(client_frame(0x80, &text[2..], M));
-        assert_eq!(run(&two, 1024).1, vec![Owned::Text("héllo".into())]);
-    }
-
-    #[test]
-    fn oversized_messages_are_refused_from_the_header() {
-        // Only the header of a 1 MB frame: refused without waiting for the payload.
-        let f = client_frame(0x82, &vec![0u8; 1 << 20], M);
-        assert_eq!(run(&f[..14], 1000).0.unwrap_err().close_code(), 1009);
-        // Fragments that add up past the limit.
-        let mut frags = client_frame(0x02, &[1u8; 600], M);
-        frags.extend(client_frame(0x80, &[1u8; 600], M));
-        assert_eq!(run(&frags, 1000).0.unwrap_err().close_code(), 1009);
-    }
-
-    /// A masked frame whose length is written with `field` (126 or 127) and `len` as given.
-    fn long_form(first: u8, field: u8, len: u64, payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![first, 0x80 | field];
-        match field {
-            126 => f.extend_from_slice(&(len as u16).to_be_bytes()),
-            _ => f.extend_from_slice(&len.to_be_bytes()),
-        }
-        let m = M.unwrap();
-        f.extend_from_slice(&m);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
-        f
-    }
-
-    #[test]
-    fn lengths_must_be_minimally_encoded() {
-        for (first, field, len) in [(0x81, 126, 5), (0x82, 126, 125), (0x82, 127, 65535)] {
-            let f = long_form(first, field, len as u64, &vec![b'a'; len]);
-            assert_eq!(run(&f, 1 << 20).0.unwrap_err().close_code(), 1002);
-            // Refused from the header (mask included), before the payload arrives.
-            let header = if field == 126 { 8 } else { 14 };
-            assert_eq!(run(&f[..header], 1 << 20).0.unwrap_err().close_code(), 1002);
-        }
-        let ping = long_form(0x89, 126, 1, b"p");
-        assert_eq!(run(&ping, 1024).0.unwrap_err().close_code(), 1002);
-        // The smallest length of each form is fine.
-        for (field, len) in [(126u8, 126usize), (127, 65536)] {
-            let f = long_form(0x82, field, len as u64, &vec![1; len]);
-            assert_eq!(run(&f, 1 << 20).0, Ok(f.len()), "{field}/{len}");
-        }
-        // A 64-bit length with the top bit set is a framing error (1002) under any limit,
-        // before its size is looked at.
-        let top = long_form(0x82, 127, 1 << 63, b"");
-        assert_eq!(run(&top, 1 << 20).0.unwrap_err().close_code(), 1002);
-        assert_eq!(run(&top, usize::MAX).0.unwrap_err().close_code(), 1002);
-    }
-
-    #[test]
-    fn fragments_reassemble_with_interleaved_control_frames() {
-        let mut bytes = client_frame(0x02, b"ab", M);
-        bytes.extend(client_frame(0x89, b"p", M));
-        bytes.extend(client_frame(0x00, b"cd", M));
-        bytes.extend(client_frame(0x80, b"ef", M));
-        let (res, seen) = run(&bytes, 1024);
-        assert_eq!(res, Ok(bytes.len()));
-        assert_eq!(
-            seen,
-            vec![
-                Owned::Ping(b"p".to_vec()),
-                Owned::Binary(b"abcdef".to_vec())
-            ]
-        );
-    }
-
-    #[test]
-    fn continuation_rules() {
-        let stray = client_frame(0x80, b"x", M);
-        assert_eq!(run(&stray, 1024).0.unwrap_err().close_code(), 1002);
-        let mut nested = client_frame(0x01, b"a", M);
-        nested.extend(client_frame(0x81, b"b", M));
-        assert_eq!(run(&nested, 1024).0.unwrap_err().close_code(), 1002);
-    }
-
-    #[test]
-    fn close_and_pong_events() {
-        let mut payload = 1000u16.to_be_bytes().to_vec();
-        payload.extend_from_slice(b"bye");
-        let mut bytes = client_frame(0x8A, b"", M);
-        bytes.extend(client_frame(0x88, &payload, M));
-        let (_, seen) = run(&bytes, 1024);
-        assert_eq!(seen, vec![Owned::Pong, Owned::Close(1000, "bye".into())]);
-        let (_, seen) = run(&client_frame(0x88, b"", M), 1024);
-        assert_eq!(seen, vec![Owned::Close(1005, String::new())]);
-    }
-
-    #[test]
-    fn stop_leaves_the_rest_unconsumed() {
-        let a = client_frame(0x81, b"a", M);
-        let mut bytes = a.clone();
-        bytes.extend(client_frame(0x81, b"b", M));
-        let mut asm = Assembler::default();
-        let used = asm.feed(&mut bytes, 1024, |_| Flow::Stop).unwrap();
-        assert_eq!(used, a.len());
-    }
-}
+mod tests;

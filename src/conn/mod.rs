@@ -33,6 +33,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::admission::Ticket;
 use crate::config::ServerConfig;
+use crate::deflate::Inflater;
 use crate::frame::{self, close_code};
 use crate::http::WsRoute;
 use crate::messages::{ConnKey, MixerPort};
@@ -136,6 +137,9 @@ pub struct ConnCtx<'a> {
     pub to_answer: &'a mut Vec<ConnKey>,
     /// The shard's channel into the mixer.
     pub mixer: &'a mut MixerPort,
+    /// The shard's inflater for compressed client messages, lent to one connection at a
+    /// time (`None` until first needed).
+    pub inflater: &'a mut Option<Box<Inflater>>,
     /// Server-wide services: connection caps, token verification.
     pub services: &'a Services,
 }
@@ -195,6 +199,9 @@ pub struct Conn {
     writable_registered: bool,
     /// Whether this connection is already in the shard's flush list.
     queued_for_flush: bool,
+    /// Whether it negotiated permessage-deflate: it is sent compressed frames where there
+    /// are some, and its messages may be compressed.
+    deflate: bool,
     /// The close code of this WebSocket (sent or received), for the close metrics.
     close_code: Option<u16>,
 }
@@ -228,6 +235,7 @@ impl Conn {
             timer_tick: NO_TIMER,
             writable_registered: false,
             queued_for_flush: false,
+            deflate: false,
             close_code: None,
         }
     }
@@ -345,11 +353,28 @@ impl Conn {
             } => {
                 let mut asm = std::mem::take(&mut self.assembler);
                 let max = ctx.cfg.max_message;
-                let res = asm.feed(&mut buf[pos..], max, |ev| self.on_event(ctx, ev));
+                // The shard's inflater, lent for this call (made on first use).
+                let mut inflater = self
+                    .deflate
+                    .then(|| ctx.inflater.take().unwrap_or_default());
+                let inflated = inflater.as_ref().map_or(0, |i| i.inflated());
+                let res = asm.feed_inflating(&mut buf[pos..], max, inflater.as_deref_mut(), |ev| {
+                    self.on_event(ctx, ev)
+                });
+                if let Some(inflater) = inflater {
+                    let n = inflater.inflated() - inflated;
+                    if n > 0 {
+                        ctx.stats.metrics.deflate.inflated.inc_by(n);
+                    }
+                    *ctx.inflater = Some(inflater);
+                }
                 self.assembler = asm;
                 match res {
                     Ok(used) => pos + used,
                     Err(violation) => {
+                        if violation.is_inflate() {
+                            ctx.stats.metrics.deflate.inflate_refused.inc();
+                        }
                         self.on_violation(ctx, &violation);
                         // Nothing more is parsed: a message in reassembly is let go.
                         self.assembler = Assembler::default();

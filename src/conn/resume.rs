@@ -12,6 +12,7 @@ use super::{Conn, ConnCtx, ENTRY_OVERHEAD};
 use crate::frame::FrameBytes;
 use crate::messages::{MixerMsg, Replayed, ResumeAsk};
 use crate::protocol::{self, ClientError, ErrorCode, WILDCARD, replies};
+use crate::subs::Class;
 
 impl Conn {
     /// `{"op":"resume","since":{...}}`.
@@ -111,7 +112,9 @@ impl Conn {
             return;
         };
         let (topic, _) = s.resuming.swap_remove(i);
-        let canonical = ctx.subs.subscribe(&topic, ctx.key.token);
+        let canonical = ctx
+            .subs
+            .subscribe(&topic, ctx.key.token, Class::of(self.deflate));
         ctx.subs.release(&topic);
         s.topics.push(canonical);
         let Replayed {
@@ -120,10 +123,11 @@ impl Conn {
             mut frames,
             ..
         } = replay;
+        let deflate = self.deflate;
         let mut room = ctx.cfg.outbox_limit.saturating_sub(self.outbox.cost());
         let mut keep = frames.len();
-        while keep > 0 && frames[keep - 1].1.len() + ENTRY_OVERHEAD <= room {
-            room -= frames[keep - 1].1.len() + ENTRY_OVERHEAD;
+        while keep > 0 && frames[keep - 1].1.for_client(deflate).len() + ENTRY_OVERHEAD <= room {
+            room -= frames[keep - 1].1.for_client(deflate).len() + ENTRY_OVERHEAD;
             keep -= 1;
         }
         if keep > 0 {
@@ -137,7 +141,7 @@ impl Conn {
             self.push_control(ctx, frame);
         }
         for (_, frame) in frames {
-            self.outbox.push(frame, 0);
+            self.outbox.push(frame.for_client(deflate).clone(), 0);
         }
         self.want_flush(ctx);
     }

@@ -18,6 +18,7 @@ use crate::frame::close_code;
 use crate::messages::{ConnRef, MixerMsg, Publish, Refused};
 use crate::protocol::{self, ClientError, ClientOp, ErrorCode, WILDCARD, replies};
 use crate::ratelimit::{Limiter, Verdict};
+use crate::subs::Class;
 
 /// Who is on the other end of a `/ws` connection.
 #[derive(Debug)]
@@ -300,7 +301,9 @@ impl Conn {
             s.topics.reserve_exact(names.len());
         }
         for name in names {
-            let topic = ctx.subs.subscribe(name, ctx.key.token);
+            let topic = ctx
+                .subs
+                .subscribe(name, ctx.key.token, Class::of(self.deflate));
             if protocol::is_room(&topic) {
                 ctx.mixer.send(s.join_msg(&topic, me));
             }

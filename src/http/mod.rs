@@ -44,6 +44,9 @@ pub struct Request {
     pub origin: Option<String>,
     /// `Authorization`, if present.
     pub authorization: Option<String>,
+    /// Every `Sec-WebSocket-Extensions` value, in order, joined with `, ` (one list, as
+    /// RFC 9110 §5.3 combines repeated fields).
+    pub extensions: String,
     /// Minor HTTP version: 1 for HTTP/1.1, 0 for HTTP/1.0 (httparse accepts no other).
     pub version_minor: u8,
     /// The target is neither origin-form nor absolute-form; `path` then holds it whole.

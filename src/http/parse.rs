@@ -60,6 +60,12 @@ pub fn parse_request(
             }
             "origin" => out.origin = Some(value),
             "authorization" => out.authorization = Some(value),
+            "sec-websocket-extensions" => {
+                if !out.extensions.is_empty() {
+                    out.extensions.push_str(", ");
+                }
+                out.extensions.push_str(&value);
+            }
             "host" => {
                 out.host_count += 1;
                 out.host_invalid |= !is_valid_host(&value);

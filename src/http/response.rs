@@ -51,11 +51,18 @@ pub fn reject_headers(status: u16) -> &'static [(&'static str, &'static str)] {
     }
 }
 
-/// The `101 Switching Protocols` answer completing a WebSocket handshake.
-pub fn switching_protocols(accept: &str) -> Vec<u8> {
-    format!(
+/// The `101 Switching Protocols` answer completing a WebSocket handshake, with the
+/// extensions agreed on (`Sec-WebSocket-Extensions`), if any.
+pub fn switching_protocols(accept: &str, extensions: Option<&str>) -> Vec<u8> {
+    let mut out = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
-    )
-    .into_bytes()
+         Sec-WebSocket-Accept: {accept}\r\n"
+    );
+    if let Some(ext) = extensions {
+        out.push_str("Sec-WebSocket-Extensions: ");
+        out.push_str(ext);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
 }

@@ -28,7 +28,7 @@ use mio::Waker;
 use mio::net::TcpStream;
 use serde_json::value::RawValue;
 
-use crate::frame::FrameBytes;
+use crate::frame::{Encoded, FrameBytes};
 use crate::protocol::replies::PresenceEvent;
 
 /// One connection on its shard: the slab token and the id the shard gave it. Tokens are
@@ -288,8 +288,9 @@ pub struct Broadcast {
     pub seq: u64,
     /// The mixer's stamp, µs since the Unix epoch (the `ts` field of the message).
     pub stamp_us: u64,
-    /// The complete WebSocket frame, encoded once.
-    pub frame: FrameBytes,
+    /// The complete WebSocket frame, encoded once (and compressed once, when some
+    /// subscriber of the topic negotiated permessage-deflate).
+    pub frame: Encoded,
 }
 
 /// What the mixer sends a shard.
@@ -328,7 +329,7 @@ pub struct Replayed {
     /// A reset notice when history does not reach back far enough.
     pub reset: Option<FrameBytes>,
     /// Every frame after the client's seq that history still holds, in order, with its seq.
-    pub frames: Vec<(u64, FrameBytes)>,
+    pub frames: Vec<(u64, Encoded)>,
 }
 
 /// A new socket from the acceptor.

@@ -19,10 +19,12 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
 mod bus;
+mod deflate;
 mod labels;
 mod shard;
 
 pub use bus::{PublisherMetrics, SubscriberMetrics};
+pub use deflate::DeflateMetrics;
 pub use shard::{PUBLISH_EVERY, Sampled, ShardStats};
 
 pub use labels::{
@@ -93,6 +95,8 @@ pub struct Metrics {
     pub bus_duplicates: Counter,
     /// Redis bus publisher counters.
     pub bus_publisher: PublisherMetrics,
+    /// permessage-deflate counters.
+    pub deflate: DeflateMetrics,
     /// Redis bus subscriber counters (including `redis_reconnects`).
     pub bus_subscriber: SubscriberMetrics,
     /// Connections that would receive a `telemetry` message (named or `*`), all shards
@@ -146,6 +150,7 @@ impl Metrics {
             timer_entries: Family::default(),
             bus_duplicates: Counter::default(),
             bus_publisher: Default::default(),
+            deflate: DeflateMetrics::default(),
             bus_subscriber: Default::default(),
             latency: latency.clone(),
             handshake_latency: handshake_latency.clone(),
@@ -186,6 +191,7 @@ impl Metrics {
         );
         m.bus_subscriber.register(r);
         m.bus_publisher.register(r);
+        m.deflate.register(r);
         r.register(
             "bus_duplicates",
             "Redis bus messages already passed in their topic's sequence (dropped)",

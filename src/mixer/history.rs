@@ -10,14 +10,19 @@
 
 use std::collections::VecDeque;
 
-use crate::frame::FrameBytes;
+use crate::frame::Encoded;
 
 /// Frame bytes kept per topic, whatever `--history` says (64 KiB messages would otherwise
 /// pin 64 MiB per room).
 pub const MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// A frame with its sequence number.
-pub type Sequenced = (u64, FrameBytes);
+pub type Sequenced = (u64, Encoded);
+
+/// The bytes a message's frames keep alive (plain and compressed).
+fn kept_bytes(frame: &Encoded) -> usize {
+    frame.plain.len() + frame.deflated.as_ref().map_or(0, |d| d.len())
+}
 
 /// What a resume from `since` gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,15 +60,15 @@ impl History {
     }
 
     /// Records the frame of `seq` (sequence numbers arrive in increasing order).
-    pub fn push(&mut self, seq: u64, frame: &FrameBytes) {
+    pub fn push(&mut self, seq: u64, frame: &Encoded) {
         if self.capacity == 0 {
             return;
         }
         self.ring.push_back((seq, frame.clone()));
-        self.bytes += frame.len();
+        self.bytes += kept_bytes(frame);
         while self.ring.len() > self.capacity || (self.bytes > MAX_BYTES && self.ring.len() > 1) {
             if let Some((_, old)) = self.ring.pop_front() {
-                self.bytes -= old.len();
+                self.bytes -= kept_bytes(&old);
             }
         }
     }
@@ -94,14 +99,14 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn f(seq: u64) -> FrameBytes {
-        Arc::from(seq.to_string().as_bytes())
+    fn f(seq: u64) -> Encoded {
+        Encoded::plain(Arc::from(seq.to_string().as_bytes()))
     }
 
     fn ids(frames: &[Sequenced]) -> Vec<String> {
         frames
             .iter()
-            .map(|(_, b)| String::from_utf8(b.to_vec()).unwrap())
+            .map(|(_, b)| String::from_utf8(b.plain.to_vec()).unwrap())
             .collect()
     }
 
@@ -166,7 +171,7 @@ mod tests {
     #[test]
     fn bytes_are_capped() {
         let mut h = History::new(1000);
-        let big: FrameBytes = Arc::from(vec![0u8; MAX_BYTES / 2 + 1]);
+        let big = Encoded::plain(Arc::from(vec![0u8; MAX_BYTES / 2 + 1]));
         for seq in 1..=3 {
             h.push(seq, &big);
         }

@@ -18,6 +18,7 @@
 //! through the same queue as the live frames, so there is no gap and no duplicate at the seam.
 
 mod cluster;
+mod compress;
 pub mod history;
 mod outlet;
 mod resume;
@@ -33,10 +34,12 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::clock::unix_micros;
-use crate::frame::{FrameBuilder, FrameBytes};
+use crate::frame::{Encoded, FrameBuilder, FrameBytes};
+use crate::interest::Interest;
 use crate::messages::{Broadcast, ConnRef, FetchAsk, MixerMsg, Publish, ShardLink, ShardMsg};
 use crate::metrics::{Metrics, TopicLabel};
 use crate::protocol;
+use compress::Compressor;
 use history::History;
 use outlet::Outlet;
 use rooms::Rooms;
@@ -61,6 +64,8 @@ pub struct MixerConfig {
     /// With `--redis-publish-providers`, server topics travel through Redis too, and their
     /// resumes may be read from it (rooms always may).
     pub redis_server_topics: bool,
+    /// Messages smaller than this are never compressed (`--deflate-min-bytes`).
+    pub deflate_min_bytes: usize,
 }
 
 /// Serializes one broadcast message (`{"topic","seq","ts","from"?,"data"}`) straight into
@@ -170,6 +175,8 @@ pub struct Mixer {
     anchoring: Vec<resume::Anchoring>,
     /// With `--redis`: room membership shared with the other nodes.
     presence: Option<cluster::Presence>,
+    /// With `--deflate on`: compresses messages for the clients that negotiated it.
+    compressor: Option<Compressor>,
 }
 
 impl Mixer {
@@ -196,7 +203,19 @@ impl Mixer {
             fetch: None,
             anchoring: Vec::new(),
             presence: None,
+            compressor: None,
         }
+    }
+
+    /// Messages are compressed too for topics `interest` names (a subscriber negotiated
+    /// permessage-deflate).
+    pub fn with_deflate(mut self, interest: Arc<Interest>) -> Self {
+        self.compressor = Some(Compressor::new(
+            interest,
+            self.cfg.deflate_min_bytes,
+            self.metrics.deflate.clone(),
+        ));
+        self
     }
 
     /// Resumes the ring cannot serve are read from the Redis history through `fetch`.
@@ -420,6 +439,7 @@ impl Mixer {
 
     /// A frame for every subscriber of `topic` that is not part of its sequence (presence).
     fn offer_unsequenced(&mut self, topic: Arc<str>, frame: FrameBytes) {
+        let frame = compress::encode(&mut self.compressor, &topic, frame);
         self.offer_all(Broadcast {
             topic,
             seq: 0,
@@ -472,7 +492,8 @@ impl Mixer {
         state.published.inc();
         metrics.published_all.inc();
         let (topic, seq) = (state.name.clone(), state.seq);
-        let frame = encode(&mut self.builder, &Envelope::of(p, &topic, seq, ts));
+        let plain = encode(&mut self.builder, &Envelope::of(p, &topic, seq, ts));
+        let frame = compress::encode(&mut self.compressor, &topic, plain);
         state.history.push(seq, &frame);
         self.offer_all(Broadcast {
             topic,
@@ -482,9 +503,11 @@ impl Mixer {
         });
     }
 
-    /// Serializes a message's envelope once and encodes it as one text frame.
-    fn frame(&mut self, p: &Publish, topic: &str, seq: u64, ts: u64) -> FrameBytes {
-        encode(&mut self.builder, &Envelope::of(p, topic, seq, ts))
+    /// Serializes a message's envelope once and encodes it as one text frame (and its
+    /// compressed twin, when wanted).
+    fn frame(&mut self, p: &Publish, topic: &str, seq: u64, ts: u64) -> Encoded {
+        let plain = encode(&mut self.builder, &Envelope::of(p, topic, seq, ts));
+        compress::encode(&mut self.compressor, topic, plain)
     }
 
     fn wake_shards(&mut self) {

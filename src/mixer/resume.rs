@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use super::history::Replay;
 use super::{Mixer, TopicState};
 use crate::clock::unix_micros;
-use crate::frame::FrameBytes;
+use crate::frame::Encoded;
 use crate::messages::{ConnRef, FetchAsk, Fetched, Replayed, ResumeAsk, ShardMsg, Stored};
 use crate::protocol::{self, replies};
 
@@ -181,7 +181,7 @@ impl Mixer {
             Some(seq) => seq > since.saturating_add(1),
             None => stored.latest > since,
         };
-        let mut frames: Vec<(u64, FrameBytes)> = Vec::with_capacity(stored.messages.len());
+        let mut frames: Vec<(u64, Encoded)> = Vec::with_capacity(stored.messages.len());
         for p in &stored.messages {
             let seq = p.seq.unwrap_or(0);
             let ts = p.made_us.unwrap_or_else(unix_micros);
@@ -218,7 +218,7 @@ impl Mixer {
 
     /// Moves `topic`'s sequence here up to `last` (messages up to it that come live later
     /// are duplicates, dropped), and keeps Redis's frames in the ring.
-    fn join_sequence(&mut self, topic: &Arc<str>, last: u64, frames: &[(u64, FrameBytes)]) {
+    fn join_sequence(&mut self, topic: &Arc<str>, last: u64, frames: &[(u64, Encoded)]) {
         let known = self.topics.len();
         let (metrics, history) = (&self.metrics, self.cfg.history);
         let state = self

@@ -31,6 +31,7 @@ use slab::Slab;
 use crate::clock::unix_micros;
 use crate::config::ServerConfig;
 use crate::conn::{Conn, ConnCtx, OutFrame};
+use crate::deflate::Inflater;
 use crate::messages::{Broadcast, ConnKey, Intake, MixerMsg, MixerPort, ShardLink, ShardMsg};
 use crate::metrics::{Metrics, Sampled, ShardStats};
 use crate::protocol::TELEMETRY_TOPIC;
@@ -68,6 +69,8 @@ struct Shared {
     to_answer: Vec<ConnKey>,
     mixer: MixerPort,
     services: Arc<Services>,
+    /// Inflates compressed client messages, for every connection in turn.
+    inflater: Option<Box<Inflater>>,
 }
 
 /// One shard: built on the main thread, then moved into its own thread by [`Shard::run`].
@@ -124,7 +127,7 @@ impl Shard {
                     topic: TELEMETRY_TOPIC,
                     subscribers: metrics.telemetry_subscribers.clone(),
                 })
-                .with_interest(services.interest.clone()),
+                .with_interest(services.interest.clone(), services.deflate_interest.clone()),
                 stats: ShardStats::new(id, metrics, now),
                 timers: TimerWheel::new(now, TIMER_TICK, TIMER_SLOTS),
                 to_flush: Vec::new(),
@@ -132,6 +135,7 @@ impl Shard {
                 to_reap: Vec::new(),
                 to_answer: Vec::new(),
                 mixer: MixerPort::new(mixer, services.bus_tx.clone()),
+                inflater: None,
                 services,
                 cfg,
             },
@@ -227,6 +231,7 @@ impl Shard {
             to_reap: &mut shared.to_reap,
             to_answer: &mut shared.to_answer,
             mixer: &mut shared.mixer,
+            inflater: &mut shared.inflater,
             services: &shared.services,
         }
     }

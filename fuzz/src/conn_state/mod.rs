@@ -35,7 +35,7 @@ use tickcast::interest::Interest;
 use tickcast::messages::{ConnKey, MixerMsg, MixerPort};
 use tickcast::metrics::{Metrics, ShardStats};
 use tickcast::services::Services;
-use tickcast::subs::Subscriptions;
+use tickcast::subs::{Class, Subscriptions};
 use tickcast::timer::TimerWheel;
 
 use peer::{Wire, socket_pair};
@@ -147,6 +147,7 @@ struct Harness {
     to_reap: Vec<usize>,
     to_answer: Vec<ConnKey>,
     mixer: MixerPort,
+    inflater: Option<Box<tickcast::deflate::Inflater>>,
     mixer_rx: Receiver<MixerMsg>,
     services: Services,
     key: ConnKey,
@@ -199,6 +200,7 @@ impl Harness {
                 .as_ref()
                 .map(|s| tickcast::auth::Verifier::new(&s.0)),
             interest: Interest::new(),
+            deflate_interest: Interest::new(),
             bus: None,
             bus_tx: None,
         };
@@ -221,6 +223,7 @@ impl Harness {
             to_reap: Vec::new(),
             to_answer: Vec::new(),
             mixer: MixerPort::new(mixer_tx, None),
+            inflater: None,
             mixer_rx,
             services,
             key,
@@ -263,6 +266,7 @@ impl Harness {
             to_reap: &mut self.to_reap,
             to_answer: &mut self.to_answer,
             mixer: &mut self.mixer,
+            inflater: &mut self.inflater,
             services: &self.services,
         };
         f(conn, &mut ctx)
@@ -335,8 +339,10 @@ impl Harness {
     fn broadcast(&mut self, len: usize) {
         let mut subscribed = false;
         for topic in ["ticks", "*"] {
-            self.subs
-                .for_each_subscriber(topic, |t| subscribed |= t == self.key.token);
+            for class in Class::ALL {
+                self.subs
+                    .for_each_subscriber(topic, class, |t| subscribed |= t == self.key.token);
+            }
         }
         if !subscribed {
             return;
