@@ -3,6 +3,10 @@
 #
 #   chat     one room, N members on one node, P of them publishing R msgs/s each; every
 #            message reaches every member. Rows in <out>/chat.csv.
+#   deflate  permessage-deflate: the single hub's ladder with plain clients (`tickcast`)
+#            and with clients that negotiate deflate (`deflate`), for the natural tick and
+#            a 1 KB payload: bytes on the wire and server CPU per delivery, sustainable
+#            rate. <out>/payload-<bytes>/raw.csv (+ report) and <out>/deflate.md.
 #   cluster  two tickcast nodes sharing rooms through Redis (scripts/bench-cluster.sh):
 #            cross-node latency and throughput (cluster.csv), a resume on the other node
 #            (resume.csv), and publishes/s through one redis-server against a 3-master
@@ -152,6 +156,87 @@ run_rooms() {
                 [[ $VERDICT == ok ]] || break
             done
         fi
+    done
+}
+
+# run_deflate: for each payload, a ladder of plain clients and one of deflate clients at
+# each client count, each in its own folder (the report keys points by mode, shards and
+# clients, not payload); then the comparison table.
+run_deflate() {
+    local base=$OUT payload clients
+    for payload in ${DEFLATE_PAYLOADS:-0 1024}; do
+        PAYLOAD=$payload
+        # The natural tick (~140 bytes) is under the default --deflate-min-bytes: compress it
+        # anyway, to show what that would save and cost.
+        if ((payload == 0)); then SERVE_EXTRA=(--deflate-min-bytes 0); else SERVE_EXTRA=(); fi
+        OUT=$base/payload-$payload
+        CSV=$OUT/raw.csv
+        mkdir -p "$OUT/logs"
+        for clients in $CLIENT_LIST; do
+            ladder tickcast 1 "$clients"
+            ladder deflate 1 "$clients"
+        done
+        "$BIN" report "$CSV" --out "$OUT" >/dev/null
+    done
+    OUT=$base
+    SERVE_EXTRA=()
+    deflate_table >"$OUT/deflate.md"
+    cat "$OUT/deflate.md" >&2
+}
+
+# deflate_table: per payload, client count and offered rate measured both ways, the bytes on
+# the wire and the server CPU per delivery, plain against deflate, and each ladder's
+# highest sustainable rate (`tickcast report --best-rate`).
+deflate_table() {
+    local payload clients dir best_plain best_deflate
+    echo "# permessage-deflate against plain clients"
+    echo
+    echo "Command: \`$COMMAND_LINE\`, $(date -u '+%Y-%m-%d %H:%M UTC'), commit \`$COMMIT\`$DIRTY."
+    echo "One shard; the same server for both (\`--deflate on\`, the default): \`tickcast\` rows are"
+    echo "clients that do not offer the extension, \`deflate\` rows clients that negotiate it (as"
+    echo "browsers do) and inflate every message. Bytes per delivery are what the clients read"
+    echo "(frames and all) divided by the messages they got; CPU is the server's."
+    echo
+    for payload in ${DEFLATE_PAYLOADS:-0 1024}; do
+        dir=$OUT/payload-$payload
+        [[ -s $dir/raw.csv ]] || continue
+        echo "## payload $payload bytes ($( ((payload == 0)) && echo 'the natural tick, compressed with --deflate-min-bytes 0' || echo 'a tick padded with order-book text'))"
+        echo
+        for clients in $CLIENT_LIST; do
+            best_plain=$("$BIN" report "$dir/raw.csv" --best-rate "tickcast,1,$clients" || echo 0)
+            best_deflate=$("$BIN" report "$dir/raw.csv" --best-rate "deflate,1,$clients" || echo 0)
+            echo "$clients clients: highest sustainable rate $best_plain msg/s plain, $best_deflate msg/s deflate."
+            echo
+        done
+        echo "| clients | msg/s | bytes/delivery plain | deflate | ratio | CPU ns/delivery plain | deflate | ratio | RSS KiB/conn plain | deflate |"
+        echo "|---|---|---|---|---|---|---|---|---|---|"
+        awk -F, '
+            NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+            {
+                key = $col["clients"] "," $col["offered_rate"]
+                m = $col["mode"]
+                if ($col["messages"] == 0) next
+                # The last run of a point counts (repeats near the bar append rows).
+                bytes[key, m] = $col["bytes"] / $col["messages"]
+                cpu[key, m] = $col["server_cpu_ns_per_msg"]
+                rss[key, m] = $col["rss_kib_per_conn"]
+                ok[key, m] = $col["sustainable"]
+                if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+            }
+            END {
+                for (i = 1; i <= n; i++) {
+                    k = order[i]
+                    if (!((k, "tickcast") in bytes) || !((k, "deflate") in bytes)) continue
+                    split(k, parts, ",")
+                    mark = (ok[k, "tickcast"] == "true" && ok[k, "deflate"] == "true") ? "" : " (not sustained)"
+                    printf "| %s | %s%s | %.0f | %.0f | %.2fx fewer | %.0f | %.0f | %.2fx | %s | %s |\n",
+                        parts[1], parts[2], mark, bytes[k, "tickcast"], bytes[k, "deflate"],
+                        bytes[k, "tickcast"] / bytes[k, "deflate"], cpu[k, "tickcast"], cpu[k, "deflate"],
+                        (cpu[k, "tickcast"] > 0 ? cpu[k, "deflate"] / cpu[k, "tickcast"] : 0),
+                        rss[k, "tickcast"], rss[k, "deflate"]
+                }
+            }' "$dir/raw.csv" | sort -t'|' -k2,2n -k3,3n
+        echo
     done
 }
 

@@ -9,6 +9,7 @@
 #   scripts/bench.sh --cluster       # two nodes + Redis: cross-node latency, resume, bus (cluster.csv...)
 #   scripts/bench.sh --rooms         # many rooms, a publisher each: which thread saturates (rooms.csv)
 #   scripts/bench.sh --rooms --uws   # ... and the same points against uWebSockets (Bun, from npm)
+#   scripts/bench.sh --deflate       # permessage-deflate against plain clients (deflate.md)
 #   scripts/bench.sh --out DIR --clients 1000,5000 --shards 1,2 --duration 5 --warmup 2
 #   scripts/bench.sh --repeat 3      # runs per point near the bar (full sweep default: 3)
 #
@@ -44,7 +45,7 @@ BASE_PORT=${BENCH_PORT:-18100}
 COMMAND_LINE="scripts/bench.sh $*"
 
 usage() {
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -55,6 +56,7 @@ while (($#)); do
         --chat) SCENARIO=chat ;;
         --cluster) SCENARIO=cluster ;;
         --rooms) SCENARIO=rooms ;;
+        --deflate) SCENARIO=deflate ;;
         --uws) UWS=1 ;;
         --out) OUT=$2; shift ;;
         --clients) CLIENTS=$2; shift ;;
@@ -77,6 +79,9 @@ default_shards() {
     [[ ",$out" == *",$CORES,"* ]] || out+="$CORES,"
     echo "${out%,}"
 }
+
+# permessage-deflate is measured at 1,000 and 5,000 clients unless told otherwise.
+if [[ $SCENARIO == deflate ]]; then CLIENTS=${CLIENTS:-1000,5000}; fi
 
 # Ladder: start (deliveries/s), growth factor, refinement steps, most points per ladder,
 # highest deliveries/s tried.
@@ -146,6 +151,9 @@ if [[ -s $CSV ]]; then
     echo "bench.sh: $CSV exists; rows are appended to it" >&2
 fi
 
+# Extra `tickcast serve` options of every point (a scenario may set them).
+SERVE_EXTRA=()
+
 SERVER_PID=""
 cleanup() {
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -203,7 +211,8 @@ run_point() {
         else
             RUST_LOG=warn taskset -c "$scpus" "$BIN" serve --listen "127.0.0.1:$port" \
                 --shards "$shards" --providers 1 --rate "$rate" --linger "$linger" \
-                --payload-bytes "$PAYLOAD" --drain-timeout 1s 2>"$log.server.log" &
+                --payload-bytes "$PAYLOAD" --drain-timeout 1s "${SERVE_EXTRA[@]}" \
+                2>"$log.server.log" &
         fi
         SERVER_PID=$!
         wait_listening "$port" "$SERVER_PID" && break
@@ -214,7 +223,9 @@ run_point() {
         exit 1
     fi
     local extra=()
-    if [[ $mode == tickcast ]]; then extra+=(--scrape-metrics --pinned); fi
+    if [[ $mode != baseline ]]; then extra+=(--scrape-metrics --pinned); fi
+    # `deflate`: the same server, with clients that negotiate permessage-deflate.
+    if [[ $mode == deflate ]]; then extra+=(--deflate); fi
     rows_before=$( [[ -f $CSV ]] && wc -l <"$CSV" || echo 0)
     taskset -c "$LOAD_CPUS" "$BIN" load "ws://127.0.0.1:$port/ws?topics=ticks" \
         -n "$clients" --connect-rate "$CONNECT_RATE" --source-ips "$SOURCE_IPS" \

@@ -303,6 +303,17 @@ fn the_dashboard_runs_in_chromium_and_survives_a_server_restart() {
     );
     let symbols: Vec<&str> = symbols.as_str().unwrap().split(',').collect();
     assert!(symbols.is_sorted(), "rows in symbol order: {symbols:?}");
+    // Chromium offers permessage-deflate; the page reads the compressed telemetry (its
+    // connection count above came from it) as well as the plain ticks.
+    assert_eq!(
+        page.eval("document.getElementById('status').dataset.extensions"),
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    );
+    assert!(metric(addr, "tickcast_deflate_negotiated_total", &[]) >= 1.0);
+    assert!(
+        metric(addr, "tickcast_deflate_compressed_total", &[]) >= 1.0,
+        "telemetry went out compressed"
+    );
     let out = browser::output_dir();
     page.screenshot(&out.join("dashboard-before-restart.png"));
 

@@ -324,14 +324,17 @@ impl WsConn {
 
     fn feed_bytes(&mut self, data: &[u8]) {
         let frames = &mut self.frames;
+        let mut compressed = false;
         let result = self.reader.feed(data, MAX_SERVER_FRAME, |info, payload| {
+            // These clients never offer permessage-deflate: RSV1 is the server's error.
+            compressed |= info.compressed;
             frames.push_back(ServerFrame {
                 opcode: op_byte(info.opcode),
                 payload: payload.to_vec(),
             });
-            true
+            !compressed
         });
-        if result.is_err() {
+        if result.is_err() || compressed {
             self.ended = Some(Ending::BadFrame);
         }
     }

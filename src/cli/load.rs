@@ -64,6 +64,10 @@ pub struct LoadArgs {
     /// without --publishers: subscribers of publishers running elsewhere.
     #[arg(long)]
     pub publish_latency: bool,
+    /// Offer permessage-deflate, as browsers do, and inflate compressed messages (a
+    /// connection the server does not agree with fails: `deflate_declined`).
+    #[arg(long)]
+    pub deflate: bool,
     /// Append one row to this CSV file (header written when the file is new).
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -149,6 +153,7 @@ impl LoadArgs {
         cfg.server_pid = self.server_pid;
         cfg.scrape_metrics = self.scrape_metrics;
         cfg.progress = !self.quiet;
+        cfg.deflate = self.deflate;
         cfg.validate()?;
         Ok(cfg)
     }

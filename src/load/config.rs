@@ -158,6 +158,9 @@ pub struct LoadConfig {
     pub scrape_metrics: bool,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Offer permessage-deflate (as browsers do) and inflate compressed messages; a
+    /// connection the server does not agree with fails (`deflate_declined`).
+    pub deflate: bool,
 }
 
 impl LoadConfig {
@@ -182,6 +185,7 @@ impl LoadConfig {
             server_pid: None,
             scrape_metrics: false,
             progress: false,
+            deflate: false,
         }
     }
 

@@ -17,6 +17,7 @@ use super::config::Target;
 use super::scan::Scanner;
 use super::stats::Stats;
 use super::wire::{self, FrameInfo};
+use crate::deflate::Inflater;
 use crate::frame::close_code;
 
 /// Topics whose last seq one connection remembers.
@@ -53,6 +54,10 @@ pub struct Ctx<'a> {
     pub track_sent: bool,
     /// Source of mask keys.
     pub rng: &'a mut fastrand::Rng,
+    /// Whether to offer permessage-deflate (`--deflate`).
+    pub deflate: bool,
+    /// The thread's inflater for compressed messages (made on first use).
+    pub inflater: &'a mut Option<Box<Inflater>>,
 }
 
 /// One connection.
@@ -68,8 +73,11 @@ pub struct LoadConn {
     partial: Vec<u8>,
     /// Frames split across reads.
     reader: wire::FrameReader,
-    /// A fragmented message being reassembled (never sent by tickcast, but legal).
-    fragments: Option<Vec<u8>>,
+    /// A fragmented message being reassembled (never sent by tickcast, but legal), and
+    /// whether it is compressed.
+    fragments: Option<(Vec<u8>, bool)>,
+    /// Whether the server agreed to permessage-deflate.
+    deflate: bool,
     /// Bytes to send and how much of them is sent.
     out: Vec<u8>,
     out_sent: usize,
@@ -111,6 +119,7 @@ impl LoadConn {
             partial: Vec::new(),
             reader: wire::FrameReader::default(),
             fragments: None,
+            deflate: false,
             out: Vec::new(),
             out_sent: 0,
             seqs: Vec::new(),
@@ -158,7 +167,8 @@ impl LoadConn {
             }
             let key = tungstenite::handshake::client::generate_key();
             let path = super::config::in_room(&target.path, self.room);
-            self.out = wire::upgrade_request(&target.host, &path, &key);
+            let offer = ctx.deflate.then_some(wire::DEFLATE_OFFER);
+            self.out = wire::upgrade_request_offering(&target.host, &path, &key, offer);
             self.key = Some(key.into());
             self.phase = Phase::Upgrading;
         }
@@ -296,6 +306,10 @@ impl LoadConn {
                 match wire::check_upgrade_response(&self.partial, key) {
                     Ok(None) => {}
                     Ok(Some(used)) => {
+                        self.deflate = wire::agreed_deflate(&self.partial[..used]);
+                        if ctx.deflate && !self.deflate {
+                            return self.fail(ctx, "deflate_declined");
+                        }
                         let elapsed = Instant::now().duration_since(self.started);
                         ctx.stats
                             .handshake
@@ -334,21 +348,25 @@ impl LoadConn {
     }
 
     fn on_frame(&mut self, ctx: &mut Ctx<'_>, info: FrameInfo, payload: &[u8], now_us: u64) {
+        let starts_message = matches!(info.opcode, OpCode::Data(Data::Text | Data::Binary));
+        if info.compressed && !(self.deflate && starts_message) {
+            return self.violation(ctx, "protocol_error");
+        }
         match info.opcode {
             OpCode::Data(Data::Text | Data::Binary) if info.fin => {
                 if self.fragments.is_some() {
                     return self.violation(ctx, "protocol_error");
                 }
-                self.on_message(ctx, payload, now_us);
+                self.on_whole(ctx, payload, info.compressed, now_us);
             }
             OpCode::Data(Data::Text | Data::Binary) => {
                 if self.fragments.is_some() {
                     return self.violation(ctx, "protocol_error");
                 }
-                self.fragments = Some(payload.to_vec());
+                self.fragments = Some((payload.to_vec(), info.compressed));
             }
             OpCode::Data(Data::Continue) => {
-                let Some(mut buf) = self.fragments.take() else {
+                let Some((mut buf, compressed)) = self.fragments.take() else {
                     return self.violation(ctx, "protocol_error");
                 };
                 if buf.len() + payload.len() > ctx.max_message {
@@ -356,9 +374,9 @@ impl LoadConn {
                 }
                 buf.extend_from_slice(payload);
                 if info.fin {
-                    self.on_message(ctx, &buf, now_us);
+                    self.on_whole(ctx, &buf, compressed, now_us);
                 } else {
-                    self.fragments = Some(buf);
+                    self.fragments = Some((buf, compressed));
                 }
             }
             OpCode::Control(Control::Ping) => {
@@ -391,6 +409,19 @@ impl LoadConn {
     }
 
     /// Counts one complete message: latency and seq gaps for data messages.
+    /// A complete message, inflated first when it is compressed.
+    fn on_whole(&mut self, ctx: &mut Ctx<'_>, payload: &[u8], compressed: bool, now_us: u64) {
+        if !compressed {
+            return self.on_message(ctx, payload, now_us);
+        }
+        let mut inflater = ctx.inflater.take().unwrap_or_default();
+        match inflater.inflate(payload, ctx.max_message) {
+            Ok(text) => self.on_message(ctx, text, now_us),
+            Err(_) => self.violation(ctx, "bad_compressed_message"),
+        }
+        *ctx.inflater = Some(inflater);
+    }
+
     fn on_message(&mut self, ctx: &mut Ctx<'_>, text: &[u8], now_us: u64) {
         let env = ctx.scanner.envelope(text);
         let measuring = ctx.stats.measuring;

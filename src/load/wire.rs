@@ -45,6 +45,9 @@ pub struct FrameInfo {
     pub header_len: usize,
     /// Bytes of payload.
     pub payload_len: usize,
+    /// RSV1: the first frame of a compressed message (permessage-deflate). Only a client
+    /// that negotiated the extension may accept it; [`parse_header`] leaves that to it.
+    pub compressed: bool,
 }
 
 impl FrameInfo {
@@ -80,7 +83,7 @@ pub fn parse_header(buf: &[u8], max_message: usize) -> Result<Option<FrameInfo>,
     if b1 & 0x80 != 0 {
         return Err(WireError::Protocol("masked server frame"));
     }
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 {
         return Err(WireError::Protocol("reserved bits set"));
     }
     let fin = b0 & 0x80 != 0;
@@ -103,6 +106,7 @@ pub fn parse_header(buf: &[u8], max_message: usize) -> Result<Option<FrameInfo>,
         header_len,
         // At most max_message (a usize) or 125, checked above.
         payload_len: len as usize,
+        compressed: b0 & 0x40 != 0,
     }))
 }
 
@@ -204,11 +208,42 @@ pub fn encode_masked(opcode: OpCode, payload: &[u8], mask: [u8; 4], out: &mut Ve
 
 /// The HTTP upgrade request for `path` on `host`, with the client's `key`.
 pub fn upgrade_request(host: &str, path: &str, key: &str) -> Vec<u8> {
+    upgrade_request_offering(host, path, key, None)
+}
+
+/// The offer of permessage-deflate a browser makes.
+pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// [`upgrade_request`] offering `extensions` (`Sec-WebSocket-Extensions`), if any.
+pub fn upgrade_request_offering(
+    host: &str,
+    path: &str,
+    key: &str,
+    extensions: Option<&str>,
+) -> Vec<u8> {
+    let offer = extensions
+        .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
+        .unwrap_or_default();
     format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     )
     .into_bytes()
+}
+
+/// Whether the upgrade response head at the start of `buf` agrees to permessage-deflate.
+pub fn agreed_deflate(buf: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    if resp.parse(buf).is_err() {
+        return false;
+    }
+    resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("sec-websocket-extensions")
+            && String::from_utf8_lossy(h.value)
+                .split(',')
+                .any(|ext| ext.trim().starts_with("permessage-deflate"))
+    })
 }
 
 /// Why an upgrade did not complete.
@@ -306,7 +341,11 @@ mod tests {
         );
         let big = crate::frame::text(&"y".repeat(2000));
         assert_eq!(parse_header(&big, 1000), Err(WireError::TooBig));
-        assert!(parse_header(b"\xc1\x00", 1000).is_err(), "rsv1");
+        // RSV1 marks a compressed message; whether it is allowed is the connection's call.
+        assert!(parse_header(b"\xc1\x00", 1000).unwrap().unwrap().compressed);
+        assert!(!parse_header(b"\x81\x00", 1000).unwrap().unwrap().compressed);
+        assert!(parse_header(b"\xa1\x00", 1000).is_err(), "rsv2");
+        assert!(parse_header(b"\x91\x00", 1000).is_err(), "rsv3");
         assert!(parse_header(b"\x09\x00", 1000).is_err(), "fragmented ping");
         assert_eq!(
             parse_header(b"\x83\x00", 1000),
@@ -350,6 +389,14 @@ mod tests {
                    Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x01x";
         assert_eq!(check_upgrade_response(ok, key), Ok(Some(ok.len() - 3)));
         assert_eq!(check_upgrade_response(&ok[..20], key), Ok(None));
+        assert!(!agreed_deflate(ok));
+        let zipped = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Extensions: \
+                       permessage-deflate; server_no_context_takeover\r\n\r\n";
+        assert!(agreed_deflate(zipped));
+        let offer = upgrade_request_offering("h", "/ws", key, Some(DEFLATE_OFFER));
+        assert!(String::from_utf8(offer).unwrap().contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+        ));
         let wrong = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: nope\r\n\r\n";
         assert_eq!(
             check_upgrade_response(wrong, key),

@@ -27,6 +27,7 @@ use super::conn::{Ctx, LoadConn, Phase, connect_reason};
 use super::control::{Control, WindowState, close_window, follow_window};
 use super::scan::Scanner;
 use super::stats::Stats;
+use crate::deflate::Inflater;
 
 /// Per-thread read buffer: big reads are what keep the client cheaper than the server.
 const SCRATCH: usize = 256 * 1024;
@@ -432,6 +433,10 @@ struct Shared {
     /// Whether data messages may carry a publisher's `sent_us`: someone publishes, or
     /// publish latency is tracked.
     track_sent: bool,
+    /// Whether connections offer permessage-deflate.
+    deflate: bool,
+    /// Inflates compressed messages, for every connection of the thread in turn.
+    inflater: Option<Box<Inflater>>,
 }
 
 impl Shared {
@@ -443,6 +448,8 @@ impl Shared {
             rng: fastrand::Rng::with_seed(0x10ad_0000 + index as u64),
             max_message: cfg.max_message,
             track_sent: cfg.publishers > 0 || cfg.track_publish_latency,
+            deflate: cfg.deflate,
+            inflater: None,
         }
     }
 
@@ -455,6 +462,8 @@ impl Shared {
             max_message: self.max_message,
             track_sent: self.track_sent,
             rng: &mut self.rng,
+            deflate: self.deflate,
+            inflater: &mut self.inflater,
         }
     }
 }
