@@ -137,7 +137,8 @@ if ((BUILD)); then
     echo "bench.sh: cargo build --release" >&2
     cargo build --release --quiet
 fi
-BIN=$PWD/target/release/tickcast
+# BENCH_BIN: measure another build (e.g. the commit before a change) with --no-build.
+BIN=${BENCH_BIN:-$PWD/target/release/tickcast}
 # The source tree as the sweep starts (the binary was just built from it, unless --no-build):
 # edits made while the sweep runs are not in the binary.
 COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown)

@@ -247,6 +247,16 @@ impl Subscriptions {
         self.by_topic.get(topic).map_or(0, Subscribers::len) + self.wildcard.len()
     }
 
+    /// Subscribers of `topic` on this shard per class (indexed by `Class as usize`), wildcard
+    /// included: one lookup for a broadcast's walk.
+    pub fn counts_by_class(&self, topic: &str) -> [usize; Class::ALL.len()] {
+        let named = self.by_topic.get(topic);
+        Class::ALL.map(|c| {
+            let c = c as usize;
+            named.map_or(0, |s| s.by_class[c].len()) + self.wildcard.by_class[c].len()
+        })
+    }
+
     /// Subscribers of `topic` in `class` on this shard, wildcard included.
     pub fn count_in(&self, topic: &str, class: Class) -> usize {
         let c = class as usize;
@@ -323,6 +333,7 @@ mod tests {
         s.for_each_subscriber("ticks", Class::Deflate, |t| d.push(t));
         assert_eq!(d, [2, 3]);
         assert_eq!((s.count("ticks"), s.count_in("ticks", P)), (3, 1));
+        assert_eq!(s.counts_by_class("ticks"), [1, 2]);
         assert!(s.unsubscribe("ticks", 2));
         assert!(deflate.wants("ticks"), "3 still takes it compressed");
         assert!(s.unsubscribe("ticks", 3));

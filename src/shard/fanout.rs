@@ -163,12 +163,13 @@ impl Shard {
         now: Instant,
         now_us: u64,
     ) {
-        if self.shared.subs.count(topic) == 0 {
+        let counts = self.shared.subs.counts_by_class(topic);
+        if counts.iter().all(|&n| n == 0) {
             return;
         }
         self.shared.stats.fanout_walks += 1;
         for class in Class::ALL {
-            let subscribers = self.shared.subs.count_in(topic, class);
+            let subscribers = counts[class as usize];
             if subscribers == 0 {
                 continue;
             }
