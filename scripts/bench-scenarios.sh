@@ -3,8 +3,9 @@
 #
 #   chat     one room, N members on one node, P of them publishing R msgs/s each; every
 #            message reaches every member. Rows in <out>/chat.csv.
-#   deflate  permessage-deflate: the single hub's ladder with plain clients (`tickcast`)
-#            and with clients that negotiate deflate (`deflate`), for the natural tick and
+#   deflate  permessage-deflate: the single hub's ladder with plain clients (`tickcast`),
+#            clients that negotiate deflate (`deflate`) and clients that also take runs as
+#            one message (`deflate-batch`, `?batch=1`), for the natural tick and
 #            a 1 KB payload: bytes on the wire and server CPU per delivery, sustainable
 #            rate. <out>/payload-<bytes>/raw.csv (+ report) and <out>/deflate.md.
 #   cluster  two tickcast nodes sharing rooms through Redis (scripts/bench-cluster.sh):
@@ -175,6 +176,7 @@ run_deflate() {
         for clients in $CLIENT_LIST; do
             ladder tickcast 1 "$clients"
             ladder deflate 1 "$clients"
+            ladder deflate-batch 1 "$clients"
         done
         "$BIN" report "$CSV" --out "$OUT" >/dev/null
     done
@@ -188,14 +190,17 @@ run_deflate() {
 # the wire and the server CPU per delivery, plain against deflate, and each ladder's
 # highest sustainable rate (`tickcast report --best-rate`).
 deflate_table() {
-    local payload clients dir best_plain best_deflate
+    local payload clients dir best_plain best_deflate best_batch
     echo "# permessage-deflate against plain clients"
     echo
     echo "Command: \`$COMMAND_LINE\`, $(date -u '+%Y-%m-%d %H:%M UTC'), commit \`$COMMIT\`$DIRTY."
     echo "One shard; the same server for both (\`--deflate on\`, the default): \`tickcast\` rows are"
     echo "clients that do not offer the extension, \`deflate\` rows clients that negotiate it (as"
-    echo "browsers do) and inflate every message. Bytes per delivery are what the clients read"
-    echo "(frames and all) divided by the messages they got; CPU is the server's."
+    echo "browsers do) and inflate every message, \`deflate-batch\` the same with \`?batch=1\` (a run of"
+    echo "messages as one newline-delimited message, compressed once per run and shard). Bytes per"
+    echo "delivery are what the clients read (frames and all) divided by the messages they got; CPU"
+    echo "is the server's. \`(not sustained)\`, \`(ns)\`: the point missed the bar (see raw.csv's"
+    echo "\`client_bound\`: the one-core load generator inflating every message is usually first)."
     echo
     for payload in ${DEFLATE_PAYLOADS:-0 1024}; do
         dir=$OUT/payload-$payload
@@ -205,11 +210,12 @@ deflate_table() {
         for clients in $CLIENT_LIST; do
             best_plain=$("$BIN" report "$dir/raw.csv" --best-rate "tickcast,1,$clients" || echo 0)
             best_deflate=$("$BIN" report "$dir/raw.csv" --best-rate "deflate,1,$clients" || echo 0)
-            echo "$clients clients: highest sustainable rate $best_plain msg/s plain, $best_deflate msg/s deflate."
+            best_batch=$("$BIN" report "$dir/raw.csv" --best-rate "deflate-batch,1,$clients" || echo 0)
+            echo "$clients clients: highest sustainable rate $best_plain msg/s plain, $best_deflate msg/s deflate, $best_batch msg/s deflate with ?batch=1."
             echo
         done
-        echo "| clients | msg/s | bytes/delivery plain | deflate | ratio | CPU ns/delivery plain | deflate | ratio | RSS KiB/conn plain | deflate |"
-        echo "|---|---|---|---|---|---|---|---|---|---|"
+        echo "| clients | msg/s | bytes/delivery plain | deflate | ratio | batch | ratio | CPU ns/delivery plain | deflate | ratio | batch | ratio | RSS KiB/conn plain | deflate |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         awk -F, '
             NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
             {
@@ -229,10 +235,16 @@ deflate_table() {
                     if (!((k, "tickcast") in bytes) || !((k, "deflate") in bytes)) continue
                     split(k, parts, ",")
                     mark = (ok[k, "tickcast"] == "true" && ok[k, "deflate"] == "true") ? "" : " (not sustained)"
-                    printf "| %s | %s%s | %.0f | %.0f | %.2fx fewer | %.0f | %.0f | %.2fx | %s | %s |\n",
+                    hb = ((k, "deflate-batch") in bytes)
+                    bb = hb ? sprintf("%.0f", bytes[k, "deflate-batch"]) : "-"
+                    br = hb ? sprintf("%.2fx fewer%s", bytes[k, "tickcast"] / bytes[k, "deflate-batch"], ok[k, "deflate-batch"] == "true" ? "" : " (ns)") : "-"
+                    cb = hb ? sprintf("%.0f", cpu[k, "deflate-batch"]) : "-"
+                    cr = (hb && cpu[k, "tickcast"] > 0) ? sprintf("%.2fx", cpu[k, "deflate-batch"] / cpu[k, "tickcast"]) : "-"
+                    printf "| %s | %s%s | %.0f | %.0f | %.2fx fewer | %s | %s | %.0f | %.0f | %.2fx | %s | %s | %s | %s |\n",
                         parts[1], parts[2], mark, bytes[k, "tickcast"], bytes[k, "deflate"],
-                        bytes[k, "tickcast"] / bytes[k, "deflate"], cpu[k, "tickcast"], cpu[k, "deflate"],
-                        (cpu[k, "tickcast"] > 0 ? cpu[k, "deflate"] / cpu[k, "tickcast"] : 0),
+                        bytes[k, "tickcast"] / bytes[k, "deflate"], bb, br,
+                        cpu[k, "tickcast"], cpu[k, "deflate"],
+                        (cpu[k, "tickcast"] > 0 ? cpu[k, "deflate"] / cpu[k, "tickcast"] : 0), cb, cr,
                         rss[k, "tickcast"], rss[k, "deflate"]
                 }
             }' "$dir/raw.csv" | sort -t'|' -k2,2n -k3,3n

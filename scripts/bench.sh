@@ -225,10 +225,13 @@ run_point() {
     fi
     local extra=()
     if [[ $mode != baseline ]]; then extra+=(--scrape-metrics --pinned); fi
-    # `deflate`: the same server, with clients that negotiate permessage-deflate.
-    if [[ $mode == deflate ]]; then extra+=(--deflate); fi
+    # `deflate`: the same server, with clients that negotiate permessage-deflate;
+    # `deflate-batch`: ... that also take runs of messages as one message (`?batch=1`).
+    local query=topics=ticks
+    if [[ $mode == deflate* ]]; then extra+=(--deflate); fi
+    if [[ $mode == *batch ]]; then query+="&batch=1"; fi
     rows_before=$( [[ -f $CSV ]] && wc -l <"$CSV" || echo 0)
-    taskset -c "$LOAD_CPUS" "$BIN" load "ws://127.0.0.1:$port/ws?topics=ticks" \
+    taskset -c "$LOAD_CPUS" "$BIN" load "ws://127.0.0.1:$port/ws?$query" \
         -n "$clients" --connect-rate "$CONNECT_RATE" --source-ips "$SOURCE_IPS" \
         --warmup "$WARMUP" --duration "$DURATION" --server-pid "$SERVER_PID" \
         --csv "$CSV" --quiet --mode "$mode" --shards "$shards" --linger "$linger" \
@@ -292,7 +295,7 @@ if [[ -n $SCENARIO ]]; then
     source "$(dirname "$0")/bench-scenarios.sh"
     echo "bench.sh: $SCENARIO scenario into $OUT (${DURATION}s windows after ${WARMUP}s warmup)" >&2
     "run_$SCENARIO"
-    echo "bench.sh: done in $(($(date +%s) - SWEEP_START)) s: $OUT/$SCENARIO.csv" >&2
+    echo "bench.sh: done in $(($(date +%s) - SWEEP_START)) s: $OUT" >&2
     exit 0
 fi
 

@@ -76,6 +76,16 @@ impl FrameRun {
         }
     }
 
+    /// One frame that carries `messages` messages (a batch: their payloads joined by
+    /// newlines), with the stamps of the sequenced ones.
+    pub fn batch(frame: &[u8], stamps: Vec<u64>, messages: usize) -> FrameRun {
+        FrameRun {
+            bytes: frame.into(),
+            stamps: stamps.into_boxed_slice(),
+            frames: messages,
+        }
+    }
+
     /// The frames' bytes, back to back.
     #[inline]
     pub fn bytes(&self) -> &[u8] {
@@ -88,7 +98,7 @@ impl FrameRun {
         &self.stamps
     }
 
-    /// How many frames it holds.
+    /// How many messages it holds (frames, or the messages of a batch).
     #[inline]
     pub fn frames(&self) -> usize {
         self.frames
@@ -245,6 +255,12 @@ impl FrameBuilder {
     /// The payload written since [`FrameBuilder::payload`].
     pub fn written(&self) -> &[u8] {
         &self.buf[MAX_HEADER.min(self.buf.len())..]
+    }
+
+    /// The payload written since [`FrameBuilder::payload`], to edit in place.
+    pub fn written_mut(&mut self) -> &mut [u8] {
+        let start = MAX_HEADER.min(self.buf.len());
+        &mut self.buf[start..]
     }
 
     /// Finishes the frame started by [`FrameBuilder::payload`] as a text frame.

@@ -22,8 +22,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use indexmap::IndexSet;
 use prometheus_client::metrics::gauge::Gauge;
+
+mod class;
+
+pub use class::Class;
+use class::Subscribers;
 
 use crate::interest::Interest;
 use crate::protocol::WILDCARD;
@@ -35,52 +39,6 @@ pub struct Watch {
     pub topic: &'static str,
     /// Connections that would receive a message on `topic`, all shards together.
     pub subscribers: Gauge,
-}
-
-/// Which frame of a message a subscriber is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    /// The plain frame.
-    Plain = 0,
-    /// The compressed frame, when there is one (permessage-deflate negotiated).
-    Deflate = 1,
-}
-
-impl Class {
-    /// Every class, in index order.
-    pub const ALL: [Class; 2] = [Class::Plain, Class::Deflate];
-
-    /// The class of a connection that did (`true`) or did not negotiate deflate.
-    pub fn of(deflate: bool) -> Class {
-        if deflate {
-            Class::Deflate
-        } else {
-            Class::Plain
-        }
-    }
-}
-
-/// One topic's subscribers, a set per [`Class`].
-#[derive(Debug, Default)]
-struct Subscribers {
-    by_class: [IndexSet<usize>; Class::ALL.len()],
-}
-
-impl Subscribers {
-    fn len(&self) -> usize {
-        self.by_class.iter().map(IndexSet::len).sum()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.by_class.iter().all(IndexSet::is_empty)
-    }
-
-    /// Removes `token` from whichever class holds it; returns that class.
-    fn remove(&mut self, token: usize) -> Option<Class> {
-        Class::ALL
-            .into_iter()
-            .find(|&c| self.by_class[c as usize].swap_remove(&token))
-    }
 }
 
 /// Topic -> subscriber tokens, owned by one shard thread.
@@ -149,14 +107,12 @@ impl Subscriptions {
     /// connection keeps one class for its whole life.
     pub fn subscribe(&mut self, topic: &str, token: usize, class: Class) -> Arc<str> {
         if topic == WILDCARD {
-            let set = &mut self.wildcard.by_class[class as usize];
-            if set.insert(token) {
-                let first_of_class = set.len() == 1;
+            if self.wildcard.insert(token, class) {
                 self.count_watched(topic, 1);
                 if self.wildcard.len() == 1 {
                     self.interest.set_wildcard(true);
                 }
-                if class == Class::Deflate && first_of_class {
+                if class.deflate() && self.wildcard.deflate_count() == 1 {
                     self.deflate_interest.set_wildcard(true);
                 }
             }
@@ -167,14 +123,13 @@ impl Subscriptions {
             None => (Arc::from(topic), true),
         };
         let subscribers = self.by_topic.entry(name.clone()).or_default();
-        let set = &mut subscribers.by_class[class as usize];
-        if set.insert(token) {
-            let first_of_class = set.len() == 1;
+        if subscribers.insert(token, class) {
+            let first_deflate = class.deflate() && subscribers.deflate_count() == 1;
             self.count_watched(topic, 1);
             if is_new {
                 self.interest.add(&name);
             }
-            if class == Class::Deflate && first_of_class {
+            if first_deflate {
                 self.deflate_interest.add(&name);
             }
         }
@@ -200,9 +155,7 @@ impl Subscriptions {
             if class.is_some() && self.wildcard.is_empty() {
                 self.interest.set_wildcard(false);
             }
-            if class == Some(Class::Deflate)
-                && self.wildcard.by_class[Class::Deflate as usize].is_empty()
-            {
+            if class.is_some_and(Class::deflate) && self.wildcard.deflate_count() == 0 {
                 self.deflate_interest.set_wildcard(false);
             }
             class
@@ -211,9 +164,7 @@ impl Subscriptions {
                 return false;
             };
             let class = subscribers.remove(token);
-            if class == Some(Class::Deflate)
-                && subscribers.by_class[Class::Deflate as usize].is_empty()
-            {
+            if class.is_some_and(Class::deflate) && subscribers.deflate_count() == 0 {
                 self.deflate_interest.remove(topic);
             }
             if subscribers.is_empty() {
@@ -232,14 +183,12 @@ impl Subscriptions {
     /// A client holds either the wildcard or named topics, never both, so nobody is visited
     /// twice.
     pub fn for_each_subscriber(&self, topic: &str, class: Class, mut f: impl FnMut(usize)) {
-        if let Some(subscribers) = self.by_topic.get(topic) {
-            subscribers.by_class[class as usize]
-                .iter()
-                .for_each(|&t| f(t));
+        if let Some(set) = self.by_topic.get(topic).and_then(|s| s.get(class)) {
+            set.iter().for_each(|&t| f(t));
         }
-        self.wildcard.by_class[class as usize]
-            .iter()
-            .for_each(|&t| f(t));
+        if let Some(set) = self.wildcard.get(class) {
+            set.iter().for_each(|&t| f(t));
+        }
     }
 
     /// Subscribers `topic` would reach on this shard, wildcard included.
@@ -251,17 +200,12 @@ impl Subscriptions {
     /// included: one lookup for a broadcast's walk.
     pub fn counts_by_class(&self, topic: &str) -> [usize; Class::ALL.len()] {
         let named = self.by_topic.get(topic);
-        Class::ALL.map(|c| {
-            let c = c as usize;
-            named.map_or(0, |s| s.by_class[c].len()) + self.wildcard.by_class[c].len()
-        })
+        Class::ALL.map(|c| named.map_or(0, |s| s.count(c)) + self.wildcard.count(c))
     }
 
     /// Subscribers of `topic` in `class` on this shard, wildcard included.
     pub fn count_in(&self, topic: &str, class: Class) -> usize {
-        let c = class as usize;
-        self.by_topic.get(topic).map_or(0, |s| s.by_class[c].len())
-            + self.wildcard.by_class[c].len()
+        self.by_topic.get(topic).map_or(0, |s| s.count(class)) + self.wildcard.count(class)
     }
 
     /// Named topics with at least one subscriber on this shard.
@@ -333,7 +277,9 @@ mod tests {
         s.for_each_subscriber("ticks", Class::Deflate, |t| d.push(t));
         assert_eq!(d, [2, 3]);
         assert_eq!((s.count("ticks"), s.count_in("ticks", P)), (3, 1));
-        assert_eq!(s.counts_by_class("ticks"), [1, 2]);
+        assert_eq!(s.counts_by_class("ticks"), [1, 2, 0, 0]);
+        s.subscribe("ticks", 5, Class::BatchDeflate);
+        assert!(s.unsubscribe("ticks", 5));
         assert!(s.unsubscribe("ticks", 2));
         assert!(deflate.wants("ticks"), "3 still takes it compressed");
         assert!(s.unsubscribe("ticks", 3));

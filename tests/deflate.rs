@@ -311,3 +311,142 @@ fn replays_give_deflate_clients_the_compressed_frames() {
     }
     server.shutdown();
 }
+
+/// Reads data frames until `count` sequenced messages of `room` arrived (a frame of a
+/// `batch` client may hold several, one per line). Returns their texts, how many frames
+/// carried them, and how many of those frames were compressed.
+fn read_messages(
+    ws: &mut RawWs,
+    room: &str,
+    count: usize,
+    batch: bool,
+) -> (Vec<String>, usize, usize) {
+    let (mut texts, mut frames, mut compressed) = (Vec::new(), 0, 0);
+    while texts.len() < count {
+        let f = ws.read_until(op::TEXT);
+        let mut sequenced = 0;
+        let text = text_of(&f);
+        let lines: Vec<&str> = if batch {
+            text.split('\n').collect()
+        } else {
+            vec![&text]
+        };
+        for line in lines {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+            assert_ne!(v["type"], "error", "{v}");
+            if v["topic"] == room && v.get("seq").is_some() {
+                texts.push(line.to_string());
+                sequenced += 1;
+            }
+        }
+        if sequenced > 0 {
+            frames += 1;
+            compressed += usize::from(f.first & 0x40 != 0);
+        }
+    }
+    (texts, frames, compressed)
+}
+
+#[test]
+fn batch_clients_read_a_run_as_one_message_compressed_once() {
+    let mut cfg = quiet_config(1);
+    // Frames pile up for 100 ms before the shard is woken, so they reach it as one run.
+    cfg.linger = std::time::Duration::from_millis(100);
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let room = "room.batch";
+    let join = |id: &str, deflate: bool, batch: bool| {
+        let offer = if deflate { "permessage-deflate" } else { "" };
+        let flag = if batch { "&batch=1" } else { "" };
+        let (mut ws, agreed) = upgrade(
+            addr,
+            &format!("/ws?room={room}&client_id={id}{flag}"),
+            offer,
+        );
+        assert_eq!(agreed.is_some(), deflate);
+        assert!(ws.read_until(op::TEXT).text().contains("welcome"));
+        ws
+    };
+    let mut clients = [
+        join("plain", false, false),
+        join("zip", true, false),
+        join("batch", false, true),
+        join("zipbatch", true, true),
+    ];
+    let mut publisher = join("pub", false, false);
+    // Six messages in one write; the third has a newline between tokens of its data, which
+    // every client gets as a space, so that batches split on newlines only.
+    let mut burst = Vec::new();
+    for n in 0..6u64 {
+        let op = if n == 2 {
+            format!("{{\"op\":\"publish\",\"topic\":\"{room}\",\"data\":{{\"n\":\n2}}}}")
+                .into_bytes()
+        } else {
+            publish_op(room, &big_data(n))
+        };
+        burst.extend(common::client_frame(
+            op::FIN | op::TEXT,
+            &op,
+            Some([1, 2, 3, 4]),
+        ));
+    }
+    publisher.send_raw(&burst);
+    // Then three more, which batch.
+    let mut burst = Vec::new();
+    for n in 6..9u64 {
+        let op = publish_op(room, &big_data(n));
+        burst.extend(common::client_frame(
+            op::FIN | op::TEXT,
+            &op,
+            Some([1, 2, 3, 4]),
+        ));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    publisher.send_raw(&burst);
+
+    let mut seen = Vec::new();
+    for (i, ws) in clients.iter_mut().enumerate() {
+        seen.push(read_messages(ws, room, 9, i >= 2));
+    }
+    let texts: Vec<&Vec<String>> = seen.iter().map(|(t, _, _)| t).collect();
+    assert!(
+        texts.windows(2).all(|w| w[0] == w[1]),
+        "everyone reads the same messages"
+    );
+    let frames: Vec<usize> = seen.iter().map(|(_, f, _)| *f).collect();
+    assert_eq!(frames[..2], [9, 9], "frame per message without ?batch=1");
+    assert!(texts[0][2].contains("{\"n\": 2}"), "{}", texts[0][2]);
+    assert!(
+        frames[2] < 9 && frames[3] < 9,
+        "runs arrive as one message: {frames:?}"
+    );
+    assert_eq!(
+        frames[2], frames[3],
+        "the same batches, plain or compressed"
+    );
+    assert!(
+        seen[3].2 >= 1,
+        "the deflate batch client gets compressed batches"
+    );
+    assert!(metric(addr, "tickcast_deflate_batches_compressed_total", &[]) >= 1.0);
+
+    // Anything but 0 or 1 is refused.
+    let resp = common::raw_http(
+        addr,
+        upgrade_request(
+            "/ws?batch=yes",
+            &format!("Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n"),
+        )
+        .as_bytes(),
+    );
+    assert_eq!(common::status_of(&resp), 400, "{resp}");
+    assert_eq!(
+        metric(
+            addr,
+            "tickcast_handshake_failures_total",
+            &[("reason", "bad_batch")]
+        ),
+        1.0
+    );
+    server.shutdown();
+}

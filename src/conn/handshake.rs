@@ -25,6 +25,8 @@ struct Admitted {
     session: Option<Box<Session>>,
     /// When the connection's token expires (none without authentication).
     expires: Option<Instant>,
+    /// `?batch=1`: runs of messages as one newline-delimited message.
+    batch: bool,
 }
 
 impl Conn {
@@ -66,8 +68,13 @@ impl Conn {
     fn on_request(&mut self, ctx: &mut ConnCtx<'_>, req: &Request, complete: Instant) -> bool {
         match http::route(req) {
             Target::Upgrade { route, accept } => match self.admit(ctx, req, route) {
-                Ok(Admitted { session, expires }) => {
+                Ok(Admitted {
+                    session,
+                    expires,
+                    batch,
+                }) => {
                     self.deflate = agree_deflate(ctx, req);
+                    self.batch = batch;
                     self.open(ctx, route, expires, &accept, session, complete);
                     true
                 }
@@ -144,6 +151,17 @@ impl Conn {
             .as_ref()
             .and_then(|(_, rights)| rights.expires_at())
             .and_then(|exp| session::expiry_instant(exp, ctx.now, ctx.now_us));
+        let batch = match req.query_param("batch").as_deref() {
+            None | Some("0") => false,
+            Some("1") => route == WsRoute::Stream,
+            Some(_) => {
+                return Err((
+                    400,
+                    HandshakeFailure::BadBatch,
+                    "batch must be 0 or 1\n".into(),
+                ));
+            }
+        };
         let session = if route == WsRoute::Stream {
             let session = self
                 .new_session(ctx, req, identity)
@@ -169,7 +187,11 @@ impl Conn {
                 ));
             }
         }
-        Ok(Admitted { session, expires })
+        Ok(Admitted {
+            session,
+            expires,
+            batch,
+        })
     }
 
     /// The `/ws` session an upgrade asks for: identity, rights, topics and resumes.

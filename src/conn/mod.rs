@@ -202,6 +202,8 @@ pub struct Conn {
     /// Whether it negotiated permessage-deflate: it is sent compressed frames where there
     /// are some, and its messages may be compressed.
     deflate: bool,
+    /// Whether it asked for runs of messages as one message (`?batch=1`).
+    batch: bool,
     /// The close code of this WebSocket (sent or received), for the close metrics.
     close_code: Option<u16>,
 }
@@ -236,6 +238,7 @@ impl Conn {
             writable_registered: false,
             queued_for_flush: false,
             deflate: false,
+            batch: false,
             close_code: None,
         }
     }

@@ -112,9 +112,9 @@ impl Conn {
             return;
         };
         let (topic, _) = s.resuming.swap_remove(i);
-        let canonical = ctx
-            .subs
-            .subscribe(&topic, ctx.key.token, Class::of(self.deflate));
+        let canonical =
+            ctx.subs
+                .subscribe(&topic, ctx.key.token, Class::of(self.deflate, self.batch));
         ctx.subs.release(&topic);
         s.topics.push(canonical);
         let Replayed {

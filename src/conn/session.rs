@@ -301,9 +301,9 @@ impl Conn {
             s.topics.reserve_exact(names.len());
         }
         for name in names {
-            let topic = ctx
-                .subs
-                .subscribe(name, ctx.key.token, Class::of(self.deflate));
+            let topic =
+                ctx.subs
+                    .subscribe(name, ctx.key.token, Class::of(self.deflate, self.batch));
             if protocol::is_room(&topic) {
                 ctx.mixer.send(s.join_msg(&topic, me));
             }

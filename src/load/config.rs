@@ -73,6 +73,13 @@ impl Target {
                     .map(String::from)
             })
     }
+
+    /// Whether the URL asks for runs of messages as one message (`batch=1`).
+    pub fn asks_batches(&self) -> bool {
+        self.path.split_once('?').is_some_and(|(_, query)| {
+            form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "batch" && v == "1")
+        })
+    }
 }
 
 /// Parses `127.0.0.1-127.0.0.8` (an inclusive range) or `127.0.0.1,127.0.0.5` (a list, whose

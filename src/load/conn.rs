@@ -56,6 +56,9 @@ pub struct Ctx<'a> {
     pub rng: &'a mut fastrand::Rng,
     /// Whether to offer permessage-deflate (`--deflate`).
     pub deflate: bool,
+    /// Whether the URL asks for batches (`batch=1`): a data message may hold several,
+    /// one per line.
+    pub batch: bool,
     /// The thread's inflater for compressed messages (made on first use).
     pub inflater: &'a mut Option<Box<Inflater>>,
 }
@@ -412,14 +415,24 @@ impl LoadConn {
     /// A complete message, inflated first when it is compressed.
     fn on_whole(&mut self, ctx: &mut Ctx<'_>, payload: &[u8], compressed: bool, now_us: u64) {
         if !compressed {
-            return self.on_message(ctx, payload, now_us);
+            return self.on_messages(ctx, payload, now_us);
         }
         let mut inflater = ctx.inflater.take().unwrap_or_default();
         match inflater.inflate(payload, ctx.max_message) {
-            Ok(text) => self.on_message(ctx, text, now_us),
+            Ok(text) => self.on_messages(ctx, text, now_us),
             Err(_) => self.violation(ctx, "bad_compressed_message"),
         }
         *ctx.inflater = Some(inflater);
+    }
+
+    /// A data message: one message, or with `?batch=1` several joined by newlines.
+    fn on_messages(&mut self, ctx: &mut Ctx<'_>, text: &[u8], now_us: u64) {
+        if !ctx.batch {
+            return self.on_message(ctx, text, now_us);
+        }
+        for line in text.split(|&b| b == b'\n') {
+            self.on_message(ctx, line, now_us);
+        }
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<'_>, text: &[u8], now_us: u64) {

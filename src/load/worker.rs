@@ -435,6 +435,8 @@ struct Shared {
     track_sent: bool,
     /// Whether connections offer permessage-deflate.
     deflate: bool,
+    /// Whether the URL asks for batches (`batch=1`).
+    batch: bool,
     /// Inflates compressed messages, for every connection of the thread in turn.
     inflater: Option<Box<Inflater>>,
 }
@@ -449,6 +451,7 @@ impl Shared {
             max_message: cfg.max_message,
             track_sent: cfg.publishers > 0 || cfg.track_publish_latency,
             deflate: cfg.deflate,
+            batch: cfg.target.asks_batches(),
             inflater: None,
         }
     }
@@ -463,6 +466,7 @@ impl Shared {
             track_sent: self.track_sent,
             rng: &mut self.rng,
             deflate: self.deflate,
+            batch: self.batch,
             inflater: &mut self.inflater,
         }
     }

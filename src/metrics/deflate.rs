@@ -15,11 +15,14 @@ pub struct DeflateMetrics {
     pub declined: Counter,
     /// Messages the mixer compressed (once each, for every client that negotiated it).
     pub compressed: Counter,
+    /// Runs compressed once on a shard as one batch, for its `?batch=1` clients that
+    /// negotiated deflate.
+    pub batches_compressed: Counter,
     /// Messages under `--deflate-min-bytes`, sent plain to everyone.
     pub too_small: Counter,
     /// Messages that did not shrink, sent plain to everyone.
     pub not_smaller: Counter,
-    /// Payload bytes of the compressed messages before compression.
+    /// Payload bytes of the compressed messages and batches before compression.
     pub bytes_in: Counter,
     /// The same messages' payload bytes after compression.
     pub bytes_out: Counter,
@@ -33,7 +36,7 @@ pub struct DeflateMetrics {
 impl DeflateMetrics {
     /// Registers the counters under their exported names.
     pub fn register(&self, r: &mut Registry) {
-        let all: [(&str, &str, &Counter); 9] = [
+        let all: [(&str, &str, &Counter); 10] = [
             (
                 "deflate_negotiated",
                 "Upgrades that negotiated permessage-deflate",
@@ -48,6 +51,11 @@ impl DeflateMetrics {
                 "deflate_compressed",
                 "Messages compressed once for every client that negotiated permessage-deflate",
                 &self.compressed,
+            ),
+            (
+                "deflate_batches_compressed",
+                "Runs compressed once on a shard as one batch, for its ?batch=1 deflate clients",
+                &self.batches_compressed,
             ),
             (
                 "deflate_too_small",

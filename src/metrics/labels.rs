@@ -142,6 +142,8 @@ pub enum HandshakeFailure {
     BadSince,
     /// A malformed or too long topic list (400).
     BadTopics,
+    /// A `batch` other than `0` or `1` (400).
+    BadBatch,
     /// `--max-connections` reached (503).
     ServerFull,
     /// `--max-per-ip` reached for the client's address (429).
@@ -165,7 +167,7 @@ pub enum HandshakeFailure {
 
 impl HandshakeFailure {
     /// Every reason, in the order of the enum.
-    pub const ALL: [HandshakeFailure; 25] = [
+    pub const ALL: [HandshakeFailure; 26] = [
         HandshakeFailure::Malformed,
         HandshakeFailure::HeaderTooLarge,
         HandshakeFailure::MethodNotAllowed,
@@ -182,6 +184,7 @@ impl HandshakeFailure {
         HandshakeFailure::BadClientId,
         HandshakeFailure::BadSince,
         HandshakeFailure::BadTopics,
+        HandshakeFailure::BadBatch,
         HandshakeFailure::ServerFull,
         HandshakeFailure::AddressFull,
         HandshakeFailure::Timeout,
@@ -212,6 +215,7 @@ impl HandshakeFailure {
             HandshakeFailure::BadClientId => "bad_client_id",
             HandshakeFailure::BadSince => "bad_since",
             HandshakeFailure::BadTopics => "bad_topics",
+            HandshakeFailure::BadBatch => "bad_batch",
             HandshakeFailure::ServerFull => "server_full",
             HandshakeFailure::AddressFull => "address_full",
             HandshakeFailure::Timeout => "timeout",

@@ -94,6 +94,16 @@ pub fn frame_envelope(
 fn encode(builder: &mut FrameBuilder, envelope: &Envelope<'_>) -> FrameBytes {
     // Serializing strings, integers and pre-validated raw JSON into memory cannot fail.
     serde_json::to_writer(builder.payload(), envelope).expect("serialize envelope");
+    // A raw newline can only come from a client's `data` (relayed as it came), and only
+    // between tokens: JSON strings cannot hold one unescaped. As a space it means the same,
+    // and no message holds a newline, so `?batch=1` clients can split batches on them.
+    let written = builder.written_mut();
+    if memchr::memchr(b'\n', written).is_some() {
+        written
+            .iter_mut()
+            .filter(|b| **b == b'\n')
+            .for_each(|b| *b = b' ');
+    }
     builder.finish_text()
 }
 
@@ -526,6 +536,16 @@ mod tests {
 
     /// The configuration's promise (a publisher's burst fits a member's outbox) rests on
     /// this bound: every byte a published message adds beyond its data.
+    #[test]
+    fn no_message_holds_a_newline() {
+        let data = RawValue::from_string("{\"a\":\n1,\r\n\"b\":\"x\\ny\"}".into()).unwrap();
+        let frame = frame_envelope(&mut FrameBuilder::new(), "t", 1, 2, None, &data);
+        let text = std::str::from_utf8(crate::frame::payload_of(&frame)).unwrap();
+        assert!(!text.contains('\n'), "{text}");
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["data"], serde_json::json!({"a": 1, "b": "x\ny"}));
+    }
+
     #[test]
     fn the_largest_envelope_fits_the_publish_overhead() {
         let topic = "t".repeat(MAX_TOPIC_LEN);

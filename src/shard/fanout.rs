@@ -6,6 +6,10 @@
 //! a compressed one; a topic's subscribers are walked once per [`Class`], each set with its
 //! own frame (or run), so the walk asks no connection which frame it takes.
 //!
+//! Clients that asked for `?batch=1` get a run as one text message instead, the messages'
+//! JSON joined by newlines: built once per run and shard, and compressed once for those
+//! that negotiated deflate, so a batch compresses as a whole and saves frames.
+//!
 //! Broadcasts of one topic that come out of the queue back to back form a *run*: their
 //! frames are concatenated once into a [`FrameRun`] and each subscriber takes one reference
 //! to it instead of one per frame. Under load the walk over the subscribers, the outbox
@@ -21,16 +25,95 @@ use crossbeam_channel::TryRecvError;
 
 use super::{MAX_DRAIN_PER_TURN, Shard, Shared};
 use crate::conn::{FanOut, Offer, OutFrame};
-use crate::frame::FrameRun;
+use crate::deflate::{Deflated, Deflater};
+use crate::frame::{self, FrameBytes, FrameRun};
 use crate::messages::{Broadcast, ShardMsg};
 use crate::subs::Class;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
 
-/// The entry one broadcast makes for subscribers of `class`.
+/// The entry one broadcast makes for subscribers of `class` (a batch of one message is
+/// that message's frame).
 fn one(b: &Broadcast, class: Class) -> OutFrame {
     OutFrame::One {
-        bytes: b.frame.for_client(class == Class::Deflate).clone(),
+        bytes: b.frame.for_client(class.deflate()).clone(),
         stamp_us: b.stamp_us,
     }
+}
+
+/// A run's batch entries (`?batch=1`), built for the first subscriber class that takes one
+/// and shared by the other: the plain batch, and the same compressed once.
+#[derive(Default)]
+struct Batches {
+    /// The plain batch frame and its stamps; `Some(None)` when the run cannot be batched.
+    plain: Option<Option<(FrameBytes, Vec<u64>)>>,
+    entries: [Option<OutFrame>; 2],
+    /// The batch's payload size before and after compression, once compressed.
+    compressed: Option<(usize, usize)>,
+    /// `--deflate-min-bytes`.
+    min_bytes: usize,
+}
+
+impl Batches {
+    /// The entry for batch clients that did (`deflate`) or did not negotiate deflate.
+    fn entry(
+        &mut self,
+        run: &[Broadcast],
+        deflate: bool,
+        deflater: &mut Option<Box<Deflater>>,
+    ) -> OutFrame {
+        if let Some(entry) = &self.entries[usize::from(deflate)] {
+            return entry.clone();
+        }
+        let plain = self.plain.get_or_insert_with(|| batch_of(run)).clone();
+        let entry = match plain {
+            None => {
+                // A message with a newline of its own: the frames, one by one.
+                let frames = run
+                    .iter()
+                    .map(|b| (&b.frame.for_client(deflate)[..], b.stamp_us));
+                OutFrame::Run(Arc::new(FrameRun::new(frames)))
+            }
+            Some((frame, stamps)) => {
+                let compressed = deflate.then(|| {
+                    let d = deflater.get_or_insert_with(|| Box::new(Deflater::new(self.min_bytes)));
+                    d.deflate_frame(&frame)
+                });
+                let bytes = match compressed {
+                    Some(Deflated::Frame {
+                        frame,
+                        plain,
+                        compressed,
+                    }) => {
+                        self.compressed = Some((plain, compressed));
+                        frame
+                    }
+                    _ => frame,
+                };
+                OutFrame::Run(Arc::new(FrameRun::batch(&bytes, stamps, run.len())))
+            }
+        };
+        self.entries[usize::from(deflate)] = Some(entry.clone());
+        entry
+    }
+}
+
+/// The run's messages as one text message, their payloads joined by newlines, with the
+/// stamps of the sequenced ones. `None` when a payload holds a newline of its own, which
+/// would make the batch ambiguous (the mixer writes none: kept as a guard).
+fn batch_of(run: &[Broadcast]) -> Option<(FrameBytes, Vec<u64>)> {
+    let payloads = run.iter().map(|b| frame::payload_of(&b.frame.plain));
+    let mut text = Vec::with_capacity(payloads.clone().map(|p| p.len() + 1).sum());
+    for (i, p) in payloads.enumerate() {
+        if memchr::memchr(b'\n', p).is_some() {
+            return None;
+        }
+        if i > 0 {
+            text.push(b'\n');
+        }
+        text.extend_from_slice(p);
+    }
+    let stamps = run.iter().map(|b| b.stamp_us).filter(|&s| s != 0).collect();
+    Some((frame::encode(OpCode::Data(Data::Text), &text), stamps))
 }
 
 /// Most frames in one run.
@@ -133,17 +216,31 @@ impl Shard {
                 let plain = Arc::new(FrameRun::new(
                     run.iter().map(|b| (&b.frame.plain[..], b.stamp_us)),
                 ));
-                let entry = |class| {
-                    let deflate = class == Class::Deflate;
-                    if !deflate || run.iter().all(|b| b.frame.deflated.is_none()) {
+                let mut deflater = self.shared.deflater.take();
+                let mut batches = Batches {
+                    min_bytes: self.shared.cfg.deflate_min_bytes,
+                    ..Batches::default()
+                };
+                let entry = |class: Class| {
+                    if class.batch() {
+                        return batches.entry(run, class.deflate(), &mut deflater);
+                    }
+                    if !class.deflate() || run.iter().all(|b| b.frame.deflated.is_none()) {
                         return OutFrame::Run(plain.clone());
                     }
                     let frames = run
                         .iter()
-                        .map(|b| (&b.frame.for_client(deflate)[..], b.stamp_us));
+                        .map(|b| (&b.frame.for_client(true)[..], b.stamp_us));
                     OutFrame::Run(Arc::new(FrameRun::new(frames)))
                 };
                 self.fan_out(&topic, entry, now, now_us);
+                self.shared.deflater = deflater;
+                if let Some((plain, compressed)) = batches.compressed {
+                    let counters = &self.shared.stats.metrics.deflate;
+                    counters.batches_compressed.inc();
+                    counters.bytes_in.inc_by(plain as u64);
+                    counters.bytes_out.inc_by(compressed as u64);
+                }
             }
         }
         run.clear();

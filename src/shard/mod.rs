@@ -31,7 +31,7 @@ use slab::Slab;
 use crate::clock::unix_micros;
 use crate::config::ServerConfig;
 use crate::conn::{Conn, ConnCtx, OutFrame};
-use crate::deflate::Inflater;
+use crate::deflate::{Deflater, Inflater};
 use crate::messages::{Broadcast, ConnKey, Intake, MixerMsg, MixerPort, ShardLink, ShardMsg};
 use crate::metrics::{Metrics, Sampled, ShardStats};
 use crate::protocol::TELEMETRY_TOPIC;
@@ -71,6 +71,8 @@ struct Shared {
     services: Arc<Services>,
     /// Inflates compressed client messages, for every connection in turn.
     inflater: Option<Box<Inflater>>,
+    /// Compresses runs for `?batch=1` clients that negotiated deflate (made on first use).
+    deflater: Option<Box<Deflater>>,
 }
 
 /// One shard: built on the main thread, then moved into its own thread by [`Shard::run`].
@@ -136,6 +138,7 @@ impl Shard {
                 to_answer: Vec::new(),
                 mixer: MixerPort::new(mixer, services.bus_tx.clone()),
                 inflater: None,
+                deflater: None,
                 services,
                 cfg,
             },
