@@ -36,13 +36,15 @@
 //! - [`messages`]: what the threads send each other (`MixerMsg`, `ShardMsg`, `Intake`), the
 //!   handles they hold (`ShardLink`, `MixerPort`), and how a connection is named (`ConnKey`,
 //!   `ConnRef`).
-//! - [`mixer`]: the single sequencer; stamps `topic`/`seq`/`ts`, serializes and frames once;
+//! - [`mixer`]: the single sequencer; stamps `topic`/`seq`/`ts`, serializes and frames once
+//!   (and compresses once, for clients that negotiated permessage-deflate);
 //!   also owns room membership (presence) and per-topic history (resume).
 //! - [`frame`]: server-to-client WebSocket frame encoding (`Arc<[u8]>`, shared by every client)
 //!   and runs of frames a shard concatenates once for all its subscribers.
 //! - [`shard`]: one event loop per core: its queue (drained into runs), its connections
 //!   (reached through one `with_conn`), the flush pass.
-//! - [`subs`]: one shard's topic -> subscribers index.
+//! - [`subs`]: one shard's topic -> subscribers index, a set per class (plain, deflate,
+//!   `?batch=1`, both), each walked with its own frame or run.
 //! - [`timer`]: the timer wheel behind every connection's deadlines.
 //! - [`conn`]: one connection's state machine, deadlines, inbound frame parser and outbox.
 //! - [`http`]: HTTP/1.1 request parsing, routing and the WebSocket upgrade answer.

@@ -1,0 +1,214 @@
+//! The read side of a connection: what the socket holds goes through the request-head
+//! parser while handshaking, then through the frame parser (inflating compressed messages
+//! with the shard's inflater), and each complete message or control frame is acted on.
+//! Protocol violations and the peer's EOF end here too.
+
+use std::io::{self, Read};
+
+use super::{
+    AfterFlush, Assembler, Conn, ConnCtx, Event, Flow, HeadOutcome, MAX_READS_PER_EVENT, State,
+    Violation,
+};
+use crate::frame::{self, close_code};
+use crate::metrics::HandshakeFailure;
+
+impl Conn {
+    /// Reads what the socket holds and acts on it. `until_eof` is set when the event says
+    /// the peer has closed its side (or when re-reading after a spent budget): then a short
+    /// read does not prove the socket drained, since data and FIN may arrive in one edge and
+    /// no later edge would report the end.
+    pub fn on_readable(&mut self, ctx: &mut ConnCtx<'_>, scratch: &mut [u8], until_eof: bool) {
+        for _ in 0..MAX_READS_PER_EVENT {
+            if self.is_closed() {
+                return;
+            }
+            match self.stream.read(scratch) {
+                Ok(0) => return self.on_eof(ctx),
+                Ok(n) => {
+                    self.last_recv = ctx.now;
+                    self.on_bytes(ctx, &mut scratch[..n]);
+                    if n < scratch.len() && !until_eof {
+                        // Short read: the socket is drained; a new edge comes with new data.
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.drop_now(ctx, Some(close_code::ABNORMAL)),
+            }
+        }
+        ctx.to_read.push(ctx.key);
+    }
+
+    fn on_eof(&mut self, ctx: &mut ConnCtx<'_>) {
+        if let State::Handshake { .. } = self.state {
+            ctx.stats
+                .metrics
+                .count_handshake_failure(HandshakeFailure::Eof);
+        }
+        // A peer that half-closes after our close frame has done its part.
+        self.drop_now(ctx, Some(close_code::ABNORMAL));
+    }
+
+    /// Feeds received bytes through the parser for the current state, keeping any
+    /// incomplete tail in `partial`.
+    fn on_bytes(&mut self, ctx: &mut ConnCtx<'_>, data: &mut [u8]) {
+        if self.partial.is_empty() {
+            let used = self.process(ctx, data);
+            if used < data.len() && !self.is_closed() {
+                self.partial.extend_from_slice(&data[used..]);
+            }
+        } else {
+            let mut buf = std::mem::take(&mut self.partial);
+            buf.extend_from_slice(data);
+            let used = self.process(ctx, &mut buf);
+            buf.drain(..used.min(buf.len()));
+            if buf.is_empty() && buf.capacity() > 4096 {
+                buf = Vec::new();
+            }
+            self.partial = buf;
+        }
+    }
+
+    /// Parses `buf` according to the state; returns the bytes consumed.
+    fn process(&mut self, ctx: &mut ConnCtx<'_>, buf: &mut [u8]) -> usize {
+        let mut pos = 0;
+        if let State::Handshake { .. } = self.state {
+            match self.on_request_bytes(ctx, buf) {
+                // Incomplete head: keep everything for the next read.
+                HeadOutcome::Incomplete => return 0,
+                // Upgraded: frames may follow the head in the same read.
+                HeadOutcome::Upgraded(used) => pos = used,
+                // Answered (or refused): whatever follows is ignored.
+                HeadOutcome::Answered => return buf.len(),
+            }
+        }
+        match self.state {
+            // Failed, answered or replied: nothing more is parsed.
+            State::Closing {
+                then: AfterFlush::Linger { .. },
+                ..
+            } => buf.len(),
+            State::Open(..)
+            | State::Closing {
+                then: AfterFlush::AwaitPeer { .. },
+                ..
+            } => {
+                let mut asm = std::mem::take(&mut self.assembler);
+                let max = ctx.cfg.max_message;
+                // The shard's inflater, lent for this call (made on first use).
+                let mut inflater = self
+                    .deflate
+                    .then(|| ctx.inflater.take().unwrap_or_default());
+                let inflated = inflater.as_ref().map_or(0, |i| i.inflated());
+                let res = asm.feed_inflating(&mut buf[pos..], max, inflater.as_deref_mut(), |ev| {
+                    self.on_event(ctx, ev)
+                });
+                if let Some(inflater) = inflater {
+                    let n = inflater.inflated() - inflated;
+                    if n > 0 {
+                        ctx.stats.metrics.deflate.inflated.inc_by(n);
+                    }
+                    *ctx.inflater = Some(inflater);
+                }
+                self.assembler = asm;
+                match res {
+                    Ok(used) => pos + used,
+                    Err(violation) => {
+                        if violation.is_inflate() {
+                            ctx.stats.metrics.deflate.inflate_refused.inc();
+                        }
+                        self.on_violation(ctx, &violation);
+                        // Nothing more is parsed: a message in reassembly is let go.
+                        self.assembler = Assembler::default();
+                        buf.len()
+                    }
+                }
+            }
+            _ => buf.len(),
+        }
+    }
+
+    fn on_violation(&mut self, ctx: &mut ConnCtx<'_>, violation: &Violation) {
+        log::debug!(
+            "{}: {} -> close {}",
+            self.peer,
+            violation.reason(),
+            violation.close_code()
+        );
+        match self.state {
+            State::Open(..) => self.close_with(
+                ctx,
+                violation.close_code(),
+                violation.reason(),
+                ctx.cfg.close_timeout,
+                AfterFlush::Linger { shut: false },
+            ),
+            // A violation while waiting for the peer's close: stop parsing, keep lingering.
+            State::Closing {
+                deadline,
+                then: AfterFlush::AwaitPeer { shut },
+            } => {
+                self.state = State::Closing {
+                    deadline,
+                    then: AfterFlush::Linger { shut },
+                };
+            }
+            _ => self.drop_now(ctx, None),
+        }
+    }
+
+    /// Handles one parsed frame or message.
+    fn on_event(&mut self, ctx: &mut ConnCtx<'_>, event: Event<'_>) -> Flow {
+        let route = match self.state {
+            State::Open(route, _) => route,
+            // Waiting for the peer's close: only its close (or EOF) matters.
+            State::Closing { deadline, .. } => {
+                if let Event::Close(..) = event {
+                    if self.outbox.is_empty() {
+                        // Our close is written and our side shut: the handshake is complete.
+                        self.drop_now(ctx, None);
+                    } else {
+                        self.state = State::Closing {
+                            deadline,
+                            then: AfterFlush::Linger { shut: false },
+                        };
+                    }
+                    return Flow::Stop;
+                }
+                return Flow::Continue;
+            }
+            _ => return Flow::Stop,
+        };
+        match event {
+            Event::Ping(payload) => self.push_control(ctx, frame::pong(payload)),
+            Event::Pong => {}
+            Event::Close(code, _) => {
+                // Echo the peer's code (RFC 6455 §5.5.1); 1005 means none, answered with 1000.
+                let reply = if code == close_code::NO_STATUS {
+                    close_code::NORMAL
+                } else {
+                    code
+                };
+                self.leave_topics(ctx);
+                self.close_code = Some(code);
+                self.outbox.push(frame::close(reply, ""), 0);
+                self.want_flush(ctx);
+                let deadline = ctx.now + ctx.cfg.close_timeout;
+                self.state = State::Closing {
+                    deadline,
+                    then: AfterFlush::Linger { shut: false },
+                };
+                self.arm_timer(ctx);
+                return Flow::Stop;
+            }
+            Event::Text(text) => self.on_text(ctx, route, text),
+            Event::Binary(data) => self.on_binary(ctx, route, data),
+        }
+        if matches!(self.state, State::Open(..)) {
+            Flow::Continue
+        } else {
+            Flow::Stop
+        }
+    }
+}
