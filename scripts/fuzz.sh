@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 seconds=3600
 runs=10000000
 jobs=1
-targets="http_request ws_frames client_ops chat token conn_state"
+targets="http_request ws_frames client_ops chat deflate token conn_state"
 out="results/$(date +%Y-%m-%d)-$(hostname -s)"
 sanitizer=none
 while (($#)); do

@@ -21,6 +21,7 @@ fn main() {
         "ws_frames" => tickcast_fuzz::ws_frames::check,
         "client_ops" => tickcast_fuzz::client_ops::check,
         "chat" => tickcast_fuzz::chat::check,
+        "deflate" => tickcast_fuzz::deflate::check,
         "token" => tickcast_fuzz::token::check,
         "conn_state" => tickcast_fuzz::conn_state::check,
         other => panic!("no target {other}"),

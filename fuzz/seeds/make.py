@@ -5,7 +5,7 @@ The seeds are the inputs the tests use (tests/http_strict.rs, tests/bad_input.rs
 src/conn/inbound.rs, src/protocol/ops.rs, src/chat.rs, src/auth.rs), in each target's input
 format. Run from anywhere: `python3 fuzz/seeds/make.py`; the files are committed.
 """
-import base64, hashlib, hmac, json, os, struct
+import base64, hashlib, hmac, json, os, struct, zlib
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -137,6 +137,31 @@ for i, line in enumerate(["/me waves", "/nick bob.2", "/nick bad name", "/who", 
     write("chat", f"line{i}", line)
     write("chat", f"json{i}", json.dumps(line))
 write("chat", "object", '{"text":"/me"}')
+
+# --- deflate ------------------------------------------------------------------------------
+def deflate_raw(data):
+    """A message compressed as a client does it: raw DEFLATE, sync flush, tail removed."""
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+for i, offer in enumerate(["permessage-deflate; client_max_window_bits", "permessage-deflate",
+                           "permessage-deflate; server_max_window_bits=10, permessage-deflate",
+                           "permessage-deflate; client_max_window_bits=\"12\"; server_no_context_takeover",
+                           "permessage-deflate; x=\"a, b\"\nx-webkit-deflate-frame", "foo, bar; baz"]):
+    write("deflate", f"offer{i}", b"\x00" + offer.encode())
+publish = json.dumps({"op": "publish", "topic": "room.a", "data": {"book": "bid 101.25 x 1200;" * 20}}).encode()
+write("deflate", "inflate_ok", b"\x01\x04" + deflate_raw(publish))
+write("deflate", "inflate_bomb", b"\x01\x01" + deflate_raw(b" " * 200000))
+write("deflate", "inflate_bad", b"\x01\x01\xff\xfe\xfd")
+write("deflate", "round_trip", b"\x02" + publish)
+write("deflate", "round_trip_small", b"\x02hello")
+z = deflate_raw(publish)
+write("deflate", "frames_whole", b"\x03" + frame(0xc1, z) + frame(0x81, b"plain"))
+write("deflate", "frames_fragmented", b"\x03" + frame(0x41, z[:10]) + frame(0x00, z[10:20]) + frame(0x80, z[20:]))
+write("deflate", "frames_rsv1_continuation", b"\x03" + frame(0x01, b"ab") + frame(0xc0, b"cd"))
+write("deflate", "frames_bomb", b"\x03" + frame(0xc1, deflate_raw(b"a" * 100000)))
 
 # --- token: mode byte, then the input ----------------------------------------------------
 secret = b"fuzz-secret"

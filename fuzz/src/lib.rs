@@ -8,6 +8,8 @@
 //!   and the same result however the bytes are split across reads;
 //! - [`client_ops`]: the JSON operations, and what a publish's `data` becomes;
 //! - [`chat`]: the chat commands;
+//! - [`deflate`]: permessage-deflate offers, the bounded inflater, the compressor's round
+//!   trip, and frames on a deflate connection;
 //! - [`token`]: token verification, which must never accept a token it should refuse;
 //! - [`conn_state`]: one connection's state machine driven by byte chunks, reads, timer
 //!   ticks on a fake clock, broadcasts and shutdown: it never writes after its close frame,
@@ -19,6 +21,7 @@
 pub mod chat;
 pub mod client_ops;
 pub mod conn_state;
+pub mod deflate;
 pub mod http_request;
 pub mod token;
 pub mod ws_frames;

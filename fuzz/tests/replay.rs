@@ -43,6 +43,11 @@ fn client_ops() {
 }
 
 #[test]
+fn deflate() {
+    replay("deflate", tickcast_fuzz::deflate::check);
+}
+
+#[test]
 fn chat() {
     replay("chat", tickcast_fuzz::chat::check);
 }
