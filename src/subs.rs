@@ -203,11 +203,6 @@ impl Subscriptions {
         Class::ALL.map(|c| named.map_or(0, |s| s.count(c)) + self.wildcard.count(c))
     }
 
-    /// Subscribers of `topic` in `class` on this shard, wildcard included.
-    pub fn count_in(&self, topic: &str, class: Class) -> usize {
-        self.by_topic.get(topic).map_or(0, |s| s.count(class)) + self.wildcard.count(class)
-    }
-
     /// Named topics with at least one subscriber on this shard.
     pub fn topics(&self) -> impl Iterator<Item = &Arc<str>> {
         self.by_topic.keys()
@@ -276,7 +271,7 @@ mod tests {
         let mut d = vec![];
         s.for_each_subscriber("ticks", Class::Deflate, |t| d.push(t));
         assert_eq!(d, [2, 3]);
-        assert_eq!((s.count("ticks"), s.count_in("ticks", P)), (3, 1));
+        assert_eq!(s.count("ticks"), 3);
         assert_eq!(s.counts_by_class("ticks"), [1, 2, 0, 0]);
         s.subscribe("ticks", 5, Class::BatchDeflate);
         assert!(s.unsubscribe("ticks", 5));
@@ -286,7 +281,7 @@ mod tests {
         assert!(!deflate.wants("ticks") && interest.wants("ticks"));
         s.subscribe(WILDCARD, 4, Class::Deflate);
         assert!(deflate.wants("anything"));
-        assert_eq!(s.count_in("ticks", Class::Deflate), 1);
+        assert_eq!(s.counts_by_class("ticks"), [1, 1, 0, 0]);
         assert!(s.unsubscribe(WILDCARD, 4));
         assert!(!deflate.wants("anything"));
         assert!(s.unsubscribe("ticks", 1));

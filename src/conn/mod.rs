@@ -40,7 +40,7 @@ use crate::http::WsRoute;
 use crate::messages::{ConnKey, MixerPort};
 use crate::metrics::ShardStats;
 use crate::services::Services;
-use crate::subs::Subscriptions;
+use crate::subs::{Class, Subscriptions};
 use crate::timer::TimerWheel;
 
 /// `Conn::timer_tick` while the connection has no entry in the wheel.
@@ -267,6 +267,11 @@ impl Conn {
     /// The close code to count when the connection is reaped (WebSockets only).
     pub fn close_code(&self) -> Option<u16> {
         self.close_code
+    }
+
+    /// Which frames it takes of each broadcast (set at the upgrade, kept for its life).
+    fn class(&self) -> Class {
+        Class::of(self.deflate, self.batch)
     }
 
     /// Bytes of memory held by the outbox.

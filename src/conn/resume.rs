@@ -12,7 +12,6 @@ use super::{Conn, ConnCtx, ENTRY_OVERHEAD};
 use crate::frame::FrameBytes;
 use crate::messages::{MixerMsg, Replayed, ResumeAsk};
 use crate::protocol::{self, ClientError, ErrorCode, WILDCARD, replies};
-use crate::subs::Class;
 
 impl Conn {
     /// `{"op":"resume","since":{...}}`.
@@ -100,6 +99,7 @@ impl Conn {
         if !matches!(self.state, super::State::Open(..)) {
             return;
         }
+        let class = self.class();
         let Some(s) = self.session.as_mut() else {
             return;
         };
@@ -112,9 +112,7 @@ impl Conn {
             return;
         };
         let (topic, _) = s.resuming.swap_remove(i);
-        let canonical =
-            ctx.subs
-                .subscribe(&topic, ctx.key.token, Class::of(self.deflate, self.batch));
+        let canonical = ctx.subs.subscribe(&topic, ctx.key.token, class);
         ctx.subs.release(&topic);
         s.topics.push(canonical);
         let Replayed {

@@ -18,7 +18,6 @@ use crate::frame::close_code;
 use crate::messages::{ConnRef, MixerMsg, Publish, Refused};
 use crate::protocol::{self, ClientError, ClientOp, ErrorCode, WILDCARD, replies};
 use crate::ratelimit::{Limiter, Verdict};
-use crate::subs::Class;
 
 /// Who is on the other end of a `/ws` connection.
 #[derive(Debug)]
@@ -292,6 +291,7 @@ impl Conn {
     /// index; rooms are joined.
     pub(super) fn join_topics(&mut self, ctx: &mut ConnCtx<'_>, names: &[String]) {
         let me = self.conn_ref(ctx);
+        let class = self.class();
         let Some(s) = self.session.as_mut() else {
             return;
         };
@@ -301,9 +301,7 @@ impl Conn {
             s.topics.reserve_exact(names.len());
         }
         for name in names {
-            let topic =
-                ctx.subs
-                    .subscribe(name, ctx.key.token, Class::of(self.deflate, self.batch));
+            let topic = ctx.subs.subscribe(name, ctx.key.token, class);
             if protocol::is_room(&topic) {
                 ctx.mixer.send(s.join_msg(&topic, me));
             }

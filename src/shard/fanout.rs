@@ -40,13 +40,13 @@ fn one(b: &Broadcast, class: Class) -> OutFrame {
     }
 }
 
-/// A run's batch entries (`?batch=1`), built for the first subscriber class that takes one
-/// and shared by the other: the plain batch, and the same compressed once.
+/// A run's batch entries (`?batch=1`): the plain batch is built for the first of the two
+/// batch classes that has subscribers, and the other reuses it (compressed once for the one
+/// that negotiated deflate).
 #[derive(Default)]
 struct Batches {
-    /// The plain batch frame and its stamps; `Some(None)` when the run cannot be batched.
-    plain: Option<Option<(FrameBytes, Vec<u64>)>>,
-    entries: [Option<OutFrame>; 2],
+    /// The plain batch frame and its stamps, once built.
+    plain: Option<(FrameBytes, Vec<u64>)>,
     /// The batch's payload size before and after compression, once compressed.
     compressed: Option<(usize, usize)>,
     /// `--deflate-min-bytes`.
@@ -61,59 +61,45 @@ impl Batches {
         deflate: bool,
         deflater: &mut Option<Box<Deflater>>,
     ) -> OutFrame {
-        if let Some(entry) = &self.entries[usize::from(deflate)] {
-            return entry.clone();
-        }
-        let plain = self.plain.get_or_insert_with(|| batch_of(run)).clone();
-        let entry = match plain {
-            None => {
-                // A message with a newline of its own: the frames, one by one.
-                let frames = run
-                    .iter()
-                    .map(|b| (&b.frame.for_client(deflate)[..], b.stamp_us));
-                OutFrame::Run(Arc::new(FrameRun::new(frames)))
+        let (frame, stamps) = self.plain.get_or_insert_with(|| batch_of(run)).clone();
+        let bytes = if deflate {
+            let d = deflater.get_or_insert_with(|| Box::new(Deflater::new(self.min_bytes)));
+            match d.deflate_frame(&frame) {
+                Deflated::Frame {
+                    frame,
+                    plain,
+                    compressed,
+                } => {
+                    self.compressed = Some((plain, compressed));
+                    frame
+                }
+                Deflated::TooSmall | Deflated::NotSmaller => frame,
             }
-            Some((frame, stamps)) => {
-                let compressed = deflate.then(|| {
-                    let d = deflater.get_or_insert_with(|| Box::new(Deflater::new(self.min_bytes)));
-                    d.deflate_frame(&frame)
-                });
-                let bytes = match compressed {
-                    Some(Deflated::Frame {
-                        frame,
-                        plain,
-                        compressed,
-                    }) => {
-                        self.compressed = Some((plain, compressed));
-                        frame
-                    }
-                    _ => frame,
-                };
-                OutFrame::Run(Arc::new(FrameRun::batch(&bytes, stamps, run.len())))
-            }
+        } else {
+            frame
         };
-        self.entries[usize::from(deflate)] = Some(entry.clone());
-        entry
+        OutFrame::Run(Arc::new(FrameRun::batch(&bytes, stamps, run.len())))
     }
 }
 
 /// The run's messages as one text message, their payloads joined by newlines, with the
-/// stamps of the sequenced ones. `None` when a payload holds a newline of its own, which
-/// would make the batch ambiguous (the mixer writes none: kept as a guard).
-fn batch_of(run: &[Broadcast]) -> Option<(FrameBytes, Vec<u64>)> {
+/// stamps of the sequenced ones. No payload holds a newline of its own: the mixer writes
+/// none (see `mixer/envelope.rs`).
+fn batch_of(run: &[Broadcast]) -> (FrameBytes, Vec<u64>) {
     let payloads = run.iter().map(|b| frame::payload_of(&b.frame.plain));
     let mut text = Vec::with_capacity(payloads.clone().map(|p| p.len() + 1).sum());
     for (i, p) in payloads.enumerate() {
-        if memchr::memchr(b'\n', p).is_some() {
-            return None;
-        }
+        debug_assert!(
+            memchr::memchr(b'\n', p).is_none(),
+            "a message holds a newline"
+        );
         if i > 0 {
             text.push(b'\n');
         }
         text.extend_from_slice(p);
     }
     let stamps = run.iter().map(|b| b.stamp_us).filter(|&s| s != 0).collect();
-    Some((frame::encode(OpCode::Data(Data::Text), &text), stamps))
+    (frame::encode(OpCode::Data(Data::Text), &text), stamps)
 }
 
 /// Most frames in one run.
@@ -176,8 +162,14 @@ impl Shard {
     fn deliver_one(&mut self, msg: ShardMsg, now: Instant, now_us: u64) {
         match msg {
             ShardMsg::Broadcast(b) => {
-                let topic = b.topic.clone();
-                self.fan_out(&topic, |class| one(&b, class), now, now_us);
+                let counts = self.shared.subs.counts_by_class(&b.topic);
+                self.fan_out(
+                    &b.topic.clone(),
+                    counts,
+                    |class| one(&b, class),
+                    now,
+                    now_us,
+                );
             }
             ShardMsg::Direct { conn, frame } => {
                 self.with_conn(conn, now, now_us, |conn, ctx| conn.deliver(ctx, frame));
@@ -197,57 +189,56 @@ impl Shard {
     ///
     /// A topic nobody on this shard takes is dropped here, before any run is built.
     fn fan_out_run(&mut self, run: &mut Vec<Broadcast>, now: Instant, now_us: u64) {
-        if run
-            .first()
-            .is_some_and(|b| self.shared.subs.count(&b.topic) == 0)
-        {
+        let Some(first) = run.first() else {
+            return;
+        };
+        let topic = first.topic.clone();
+        let counts = self.shared.subs.counts_by_class(&topic);
+        if counts.iter().all(|&n| n == 0) {
             run.clear();
             return;
         }
-        match run.len() {
-            0 => return,
-            1 => {
-                let b = &run[0];
-                let topic = b.topic.clone();
-                self.fan_out(&topic, |class| one(b, class), now, now_us);
-            }
-            _ => {
-                let topic = run[0].topic.clone();
-                let plain = Arc::new(FrameRun::new(
-                    run.iter().map(|b| (&b.frame.plain[..], b.stamp_us)),
-                ));
-                let mut deflater = self.shared.deflater.take();
-                let mut batches = Batches {
-                    min_bytes: self.shared.cfg.deflate_min_bytes,
-                    ..Batches::default()
-                };
-                let entry = |class: Class| {
-                    if class.batch() {
-                        return batches.entry(run, class.deflate(), &mut deflater);
-                    }
-                    if !class.deflate() || run.iter().all(|b| b.frame.deflated.is_none()) {
-                        return OutFrame::Run(plain.clone());
-                    }
-                    let frames = run
-                        .iter()
-                        .map(|b| (&b.frame.for_client(true)[..], b.stamp_us));
-                    OutFrame::Run(Arc::new(FrameRun::new(frames)))
-                };
-                self.fan_out(&topic, entry, now, now_us);
-                self.shared.deflater = deflater;
-                if let Some((plain, compressed)) = batches.compressed {
-                    let counters = &self.shared.stats.metrics.deflate;
-                    counters.batches_compressed.inc();
-                    counters.bytes_in.inc_by(plain as u64);
-                    counters.bytes_out.inc_by(compressed as u64);
+        if let [b] = run.as_slice() {
+            self.fan_out(&topic, counts, |class| one(b, class), now, now_us);
+        } else {
+            let mut plain: Option<Arc<FrameRun>> = None;
+            let mut deflater = self.shared.deflater.take();
+            let mut batches = Batches {
+                min_bytes: self.shared.cfg.deflate_min_bytes,
+                ..Batches::default()
+            };
+            let entry = |class: Class| {
+                if class.batch() {
+                    return batches.entry(run, class.deflate(), &mut deflater);
                 }
+                if !class.deflate() || run.iter().all(|b| b.frame.deflated.is_none()) {
+                    let plain = plain.get_or_insert_with(|| {
+                        Arc::new(FrameRun::new(
+                            run.iter().map(|b| (&b.frame.plain[..], b.stamp_us)),
+                        ))
+                    });
+                    return OutFrame::Run(plain.clone());
+                }
+                let frames = run
+                    .iter()
+                    .map(|b| (&b.frame.for_client(true)[..], b.stamp_us));
+                OutFrame::Run(Arc::new(FrameRun::new(frames)))
+            };
+            self.fan_out(&topic, counts, entry, now, now_us);
+            self.shared.deflater = deflater;
+            if let Some((plain, compressed)) = batches.compressed {
+                let counters = &self.shared.stats.metrics.deflate;
+                counters.batches_compressed.inc();
+                counters.bytes_in.inc_by(plain as u64);
+                counters.bytes_out.inc_by(compressed as u64);
             }
         }
         run.clear();
     }
 
     /// Pushes one entry into the outbox of every subscriber of `topic` on this shard: for
-    /// each [`Class`] with subscribers, the entry `entry_for` makes for it (once).
+    /// each [`Class`] with subscribers (`counts`, read once by the caller), the entry
+    /// `entry_for` makes for it (once).
     ///
     /// The entry's references are all taken first, in a tight loop, and then moved into the
     /// outboxes: taking one is an atomic increment, and x86 makes an atomic wait for every
@@ -256,11 +247,11 @@ impl Shard {
     fn fan_out(
         &mut self,
         topic: &str,
+        counts: [usize; Class::ALL.len()],
         mut entry_for: impl FnMut(Class) -> OutFrame,
         now: Instant,
         now_us: u64,
     ) {
-        let counts = self.shared.subs.counts_by_class(topic);
         if counts.iter().all(|&n| n == 0) {
             return;
         }
