@@ -47,12 +47,19 @@ fn upgrade(addr: SocketAddr, path: &str, extensions: &str) -> (RawWs, Option<Str
 
 /// A member of `room` that negotiated deflate (or not), its welcome read.
 fn member(addr: SocketAddr, room: &str, id: &str, deflate: bool) -> RawWs {
+    member_with(addr, room, id, deflate, false)
+}
+
+/// The same, asking for batches (`?batch=1`) when `batch`.
+fn member_with(addr: SocketAddr, room: &str, id: &str, deflate: bool, batch: bool) -> RawWs {
     let offer = if deflate {
         "permessage-deflate; client_max_window_bits"
     } else {
         ""
     };
-    let (mut ws, agreed) = upgrade(addr, &format!("/ws?room={room}&client_id={id}"), offer);
+    let flag = if batch { "&batch=1" } else { "" };
+    let path = format!("/ws?room={room}&client_id={id}{flag}");
+    let (mut ws, agreed) = upgrade(addr, &path, offer);
     assert_eq!(agreed.as_deref(), deflate.then_some(AGREED));
     let welcome = ws.read_until(op::TEXT);
     assert!(welcome.text().contains("welcome"));
@@ -355,18 +362,7 @@ fn batch_clients_read_a_run_as_one_message_compressed_once() {
     let server = start(cfg);
     let addr = server.local_addr();
     let room = "room.batch";
-    let join = |id: &str, deflate: bool, batch: bool| {
-        let offer = if deflate { "permessage-deflate" } else { "" };
-        let flag = if batch { "&batch=1" } else { "" };
-        let (mut ws, agreed) = upgrade(
-            addr,
-            &format!("/ws?room={room}&client_id={id}{flag}"),
-            offer,
-        );
-        assert_eq!(agreed.is_some(), deflate);
-        assert!(ws.read_until(op::TEXT).text().contains("welcome"));
-        ws
-    };
+    let join = |id: &str, deflate: bool, batch: bool| member_with(addr, room, id, deflate, batch);
     let mut clients = [
         join("plain", false, false),
         join("zip", true, false),

@@ -34,6 +34,9 @@ pub(super) struct Panel {
     pub series: Vec<Series>,
 }
 
+/// The bars drawn across every p99 chart: the sustainability bar and the looser one.
+pub(super) const LATENCY_BARS: &[(f64, &str)] = &[(100.0, "100 ms bar"), (250.0, "250 ms bar")];
+
 /// How a chart's axes look.
 pub(super) struct Axes {
     pub x_desc: &'static str,
@@ -395,7 +398,7 @@ pub fn draw_all(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         x_log: true,
         y_log: true,
         diagonal: false,
-        bars: &[(100.0, "100 ms bar"), (250.0, "250 ms bar")],
+        bars: LATENCY_BARS,
         legend: SeriesLabelPosition::UpperLeft,
     };
     draw(&path, &panels, &axes)?;

@@ -123,7 +123,7 @@ pub fn draw(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, String> {
         x_log: true,
         y_log: true,
         diagonal: false,
-        bars: &[(100.0, "100 ms bar"), (250.0, "250 ms bar")],
+        bars: charts::LATENCY_BARS,
         legend: SeriesLabelPosition::UpperLeft,
     };
     charts::draw(&path, &panels, &axes)?;

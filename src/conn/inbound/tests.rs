@@ -230,15 +230,7 @@ fn stop_leaves_the_rest_unconsumed() {
     assert_eq!(used, a.len());
 }
 
-/// A message compressed as a client does it: raw DEFLATE, sync flush, tail removed.
-fn deflated(payload: &[u8]) -> Vec<u8> {
-    let mut c = flate2::Compress::new(flate2::Compression::default(), false);
-    let mut out = Vec::with_capacity(payload.len() + 64);
-    c.compress_vec(payload, &mut out, flate2::FlushCompress::Sync)
-        .unwrap();
-    out.truncate(out.len() - 4);
-    out
-}
+use crate::deflate::compress_like_a_client as deflated;
 
 /// Feeds `bytes` to an assembler of a connection that negotiated deflate.
 fn run_deflate(bytes: &[u8], max: usize) -> (Result<usize, Violation>, Vec<String>) {
