@@ -5,6 +5,7 @@
 //! an `Arc<ServerConfig>` and never re-checks it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::auth::Secret;
@@ -121,6 +122,9 @@ pub struct ServerConfig {
     pub deflate_min_bytes: usize,
     /// Rooms with more members get only counts, no member lists or deltas. Default 1000.
     pub presence_list_max: usize,
+    /// Serve `wss://` only, with this certificate chain and key (reloaded on SIGHUP).
+    /// Default `None`: plain `ws://`.
+    pub tls: Option<TlsFiles>,
     /// Messages per second a `/ws` client may send (token bucket; every message counts,
     /// errors included). Default 100; 0 = unlimited, and lifts the byte limit too
     /// (benchmarks).
@@ -154,6 +158,15 @@ pub struct ServerConfig {
     pub telemetry_interval: Duration,
 }
 
+/// The PEM files `--tls-cert` and `--tls-key` name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first (PEM, one or more `CERTIFICATE` blocks).
+    pub cert: PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: PathBuf,
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -181,6 +194,7 @@ impl Default for ServerConfig {
             deflate: true,
             deflate_min_bytes: 256,
             presence_list_max: 1000,
+            tls: None,
             publish_rate: 100.0,
             publish_burst: 200,
             publish_byte_rate: 128.0 * 1024.0,

@@ -57,6 +57,9 @@
 //! - [`ratelimit`]: the per-connection publish token bucket.
 //! - [`auth`]: signed tokens (JWT HS256), topic rights, Origin checks.
 //! - [`admission`]: `--max-connections` and `--max-connections-per-ip`.
+//! - [`tls`]: `wss://`: the certificate and key, loaded at start and on SIGHUP, and the
+//!   rustls configuration shards make sessions from (each connection drives its own session
+//!   in the shard's loop, `conn/transport.rs`).
 //! - [`services`]: what every shard consults at upgrade time (caps, tokens, interest, bus).
 //! - [`interest`]: which topics this node's clients want, across shards.
 //! - [`bus`]: scale-out through Redis or a Redis Cluster: Pub/Sub (sharded on a cluster) for
@@ -117,3 +120,4 @@ pub mod services;
 pub mod shard;
 pub mod subs;
 pub mod timer;
+pub mod tls;

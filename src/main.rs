@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use tickcast::cli::{
@@ -229,7 +229,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     }
     // Signals are registered before any thread exists, so every thread inherits the mask
     // handling and no signal can arrive unobserved between start and wait.
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("tickcast: cannot install signal handlers: {e}");
@@ -243,11 +243,19 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let first = signals.forever().next();
+    // SIGHUP reloads the TLS certificate and key (logged and counted either way); SIGINT or
+    // SIGTERM stops the server.
+    let first = signals.forever().find(|&sig| {
+        if sig == SIGHUP {
+            let _ = server.reload_tls();
+            return false;
+        }
+        true
+    });
     log::info!("signal {first:?} received: shutting down (a second signal exits at once)");
     // A second signal ends the process at once, even in the middle of the drain.
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
+        if let Some(sig) = signals.forever().find(|&sig| sig != SIGHUP) {
             eprintln!("tickcast: second signal ({sig}), exiting now");
             std::process::exit(130);
         }

@@ -41,6 +41,7 @@ use crate::provider::telemetry::Telemetry;
 use crate::provider::{Provider, ProviderSet, Sink, ticker};
 use crate::services::Services;
 use crate::shard::Shard;
+use crate::tls::Tls;
 
 /// Listen backlog; the kernel caps it at `net.core.somaxconn`. Large, so a burst of thousands
 /// of connects is not met with SYN drops and one-second retransmits.
@@ -52,6 +53,8 @@ pub struct Server {
     cfg: Arc<ServerConfig>,
     listener: StdListener,
     local_addr: SocketAddr,
+    /// TLS, loaded before the port is bound (a bad pair stops the start).
+    tls: Option<Arc<Tls>>,
 }
 
 /// Why a server could not start.
@@ -84,12 +87,17 @@ impl Server {
     /// Validates `cfg` and binds its listen address.
     pub fn bind(cfg: ServerConfig) -> Result<Server, StartError> {
         cfg.validate().map_err(StartError::Config)?;
+        let tls = match &cfg.tls {
+            Some(files) => Some(Arc::new(Tls::load(files).map_err(StartError::Config)?)),
+            None => None,
+        };
         let listener = bind_listener(cfg.listen).map_err(|e| StartError::Bind(cfg.listen, e))?;
         let local_addr = listener.local_addr().map_err(StartError::Io)?;
         Ok(Server {
             cfg: Arc::new(cfg),
             listener,
             local_addr,
+            tls,
         })
     }
 
@@ -132,6 +140,7 @@ impl Server {
             deflate_interest: deflate_interest.clone(),
             bus: bus.as_ref().map(|b| b.state.clone()),
             bus_tx: bus.as_ref().map(|b| b.tx.clone()),
+            tls: self.tls.clone(),
         });
         let mut shards = Vec::with_capacity(cfg.shards);
         let mut links = Vec::with_capacity(cfg.shards);
@@ -224,12 +233,17 @@ impl Server {
             .map_err(StartError::Io)?;
 
         log::info!(
-            "tickcast listening on {}: {} shard(s){}, {} provider thread(s), linger {:?}",
+            "tickcast listening on {}: {} shard(s){}, {} provider thread(s), linger {:?}{}",
             self.local_addr,
             cfg.shards,
             if pin { ", pinned" } else { "" },
             provider_count,
-            cfg.linger
+            cfg.linger,
+            if self.tls.is_some() {
+                ", TLS only (wss://)"
+            } else {
+                ""
+            },
         );
         Ok(RunningServer {
             local_addr: self.local_addr,
@@ -240,6 +254,7 @@ impl Server {
             mixer_thread,
             shard_threads,
             bus,
+            tls: self.tls,
         })
     }
 }
@@ -379,9 +394,36 @@ pub struct RunningServer {
     mixer_thread: JoinHandle<()>,
     shard_threads: Vec<JoinHandle<()>>,
     bus: Option<BusThreads>,
+    tls: Option<Arc<Tls>>,
 }
 
 impl RunningServer {
+    /// Reads the TLS certificate and key again (SIGHUP): handshakes from now on use the new
+    /// pair, open connections keep theirs. A pair that does not load is refused and logged,
+    /// and the old one kept. Counted in `tickcast_tls_reloads_total`. Without TLS, nothing.
+    pub fn reload_tls(&self) -> Result<(), String> {
+        let Some(tls) = &self.tls else {
+            return Ok(());
+        };
+        let result = tls.reload();
+        let label = match &result {
+            Ok(()) => {
+                log::info!("TLS: reloaded {}", tls.files().cert.display());
+                "ok"
+            }
+            Err(e) => {
+                log::error!("TLS: reload refused, the current certificate is kept: {e}");
+                "failed"
+            }
+        };
+        self.metrics
+            .tls
+            .reloads
+            .get_or_create(&crate::metrics::ReloadLabel { result: label })
+            .inc();
+        result
+    }
+
     /// The address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

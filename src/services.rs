@@ -1,6 +1,6 @@
 //! The server-wide services every shard consults when a client upgrades (never per
-//! message): connection caps, token verification, the node's topic interest and the Redis
-//! bus. Built once by the server and shared as `Arc<Services>`.
+//! message): connection caps, token verification, the node's topic interest, the Redis
+//! bus and TLS. Built once by the server and shared as `Arc<Services>`.
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use crate::auth::Verifier;
 use crate::bus::BusState;
 use crate::interest::Interest;
 use crate::messages::Publish;
+use crate::tls::Tls;
 
 /// Server-wide services every shard consults at upgrade time (never per message).
 #[derive(Debug)]
@@ -28,4 +29,6 @@ pub struct Services {
     pub bus: Option<Arc<BusState>>,
     /// The Redis bus publisher's input, when `--redis` is set (client publishes go there).
     pub bus_tx: Option<Sender<Publish>>,
+    /// TLS for new connections, when `--tls-cert` is set.
+    pub tls: Option<Arc<Tls>>,
 }

@@ -104,6 +104,25 @@ pub struct ServeArgs {
     /// Messages with a smaller payload are never compressed (alone, they barely shrink).
     #[arg(long, env = "TICKCAST_DEFLATE_MIN_BYTES", default_value_t = 256)]
     pub deflate_min_bytes: usize,
+    /// Serve wss:// (TLS 1.2/1.3, rustls) with this PEM certificate chain, leaf first. The
+    /// port then speaks TLS only; a plain request gets a 400 saying so. Certificate and key
+    /// are read again on SIGHUP (new handshakes take the new pair; a bad pair is refused and
+    /// logged, the old one kept). Needs --tls-key.
+    #[arg(
+        long,
+        env = "TICKCAST_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "TICKCAST_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Rooms with more members get only counts instead of member lists and deltas.
     #[arg(long, env = "TICKCAST_PRESENCE_LIST_MAX", default_value_t = 1000)]
     pub presence_list_max: usize,
@@ -205,6 +224,13 @@ impl ServeArgs {
             deflate: self.deflate == OnOff::On,
             deflate_min_bytes: self.deflate_min_bytes,
             presence_list_max: self.presence_list_max,
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::config::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
             publish_rate: self.publish_rate,
             publish_burst: self.publish_burst,
             publish_byte_rate: self.publish_byte_rate,

@@ -285,7 +285,7 @@ impl Conn {
     }
 
     /// Answers with an error status and counts the reason.
-    fn reject(
+    pub(super) fn reject(
         &mut self,
         ctx: &mut ConnCtx<'_>,
         status: u16,

@@ -19,17 +19,18 @@ mod read;
 mod resume;
 mod route;
 mod session;
+mod transport;
 mod write;
 
 pub use inbound::{Assembler, Event, Flow, Violation, unmask_in_place};
 pub use outbox::{ENTRY_OVERHEAD, OutFrame, Outbox, WriteStatus};
 pub use session::{Client, Session};
+pub use transport::{Opening, Transport};
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::admission::Ticket;
@@ -173,7 +174,8 @@ pub enum Offer {
 pub struct Conn {
     /// Unique per shard; tells stale timer and flush entries apart when tokens are reused.
     pub id: u64,
-    stream: TcpStream,
+    /// The socket (plain, or carrying TLS).
+    stream: Transport,
     /// Remote address, for logs and per-address limits.
     pub peer: SocketAddr,
     state: State,
@@ -213,7 +215,7 @@ impl Conn {
     /// A new connection in the handshake state; the caller registers it and arms its timer.
     pub fn new(
         id: u64,
-        stream: TcpStream,
+        stream: Transport,
         peer: SocketAddr,
         accepted: Instant,
         now: Instant,
@@ -246,12 +248,13 @@ impl Conn {
 
     /// Registers the socket with the shard's poll for reading.
     pub fn register(&mut self, registry: &Registry, token: usize) -> io::Result<()> {
-        registry.register(&mut self.stream, Token(token), Interest::READABLE)
+        self.stream
+            .register(registry, Token(token), Interest::READABLE)
     }
 
     /// Removes the socket from the shard's poll (before it is dropped).
     pub fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
+        let _ = self.stream.deregister(registry);
     }
 
     /// The current state.
@@ -334,7 +337,8 @@ impl Conn {
     fn abort(&mut self, ctx: &mut ConnCtx<'_>, code: Option<u16>) {
         // SO_LINGER 0: close() sends a reset and frees the send buffer. If it cannot be set,
         // the ordinary close still happens.
-        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(std::time::Duration::ZERO));
+        let _ =
+            socket2::SockRef::from(self.stream.tcp()).set_linger(Some(std::time::Duration::ZERO));
         self.drop_now(ctx, code);
     }
 

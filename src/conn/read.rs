@@ -1,13 +1,14 @@
 //! The read side of a connection: what the socket holds goes through the request-head
 //! parser while handshaking, then through the frame parser (inflating compressed messages
 //! with the shard's inflater), and each complete message or control frame is acted on.
-//! Protocol violations and the peer's EOF end here too.
+//! Protocol violations and the peer's EOF end here too. On a TLS port the first byte is
+//! looked at before anything is read: it must open a TLS handshake.
 
 use std::io::{self, Read};
 
 use super::{
-    AfterFlush, Assembler, Conn, ConnCtx, Event, Flow, HeadOutcome, MAX_READS_PER_EVENT, State,
-    Violation,
+    AfterFlush, Assembler, Conn, ConnCtx, Event, Flow, HeadOutcome, MAX_READS_PER_EVENT, Opening,
+    State, Violation,
 };
 use crate::frame::{self, close_code};
 use crate::metrics::HandshakeFailure;
@@ -18,6 +19,25 @@ impl Conn {
     /// read does not prove the socket drained, since data and FIN may arrive in one edge and
     /// no later edge would report the end.
     pub fn on_readable(&mut self, ctx: &mut ConnCtx<'_>, scratch: &mut [u8], until_eof: bool) {
+        let handshaking = self.stream.is_tls_handshaking();
+        if self.opens_as_expected(ctx) {
+            self.read_socket(ctx, scratch, until_eof);
+        }
+        if self.is_closed() {
+            return;
+        }
+        if handshaking && !self.stream.is_tls_handshaking() {
+            ctx.stats.metrics.tls.handshakes.inc();
+        }
+        // TLS handshake messages (or an alert) to send, with nothing in the outbox.
+        if self.stream.wants_write() {
+            self.want_flush(ctx);
+        }
+    }
+
+    fn read_socket(&mut self, ctx: &mut ConnCtx<'_>, scratch: &mut [u8], until_eof: bool) {
+        // On TLS a short read of plaintext says nothing of what the socket still holds.
+        let short_read_drains = !self.stream.is_tls();
         for _ in 0..MAX_READS_PER_EVENT {
             if self.is_closed() {
                 return;
@@ -27,17 +47,65 @@ impl Conn {
                 Ok(n) => {
                     self.last_recv = ctx.now;
                     self.on_bytes(ctx, &mut scratch[..n]);
-                    if n < scratch.len() && !until_eof {
+                    if n < scratch.len() && !until_eof && short_read_drains {
                         // Short read: the socket is drained; a new edge comes with new data.
                         return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.drop_now(ctx, Some(close_code::ABNORMAL)),
+                Err(e) => return self.on_read_error(ctx, &e),
             }
         }
         ctx.to_read.push(ctx.key);
+    }
+
+    /// On a TLS port, the first byte must open a TLS handshake. A plain HTTP request gets a
+    /// plain 400 saying so (the client most likely used `ws://` for a `wss://` server); the
+    /// TLS session is dropped for that answer. Returns whether to read on.
+    fn opens_as_expected(&mut self, ctx: &mut ConnCtx<'_>) -> bool {
+        if !matches!(self.state, State::Handshake { .. }) {
+            return true;
+        }
+        match self.stream.opening() {
+            Ok(Opening::Tls) => true,
+            Ok(Opening::Nothing) => false,
+            Ok(Opening::Eof) => {
+                self.on_eof(ctx);
+                false
+            }
+            Ok(Opening::NotTls) => {
+                self.stream.drop_tls();
+                self.reject(
+                    ctx,
+                    400,
+                    HandshakeFailure::PlainOnTls,
+                    "this port speaks TLS: connect with wss:// or https://\n",
+                );
+                // The request is read and discarded while the answer goes out.
+                true
+            }
+            Err(e) => {
+                self.on_read_error(ctx, &e);
+                false
+            }
+        }
+    }
+
+    /// A failed read: a TLS error during the handshake is counted as a failed handshake,
+    /// after it as a TLS error; either way the connection ends.
+    fn on_read_error(&mut self, ctx: &mut ConnCtx<'_>, e: &io::Error) {
+        if self.stream.is_tls() && e.kind() == io::ErrorKind::InvalidData {
+            log::debug!("{}: TLS: {e}", self.peer);
+            if let State::Handshake { .. } = self.state {
+                ctx.stats
+                    .metrics
+                    .count_handshake_failure(HandshakeFailure::Tls);
+            } else {
+                ctx.stats.metrics.tls.errors.inc();
+            }
+        }
+        self.drop_now(ctx, Some(close_code::ABNORMAL));
     }
 
     fn on_eof(&mut self, ctx: &mut ConnCtx<'_>) {

@@ -2,8 +2,6 @@
 //! vectored write per turn, poll interest while bytes remain, and what follows a drained
 //! outbox on a closing connection.
 
-use std::net::Shutdown;
-
 use mio::{Interest, Token};
 
 use super::{AfterFlush, Conn, ConnCtx, FanOut, Offer, OutFrame, State, WriteStatus};
@@ -113,7 +111,7 @@ impl Conn {
     }
     /// A WRITABLE edge: the socket has room again, write at the end of this turn.
     pub fn mark_for_flush(&mut self, ctx: &mut ConnCtx<'_>) {
-        if !self.outbox.is_empty() {
+        if !self.outbox.is_empty() || self.stream.wants_write() {
             self.want_flush(ctx);
         }
     }
@@ -139,11 +137,19 @@ impl Conn {
             Err(_) => return self.drop_now(ctx, Some(close_code::ABNORMAL)),
         };
         match status {
-            WriteStatus::Drained => {
-                self.stalled_since = None;
-                self.set_writable_interest(ctx, false);
-                self.after_drained(ctx);
-            }
+            // Everything reached the transport; on TLS, records may still wait for the socket.
+            WriteStatus::Drained => match self.stream.flush_pending() {
+                Ok(true) => {
+                    self.stalled_since = None;
+                    self.set_writable_interest(ctx, false);
+                    self.after_drained(ctx);
+                }
+                Ok(false) => {
+                    self.note_blocked(ctx, written > 0);
+                    self.set_writable_interest(ctx, true);
+                }
+                Err(_) => self.drop_now(ctx, Some(close_code::ABNORMAL)),
+            },
             WriteStatus::Blocked => {
                 self.note_blocked(ctx, written > 0);
                 self.set_writable_interest(ctx, true);
@@ -178,16 +184,17 @@ impl Conn {
         } else {
             Interest::READABLE
         };
-        match ctx
-            .registry
-            .reregister(&mut self.stream, Token(ctx.key.token), interest)
+        match self
+            .stream
+            .reregister(ctx.registry, Token(ctx.key.token), interest)
         {
             Ok(()) => self.writable_registered = writable,
             Err(_) => self.drop_now(ctx, Some(close_code::ABNORMAL)),
         }
     }
     /// The outbox is empty: a closing connection shuts its write side (FIN after its last
-    /// bytes) and goes on reading until the peer's EOF (or its close frame, or the deadline).
+    /// bytes; on TLS a `close_notify` before it) and goes on reading until the peer's EOF (or
+    /// its close frame, or the deadline).
     pub(super) fn after_drained(&mut self, ctx: &mut ConnCtx<'_>) {
         let State::Closing { deadline, then } = self.state else {
             return;
@@ -197,10 +204,12 @@ impl Conn {
             AfterFlush::AwaitPeer { shut: false } => AfterFlush::AwaitPeer { shut: true },
             AfterFlush::Linger { shut: true } | AfterFlush::AwaitPeer { shut: true } => return,
         };
-        if self.stream.shutdown(Shutdown::Write).is_err() {
+        match self.stream.shutdown_write() {
+            Ok(true) => self.state = State::Closing { deadline, then },
+            // The close_notify waits for room: the WRITABLE edge brings the flush back here.
+            Ok(false) => self.set_writable_interest(ctx, true),
             // Not connected any more: nothing to wait for.
-            return self.drop_now(ctx, None);
+            Err(_) => self.drop_now(ctx, None),
         }
-        self.state = State::Closing { deadline, then };
     }
 }

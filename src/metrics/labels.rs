@@ -163,11 +163,21 @@ pub enum HandshakeFailure {
     HttpVersion,
     /// `Sec-WebSocket-Key` or `Sec-WebSocket-Version` more than once (400).
     DuplicateHeader,
+    /// The TLS handshake failed (a bad ClientHello, no common cipher, a wrong certificate
+    /// refused by the client, ...).
+    Tls,
+    /// Something other than TLS (a plain HTTP request) on a TLS port (400, in plain text).
+    PlainOnTls,
+    /// `--proxy-protocol`: a trusted proxy's connection did not open with a valid PROXY
+    /// header (closed).
+    BadProxyHeader,
+    /// A PROXY header from a peer outside `--trusted-proxy` (400, or closed on TLS).
+    ProxyUntrusted,
 }
 
 impl HandshakeFailure {
     /// Every reason, in the order of the enum.
-    pub const ALL: [HandshakeFailure; 26] = [
+    pub const ALL: [HandshakeFailure; 30] = [
         HandshakeFailure::Malformed,
         HandshakeFailure::HeaderTooLarge,
         HandshakeFailure::MethodNotAllowed,
@@ -194,6 +204,10 @@ impl HandshakeFailure {
         HandshakeFailure::RequestBody,
         HandshakeFailure::HttpVersion,
         HandshakeFailure::DuplicateHeader,
+        HandshakeFailure::Tls,
+        HandshakeFailure::PlainOnTls,
+        HandshakeFailure::BadProxyHeader,
+        HandshakeFailure::ProxyUntrusted,
     ];
 
     /// The label value.
@@ -225,6 +239,10 @@ impl HandshakeFailure {
             HandshakeFailure::RequestBody => "request_body",
             HandshakeFailure::HttpVersion => "http_version",
             HandshakeFailure::DuplicateHeader => "duplicate_header",
+            HandshakeFailure::Tls => "tls",
+            HandshakeFailure::PlainOnTls => "plain_on_tls",
+            HandshakeFailure::BadProxyHeader => "bad_proxy_header",
+            HandshakeFailure::ProxyUntrusted => "proxy_untrusted",
         }
     }
 }

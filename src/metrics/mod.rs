@@ -22,10 +22,12 @@ mod bus;
 mod deflate;
 mod labels;
 mod shard;
+mod tls;
 
 pub use bus::{PublisherMetrics, SubscriberMetrics};
 pub use deflate::DeflateMetrics;
 pub use shard::{PUBLISH_EVERY, Sampled, ShardStats};
+pub use tls::{ReloadLabel, TlsMetrics};
 
 pub use labels::{
     ACCEPT_ERRORS, CLOSE_CODES, CodeLabel, DROP_REASONS, DropLabel, ErrorLabel, HandshakeFailure,
@@ -97,6 +99,8 @@ pub struct Metrics {
     pub bus_publisher: PublisherMetrics,
     /// permessage-deflate counters.
     pub deflate: DeflateMetrics,
+    /// TLS and trusted-proxy counters.
+    pub tls: TlsMetrics,
     /// Redis bus subscriber counters (including `redis_reconnects`).
     pub bus_subscriber: SubscriberMetrics,
     /// Connections that would receive a `telemetry` message (named or `*`), all shards
@@ -151,6 +155,7 @@ impl Metrics {
             bus_duplicates: Counter::default(),
             bus_publisher: Default::default(),
             deflate: DeflateMetrics::default(),
+            tls: TlsMetrics::default(),
             bus_subscriber: Default::default(),
             latency: latency.clone(),
             handshake_latency: handshake_latency.clone(),
@@ -192,6 +197,7 @@ impl Metrics {
         m.bus_subscriber.register(r);
         m.bus_publisher.register(r);
         m.deflate.register(r);
+        m.tls.register(r);
         r.register(
             "bus_duplicates",
             "Redis bus messages already passed in their topic's sequence (dropped)",

@@ -30,7 +30,7 @@ use slab::Slab;
 
 use crate::clock::unix_micros;
 use crate::config::ServerConfig;
-use crate::conn::{Conn, ConnCtx, OutFrame};
+use crate::conn::{Conn, ConnCtx, OutFrame, Transport};
 use crate::deflate::{Deflater, Inflater};
 use crate::messages::{Broadcast, ConnKey, Intake, MixerMsg, MixerPort, ShardLink, ShardMsg};
 use crate::metrics::{Metrics, Sampled, ShardStats};
@@ -311,12 +311,30 @@ impl Shard {
             }
             let id = self.next_conn_id;
             self.next_conn_id += 1;
+            let transport = match &self.shared.services.tls {
+                None => Transport::plain(stream),
+                Some(tls) => match tls.accept() {
+                    Ok(session) => Transport::tls(stream, session),
+                    Err(e) => {
+                        log::warn!("shard {}: no TLS session for {peer}: {e}", self.id);
+                        self.conn_count.fetch_sub(1, Ordering::Relaxed);
+                        continue;
+                    }
+                },
+            };
             let entry = self.conns.vacant_entry();
             let key = ConnKey {
                 token: entry.key(),
                 id,
             };
-            let conn = entry.insert(Conn::new(id, stream, peer, accepted, now, &self.shared.cfg));
+            let conn = entry.insert(Conn::new(
+                id,
+                transport,
+                peer,
+                accepted,
+                now,
+                &self.shared.cfg,
+            ));
             if let Err(e) = conn.register(self.poll.registry(), key.token) {
                 log::warn!("shard {}: cannot register {peer}: {e}", self.id);
                 self.conns.remove(key.token);

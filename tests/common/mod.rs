@@ -13,6 +13,7 @@ mod programs;
 mod raw;
 mod redis;
 mod rooms;
+mod tls;
 
 #[allow(unused_imports)]
 pub use healthy::Healthy;
@@ -26,6 +27,8 @@ pub use raw::*;
 pub use redis::*;
 #[allow(unused_imports)]
 pub use rooms::*;
+#[allow(unused_imports)]
+pub use tls::*;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
