@@ -4,4 +4,5 @@
 //! believed only from trusted proxies ([`forwarded`]). Both are pure parsers over bytes and
 //! strings the handshake hands them; this module imports nothing from the crate.
 
+pub mod forwarded;
 pub mod proxy;
