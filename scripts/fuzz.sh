@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 seconds=3600
 runs=10000000
 jobs=1
-targets="http_request ws_frames client_ops chat deflate token conn_state"
+targets="http_request ws_frames client_ops chat deflate token conn_state proxy"
 out="results/$(date +%Y-%m-%d)-$(hostname -s)"
 sanitizer=none
 while (($#)); do
@@ -81,6 +81,7 @@ run_one() {
 dict_of() {
     case "$1" in
         http_request|conn_state) echo http.dict ;;
+        proxy) echo proxy.dict ;;
         *) echo json.dict ;;
     esac
 }

@@ -47,6 +47,8 @@
 //!   `?batch=1`, both), each walked with its own frame or run.
 //! - [`timer`]: the timer wheel behind every connection's deadlines.
 //! - [`conn`]: one connection's state machine, deadlines, inbound frame parser and outbox.
+//! - [`edge`]: what comes before the request: the PROXY protocol header (v1, v2), and the
+//!   client's address behind trusted proxies (`Forwarded`, `X-Forwarded-For`).
 //! - [`http`]: HTTP/1.1 request parsing, routing and the WebSocket upgrade answer.
 //! - [`dashboard`]: the live page served at `GET /` (embedded; draws `telemetry` and `ticks`).
 //! - [`deflate`]: permessage-deflate: the offers and the answer, each broadcast compressed
@@ -101,6 +103,7 @@ pub mod config;
 pub mod conn;
 pub mod dashboard;
 pub mod deflate;
+pub mod edge;
 pub mod frame;
 pub mod http;
 pub mod interest;

@@ -24,6 +24,7 @@ fn main() {
         "deflate" => tickcast_fuzz::deflate::check,
         "token" => tickcast_fuzz::token::check,
         "conn_state" => tickcast_fuzz::conn_state::check,
+        "proxy" => tickcast_fuzz::proxy::check,
         other => panic!("no target {other}"),
     };
     let pool: Vec<Vec<u8>> = tickcast_fuzz::replay_inputs(target)

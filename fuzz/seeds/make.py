@@ -2,8 +2,8 @@
 """Writes the seed inputs of every fuzz target (seeds/<target>/<name>).
 
 The seeds are the inputs the tests use (tests/http_strict.rs, tests/bad_input.rs,
-src/conn/inbound.rs, src/protocol/ops.rs, src/chat.rs, src/auth.rs), in each target's input
-format. Run from anywhere: `python3 fuzz/seeds/make.py`; the files are committed.
+src/conn/inbound.rs, src/protocol/ops.rs, src/chat.rs, src/auth.rs, src/edge/), in each
+target's input format. Run from anywhere: `python3 fuzz/seeds/make.py`; the files are committed.
 """
 import base64, hashlib, hmac, json, os, struct, zlib
 
@@ -215,3 +215,50 @@ conn = {
 }
 for name, data in conn.items():
     write("conn_state", name, data)
+
+# --- proxy: a connection's first bytes; also read as "Forwarded\nX-Forwarded-For" -----------
+SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def v2(version_command, family, body):
+    return SIG + bytes([version_command, family]) + struct.pack(">H", len(body)) + body
+
+
+def tlv(kind, value):
+    return bytes([kind]) + struct.pack(">H", len(value)) + value
+
+
+block4 = bytes([192, 0, 2, 1, 198, 51, 100, 2]) + struct.pack(">HH", 56324, 443)
+block6 = (bytes.fromhex("20010db8000000000000000000000001")
+          + bytes.fromhex("20010db8000000000000000000000002") + struct.pack(">HH", 4711, 443))
+request = b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"
+proxy = {
+    "v1_tcp4": b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n" + request,
+    "v1_tcp6": b"PROXY TCP6 2001:db8::1 ::ffff:192.0.2.2 4711 443\r\n",
+    "v1_unknown": b"PROXY UNKNOWN\r\n",
+    "v1_unknown_longest": b"PROXY UNKNOWN " + b"x" * 91 + b"\r\n",
+    "v1_partial": b"PROXY TCP6 1:2:3:4:5:6:1.2.",
+    "v1_double_space": b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",
+    "v1_bad_port": b"PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n",
+    "v1_lf_only": b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
+    "v2_tcp4": v2(0x21, 0x11, block4) + b"\x16\x03\x01\x02\x00\x01",
+    "v2_tcp4_tlvs": v2(0x21, 0x11, block4 + tlv(0x01, b"http/1.1") + tlv(0x04, b"\x00" * 3)),
+    "v2_tcp6": v2(0x21, 0x21, block6 + tlv(0x02, b"example.com")),
+    "v2_local": v2(0x20, 0x00, b""),
+    "v2_unspec": v2(0x21, 0x00, b"\x01\x02"),
+    "v2_unix": v2(0x21, 0x31, b"/run/a.sock".ljust(108, b"\x00") + b"/run/b.sock".ljust(108, b"\x00")),
+    "v2_udp": v2(0x21, 0x12, block4),
+    "v2_short": v2(0x21, 0x21, block6[:35]),
+    "v2_tlv_overrun": v2(0x21, 0x11, block4 + b"\x01\x00\x09ab"),
+    "http": request,
+    "tls": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    "fwd_rfc7239": b'for=192.0.2.43, for="[2001:db8:cafe::17]:4711";proto=https, for=10.0.0.7',
+    "fwd_unknown": b"for=192.0.2.43, for=unknown, for=_hidden",
+    "fwd_then_xff": b'For="[::ffff:192.168.0.9]"\n203.0.113.5:51234, [fd00::2]:443, 10.0.0.1',
+    "xff_only": b"\n198.51.100.4, 10.0.0.2, 127.0.0.1, ::ffff:10.0.0.3",
+    "xff_spoofed": b"\n1.1.1.1, 10.0.0.1, 198.51.100.4",
+    "xff_long": b"\n" + b", ".join([b"10.0.0.1"] * 40),
+}
+for name, data in proxy.items():
+    write("proxy", name, data)
+

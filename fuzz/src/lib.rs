@@ -13,7 +13,10 @@
 //! - [`token`]: token verification, which must never accept a token it should refuse;
 //! - [`conn_state`]: one connection's state machine driven by byte chunks, reads, timer
 //!   ticks on a fake clock, broadcasts and shutdown: it never writes after its close frame,
-//!   never holds more than its outbox limit, and always ends, with a valid close code.
+//!   never holds more than its outbox limit, and always ends, with a valid close code;
+//! - [`proxy`]: the PROXY protocol header (its end found exactly, its prefixes never refused)
+//!   and the client's address read from forwarding headers (the peer or an address written
+//!   there).
 //!
 //! The fuzz targets (`fuzz_targets/`) only call these; `tests/replay.rs` runs the same
 //! checks over the seeds, the corpus and the regression inputs on a stable toolchain.
@@ -23,6 +26,7 @@ pub mod client_ops;
 pub mod conn_state;
 pub mod deflate;
 pub mod http_request;
+pub mod proxy;
 pub mod token;
 pub mod ws_frames;
 

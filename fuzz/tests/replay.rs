@@ -62,6 +62,11 @@ fn conn_state() {
     replay("conn_state", tickcast_fuzz::conn_state::check);
 }
 
+#[test]
+fn proxy() {
+    replay("proxy", tickcast_fuzz::proxy::check);
+}
+
 /// The harness drives the real connection: seeds reach the states they were written for.
 #[test]
 fn conn_state_seeds_reach_their_states() {
