@@ -23,6 +23,11 @@ command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 # scripts/abuse.sh reads its tool's JSON lines with jq and scrapes /metrics with curl.
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# tests/proxies.rs runs nginx and haproxy in front of the server (Debian installs both to
+# /usr/sbin, which a non-root PATH may lack).
+have_sbin() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+have_sbin nginx || need_apt+=(nginx-light)
+have_sbin haproxy || need_apt+=(haproxy)
 want_chromium=0
 have_chromium || want_chromium=1
 command -v perf >/dev/null 2>&1 || true  # only scripts/flamegraph.sh needs perf
@@ -59,6 +64,12 @@ if ((${#need_apt[@]})) || ((want_chromium)); then
     for program in redis-server redis-cli jq curl; do
         if ! command -v "$program" >/dev/null 2>&1; then
             echo "test.sh: installed ${need_apt[*]}, but $program is still not on PATH" >&2
+            exit 1
+        fi
+    done
+    for program in nginx haproxy; do
+        if ! have_sbin "$program"; then
+            echo "test.sh: installed ${need_apt[*]}, but $program is still missing" >&2
             exit 1
         fi
     done

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::edge::forwarded::TrustedProxies;
+
 pub use crate::auth::Secret;
 
 /// What a shard does when a broadcast frame would push a client's outbox past its limit.
@@ -125,6 +127,14 @@ pub struct ServerConfig {
     /// Serve `wss://` only, with this certificate chain and key (reloaded on SIGHUP).
     /// Default `None`: plain `ws://`.
     pub tls: Option<TlsFiles>,
+    /// Connections from a trusted proxy open with a PROXY header (v1 or v2) naming the
+    /// client; one without is refused. Other peers are served directly and may not send
+    /// one. Needs `trusted_proxies`. Default off.
+    pub proxy_protocol: bool,
+    /// Peers whose PROXY headers, `X-Forwarded-For` and `Forwarded` are believed: the
+    /// client is the right-most address in the chain that is not one of them. Default none:
+    /// every client is its socket's peer.
+    pub trusted_proxies: TrustedProxies,
     /// Messages per second a `/ws` client may send (token bucket; every message counts,
     /// errors included). Default 100; 0 = unlimited, and lifts the byte limit too
     /// (benchmarks).
@@ -195,6 +205,8 @@ impl Default for ServerConfig {
             deflate_min_bytes: 256,
             presence_list_max: 1000,
             tls: None,
+            proxy_protocol: false,
+            trusted_proxies: TrustedProxies::default(),
             publish_rate: 100.0,
             publish_burst: 200,
             publish_byte_rate: 128.0 * 1024.0,
@@ -270,6 +282,9 @@ impl ServerConfig {
             .is_some_and(|b| !(4096..=64 * 1024 * 1024).contains(&b))
         {
             return Err("--send-buffer must be between 4096 bytes and 64 MiB".into());
+        }
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            return Err("--proxy-protocol needs at least one --trusted-proxy".into());
         }
         if self.acceptor_rt_priority > 99 {
             return Err("--acceptor-rt-priority must be between 0 and 99".into());

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use super::parse_duration;
 use super::secret::SecretArgs;
 use crate::config::{Secret, ServerConfig, SlowPolicy, TickerConfig, TickerPace, default_shards};
+use crate::edge::forwarded::{Cidr, TrustedProxies};
 
 /// Slow-consumer policy as spelled on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -123,6 +124,22 @@ pub struct ServeArgs {
         value_name = "FILE"
     )]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Connections from a --trusted-proxy must open with a PROXY header (HAProxy protocol v1
+    /// or v2, before TLS) naming the client; without one they are closed. Other peers are
+    /// served directly, and a PROXY header from them is refused (400).
+    #[arg(long, env = "TICKCAST_PROXY_PROTOCOL", requires = "trusted_proxy")]
+    pub proxy_protocol: bool,
+    /// A proxy (address or CIDR, e.g. 10.0.0.0/8; repeatable) whose PROXY header,
+    /// X-Forwarded-For and Forwarded are believed: the client is the right-most address in
+    /// the chain that is not a trusted proxy. It then drives --max-connections-per-ip and
+    /// the logs. From any other peer those headers are ignored.
+    #[arg(
+        long,
+        env = "TICKCAST_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<Cidr>,
     /// Rooms with more members get only counts instead of member lists and deltas.
     #[arg(long, env = "TICKCAST_PRESENCE_LIST_MAX", default_value_t = 1000)]
     pub presence_list_max: usize,
@@ -224,6 +241,8 @@ impl ServeArgs {
             deflate: self.deflate == OnOff::On,
             deflate_min_bytes: self.deflate_min_bytes,
             presence_list_max: self.presence_list_max,
+            proxy_protocol: self.proxy_protocol,
+            trusted_proxies: TrustedProxies(self.trusted_proxy.clone()),
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(crate::config::TlsFiles {
                     cert: cert.clone(),

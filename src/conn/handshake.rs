@@ -3,6 +3,7 @@
 //! or the WebSocket upgrade with everything checked first (Origin, token, connection caps,
 //! client id, topics), then the 101 and, on `/ws`, the welcome and the requested topics.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use super::{Conn, ConnCtx, HeadOutcome, State};
 use crate::admission::Refusal;
 use crate::auth::{self, Rights};
 use crate::deflate::{self, Agreement};
+use crate::edge::forwarded;
 use crate::http::{self, ParseError, Request, Target, WsRoute};
 use crate::metrics::{self, HandshakeFailure};
 use crate::protocol::{self, ClientError, ErrorCode, replies};
@@ -32,6 +34,11 @@ struct Admitted {
 impl Conn {
     /// Tries to parse the request head from `buf` and acts on it when complete.
     pub(super) fn on_request_bytes(&mut self, ctx: &mut ConnCtx<'_>, buf: &[u8]) -> HeadOutcome {
+        if ctx.cfg.proxy_protocol && super::read::is_proxy_header(buf) {
+            // A trusted proxy's header was taken before this; this peer is not one.
+            self.refuse_untrusted_proxy(ctx);
+            return HeadOutcome::Answered;
+        }
         match http::parse_request(buf, ctx.cfg.max_header) {
             Ok(None) => HeadOutcome::Incomplete,
             Ok(Some((req, used))) => {
@@ -66,6 +73,7 @@ impl Conn {
 
     /// Routes a complete request. Returns true when the connection became a WebSocket.
     fn on_request(&mut self, ctx: &mut ConnCtx<'_>, req: &Request, complete: Instant) -> bool {
+        self.believe_forwarding(ctx, req);
         match http::route(req) {
             Target::Upgrade { route, accept } => match self.admit(ctx, req, route) {
                 Ok(Admitted {
@@ -119,6 +127,29 @@ impl Conn {
                 self.reject(ctx, status, reason, message);
                 false
             }
+        }
+    }
+
+    /// From a trusted proxy, `Forwarded` or `X-Forwarded-For` names the client: the
+    /// right-most address of the chain that is not a trusted proxy becomes the peer (its port
+    /// is unknown: 0). From any other peer the headers are ignored.
+    fn believe_forwarding(&mut self, ctx: &mut ConnCtx<'_>, req: &Request) {
+        let trusted = &ctx.cfg.trusted_proxies;
+        if (req.forwarded.is_none() && req.x_forwarded_for.is_none())
+            || !trusted.contains(self.peer.ip())
+        {
+            return;
+        }
+        let client = forwarded::client_address(
+            trusted,
+            self.peer.ip(),
+            req.forwarded.as_deref(),
+            req.x_forwarded_for.as_deref(),
+        );
+        if client != self.peer.ip() {
+            log::debug!("{}: forwarded for {client}", self.peer);
+            self.peer = SocketAddr::new(client, 0);
+            ctx.stats.metrics.tls.forwarded.inc();
         }
     }
 

@@ -207,6 +207,9 @@ pub struct Conn {
     deflate: bool,
     /// Whether it asked for runs of messages as one message (`?batch=1`).
     batch: bool,
+    /// Whether a PROXY header must be read before anything else (`--proxy-protocol`, from a
+    /// trusted proxy).
+    awaiting_proxy: bool,
     /// The close code of this WebSocket (sent or received), for the close metrics.
     close_code: Option<u16>,
 }
@@ -242,6 +245,7 @@ impl Conn {
             queued_for_flush: false,
             deflate: false,
             batch: false,
+            awaiting_proxy: cfg.proxy_protocol && cfg.trusted_proxies.contains(peer.ip()),
             close_code: None,
         }
     }

@@ -10,8 +10,14 @@ use super::{
     AfterFlush, Assembler, Conn, ConnCtx, Event, Flow, HeadOutcome, MAX_READS_PER_EVENT, Opening,
     State, Violation,
 };
+use crate::edge::proxy::{self, Parsed};
 use crate::frame::{self, close_code};
 use crate::metrics::HandshakeFailure;
+
+/// Whether `buf` holds a complete PROXY header (v1 or v2).
+pub(super) fn is_proxy_header(buf: &[u8]) -> bool {
+    matches!(proxy::parse(buf), Parsed::Header { .. })
+}
 
 impl Conn {
     /// Reads what the socket holds and acts on it. `until_eof` is set when the event says
@@ -20,7 +26,10 @@ impl Conn {
     /// no later edge would report the end.
     pub fn on_readable(&mut self, ctx: &mut ConnCtx<'_>, scratch: &mut [u8], until_eof: bool) {
         let handshaking = self.stream.is_tls_handshaking();
-        if self.opens_as_expected(ctx) {
+        if self.awaiting_proxy && !self.read_proxy_header(ctx, scratch) {
+            return;
+        }
+        if self.opens_as_expected(ctx, scratch) {
             self.read_socket(ctx, scratch, until_eof);
         }
         if self.is_closed() {
@@ -63,7 +72,7 @@ impl Conn {
     /// On a TLS port, the first byte must open a TLS handshake. A plain HTTP request gets a
     /// plain 400 saying so (the client most likely used `ws://` for a `wss://` server); the
     /// TLS session is dropped for that answer. Returns whether to read on.
-    fn opens_as_expected(&mut self, ctx: &mut ConnCtx<'_>) -> bool {
+    fn opens_as_expected(&mut self, ctx: &mut ConnCtx<'_>, scratch: &mut [u8]) -> bool {
         if !matches!(self.state, State::Handshake { .. }) {
             return true;
         }
@@ -76,12 +85,17 @@ impl Conn {
             }
             Ok(Opening::NotTls) => {
                 self.stream.drop_tls();
-                self.reject(
-                    ctx,
-                    400,
-                    HandshakeFailure::PlainOnTls,
-                    "this port speaks TLS: connect with wss:// or https://\n",
-                );
+                let n = self.stream.peek_raw(scratch).unwrap_or(0);
+                if ctx.cfg.proxy_protocol && is_proxy_header(&scratch[..n]) {
+                    self.refuse_untrusted_proxy(ctx);
+                } else {
+                    self.reject(
+                        ctx,
+                        400,
+                        HandshakeFailure::PlainOnTls,
+                        "this port speaks TLS: connect with wss:// or https://\n",
+                    );
+                }
                 // The request is read and discarded while the answer goes out.
                 true
             }
@@ -90,6 +104,77 @@ impl Conn {
                 false
             }
         }
+    }
+
+    /// `--proxy-protocol`, from a trusted proxy: the connection must open with a PROXY
+    /// header. It is looked at in place (peeked) until complete, then exactly its bytes are
+    /// read, so what follows (a request, a ClientHello) is read as if the header had not
+    /// been there. The client it names becomes the connection's peer. Returns whether to
+    /// read on; a connection without a valid header is closed (its peer is a proxy, which
+    /// would not show an HTTP answer to anyone).
+    fn read_proxy_header(&mut self, ctx: &mut ConnCtx<'_>, scratch: &mut [u8]) -> bool {
+        let window = proxy::MAX_V2_HEADER.min(scratch.len());
+        let n = match self.stream.peek_raw(&mut scratch[..window]) {
+            Ok(0) => {
+                self.on_eof(ctx);
+                return false;
+            }
+            Ok(n) => n,
+            // Nothing yet, or interrupted: the next edge comes back here.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return false;
+            }
+            Err(e) => {
+                self.on_read_error(ctx, &e);
+                return false;
+            }
+        };
+        let (source, used) = match proxy::parse(&scratch[..n]) {
+            // The rest of the header comes with a later edge (the handshake timeout bounds
+            // the wait).
+            Parsed::Incomplete => return false,
+            Parsed::Header { source, used } => (source, used),
+            Parsed::Invalid(why) => {
+                log::debug!("{}: PROXY header refused: {why}", self.peer);
+                ctx.stats
+                    .metrics
+                    .count_handshake_failure(HandshakeFailure::BadProxyHeader);
+                self.drop_now(ctx, None);
+                return false;
+            }
+        };
+        // The header is in the socket's buffer (it was just peeked): one read takes it.
+        match self.stream.read_raw(&mut scratch[..used]) {
+            Ok(read) if read == used => {}
+            _ => {
+                self.drop_now(ctx, None);
+                return false;
+            }
+        }
+        self.awaiting_proxy = false;
+        // LOCAL (the proxy's own health check) and unknown families keep the socket's peer.
+        if let Some(client) = source {
+            self.peer = client;
+            ctx.stats.metrics.tls.proxied.inc();
+        }
+        true
+    }
+
+    /// A PROXY header from a peer that is not a trusted proxy: refused with a 400 (a peer
+    /// that can forge one could claim any address).
+    pub(super) fn refuse_untrusted_proxy(&mut self, ctx: &mut ConnCtx<'_>) {
+        log::debug!("{}: PROXY header from an untrusted peer", self.peer);
+        self.reject(
+            ctx,
+            400,
+            HandshakeFailure::ProxyUntrusted,
+            "PROXY header from a peer that is not a trusted proxy\n",
+        );
     }
 
     /// A failed read: a TLS error during the handshake is counted as a failed handshake,

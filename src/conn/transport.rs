@@ -82,6 +82,17 @@ impl Transport {
         &self.tcp
     }
 
+    /// Copies what the socket holds into `buf` without taking it (the PROXY header is looked
+    /// at whole before exactly its bytes are read).
+    pub fn peek_raw(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp.peek(buf)
+    }
+
+    /// Reads from the socket itself, under any TLS (the PROXY header precedes TLS).
+    pub fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp.read(buf)
+    }
+
     /// Whether this connection speaks TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()

@@ -47,6 +47,12 @@ pub struct Request {
     /// Every `Sec-WebSocket-Extensions` value, in order, joined with `, ` (one list, as
     /// RFC 9110 §5.3 combines repeated fields).
     pub extensions: String,
+    /// Every `Forwarded` value (RFC 7239), joined like `extensions`; believed only from a
+    /// `--trusted-proxy`.
+    pub forwarded: Option<String>,
+    /// Every `X-Forwarded-For` value, joined like `extensions`; believed only from a
+    /// `--trusted-proxy`.
+    pub x_forwarded_for: Option<String>,
     /// Minor HTTP version: 1 for HTTP/1.1, 0 for HTTP/1.0 (httparse accepts no other).
     pub version_minor: u8,
     /// The target is neither origin-form nor absolute-form; `path` then holds it whole.

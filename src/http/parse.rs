@@ -60,12 +60,9 @@ pub fn parse_request(
             }
             "origin" => out.origin = Some(value),
             "authorization" => out.authorization = Some(value),
-            "sec-websocket-extensions" => {
-                if !out.extensions.is_empty() {
-                    out.extensions.push_str(", ");
-                }
-                out.extensions.push_str(&value);
-            }
+            "sec-websocket-extensions" => append_list(&mut out.extensions, &value),
+            "forwarded" => append_list(out.forwarded.get_or_insert_default(), &value),
+            "x-forwarded-for" => append_list(out.x_forwarded_for.get_or_insert_default(), &value),
             "host" => {
                 out.host_count += 1;
                 out.host_invalid |= !is_valid_host(&value);
@@ -76,6 +73,14 @@ pub fn parse_request(
         }
     }
     Ok(Some((out, used)))
+}
+
+/// Appends one line's value to a list field (RFC 9110 §5.3: repeated lines are one list).
+fn append_list(list: &mut String, value: &str) {
+    if !list.is_empty() {
+        list.push_str(", ");
+    }
+    list.push_str(value);
 }
 
 /// Path and query of a request target: origin-form (`/p?q`) as it is, absolute-form

@@ -1,6 +1,6 @@
-//! External programs some tests drive: `redis-server` and headless Chromium. CI has both
-//! (`scripts/test.sh` installs them), so a test that cannot find one fails, naming what is
-//! missing and how to install it, instead of passing without having run.
+//! External programs some tests drive: `redis-server`, headless Chromium, nginx and haproxy.
+//! CI has them all (`scripts/test.sh` installs them), so a test that cannot find one fails,
+//! naming what is missing and how to install it, instead of passing without having run.
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +46,23 @@ pub const CHROMIUM: Program = Program {
         "google-chrome-stable",
     ],
     package: "chromium",
+};
+
+/// nginx, in front of the server in tests/proxies.rs (Debian's `nginx-light` is enough;
+/// it installs to /usr/sbin, which a non-root PATH may lack).
+pub const NGINX: Program = Program {
+    what: "nginx",
+    env: None,
+    names: &["nginx", "/usr/sbin/nginx"],
+    package: "nginx-light",
+};
+
+/// haproxy, in front of the server in tests/proxies.rs.
+pub const HAPROXY: Program = Program {
+    what: "haproxy",
+    env: None,
+    names: &["haproxy", "/usr/sbin/haproxy"],
+    package: "haproxy",
 };
 
 /// The path of `program`, or a test failure that says what is missing, where it was looked
