@@ -6,9 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# redis-server and Chromium must be present: tests/redis.rs and tests/dashboard.rs fail (they
-# never skip) without them. tests/common/programs.rs looks for the same names, or
-# $TICKCAST_CHROMIUM.
+# redis-server, Chromium and nginx must be present: tests/redis.rs, tests/dashboard.rs and
+# tests/load_tls.rs fail (they never skip) without them. tests/common/programs.rs looks for
+# the same names (nginx also in /usr/sbin), or $TICKCAST_CHROMIUM.
 have_chromium() {
     [ -n "${TICKCAST_CHROMIUM:-}" ] && return 0
     local name
@@ -23,6 +23,9 @@ command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 # scripts/abuse.sh reads its tool's JSON lines with jq and scrapes /metrics with curl.
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# nginx terminates TLS in front of a plain server for the wss:// load test.
+have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
+have_nginx || need_apt+=(nginx-light)
 want_chromium=0
 have_chromium || want_chromium=1
 command -v perf >/dev/null 2>&1 || true  # only scripts/flamegraph.sh needs perf
@@ -64,6 +67,10 @@ if ((${#need_apt[@]})) || ((want_chromium)); then
     done
     if ! have_chromium; then
         echo "test.sh: installed ${need_apt[*]}, but Chromium is still not on PATH" >&2
+        exit 1
+    fi
+    if ! have_nginx; then
+        echo "test.sh: installed ${need_apt[*]}, but nginx is still not on PATH or in /usr/sbin" >&2
         exit 1
     fi
 fi

@@ -1,6 +1,6 @@
-//! External programs some tests drive: `redis-server` and headless Chromium. CI has both
-//! (`scripts/test.sh` installs them), so a test that cannot find one fails, naming what is
-//! missing and how to install it, instead of passing without having run.
+//! External programs some tests drive: `redis-server`, headless Chromium and nginx. CI has
+//! them all (`scripts/test.sh` installs them), so a test that cannot find one fails, naming
+//! what is missing and how to install it, instead of passing without having run.
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +46,15 @@ pub const CHROMIUM: Program = Program {
         "google-chrome-stable",
     ],
     package: "chromium",
+};
+
+/// nginx, the TLS-terminating proxy in front of a plain server for the `wss://` load test
+/// (tests/load_tls.rs). Debian installs it in /usr/sbin, which a non-root PATH may lack.
+pub const NGINX: Program = Program {
+    what: "nginx",
+    env: None,
+    names: &["nginx", "/usr/sbin/nginx"],
+    package: "nginx-light",
 };
 
 /// The path of `program`, or a test failure that says what is missing, where it was looked
