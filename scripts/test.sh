@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# redis-server and Chromium must be present: tests/redis.rs and tests/dashboard.rs fail (they
-# never skip) without them. tests/common/programs.rs looks for the same names, or
-# $TICKCAST_CHROMIUM.
+# redis-server, Chromium, nginx and haproxy must be present: tests/redis.rs,
+# tests/dashboard.rs, tests/proxies.rs and tests/load_tls.rs fail (they never skip) without
+# them. tests/common/programs.rs looks for the same names (nginx and haproxy also in
+# /usr/sbin), or $TICKCAST_CHROMIUM.
 have_chromium() {
     [ -n "${TICKCAST_CHROMIUM:-}" ] && return 0
     local name
@@ -23,8 +24,7 @@ command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 # scripts/abuse.sh reads its tool's JSON lines with jq and scrapes /metrics with curl.
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
-# tests/proxies.rs runs nginx and haproxy in front of the server (Debian installs both to
-# /usr/sbin, which a non-root PATH may lack).
+# Debian installs nginx and haproxy to /usr/sbin, which a non-root PATH may lack.
 have_sbin() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have_sbin nginx || need_apt+=(nginx-light)
 have_sbin haproxy || need_apt+=(haproxy)

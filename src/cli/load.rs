@@ -12,7 +12,8 @@ use crate::load::{LoadConfig, RowContext, Target, parse_source_ips};
 /// Options of `tickcast load`.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// WebSocket URL to load (loopback only: 127.0.0.0/8 or localhost).
+    /// WebSocket URL to load (loopback only: 127.0.0.0/8 or localhost). `wss://` speaks TLS
+    /// on every connection and needs --tls-ca.
     #[arg(default_value = "ws://127.0.0.1:8080/ws?topics=ticks")]
     pub url: String,
     /// Connections to open.
@@ -68,6 +69,10 @@ pub struct LoadArgs {
     /// connection the server does not agree with fails: `deflate_declined`).
     #[arg(long)]
     pub deflate: bool,
+    /// With a wss:// URL: the PEM certificate(s) to trust (the authority that signed the
+    /// server's certificate; no system roots). The URL's host is the name checked.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
     /// Append one row to this CSV file (header written when the file is new).
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -154,6 +159,7 @@ impl LoadArgs {
         cfg.scrape_metrics = self.scrape_metrics;
         cfg.progress = !self.quiet;
         cfg.deflate = self.deflate;
+        cfg.tls_ca = self.tls_ca.clone();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -210,6 +216,17 @@ mod tests {
         assert_eq!(cfg.warmup.as_millis(), 500);
         assert_eq!(cfg.duration.as_secs(), 3);
         assert_eq!(cfg.source_ips.len(), 4);
+    }
+
+    #[test]
+    fn wss_wants_a_ca_file() {
+        let err = parse(&["wss://127.0.0.1:8443/ws"]).to_config().unwrap_err();
+        assert!(err.contains("--tls-ca"), "{err}");
+        let cfg = parse(&["wss://127.0.0.1:8443/ws", "--tls-ca", "ca.pem"])
+            .to_config()
+            .unwrap();
+        assert!(cfg.target.tls);
+        assert_eq!(cfg.tls_ca.as_deref(), Some(std::path::Path::new("ca.pem")));
     }
 
     #[test]

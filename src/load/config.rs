@@ -1,10 +1,12 @@
 //! The load generator's configuration: a plain struct with documented defaults, plus the
-//! parsing of its two structured inputs (the `ws://` URL and the source-address list).
+//! parsing of its two structured inputs (the `ws://` or `wss://` URL and the source-address
+//! list).
 //!
 //! The load generator only ever targets loopback (127.0.0.0/8): both the URL and the source
 //! addresses are checked here, once, so nothing below can aim it anywhere else.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Most source addresses one run may spread over.
@@ -21,15 +23,19 @@ pub struct Target {
     pub host: String,
     /// Path and query of the upgrade request, e.g. `/ws?topics=ticks`.
     pub path: String,
+    /// `wss://`: every connection speaks TLS (see [`super::tls`]).
+    pub tls: bool,
 }
 
 impl Target {
-    /// Parses `ws://HOST:PORT/PATH?QUERY` where HOST is `localhost` or an address in
-    /// 127.0.0.0/8 (port 80 when absent).
+    /// Parses `ws://HOST:PORT/PATH?QUERY` or `wss://...` where HOST is `localhost` or an
+    /// address in 127.0.0.0/8 (port 80, or 443 for `wss://`, when absent).
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+        let (rest, tls) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => return Err(format!("{url}: only ws:// and wss:// URLs are supported")),
+        };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
             Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
@@ -41,7 +47,7 @@ impl Target {
                 p.parse::<u16>()
                     .map_err(|_| format!("{url}: bad port {p:?}"))?,
             ),
-            None => (authority, 80),
+            None => (authority, if tls { 443 } else { 80 }),
         };
         let ip: Ipv4Addr = if host.eq_ignore_ascii_case("localhost") {
             Ipv4Addr::LOCALHOST
@@ -58,7 +64,15 @@ impl Target {
             addr: SocketAddr::new(IpAddr::V4(ip), port),
             host: authority.to_string(),
             path,
+            tls,
         })
+    }
+
+    /// The URL's host without the port (`127.0.0.1`, `localhost`).
+    pub fn hostname(&self) -> &str {
+        self.host
+            .rsplit_once(':')
+            .map_or(self.host.as_str(), |(h, _)| h)
     }
 
     /// The first topic named in the URL's `topics=` parameter, if any.
@@ -168,6 +182,9 @@ pub struct LoadConfig {
     /// Offer permessage-deflate (as browsers do) and inflate compressed messages; a
     /// connection the server does not agree with fails (`deflate_declined`).
     pub deflate: bool,
+    /// The PEM certificates a `wss://` server's chain must lead to (`--tls-ca`); required
+    /// with `wss://`, refused without it. No system roots: only what the run trusts.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl LoadConfig {
@@ -193,6 +210,7 @@ impl LoadConfig {
             scrape_metrics: false,
             progress: false,
             deflate: false,
+            tls_ca: None,
         }
     }
 
@@ -228,6 +246,17 @@ impl LoadConfig {
         if self.publishers > 0 && !(self.publish_rate > 0.0 && self.publish_rate <= 1e6) {
             return Err("--publish-rate must be between 0 and 1,000,000/s per publisher".into());
         }
+        match (self.target.tls, &self.tls_ca) {
+            (true, None) => {
+                return Err(
+                    "a wss:// URL needs --tls-ca FILE: the PEM certificate(s) of the \
+                            authority that signed the server's certificate"
+                        .into(),
+                );
+            }
+            (false, Some(_)) => return Err("--tls-ca is for wss:// URLs".into()),
+            _ => {}
+        }
         Ok(())
     }
 
@@ -252,6 +281,25 @@ mod tests {
         assert_eq!(t.path, "/?topics=%2A");
         assert_eq!(t.first_topic().as_deref(), Some("*"));
         assert_eq!(Target::parse("ws://127.0.0.2").unwrap().addr.port(), 80);
+        assert!(!t.tls);
+    }
+
+    #[test]
+    fn wss_urls_turn_on_tls_and_need_a_ca() {
+        let t = Target::parse("wss://127.0.0.1:8443/ws?topics=ticks").unwrap();
+        assert!(t.tls);
+        assert_eq!((t.addr.port(), t.hostname()), (8443, "127.0.0.1"));
+        assert_eq!(t.host, "127.0.0.1:8443");
+        let t = Target::parse("wss://localhost/ws").unwrap();
+        assert_eq!((t.addr.port(), t.hostname()), (443, "localhost"));
+        let mut c = LoadConfig::new(t, 1);
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("--tls-ca"), "{err}");
+        c.tls_ca = Some("ca.pem".into());
+        c.validate().unwrap();
+        let mut plain = LoadConfig::new(Target::parse("ws://127.0.0.1/ws").unwrap(), 1);
+        plain.tls_ca = Some("ca.pem".into());
+        assert!(plain.validate().is_err(), "--tls-ca without wss://");
     }
 
     #[test]
@@ -259,7 +307,8 @@ mod tests {
         for bad in [
             "ws://10.0.0.1:80/ws",
             "ws://example.com/ws",
-            "wss://127.0.0.1/ws",
+            "wss://10.0.0.1/ws",
+            "https://127.0.0.1/ws",
             "http://127.0.0.1/",
             "ws://127.0.0.1:99999/",
         ] {

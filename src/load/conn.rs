@@ -4,24 +4,31 @@
 //! [`wire::FrameReader`], which keeps only an incomplete frame, so a connection costs little
 //! memory and a batched read of hundreds of frames costs no copy. The connection answers pings,
 //! echoes a close, and counts everything in the thread's [`Stats`].
+//!
+//! The bytes travel over a [`Transport`]: the socket itself, or TLS over it (`wss://`; the
+//! TLS handshake is part of the `Upgrading` phase, and its read side is in [`secure`]).
+//! Each data message is counted (latency, seq gaps) by [`count`].
 
-use std::io::{self, Read, Write};
+mod count;
+mod secure;
+
+use std::io::{self, Read};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use super::config::Target;
 use super::scan::Scanner;
 use super::stats::Stats;
+use super::tls::TlsClient;
+use super::transport::connect_reason;
+use super::transport::{Sent, Transport};
 use super::wire::{self, FrameInfo};
 use crate::deflate::Inflater;
 use crate::frame::close_code;
 
-/// Topics whose last seq one connection remembers.
-const MAX_TRACKED_TOPICS: usize = 64;
 /// Reads per readable event before other connections get their turn.
 const MAX_READS_PER_EVENT: usize = 8;
 /// Bytes a connection may have waiting to be sent; publishes beyond it are skipped.
@@ -66,7 +73,7 @@ pub struct Ctx<'a> {
 /// One connection.
 #[derive(Debug)]
 pub struct LoadConn {
-    stream: TcpStream,
+    transport: Transport,
     phase: Phase,
     /// When the TCP connect started (handshake latency and timeout).
     started: Instant,
@@ -95,27 +102,19 @@ pub struct LoadConn {
 }
 
 impl LoadConn {
-    /// Starts a non-blocking connect to `addr`, from `source` when given (bound with
-    /// `IP_BIND_ADDRESS_NO_PORT`, so the port is picked at connect time per destination).
-    /// The handshake clock starts at the `connect` call itself, not at the turn that found
-    /// the connection due: connects opened one after another in a turn each take tens of
-    /// µs on loopback, and a stale stamp would charge that to the server.
-    pub fn connect(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<Self> {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-        socket.set_nonblocking(true)?;
-        socket.set_tcp_nodelay(true)?;
-        if let Some(ip) = source {
-            bind_no_port(&socket)?;
-            socket.bind(&SocketAddr::new(ip.into(), 0).into())?;
-        }
-        let started = Instant::now();
-        match socket.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
+    /// Starts a non-blocking connect to `addr`, from `source` when given (see
+    /// [`Transport::connect`]), over TLS when `tls` is given. The handshake clock starts at
+    /// the `connect` call itself, not at the turn that found the connection due: connects
+    /// opened one after another in a turn each take tens of µs on loopback, and a stale
+    /// stamp would charge that to the server.
+    pub fn connect(
+        addr: SocketAddr,
+        source: Option<Ipv4Addr>,
+        tls: Option<&TlsClient>,
+    ) -> io::Result<Self> {
+        let (transport, started) = Transport::connect(addr, source, tls)?;
         Ok(LoadConn {
-            stream: TcpStream::from_std(socket.into()),
+            transport,
             phase: Phase::Connecting,
             started,
             key: None,
@@ -135,7 +134,7 @@ impl LoadConn {
     /// Registers for both directions once; edges tell when to read or retry a write.
     pub fn register(&mut self, registry: &Registry, token: usize) -> io::Result<()> {
         registry.register(
-            &mut self.stream,
+            self.transport.socket(),
             Token(token),
             Interest::READABLE | Interest::WRITABLE,
         )
@@ -143,7 +142,7 @@ impl LoadConn {
 
     /// Removes the socket from the poll before it is dropped.
     pub fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
+        let _ = registry.deregister(self.transport.socket());
     }
 
     /// The current phase.
@@ -151,18 +150,23 @@ impl LoadConn {
         self.phase
     }
 
-    /// Whether bytes wait to be sent.
+    /// Whether bytes wait to be sent (TLS records included).
     pub fn has_output(&self) -> bool {
-        self.out_sent < self.out.len()
+        self.out_sent < self.out.len() || self.transport.wants_write()
+    }
+
+    /// Bytes of output not yet handed to the socket (or to TLS).
+    fn pending_out(&self) -> usize {
+        self.out.len() - self.out_sent
     }
 
     /// A WRITABLE edge: finish the connect and send the upgrade, or send what is pending.
     pub fn on_writable(&mut self, ctx: &mut Ctx<'_>, target: &Target) {
         if self.phase == Phase::Connecting {
-            if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
+            if let Ok(Some(e)) | Err(e) = self.transport.socket().take_error() {
                 return self.fail(ctx, connect_reason(&e));
             }
-            match self.stream.peer_addr() {
+            match self.transport.socket().peer_addr() {
                 Ok(_) => {}
                 // Spurious edge: still connecting.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -180,16 +184,13 @@ impl LoadConn {
 
     /// Writes pending bytes until done or the socket is full.
     pub fn flush(&mut self, ctx: &mut Ctx<'_>) {
-        while self.has_output() && self.phase != Phase::Closed {
-            match self.stream.write(&self.out[self.out_sent..]) {
-                Ok(0) => return self.lost(ctx),
-                Ok(n) => self.out_sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.lost(ctx),
-            }
+        if self.phase == Phase::Closed || !self.has_output() {
+            return;
         }
-        if !self.has_output() {
+        if self.transport.write(&self.out, &mut self.out_sent) == Sent::Broken {
+            return self.lost(ctx);
+        }
+        if self.pending_out() == 0 {
             self.out.clear();
             self.out_sent = 0;
             if self.out.capacity() > MAX_PENDING_OUT {
@@ -198,14 +199,24 @@ impl LoadConn {
         }
     }
 
-    /// Reads what the socket holds. Returns true when the read budget ran out with data
-    /// possibly left (read again next turn: edges do not repeat).
-    pub fn on_readable(&mut self, ctx: &mut Ctx<'_>, scratch: &mut [u8]) -> bool {
+    /// Reads what the socket holds (`cipher` is the thread's buffer for TLS records; empty
+    /// without TLS). Returns true when the read budget ran out with data possibly left
+    /// (read again next turn: edges do not repeat).
+    pub fn on_readable(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        scratch: &mut [u8],
+        cipher: &mut [u8],
+    ) -> bool {
         if matches!(self.phase, Phase::Connecting | Phase::Closed) {
             return false;
         }
         for _ in 0..MAX_READS_PER_EVENT {
-            match self.stream.read(scratch) {
+            let read = match &mut self.transport {
+                Transport::Plain(stream) => stream.read(scratch),
+                Transport::Tls(_) => return self.read_tls(ctx, scratch, cipher),
+            };
+            match read {
                 Ok(0) => {
                     self.lost(ctx);
                     return false;
@@ -246,7 +257,7 @@ impl LoadConn {
         if self.phase != Phase::Open {
             return;
         }
-        if self.out.len() - self.out_sent > MAX_PENDING_OUT {
+        if self.pending_out() > MAX_PENDING_OUT {
             if ctx.stats.measuring {
                 ctx.stats.window.publish_skipped += 1;
             }
@@ -273,11 +284,13 @@ impl LoadConn {
         }
     }
 
-    /// Ends the run: queues close 1000 and sends it if the socket takes it right away.
+    /// Ends the run: queues close 1000 and sends it (then TLS's close_notify) if the socket
+    /// takes it right away.
     pub fn finish(&mut self, ctx: &mut Ctx<'_>) {
         if self.phase == Phase::Open {
             self.queue_control(ctx, Control::Close, &close_code::NORMAL.to_be_bytes());
             self.flush(ctx);
+            self.transport.close_notify();
         }
         self.phase = Phase::Closed;
     }
@@ -393,6 +406,7 @@ impl LoadConn {
                 let code = &payload[..payload.len().min(2)];
                 self.queue_control(ctx, Control::Close, code);
                 self.flush(ctx);
+                self.transport.close_notify();
                 self.phase = Phase::Closed;
             }
             OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
@@ -404,14 +418,13 @@ impl LoadConn {
     /// Queues a control frame, unless the send buffer is already full (a peer that pings
     /// faster than it reads our pongs gets no more of them).
     fn queue_control(&mut self, ctx: &mut Ctx<'_>, kind: Control, payload: &[u8]) {
-        if self.out.len() - self.out_sent > MAX_PENDING_OUT {
+        if self.pending_out() > MAX_PENDING_OUT {
             return;
         }
         let mask = ctx.rng.u32(..).to_ne_bytes();
         wire::encode_masked(OpCode::Control(kind), payload, mask, &mut self.out);
     }
 
-    /// Counts one complete message: latency and seq gaps for data messages.
     /// A complete message, inflated first when it is compressed.
     fn on_whole(&mut self, ctx: &mut Ctx<'_>, payload: &[u8], compressed: bool, now_us: u64) {
         if !compressed {
@@ -433,104 +446,5 @@ impl LoadConn {
         for line in text.split(|&b| b == b'\n') {
             self.on_message(ctx, line, now_us);
         }
-    }
-
-    fn on_message(&mut self, ctx: &mut Ctx<'_>, text: &[u8], now_us: u64) {
-        let env = ctx.scanner.envelope(text);
-        let measuring = ctx.stats.measuring;
-        let (Some(seq), Some(ts)) = (env.seq, env.ts) else {
-            if measuring {
-                if ctx.scanner.is_error(text) {
-                    ctx.stats.window.error_frames += 1;
-                } else {
-                    ctx.stats.window.other_messages += 1;
-                }
-            }
-            return;
-        };
-        if measuring {
-            let stats = &mut *ctx.stats;
-            stats.window.messages += 1;
-            stats
-                .latency
-                .saturating_record(now_us.saturating_sub(ts).max(1));
-            if ctx.track_sent
-                && let Some(sent) = ctx.scanner.sent_us(text)
-            {
-                stats
-                    .publish_latency
-                    .saturating_record(now_us.saturating_sub(sent).max(1));
-            }
-        }
-        if let Some(topic) = env.topic {
-            self.track_seq(ctx.stats, topic, seq, ts);
-        }
-    }
-
-    fn track_seq(&mut self, stats: &mut Stats, topic: &[u8], seq: u64, ts: u64) {
-        let slot = match self
-            .seqs
-            .iter()
-            .position(|(id, _)| stats.topics.is(*id, topic))
-        {
-            Some(i) => i,
-            None => {
-                let id = stats.topics.id(topic);
-                if stats.measuring {
-                    stats.topics.counts[id as usize].seen(seq, ts);
-                }
-                if !stats.topics.is_other(id) && self.seqs.len() < MAX_TRACKED_TOPICS {
-                    self.seqs.push((id, seq));
-                }
-                return;
-            }
-        };
-        let (id, last) = &mut self.seqs[slot];
-        if stats.measuring {
-            let counts = &mut stats.topics.counts[*id as usize];
-            counts.seen(seq, ts);
-            if seq > *last + 1 {
-                let missing = seq - *last - 1;
-                counts.gaps += missing;
-                stats.window.gaps += missing;
-            } else if seq <= *last {
-                counts.reordered += 1;
-            }
-        }
-        *last = (*last).max(seq);
-    }
-}
-
-/// Sets `IP_BIND_ADDRESS_NO_PORT`: bind the address now, choose the port at connect time,
-/// so the full 4-tuple (not the source port alone) must be unique.
-fn bind_no_port(socket: &socket2::Socket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket fd and a pointer to a live c_int of the given length.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// The failure reason for a connect error.
-pub fn connect_reason(e: &io::Error) -> &'static str {
-    match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) => "refused",
-        Some(libc::ECONNRESET) => "reset",
-        Some(libc::ETIMEDOUT) => "timeout",
-        Some(libc::EADDRNOTAVAIL) | Some(libc::EADDRINUSE) => "no_source_port",
-        Some(libc::EMFILE) | Some(libc::ENFILE) => "fd_limit",
-        _ => "connect_error",
     }
 }

@@ -14,9 +14,14 @@
 //! exactly the window the clients measured.
 //!
 //! Files: [`config`] (settings, URL), [`wire`] (client framing and upgrade), [`scan`] (finding
-//! `topic`/`seq`/`ts` without a JSON tree), [`conn`] (one connection), [`worker`] (one
-//! thread), [`stats`] (counts and merging), [`sys`] (`/proc`, `getrusage`, `/metrics`),
-//! [`summary`] (the report: human text, JSON, CSV row).
+//! `topic`/`seq`/`ts` without a JSON tree), [`conn`] (one connection), [`transport`] (its
+//! socket, plain or TLS), [`tls`] (the `wss://` client settings: `--tls-ca`, server name),
+//! [`worker`] (one thread), [`stats`] (counts and merging), [`sys`] (`/proc`, `getrusage`,
+//! `/metrics`), [`summary`] (the report: human text, JSON, CSV row).
+//!
+//! With a `wss://` URL every connection speaks TLS (rustls, driven by the same loops); the
+//! handshake latency then runs from the TCP connect through the TLS handshake to the 101,
+//! and a TLS failure is counted with the other connect failures (`tls_unknown_issuer`, ...).
 
 pub mod config;
 pub mod conn;
@@ -25,6 +30,8 @@ pub mod scan;
 pub mod stats;
 pub mod summary;
 pub mod sys;
+pub mod tls;
+pub mod transport;
 pub mod wire;
 pub mod worker;
 
@@ -53,6 +60,10 @@ const RAMP_GRACE: Duration = Duration::from_secs(1);
 /// Runs one load test and returns its summary. Blocks for about ramp + warmup + duration.
 pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
     cfg.validate()?;
+    let tls = match &cfg.tls_ca {
+        Some(ca) => Some(tls::TlsClient::new(&cfg.target, ca)?),
+        None => None,
+    };
     if let Err(e) = crate::server::raise_nofile_limit() {
         log::warn!("could not raise the open-file limit: {e}");
     }
@@ -64,7 +75,7 @@ pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
     let control = Arc::new(Control::new(Instant::now()));
     let mut threads: Vec<JoinHandle<Stats>> = Vec::with_capacity(cfg.threads);
     for index in 0..cfg.threads {
-        let worker = Worker::new(index, cfg.clone(), control.clone())
+        let worker = Worker::new(index, cfg.clone(), control.clone(), tls.clone())
             .map_err(|e| format!("cannot create a poll: {e}"))?;
         let handle = std::thread::Builder::new()
             .name(format!("tickcast-load-{index}"))
@@ -106,7 +117,7 @@ pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
     // just outside the window and the CPU samples exactly at its edges.
     let scrape = || {
         cfg.scrape_metrics
-            .then(|| sys::scrape_server(cfg.target.addr))
+            .then(|| sys::scrape_server(cfg.target.addr, tls.as_ref()))
             .flatten()
     };
     let scrape_at = window_start - cfg.warmup.min(SCRAPE_LEAD);

@@ -1,7 +1,7 @@
 //! What the load generator reads from the operating system: a server process's CPU time and
 //! RSS from `/proc`, its own CPU time (`getrusage`), the load average (all three read by
 //! [`crate::procstat`], in the units the CSV records), and the server's drop counters from its
-//! `/metrics` page.
+//! `/metrics` page (over TLS too, for a `wss://` server).
 //!
 //! All of it is optional: a missing file or a server without `/metrics` gives `None`, and the
 //! CSV cell stays empty.
@@ -11,6 +11,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use super::tls::TlsClient;
 use crate::procstat::{self, Process, Usage};
 
 /// Longest `/metrics` page read.
@@ -68,9 +69,10 @@ pub struct ServerScrape {
     pub handshake_p99_us: Option<u64>,
 }
 
-/// Reads `http://addr/metrics`. `None` when the server does not answer with tickcast metrics.
-pub fn scrape_server(addr: SocketAddr) -> Option<ServerScrape> {
-    let page = http_get(addr, "/metrics").ok()?;
+/// Reads `http://addr/metrics` (`https://` with `tls`). `None` when the server does not
+/// answer with tickcast metrics.
+pub fn scrape_server(addr: SocketAddr, tls: Option<&TlsClient>) -> Option<ServerScrape> {
+    let page = http_get(addr, "/metrics", tls).ok()?;
     page.contains("tickcast_").then(|| ServerScrape {
         drops: parse_drops(&page),
         handshake_p99_us: parse_gauge(&page, "tickcast_handshake_latency_p99_seconds")
@@ -86,17 +88,35 @@ fn parse_gauge(page: &str, name: &str) -> Option<f64> {
     })
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, SCRAPE_TIMEOUT)?;
+fn http_get(addr: SocketAddr, path: &str, tls: Option<&TlsClient>) -> io::Result<String> {
+    let s = TcpStream::connect_timeout(&addr, SCRAPE_TIMEOUT)?;
     s.set_read_timeout(Some(SCRAPE_TIMEOUT))?;
     s.set_write_timeout(Some(SCRAPE_TIMEOUT))?;
+    match tls {
+        None => get_over(s, addr, path),
+        Some(tls) => get_over(
+            super::tls::blocking_stream(tls, s).map_err(io::Error::other)?,
+            addr,
+            path,
+        ),
+    }
+}
+
+/// Sends the request and reads the answer until the server closes. A TLS server that
+/// closes without close_notify ends the read with an error; what came before it counts.
+fn get_over(mut s: impl Read + Write, addr: SocketAddr, path: &str) -> io::Result<String> {
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )?;
-    let mut body = String::new();
-    s.take(MAX_METRICS_PAGE).read_to_string(&mut body)?;
-    Ok(body)
+    s.flush()?;
+    let mut body = Vec::new();
+    match s.take(MAX_METRICS_PAGE).read_to_end(&mut body) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !body.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    String::from_utf8(body).map_err(io::Error::other)
 }
 
 /// Sums `tickcast_drops_total{...reason="R"...} N` lines by reason.

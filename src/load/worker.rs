@@ -23,10 +23,12 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::config::LoadConfig;
-use super::conn::{Ctx, LoadConn, Phase, connect_reason};
+use super::conn::{Ctx, LoadConn, Phase};
 use super::control::{Control, WindowState, close_window, follow_window};
 use super::scan::Scanner;
 use super::stats::Stats;
+use super::tls::TlsClient;
+use super::transport::connect_reason;
 use crate::deflate::Inflater;
 
 /// Per-thread read buffer: big reads are what keep the client cheaper than the server.
@@ -58,6 +60,11 @@ pub struct Worker {
     handshake_events: Events,
     conns: Slab<LoadConn>,
     scratch: Vec<u8>,
+    /// Where TLS records are read before rustls decrypts them into `scratch`: as large, so
+    /// a `wss://` connection reads in the same big bites (empty without TLS).
+    cipher: Vec<u8>,
+    /// `wss://`: what every connection's TLS is made from.
+    tls: Option<TlsClient>,
     /// The counts, scanner and settings every connection uses (see [`Shared::ctx`]).
     shared: Shared,
     /// The next global connection index this thread opens.
@@ -76,8 +83,13 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Thread `index` of `cfg.threads`.
-    pub fn new(index: usize, cfg: Arc<LoadConfig>, control: Arc<Control>) -> std::io::Result<Self> {
+    /// Thread `index` of `cfg.threads`, speaking TLS when `tls` is given.
+    pub fn new(
+        index: usize,
+        cfg: Arc<LoadConfig>,
+        control: Arc<Control>,
+        tls: Option<TlsClient>,
+    ) -> std::io::Result<Self> {
         let base = control.base;
         let poll = Poll::new()?;
         let handshakes = Poll::new()?;
@@ -93,6 +105,12 @@ impl Worker {
             handshake_events: Events::with_capacity(HANDSHAKE_EVENTS),
             conns: Slab::with_capacity(cfg.connections / cfg.threads + 1),
             scratch: vec![0; SCRATCH],
+            cipher: if tls.is_some() {
+                vec![0; SCRATCH]
+            } else {
+                Vec::new()
+            },
+            tls,
             shared: Shared::new(index, &cfg),
             next_k: index,
             again: Vec::new(),
@@ -152,7 +170,8 @@ impl Worker {
             self.next_k += self.cfg.threads;
             let source = (!self.cfg.source_ips.is_empty())
                 .then(|| self.cfg.source_ips[k % self.cfg.source_ips.len()]);
-            let mut conn = match LoadConn::connect(self.cfg.target.addr, source) {
+            let mut conn = match LoadConn::connect(self.cfg.target.addr, source, self.tls.as_ref())
+            {
                 Ok(conn) => conn,
                 Err(e) => {
                     self.shared.stats.fail(connect_reason(&e));
@@ -333,7 +352,7 @@ impl Worker {
         if writable {
             conn.on_writable(&mut ctx, &self.cfg.target);
         }
-        if readable && conn.on_readable(&mut ctx, &mut self.scratch) {
+        if readable && conn.on_readable(&mut ctx, &mut self.scratch, &mut self.cipher) {
             self.again.push(token);
         }
         if conn.has_output() {

@@ -48,8 +48,8 @@ pub const CHROMIUM: Program = Program {
     package: "chromium",
 };
 
-/// nginx, in front of the server in tests/proxies.rs (Debian's `nginx-light` is enough;
-/// it installs to /usr/sbin, which a non-root PATH may lack).
+/// nginx, in front of the server in tests/proxies.rs and tests/load_tls.rs (Debian's
+/// `nginx-light` is enough; it installs to /usr/sbin, which a non-root PATH may lack).
 pub const NGINX: Program = Program {
     what: "nginx",
     env: None,
