@@ -8,6 +8,12 @@
 #            one message (`deflate-batch`, `?batch=1`), for the natural tick and
 #            a 1 KB payload: bytes on the wire and server CPU per delivery, sustainable
 #            rate. <out>/payload-<bytes>/raw.csv (+ report) and <out>/deflate.md.
+#   tls      TLS: the single hub's ladder with plain clients (`tickcast`) and, on the same
+#            binary serving its port with --tls-cert/--tls-key, wss:// clients (`tls`), at
+#            each client count, one after the other in one run: server CPU per delivery,
+#            sustainable rate, handshake p99, RSS per connection. A throwaway CA and a
+#            certificate for 127.0.0.1 are made with openssl. <out>/raw.csv (+ report) and
+#            <out>/tls.md.
 #   cluster  two tickcast nodes sharing rooms through Redis (scripts/bench-cluster.sh):
 #            cross-node latency and throughput (cluster.csv), a resume on the other node
 #            (resume.csv), and publishes/s through one redis-server against a 3-master
@@ -250,6 +256,68 @@ deflate_table() {
             }' "$dir/raw.csv" | sort -t'|' -k2,2n -k3,3n
         echo
     done
+}
+
+# make_tls_certs DIR: a throwaway CA and a certificate for 127.0.0.1 it signed (ECDSA P-256,
+# valid 2 days), with openssl; sets TLS_CA (the CA), TLS_CERT (the server's chain: its
+# certificate, then the CA's) and TLS_KEY.
+make_tls_certs() {
+    local dir=$1
+    command -v openssl >/dev/null 2>&1 || { echo "bench.sh: --tls needs openssl to make its certificates" >&2; exit 1; }
+    mkdir -p "$dir"
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n' >"$dir/server.ext"
+    if ! {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj "/CN=tickcast bench CA" -keyout "$dir/ca.key" -out "$dir/ca.pem" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -subj "/CN=127.0.0.1" -keyout "$dir/server.key" -out "$dir/server.csr" &&
+        openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+            -CAcreateserial -days 2 -extfile "$dir/server.ext" -out "$dir/server.pem"
+    } >"$dir/openssl.log" 2>&1; then
+        echo "bench.sh: openssl could not make the certificates (see $dir/openssl.log)" >&2
+        exit 1
+    fi
+    cat "$dir/server.pem" "$dir/ca.pem" >"$dir/chain.pem"
+    TLS_CA=$dir/ca.pem
+    TLS_CERT=$dir/chain.pem
+    TLS_KEY=$dir/server.key
+}
+
+# run_tls: at each client count, the single hub's ladder with plain clients, then the same
+# ladder over TLS; then the comparison (tls.md). The certificates live in the output's tmp/.
+run_tls() {
+    local clients
+    make_tls_certs "$OUT/tmp/tls"
+    for clients in $CLIENT_LIST; do
+        ladder tickcast 1 "$clients"
+        ladder tls 1 "$clients"
+    done
+    "$BIN" report "$CSV" --out "$OUT" >/dev/null
+    tls_table >"$OUT/tls.md"
+    cat "$OUT/tls.md" >&2
+}
+
+# tls_table: tls.md, the comparison `tickcast report --compare tickcast,tls` computes, with
+# how it was measured.
+tls_table() {
+    echo "# TLS (wss://) against plain clients (ws://)"
+    echo
+    echo "Command: \`$COMMAND_LINE\`, $(date -u '+%Y-%m-%d %H:%M UTC'), commit \`$COMMIT\`$DIRTY."
+    echo "One shard, the same binary for both: \`tickcast\` rows are the server on plain TCP and"
+    echo "\`ws://\` clients, \`tls\` rows the server with \`--tls-cert/--tls-key\` (rustls, ring) and"
+    echo "\`wss://\` clients (\`tickcast load --tls-ca\`: rustls, TLS 1.3, session resumption on),"
+    echo "trusting a throwaway CA; the server's certificate is ECDSA P-256 for 127.0.0.1. Each"
+    echo "client count runs the plain ladder, then the TLS one, in one run: compare the two as"
+    echo "ratios. CPU is the server's, per delivered message; handshake p99 is TCP connect -> 101"
+    echo "(TLS included) for every connection of the ramp, made while the server broadcast to the"
+    echo "ones already connected; RSS per connection is the server's, once all were connected."
+    echo "\`bytes\` in raw.csv are what the clients read from their sockets (ciphertext for \`tls\`)."
+    echo "\`(cb)\`: the load generator was at >= 90 % CPU (it decrypts every message too, and is"
+    echo "often the first to give out); \`(ns)\`: the point missed the bar; \`(≥)\`: the ladder never"
+    echo "failed, so the ceiling was not reached."
+    echo
+    "$BIN" report "$CSV" --compare tickcast,tls
 }
 
 # shellcheck source=scripts/bench-cluster.sh

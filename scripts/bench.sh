@@ -10,6 +10,7 @@
 #   scripts/bench.sh --rooms         # many rooms, a publisher each: which thread saturates (rooms.csv)
 #   scripts/bench.sh --rooms --uws   # ... and the same points against uWebSockets (Bun, from npm)
 #   scripts/bench.sh --deflate       # permessage-deflate against plain clients (deflate.md)
+#   scripts/bench.sh --tls           # wss:// (server TLS) against plain ws://, same server (tls.md)
 #   scripts/bench.sh --out DIR --clients 1000,5000 --shards 1,2 --duration 5 --warmup 2
 #   scripts/bench.sh --repeat 3      # runs per point near the bar (full sweep default: 3)
 #
@@ -45,7 +46,7 @@ BASE_PORT=${BENCH_PORT:-18100}
 COMMAND_LINE="scripts/bench.sh $*"
 
 usage() {
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -57,6 +58,7 @@ while (($#)); do
         --cluster) SCENARIO=cluster ;;
         --rooms) SCENARIO=rooms ;;
         --deflate) SCENARIO=deflate ;;
+        --tls) SCENARIO=tls ;;
         --uws) UWS=1 ;;
         --out) OUT=$2; shift ;;
         --clients) CLIENTS=$2; shift ;;
@@ -80,8 +82,10 @@ default_shards() {
     echo "${out%,}"
 }
 
-# permessage-deflate is measured at 1,000 and 5,000 clients unless told otherwise.
+# permessage-deflate is measured at 1,000 and 5,000 clients unless told otherwise, TLS at
+# 1,000, 5,000 and 10,000.
 if [[ $SCENARIO == deflate ]]; then CLIENTS=${CLIENTS:-1000,5000}; fi
+if [[ $SCENARIO == tls ]]; then CLIENTS=${CLIENTS:-1000,5000,10000}; fi
 
 # Ladder: start (deliveries/s), growth factor, refinement steps, most points per ladder,
 # highest deliveries/s tried.
@@ -204,6 +208,14 @@ run_point() {
         scpus=$ALL_CPUS; split="server:$ALL_CPUS load:$LOAD_CPUS (shared)"
     fi
     log=$OUT/logs/$(printf '%03d' "$POINT")-$mode-s$shards-c$clients-r$rate-l$linger
+    # `tls`: the same server with TLS on its port (certificates from run_tls), clients on
+    # wss:// trusting the run's throwaway CA.
+    local scheme=ws serve_tls=() extra=()
+    if [[ $mode == tls* ]]; then
+        scheme=wss
+        serve_tls=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
+        extra+=(--tls-ca "$TLS_CA")
+    fi
     for attempt in 1 2 3; do
         port=$((BASE_PORT + (POINT * 3 + attempt) % 200))
         if [[ $mode == baseline ]]; then
@@ -213,17 +225,21 @@ run_point() {
             RUST_LOG=warn taskset -c "$scpus" "$BIN" serve --listen "127.0.0.1:$port" \
                 --shards "$shards" --providers 1 --rate "$rate" --linger "$linger" \
                 --payload-bytes "$PAYLOAD" --drain-timeout 1s "${SERVE_EXTRA[@]}" \
-                2>"$log.server.log" &
+                ${serve_tls[@]+"${serve_tls[@]}"} 2>"$log.server.log" &
         fi
         SERVER_PID=$!
         wait_listening "$port" "$SERVER_PID" && break
         stop_server
     done
     if [[ -z $SERVER_PID ]]; then
-        echo "bench.sh: the server did not start (see $log.server.log)" >&2
+        echo "bench.sh: the server did not start (see $log.server.log):" >&2
+        { grep -m1 '^error' "$log.server.log" || tail -n 3 "$log.server.log"; } | sed 's/^/    /' >&2
+        if ((${#serve_tls[@]})) && grep -q "unexpected argument '--tls-cert'" "$log.server.log"; then
+            echo "bench.sh: this tickcast ($BIN) does not take --tls-cert/--tls-key:" \
+                 "--tls needs a server built with TLS" >&2
+        fi
         exit 1
     fi
-    local extra=()
     if [[ $mode != baseline ]]; then extra+=(--scrape-metrics --pinned); fi
     # `deflate`: the same server, with clients that negotiate permessage-deflate;
     # `deflate-batch`: ... that also take runs of messages as one message (`?batch=1`).
@@ -231,7 +247,7 @@ run_point() {
     if [[ $mode == deflate* ]]; then extra+=(--deflate); fi
     if [[ $mode == *batch ]]; then query+="&batch=1"; fi
     rows_before=$( [[ -f $CSV ]] && wc -l <"$CSV" || echo 0)
-    taskset -c "$LOAD_CPUS" "$BIN" load "ws://127.0.0.1:$port/ws?$query" \
+    taskset -c "$LOAD_CPUS" "$BIN" load "$scheme://127.0.0.1:$port/ws?$query" \
         -n "$clients" --connect-rate "$CONNECT_RATE" --source-ips "$SOURCE_IPS" \
         --warmup "$WARMUP" --duration "$DURATION" --server-pid "$SERVER_PID" \
         --csv "$CSV" --quiet --mode "$mode" --shards "$shards" --linger "$linger" \

@@ -82,7 +82,8 @@
 //!
 //! Measuring (not part of the server's path):
 //!
-//! - [`load`]: `tickcast load`, the load generator (mio threads, own client framing, hdrhistogram).
+//! - [`load`]: `tickcast load`, the load generator (mio threads, own client framing, hdrhistogram;
+//!   `wss://` through rustls driven by the same loops).
 //! - [`baseline`]: `tickcast baseline`, the bare one-thread write loop tickcast is compared to.
 //! - [`report`]: the `raw.csv` schema, saturation points, `summary.md` and SVG charts.
 //! - [`abuse`]: `tickcast abuse`, the client side of the hostile scenarios

@@ -182,6 +182,25 @@ fn report(args: &ReportArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    match args.compare_modes() {
+        Ok(Some((base, other))) => {
+            return match tickcast::report::compare_modes(csv, &base, &other) {
+                Ok(table) => {
+                    print!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tickcast report: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("tickcast report: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if args.verdict {
         return match tickcast::report::last_verdict(csv) {
             Ok(v) => {

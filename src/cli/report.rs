@@ -26,6 +26,12 @@ pub struct ReportArgs {
     /// given as MODE,SHARDS,CLIENTS (e.g. `tickcast,1,5000`); nothing when none passed.
     #[arg(long, value_name = "MODE,SHARDS,CLIENTS")]
     pub best_rate: Option<String>,
+    /// Only print two modes of the sweep side by side as markdown, given as BASE,OTHER
+    /// (e.g. `tickcast,tls`): each one's highest sustainable rate per client count, and at
+    /// every rate measured both ways the server CPU per delivery, handshake p99 and RSS
+    /// per connection.
+    #[arg(long, value_name = "BASE,OTHER")]
+    pub compare: Option<String>,
 }
 
 impl ReportArgs {
@@ -48,6 +54,19 @@ impl ReportArgs {
             _ => Err(format!(
                 "--best-rate wants MODE,SHARDS,CLIENTS, got {spec:?}"
             )),
+        }
+    }
+
+    /// `--compare` split into (base, other).
+    pub fn compare_modes(&self) -> Result<Option<(String, String)>, String> {
+        let Some(spec) = &self.compare else {
+            return Ok(None);
+        };
+        match spec.split_once(',') {
+            Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() => {
+                Ok(Some((a.trim().to_string(), b.trim().to_string())))
+            }
+            _ => Err(format!("--compare wants BASE,OTHER, got {spec:?}")),
         }
     }
 

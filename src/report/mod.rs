@@ -3,11 +3,13 @@
 //! [`schema`] owns the CSV columns (shared with `tickcast load --csv`), [`saturation`] the
 //! rule that finds each configuration's saturation point, [`repeats`] which run stands for a
 //! point measured more than once, [`summary`] the markdown tables and [`charts`] the SVGs;
-//! [`rooms`] the same for the many-rooms scenario.
+//! [`rooms`] the same for the many-rooms scenario; [`compare`] two modes of one sweep side by
+//! side (TLS against plain clients).
 //! Everything computed about a sweep is computed here, in Rust; the bench script only
 //! orchestrates processes.
 
 pub mod charts;
+pub mod compare;
 pub mod repeats;
 pub mod rooms;
 pub mod saturation;
@@ -34,6 +36,13 @@ pub fn write_report(csv: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, String> 
     let mut files = vec![summary_path];
     files.extend(charts::draw_all(&medians, out_dir)?);
     Ok(files)
+}
+
+/// The markdown comparison of mode `other` against `base` among the rows of `csv`
+/// ([`compare::table`]).
+pub fn compare_modes(csv: &Path, base: &str, other: &str) -> Result<String, String> {
+    let rows = schema::read_rows(csv).map_err(|e| format!("{}: {e}", csv.display()))?;
+    Ok(compare::table(&rows, base, other))
 }
 
 /// What the bench script needs to know about the point just measured (the last row).
