@@ -53,8 +53,7 @@ struct Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
