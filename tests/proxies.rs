@@ -266,21 +266,23 @@ fn failures(server: &tickcast::server::RunningServer, reason: &str) -> f64 {
         .sum("tickcast_handshake_failures_total", &[("reason", reason)])
 }
 
-/// Writes `head` then an upgrade from 127.0.0.1 and returns the HTTP status.
-fn upgrade_after(addr: SocketAddr, head: &[u8]) -> u16 {
-    let mut tcp = tcp_from("127.0.0.1", addr).unwrap();
+/// From `source`: writes `head` (a PROXY header, or nothing), then a valid upgrade with the
+/// `extra` header lines, in one write. Returns the HTTP status (0 when the connection ended
+/// without one) and the socket, which a caller keeps to hold the connection open.
+fn upgrade(source: &str, addr: SocketAddr, head: &[u8], extra: &str) -> (u16, TcpStream) {
+    let mut tcp = tcp_from(source, addr).unwrap();
+    let extra = format!("Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}");
     let mut bytes = head.to_vec();
-    bytes.extend_from_slice(
-        upgrade_request(
-            "/ws",
-            &format!("Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n"),
-        )
-        .as_bytes(),
-    );
+    bytes.extend_from_slice(upgrade_request("/ws", &extra).as_bytes());
     tcp.write_all(&bytes).unwrap();
     let mut buf = [0u8; 512];
     let n = tcp.read(&mut buf).unwrap_or(0);
-    status_of(&String::from_utf8_lossy(&buf[..n]))
+    (status_of(&String::from_utf8_lossy(&buf[..n])), tcp)
+}
+
+/// [`upgrade`] from the trusted proxy (127.0.0.1) after `head`; the status only.
+fn upgrade_after(addr: SocketAddr, head: &[u8]) -> u16 {
+    upgrade("127.0.0.1", addr, head, "").0
 }
 
 fn v2_header(src: [u8; 4], src_port: u16) -> Vec<u8> {
@@ -301,19 +303,8 @@ fn proxy_headers_name_the_client_and_only_trusted_peers_may_send_them() {
     let v1 = b"PROXY TCP4 192.0.2.10 127.0.0.1 40000 8080\r\n";
     let mut held = Vec::new();
     for head in [v1.to_vec(), v2_header([192, 0, 2, 11], 40001)] {
-        let mut tcp = tcp_from("127.0.0.1", addr).unwrap();
-        let mut bytes = head.clone();
-        bytes.extend_from_slice(
-            upgrade_request(
-                "/ws",
-                &format!("Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n"),
-            )
-            .as_bytes(),
-        );
-        tcp.write_all(&bytes).unwrap();
-        let mut buf = [0u8; 256];
-        let n = tcp.read(&mut buf).unwrap();
-        assert_eq!(status_of(&String::from_utf8_lossy(&buf[..n])), 101);
+        let (status, tcp) = upgrade("127.0.0.1", addr, &head, "");
+        assert_eq!(status, 101);
         held.push(tcp);
     }
     // The same client again (v1): its address is full, though the proxy's socket is new.
@@ -339,23 +330,8 @@ fn proxy_headers_name_the_client_and_only_trusted_peers_may_send_them() {
         failures(&server, "proxy_untrusted") >= 1.0
     });
     // ...but is served directly, under its own address.
-    assert_eq!(upgrade_after_from("127.0.0.2", addr), 101);
+    assert_eq!(upgrade("127.0.0.2", addr, b"", "").0, 101);
     server.shutdown();
-}
-
-fn upgrade_after_from(source: &str, addr: SocketAddr) -> u16 {
-    let mut tcp = tcp_from(source, addr).unwrap();
-    tcp.write_all(
-        upgrade_request(
-            "/ws",
-            &format!("Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n"),
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    let mut buf = [0u8; 256];
-    let n = tcp.read(&mut buf).unwrap_or(0);
-    status_of(&String::from_utf8_lossy(&buf[..n]))
 }
 
 #[test]
@@ -365,15 +341,7 @@ fn forwarding_headers_are_believed_only_from_trusted_peers() {
     cfg.trusted_proxies = trusted("127.0.0.1/32");
     let server = start(cfg);
     let addr = server.local_addr();
-    let upgrade = |source: &str, header: &str| -> (u16, TcpStream) {
-        let mut tcp = tcp_from(source, addr).unwrap();
-        let extra = format!("Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{header}");
-        tcp.write_all(upgrade_request("/ws", &extra).as_bytes())
-            .unwrap();
-        let mut buf = [0u8; 256];
-        let n = tcp.read(&mut buf).unwrap_or(0);
-        (status_of(&String::from_utf8_lossy(&buf[..n])), tcp)
-    };
+    let upgrade = |source: &str, header: &str| upgrade(source, addr, b"", header);
     // From the trusted proxy: two clients named by X-Forwarded-For and Forwarded.
     let (s1, _a) = upgrade("127.0.0.1", "X-Forwarded-For: 198.51.100.7\r\n");
     let (s2, _b) = upgrade("127.0.0.1", "Forwarded: for=\"[2001:db8::7]:4711\"\r\n");
