@@ -42,26 +42,9 @@ pub fn connect(
     Ok(socket.into())
 }
 
-/// Sets `IP_BIND_ADDRESS_NO_PORT` on a socket about to be bound to an address alone.
-pub fn bind_no_port(socket: &socket2::Socket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket fd and a pointer to a live c_int of the given length.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
+/// Sets `IP_BIND_ADDRESS_NO_PORT` on a socket about to be bound to an address alone (the
+/// load generator's, so both bind sources the same way).
+pub use crate::load::transport::bind_no_port;
 
 /// Resets the connection: `SO_LINGER` 0, then close. The kernel sends RST at once and keeps
 /// no state (no TIME_WAIT, no unsent data).

@@ -240,8 +240,9 @@ impl TlsStream {
 }
 
 /// Sets `IP_BIND_ADDRESS_NO_PORT`: bind the address now, choose the port at connect time,
-/// so the full 4-tuple (not the source port alone) must be unique.
-fn bind_no_port(socket: &socket2::Socket) -> io::Result<()> {
+/// so the full 4-tuple (not the source port alone) must be unique. The abuse clients bind
+/// their sources with it too.
+pub fn bind_no_port(socket: &socket2::Socket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
     // SAFETY: a valid socket fd and a pointer to a live c_int of the given length.
