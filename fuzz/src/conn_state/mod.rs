@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use tickcast::admission::Admission;
 use tickcast::config::{ServerConfig, SlowPolicy};
-use tickcast::conn::{Conn, ConnCtx, FanOut, Offer, State};
+use tickcast::conn::{Conn, ConnCtx, FanOut, Offer, State, Transport};
 use tickcast::frame::{self, is_valid_received_close_code};
 use tickcast::interest::Interest;
 use tickcast::messages::{ConnKey, MixerMsg, MixerPort};
@@ -203,12 +203,20 @@ impl Harness {
             deflate_interest: Interest::new(),
             bus: None,
             bus_tx: None,
+            tls: None,
         };
         let (server_end, peer) = socket_pair();
         let poll = mio::Poll::new().expect("epoll");
         let key = ConnKey { token: 0, id: 1 };
         let peer_addr = SocketAddr::from(([127, 0, 0, 2], 40000));
-        let mut conn = Conn::new(key.id, server_end, peer_addr, now, now, &cfg);
+        let mut conn = Conn::new(
+            key.id,
+            Transport::plain(server_end),
+            peer_addr,
+            now,
+            now,
+            &cfg,
+        );
         conn.register(poll.registry(), key.token)
             .expect("register the connection");
         let mut h = Harness {
