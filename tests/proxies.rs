@@ -14,101 +14,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 
 use common::*;
 use rustls::{ClientConnection, StreamOwned};
 use tickcast::config::ServerConfig;
 use tickcast::edge::forwarded::TrustedProxies;
 use tungstenite::{Message, WebSocket};
-
-/// The deployment file `name` from `deploy/`, with the README's ports and certificate paths
-/// replaced by the test's.
-fn deployment(name: &str, front: u16, back: u16, pki: &Pki) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("deploy")
-        .join(name);
-    let text = std::fs::read_to_string(&path).expect("deploy file");
-    for fixed in ["127.0.0.1:8443", "127.0.0.1:8080"] {
-        assert!(text.contains(fixed), "{name} no longer names {fixed}");
-    }
-    text.replace("127.0.0.1:8443", &format!("127.0.0.1:{front}"))
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{back}"))
-        .replace(
-            "/etc/tickcast/tls.crt",
-            &pki.files.cert.display().to_string(),
-        )
-        .replace(
-            "/etc/tickcast/tls.key",
-            &pki.files.key.display().to_string(),
-        )
-}
-
-/// An external proxy, killed when dropped.
-struct Proxy {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        stop_child(&mut self.child);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_nginx(back: u16, pki: &Pki, dir: &Path) -> (Proxy, u16) {
-    let nginx = require_program(&NGINX);
-    let front = free_port();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, deployment("nginx.conf", front, back, pki)).unwrap();
-    let child = Command::new(nginx)
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-e")
-        .arg("stderr")
-        .arg("-g")
-        .arg(format!(
-            "daemon off; pid {}; error_log stderr;",
-            dir.join("nginx.pid").display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx");
-    (
-        Proxy {
-            child,
-            dir: dir.to_path_buf(),
-        },
-        front,
-    )
-}
-
-fn start_haproxy(back: u16, pki: &Pki, dir: &Path) -> (Proxy, u16) {
-    let haproxy = require_program(&HAPROXY);
-    let front = free_port();
-    let conf = dir.join("haproxy.cfg");
-    std::fs::write(&conf, deployment("haproxy.cfg", front, back, pki)).unwrap();
-    let child = Command::new(haproxy)
-        .arg("-db")
-        .arg("-f")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start haproxy");
-    (
-        Proxy {
-            child,
-            dir: dir.to_path_buf(),
-        },
-        front,
-    )
-}
 
 /// A TCP connection from `source` (127.0.0.2, 127.0.0.3: one machine, several clients).
 fn tcp_from(source: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
@@ -228,8 +140,8 @@ fn behind_nginx_terminating_tls_the_client_address_comes_from_x_forwarded_for() 
     let dir = temp_dir("nginx");
     let pki = Pki::new(&dir, "front");
     let server = start(behind_proxy_config());
-    let (_nginx, front) = start_nginx(server.local_addr().port(), &pki, &dir);
-    let front: SocketAddr = format!("127.0.0.1:{front}").parse().unwrap();
+    let nginx = start_nginx(server.local_addr().port(), &pki, &dir);
+    let front = SocketAddr::from(([127, 0, 0, 1], nginx.port));
     check_deployment(front, &pki, &server);
     let scrape = parse_metrics(&server.metrics().render());
     assert!(scrape.sum("tickcast_forwarded_clients_total", &[]) >= 3.0);
@@ -244,8 +156,8 @@ fn behind_haproxy_in_tcp_mode_the_client_address_comes_from_proxy_v2() {
     cfg.tls = Some(pki.files.clone());
     cfg.proxy_protocol = true;
     let server = start(cfg);
-    let (_haproxy, front) = start_haproxy(server.local_addr().port(), &pki, &dir);
-    let front: SocketAddr = format!("127.0.0.1:{front}").parse().unwrap();
+    let haproxy = start_haproxy(server.local_addr().port(), &pki, &dir);
+    let front = SocketAddr::from(([127, 0, 0, 1], haproxy.port));
     check_deployment(front, &pki, &server);
     let scrape = parse_metrics(&server.metrics().render());
     assert!(scrape.sum("tickcast_proxy_protocol_clients_total", &[]) >= 3.0);

@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: an in-process server on 127.0.0.1:0 and real
 //! tungstenite clients (here), raw HTTP and the `/metrics` reader (`http.rs`), a raw
 //! WebSocket client that writes frames by hand over a `TcpStream` (`raw.rs`), a "healthy
-//! client" that checks it keeps receiving while a test misbehaves (`healthy.rs`), and the
-//! external programs some tests need, which fail the test when missing (`programs.rs`).
+//! client" that checks it keeps receiving while a test misbehaves (`healthy.rs`), the
+//! external programs some tests need, which fail the test when missing (`programs.rs`),
+//! nginx and haproxy started from `deploy/` (`proxies.rs`), and a test PKI with verifying
+//! TLS clients (`tls.rs`).
 //!
 //! Every wait here is bounded (read timeouts, [`wait_for`]); none is a speed threshold.
 #![allow(dead_code)]
@@ -10,6 +12,7 @@
 mod healthy;
 mod http;
 mod programs;
+mod proxies;
 mod raw;
 mod redis;
 mod rooms;
@@ -21,6 +24,8 @@ pub use healthy::Healthy;
 pub use http::*;
 #[allow(unused_imports)]
 pub use programs::*;
+#[allow(unused_imports)]
+pub use proxies::*;
 #[allow(unused_imports)]
 pub use raw::*;
 #[allow(unused_imports)]
