@@ -285,7 +285,8 @@ make_tls_certs() {
 }
 
 # run_tls: at each client count, the single hub's ladder with plain clients, then the same
-# ladder over TLS; then the comparison (tls.md). The certificates live in the output's tmp/.
+# ladder over TLS; then the comparison (tls.md). The throwaway certificates live in the
+# output's tmp/ while the ladders run, and are removed after (nothing there is a result).
 run_tls() {
     local clients
     make_tls_certs "$OUT/tmp/tls"
@@ -293,6 +294,8 @@ run_tls() {
         ladder tickcast 1 "$clients"
         ladder tls 1 "$clients"
     done
+    rm -rf "$OUT/tmp/tls"
+    rmdir "$OUT/tmp" 2>/dev/null || true
     "$BIN" report "$CSV" --out "$OUT" >/dev/null
     tls_table >"$OUT/tls.md"
     cat "$OUT/tls.md" >&2
