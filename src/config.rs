@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::edge::forwarded::TrustedProxies;
+use crate::sched::WorkerSched;
 
 pub use crate::auth::Secret;
 
@@ -110,6 +111,9 @@ pub struct ServerConfig {
     /// refused the acceptor asks for a short fair-scheduler slice instead (see `sched.rs`).
     /// Default 10.
     pub acceptor_rt_priority: u8,
+    /// Scheduling of the shard and mixer threads. Default [`WorkerSched::Batch`]: a woken
+    /// shard or mixer does not preempt the thread running on its core (see `sched.rs`).
+    pub worker_sched: WorkerSched,
     /// Topics one connection may hold at once. Default 64.
     pub max_topics_per_conn: usize,
     /// Messages kept per topic for resumes (`?since=`). Default 1000; 0 disables history.
@@ -199,6 +203,7 @@ impl Default for ServerConfig {
             write_budget: 256 * 1024,
             send_buffer: Some(64 * 1024),
             acceptor_rt_priority: 10,
+            worker_sched: WorkerSched::Batch,
             max_topics_per_conn: 64,
             history: 1000,
             deflate: true,

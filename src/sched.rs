@@ -11,6 +11,16 @@
 //! A real-time thread that never blocks starves the shard on its core, so [`FloodGuard`]
 //! bounds the acceptor's share under a connection flood: after a burst of accepts it sleeps
 //! as long as the burst took, holding it to about half a core.
+//!
+//! Shards and the mixer run as `SCHED_BATCH` by default ([`WorkerSched`]): a thread of that
+//! policy that is woken does not preempt the one running on its core, it runs when that one
+//! blocks or its slice ends. Every client publish crosses from a shard to the mixer and back,
+//! and where they share a core each wake-up otherwise switches threads at once: with
+//! publishes arriving evenly (1,000 rooms of 2, 50,000 publishes/s, one core) the shard
+//! blocked and the mixer was preempted about 0.7 times per publish each, and the server
+//! spent 70-73 % of the core; as `SCHED_BATCH` 0.2-0.3 and 0.1-0.25 times, 58-60 %, p99
+//! unchanged (`results/2026-12-03-vm-uws/switches.txt`). Neither thread needs to preempt:
+//! what wakes a shard waits in a socket buffer, what wakes the mixer in its queue.
 
 use std::time::Duration;
 
@@ -47,6 +57,39 @@ pub fn raise_current_thread(rt_priority: u8) -> Sched {
     } else {
         Sched::Normal
     }
+}
+
+/// How shard and mixer threads are scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkerSched {
+    /// `SCHED_BATCH`: woken threads wait for the running one instead of preempting it.
+    #[default]
+    Batch,
+    /// `SCHED_OTHER`, as the process started (every wake-up may preempt).
+    Normal,
+}
+
+/// Puts the calling thread (`what`: "shard", "mixer") under `policy`; a refusal is logged
+/// and the thread runs as it is.
+pub fn apply_worker_policy(policy: WorkerSched, what: &str) {
+    if !set_worker_policy(policy) {
+        log::warn!(
+            "{what}: could not set {policy:?} scheduling: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Puts the calling thread under `policy`. False (and nothing changed) when the kernel
+/// refuses, which it does not for `SCHED_BATCH` at nice 0 (it needs no privilege).
+pub fn set_worker_policy(policy: WorkerSched) -> bool {
+    let policy = match policy {
+        WorkerSched::Batch => libc::SCHED_BATCH,
+        WorkerSched::Normal => return true,
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` outlives the call.
+    unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
 }
 
 /// `struct sched_attr` of `sched_setattr(2)` (its first, 56-byte version).

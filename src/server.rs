@@ -168,6 +168,7 @@ impl Server {
         let mut shard_threads = Vec::with_capacity(cfg.shards);
         for (id, shard) in shards.into_iter().enumerate() {
             let core = if pin { cores.get(id).copied() } else { None };
+            let sched = cfg.worker_sched;
             let thread = std::thread::Builder::new()
                 .name(format!("tickcast-shard-{id}"))
                 .spawn(move || {
@@ -176,6 +177,7 @@ impl Server {
                     {
                         log::warn!("shard {id}: could not pin to core {}", core.id);
                     }
+                    crate::sched::apply_worker_policy(sched, "shard");
                     shard.run();
                 })
                 .map_err(StartError::Io)?;
@@ -200,9 +202,13 @@ impl Server {
             }
             mixer = mixer.with_presence(b.presence.clone(), &b.state.node);
         }
+        let mixer_sched = cfg.worker_sched;
         let mixer_thread = std::thread::Builder::new()
             .name("tickcast-mixer".into())
-            .spawn(move || mixer.run())
+            .spawn(move || {
+                crate::sched::apply_worker_policy(mixer_sched, "mixer");
+                mixer.run()
+            })
             .map_err(StartError::Io)?;
         let sink = match &bus {
             Some(b) if cfg.redis.as_ref().is_some_and(|r| r.publish_providers) => {

@@ -9,6 +9,7 @@ use super::parse_duration;
 use super::secret::SecretArgs;
 use crate::config::{Secret, ServerConfig, SlowPolicy, TickerConfig, TickerPace, default_shards};
 use crate::edge::forwarded::{Cidr, TrustedProxies};
+use crate::sched::WorkerSched;
 
 /// Slow-consumer policy as spelled on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -17,6 +18,15 @@ pub enum SlowPolicyArg {
     Drop,
     /// Close the client with 1008 "slow consumer".
     Disconnect,
+}
+
+/// Scheduling of the shard and mixer threads as spelled on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WorkerSchedArg {
+    /// SCHED_BATCH: a woken shard or mixer waits for the thread running on its core.
+    Batch,
+    /// SCHED_OTHER: every wake-up may preempt.
+    Normal,
 }
 
 /// A switch spelled `on` or `off`.
@@ -90,6 +100,15 @@ pub struct ServeArgs {
     /// a short scheduler slice is asked for instead).
     #[arg(long, env = "TICKCAST_ACCEPTOR_RT_PRIORITY", default_value_t = 10)]
     pub acceptor_rt_priority: u8,
+    /// Scheduling of the shard and mixer threads: `batch` (SCHED_BATCH) spares a switch
+    /// per wake-up where they share a core; `normal` lets every wake-up preempt.
+    #[arg(
+        long,
+        env = "TICKCAST_WORKER_SCHED",
+        value_enum,
+        default_value = "batch"
+    )]
+    pub worker_sched: WorkerSchedArg,
     /// Topics one connection may subscribe to at once.
     #[arg(long, env = "TICKCAST_MAX_TOPICS", default_value_t = 64)]
     pub max_topics: usize,
@@ -236,6 +255,10 @@ impl ServeArgs {
             write_budget: self.write_budget,
             send_buffer: (self.send_buffer > 0).then_some(self.send_buffer),
             acceptor_rt_priority: self.acceptor_rt_priority,
+            worker_sched: match self.worker_sched {
+                WorkerSchedArg::Batch => WorkerSched::Batch,
+                WorkerSchedArg::Normal => WorkerSched::Normal,
+            },
             max_topics_per_conn: self.max_topics,
             history: self.history,
             deflate: self.deflate == OnOff::On,
