@@ -69,7 +69,8 @@
 //!   (publisher, subscriber, history and presence threads; on a cluster, one subscriber
 //!   thread per master).
 //! - [`acceptor`]: accepts sockets and hands each to the least-loaded shard.
-//! - [`sched`]: the acceptor's real-time priority (or short slice) and its flood guard.
+//! - [`sched`]: the acceptor's real-time priority (or short slice) and its flood guard, and the
+//!   shards' and mixer's `SCHED_BATCH` (a woken worker does not preempt its core's thread).
 //! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms, the
 //!   shards' own counters and the bus threads'; every label value known up front has its
 //!   series from the first scrape.
