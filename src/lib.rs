@@ -77,6 +77,7 @@
 //! - [`clock`]: the wall clock every stamp is read from.
 //! - [`config`]: the plain, validated configuration struct.
 //! - [`server`]: starts the threads in order and shuts them down gracefully.
+//! - [`listener`]: the listening socket (shared with the baseline) and the open-file limit.
 //! - [`cli`]: the command line (the only module that knows clap).
 //! - [`procstat`]: what `/proc` and `getrusage` say of a process and the machine (telemetry,
 //!   the load generator and the reliability suite read them the same way).
@@ -109,6 +110,7 @@ pub mod edge;
 pub mod frame;
 pub mod http;
 pub mod interest;
+pub mod listener;
 pub mod load;
 pub mod messages;
 pub mod metrics;

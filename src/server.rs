@@ -43,9 +43,7 @@ use crate::services::Services;
 use crate::shard::Shard;
 use crate::tls::Tls;
 
-/// Listen backlog; the kernel caps it at `net.core.somaxconn`. Large, so a burst of thousands
-/// of connects is not met with SYN drops and one-second retransmits.
-const BACKLOG: i32 = 4096;
+pub use crate::listener::{bind_listener, raise_nofile_limit};
 
 /// A configured server with its port bound, not yet running.
 #[derive(Debug)]
@@ -375,20 +373,6 @@ fn start_bus(
     })
 }
 
-/// Binds with a large backlog and SO_REUSEADDR (restarts do not wait for TIME_WAIT).
-/// Public for the baseline server, which must listen exactly like tickcast.
-pub fn bind_listener(addr: SocketAddr) -> io::Result<StdListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
-}
-
 /// A running server: its threads and the handles to stop them.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -507,11 +491,4 @@ impl Publisher {
         let msg = MixerMsg::Publish(Publish::new(Arc::from(topic), data));
         self.tx.send(msg).is_ok()
     }
-}
-
-/// Raises the open-file soft limit to the hard limit; returns (before, after, hard).
-pub fn raise_nofile_limit() -> io::Result<(u64, u64, u64)> {
-    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
-    let raised = rlimit::increase_nofile_limit(hard)?;
-    Ok((soft, raised, hard))
 }
