@@ -365,6 +365,15 @@ impl ServerConfig {
     /// its largest message must fit its byte burst, and its whole burst (data and envelopes)
     /// must fit one outbox.
     fn check_publish_limits(&self) -> Result<(), String> {
+        // Limited or not, the largest message in its envelope must fit an empty outbox, or
+        // every member of its room would drop it.
+        if self.max_message.saturating_add(PUBLISH_OVERHEAD) > self.outbox_limit {
+            return Err(format!(
+                "--max-message ({}) plus a {}-byte envelope is more than --outbox-limit ({}): \
+                 a message that large could never be queued for anyone",
+                self.max_message, PUBLISH_OVERHEAD, self.outbox_limit
+            ));
+        }
         if self.worst_publish_burst().is_none() {
             return Ok(());
         }
@@ -394,6 +403,20 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_message_fits_an_empty_outbox_even_when_publishing_is_unlimited() {
+        let mut cfg = ServerConfig {
+            publish_rate: 0.0,
+            outbox_limit: 64 * 1024,
+            ..ServerConfig::default()
+        };
+        cfg.max_message = cfg.outbox_limit;
+        let err = cfg.validate().unwrap_err();
+        assert!(err.contains("--max-message"), "{err}");
+        cfg.max_message = cfg.outbox_limit - PUBLISH_OVERHEAD;
+        cfg.validate().unwrap();
+    }
 
     #[test]
     fn defaults_are_valid() {

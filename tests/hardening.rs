@@ -519,6 +519,8 @@ fn pongs_past_a_full_outbox_are_dropped_and_counted() {
     cfg.outbox_limit = 64 * 1024;
     // The server publishes here, not clients: no burst to fit the small outbox.
     cfg.publish_rate = 0.0;
+    // The largest message still fits the small outbox in its envelope.
+    cfg.max_message = 16 * 1024;
     cfg.send_buffer = Some(4096);
     let server = start(cfg);
     let addr = server.local_addr();

@@ -421,6 +421,8 @@ fn a_replay_larger_than_the_outbox_is_cut_behind_a_reset() {
     cfg.outbox_limit = 4096;
     // Clients do not publish here; unlimited publishing has no burst to fit the small outbox.
     cfg.publish_rate = 0.0;
+    // The largest message still fits the small outbox in its envelope.
+    cfg.max_message = 2048;
     let server = start(cfg);
     let addr = server.local_addr();
     let publisher = server.publisher();

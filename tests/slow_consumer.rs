@@ -27,6 +27,8 @@ fn slow_config(policy: SlowPolicy) -> ServerConfig {
         // Clients do not publish here; unlimited publishing has no burst to fit the small
         // outbox.
         publish_rate: 0.0,
+        // The largest message still fits the small outbox in its envelope.
+        max_message: 16 * 1024,
         ..quiet_config(1)
     }
 }
