@@ -43,14 +43,8 @@ pub enum Sched {
 /// short slice. Never fails; the result says what took effect.
 pub fn raise_current_thread(rt_priority: u8) -> Sched {
     let priority = rt_priority.min(99);
-    if priority > 0 {
-        let param = libc::sched_param {
-            sched_priority: i32::from(priority),
-        };
-        // SAFETY: pid 0 is the calling thread; `param` outlives the call.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
-            return Sched::Fifo(priority);
-        }
+    if priority > 0 && set_policy(libc::SCHED_FIFO, i32::from(priority)) {
+        return Sched::Fifo(priority);
     }
     if set_short_slice() {
         Sched::ShortSlice
@@ -83,11 +77,17 @@ pub fn apply_worker_policy(policy: WorkerSched, what: &str) {
 /// Puts the calling thread under `policy`. False (and nothing changed) when the kernel
 /// refuses, which it does not for `SCHED_BATCH` at nice 0 (it needs no privilege).
 pub fn set_worker_policy(policy: WorkerSched) -> bool {
-    let policy = match policy {
-        WorkerSched::Batch => libc::SCHED_BATCH,
-        WorkerSched::Normal => return true,
+    match policy {
+        WorkerSched::Batch => set_policy(libc::SCHED_BATCH, 0),
+        WorkerSched::Normal => true,
+    }
+}
+
+/// `sched_setscheduler(2)` on the calling thread; false when the kernel refuses.
+fn set_policy(policy: i32, priority: i32) -> bool {
+    let param = libc::sched_param {
+        sched_priority: priority,
     };
-    let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: pid 0 is the calling thread; `param` outlives the call.
     unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
 }

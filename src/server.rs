@@ -163,10 +163,10 @@ impl Server {
                 cores.len()
             );
         }
+        let worker_sched = cfg.worker_sched;
         let mut shard_threads = Vec::with_capacity(cfg.shards);
         for (id, shard) in shards.into_iter().enumerate() {
             let core = if pin { cores.get(id).copied() } else { None };
-            let sched = cfg.worker_sched;
             let thread = std::thread::Builder::new()
                 .name(format!("tickcast-shard-{id}"))
                 .spawn(move || {
@@ -175,7 +175,7 @@ impl Server {
                     {
                         log::warn!("shard {id}: could not pin to core {}", core.id);
                     }
-                    crate::sched::apply_worker_policy(sched, "shard");
+                    crate::sched::apply_worker_policy(worker_sched, "shard");
                     shard.run();
                 })
                 .map_err(StartError::Io)?;
@@ -200,11 +200,10 @@ impl Server {
             }
             mixer = mixer.with_presence(b.presence.clone(), &b.state.node);
         }
-        let mixer_sched = cfg.worker_sched;
         let mixer_thread = std::thread::Builder::new()
             .name("tickcast-mixer".into())
             .spawn(move || {
-                crate::sched::apply_worker_policy(mixer_sched, "mixer");
+                crate::sched::apply_worker_policy(worker_sched, "mixer");
                 mixer.run()
             })
             .map_err(StartError::Io)?;

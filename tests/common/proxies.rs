@@ -33,6 +33,15 @@ pub fn deployment(name: &str, front: u16, back: u16, pki: &Pki) -> String {
         )
 }
 
+/// Writes the deployment file `name` into `dir` for a free front port (returned with the
+/// file's path) in front of 127.0.0.1:`back`.
+fn write_deployment(name: &str, back: u16, pki: &Pki, dir: &Path) -> (PathBuf, u16) {
+    let front = free_port();
+    let conf = dir.join(name);
+    std::fs::write(&conf, deployment(name, front, back, pki)).unwrap();
+    (conf, front)
+}
+
 /// A running proxy: its port on 127.0.0.1, stopped and its folder removed when dropped.
 pub struct Proxy {
     child: Child,
@@ -91,9 +100,7 @@ impl Drop for Proxy {
 /// 127.0.0.1:`back`. `dir` holds its files and is removed with it.
 pub fn start_nginx(back: u16, pki: &Pki, dir: &Path) -> Proxy {
     let nginx = require_program(&NGINX);
-    let front = free_port();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, deployment("nginx.conf", front, back, pki)).unwrap();
+    let (conf, front) = write_deployment("nginx.conf", back, pki, dir);
     let mut command = Command::new(nginx);
     command
         .arg("-p")
@@ -112,9 +119,7 @@ pub fn start_nginx(back: u16, pki: &Pki, dir: &Path) -> Proxy {
 /// 127.0.0.1:`back` with a PROXY v2 header.
 pub fn start_haproxy(back: u16, pki: &Pki, dir: &Path) -> Proxy {
     let haproxy = require_program(&HAPROXY);
-    let front = free_port();
-    let conf = dir.join("haproxy.cfg");
-    std::fs::write(&conf, deployment("haproxy.cfg", front, back, pki)).unwrap();
+    let (conf, front) = write_deployment("haproxy.cfg", back, pki, dir);
     let mut command = Command::new(haproxy);
     command.arg("-db").arg("-f").arg(&conf);
     Proxy::spawn(command, dir, front)
