@@ -39,6 +39,9 @@ pub struct SubscriberMetrics {
     pub reconnects: Counter,
     /// Messages that were not tickcast's (unparsable); dropped.
     pub malformed: Counter,
+    /// Cluster slot maps read again because they named a replica as a master (read from a
+    /// node that had not yet heard of a failover).
+    pub stale_slot_maps: Counter,
 }
 
 impl SubscriberMetrics {
@@ -58,6 +61,11 @@ impl SubscriberMetrics {
             "bus_malformed",
             "Unparsable messages on the Redis bus channels (dropped)",
             self.malformed.clone(),
+        );
+        r.register(
+            "redis_stale_slot_maps",
+            "Cluster slot maps read again because they named a replica as a master",
+            self.stale_slot_maps.clone(),
         );
     }
 }

@@ -10,6 +10,12 @@
 //! The slot map is checked every [`TOPOLOGY_CHECK`], and a master that stops serving a
 //! channel's slot (a failover, a resharding) unsubscribes us with `sunsubscribe` or answers
 //! `MOVED`: either way every thread stops and the subscriber starts again on the new map.
+//! Right after a failover, the node that answers `CLUSTER SLOTS` may not have heard of it
+//! yet and still name the old master, now a replica. A replica accepts `SSUBSCRIBE` and
+//! even forwards the messages it replicates, so that mistake would go unnoticed until the
+//! replica goes away: each thread therefore asks its server's `ROLE` before subscribing,
+//! and a map that names a replica as a master is stale: the subscriber starts again, after
+//! a short pause, until the map it reads is the new one.
 //! Messages published while it changes reach live clients only through a resume (their seq
 //! shows the gap); the README says so.
 
@@ -27,6 +33,8 @@ use crate::bus::link::{Link, SlotRange, slot};
 
 /// How often the slot map is compared with the one the threads follow.
 const TOPOLOGY_CHECK: Duration = Duration::from_secs(1);
+/// How long to wait before reading again a slot map that named a replica as a master.
+const STALE_PAUSE: Duration = Duration::from_millis(100);
 
 /// One master and the slots it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +77,9 @@ enum Ended {
     Asked,
     /// The slot map changed under it (`MOVED`, or an `sunsubscribe` it did not ask for).
     Moved(String),
+    /// The map named as a master a server that is not one (it was read from a node that
+    /// had not yet heard of a failover).
+    Stale(String),
     /// Its connection failed.
     Failed(redis::RedisError),
 }
@@ -96,6 +107,7 @@ impl BusSubscriber {
         let applied: Vec<AtomicU64> = masters.iter().map(|_| AtomicU64::new(0)).collect();
         let (ended_tx, ended) = crossbeam_channel::bounded::<Ended>(masters.len());
         let mut result = Ok(());
+        let mut stale = false;
         std::thread::scope(|s| {
             for (i, master) in masters.iter().enumerate() {
                 let (quit, applied, ended_tx) = (&quit, &applied, ended_tx.clone());
@@ -116,6 +128,14 @@ impl BusSubscriber {
                     Ok(Ended::Asked) | Err(RecvTimeoutError::Disconnected) => break,
                     Ok(Ended::Moved(why)) => {
                         log::info!("redis subscriber: the slot map changed ({why})");
+                        break;
+                    }
+                    Ok(Ended::Stale(why)) => {
+                        log::info!(
+                            "redis subscriber: the slot map is stale ({why}); reading it again"
+                        );
+                        self.metrics.stale_slot_maps.inc();
+                        stale = true;
                         break;
                     }
                     Ok(Ended::Failed(e)) => {
@@ -145,6 +165,11 @@ impl BusSubscriber {
             quit.store(true, Ordering::Release);
         });
         self.state.set_subscriber(false);
+        if stale {
+            // Give the cluster's gossip a moment before the map is read again.
+            let mut pause = STALE_PAUSE;
+            super::back_off(&mut pause, || self.stopping());
+        }
         result
     }
 
@@ -162,6 +187,13 @@ impl BusSubscriber {
             Ok(c) => c,
             Err(e) => return Ended::Failed(e),
         };
+        // Checked once, before the connection enters subscribed mode (where `ROLE` is not
+        // allowed): a demoted master after that unsubscribes us or shows in the slot map.
+        match conn.role() {
+            Ok(role) if role == "master" => {}
+            Ok(role) => return Ended::Stale(format!("{} is a {role}", master.addr)),
+            Err(e) => return Ended::Failed(e),
+        }
         let mut subscribed: BTreeSet<String> = BTreeSet::new();
         let mut version = None;
         loop {
@@ -323,6 +355,24 @@ impl ShardConn {
             }
         }
         Ok(conn)
+    }
+
+    /// The server's `ROLE`: `master`, `slave` or `sentinel`.
+    fn role(&mut self) -> RedisResult<String> {
+        self.send(&redis::cmd("ROLE"))?;
+        match self.next(COMMAND_TIMEOUT)? {
+            Some(Value::Array(parts)) => match parts.first().and_then(bulk) {
+                Some(role) => Ok(role.to_string()),
+                None => Err(io::Error::other("ROLE: no role in the reply").into()),
+            },
+            Some(Value::ServerError(e)) => Err(io::Error::other(format!(
+                "ROLE refused: {}",
+                e.details().unwrap_or("no details")
+            ))
+            .into()),
+            Some(_) => Err(io::Error::other("ROLE: an unexpected reply").into()),
+            None => Err(io::Error::new(io::ErrorKind::TimedOut, "no ROLE reply").into()),
+        }
     }
 
     fn send(&mut self, cmd: &redis::Cmd) -> RedisResult<()> {
