@@ -138,8 +138,17 @@ fn rooms_on_a_redis_cluster_travel_by_sharded_pubsub_and_survive_a_failover() {
         restarts(na.local_addr()) > before.0 && restarts(nb.local_addr()) > before.1
     });
     // New members probe until their room comes back from Redis on their node.
-    let probe_a = member(na.local_addr(), &room0, "a-after");
-    let probe_b = member(nb.local_addr(), &room0, "b-after");
+    // Every room on both nodes: each master's thread subscribes again on its own.
+    let probes: Vec<Client> = rooms
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (room, _, _))| {
+            [
+                member(na.local_addr(), room, &format!("a-after{i}")),
+                member(nb.local_addr(), room, &format!("b-after{i}")),
+            ]
+        })
+        .collect();
     for ((room, _, _), (a, b)) in rooms.iter().zip(members.iter_mut()) {
         interleave(a, b, room, 1000, 20);
     }
@@ -172,7 +181,7 @@ fn rooms_on_a_redis_cluster_travel_by_sharded_pubsub_and_survive_a_failover() {
         resume(nd.local_addr(), &room0, seqs[0], 4),
         vec![101, 102, 103, 104]
     );
-    drop((probe_a, probe_b));
+    drop(probes);
 }
 
 #[test]
