@@ -2,7 +2,9 @@
 //!
 //! Checked at the WebSocket upgrade (over the cap: 503 overall, 429 per address). An admitted
 //! connection holds a [`Ticket`] that gives its place back when the connection is dropped,
-//! whatever path closes it. The counters are shared by every shard; the per-address map takes
+//! whatever path closes it. An address is counted as IPv4 when it is IPv4-mapped, and an IPv6
+//! address by its first `--ipv6-prefix` bits (default 64): whoever holds a /64 holds 2^64
+//! addresses, and one quota per address would be none at all. The counters are shared by every shard; the per-address map takes
 //! a lock, but only at upgrade and close, never per message.
 
 use std::collections::HashMap;
@@ -24,22 +26,40 @@ pub enum Refusal {
 pub struct Admission {
     max_total: usize,
     max_per_ip: usize,
+    /// Leading bits of an IPv6 address that name its client (1-128).
+    ipv6_prefix: u8,
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Admission {
-    /// Counters for the given limits (0 = unlimited).
-    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+    /// Counters for the given limits (0 = unlimited), IPv6 clients keyed by their first
+    /// `ipv6_prefix` bits.
+    pub fn new(max_total: usize, max_per_ip: usize, ipv6_prefix: u8) -> Arc<Self> {
         Arc::new(Admission {
             max_total,
             max_per_ip,
+            ipv6_prefix,
             ..Admission::default()
         })
     }
 
+    /// The key `ip` is counted under: IPv4 as it is (a mapped address as IPv4), IPv6 with
+    /// all but its first `ipv6_prefix` bits cleared.
+    pub fn key(&self, ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let bits = u32::from(self.ipv6_prefix.clamp(1, 128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & mask))
+            }
+            v4 => v4,
+        }
+    }
+
     /// Takes a place for a connection from `ip`, or says why not.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
+        let ip = self.key(ip);
         let prev = self.total.fetch_add(1, Ordering::AcqRel);
         if self.max_total != 0 && prev >= self.max_total {
             self.total.fetch_sub(1, Ordering::AcqRel);
@@ -96,7 +116,7 @@ mod tests {
 
     #[test]
     fn caps_and_release() {
-        let a = Admission::new(3, 2);
+        let a = Admission::new(3, 2, 64);
         let ip1: IpAddr = "127.0.0.1".parse().unwrap();
         let ip2: IpAddr = "127.0.0.2".parse().unwrap();
         let t1 = a.admit(ip1).unwrap();
@@ -108,6 +128,33 @@ mod tests {
         drop(t1);
         assert_eq!(a.current(), 2);
         let _t4 = a.admit(ip1).unwrap();
-        assert_eq!(Admission::new(0, 0).admit(ip1).map(|_| ()), Ok(()));
+        assert_eq!(Admission::new(0, 0, 64).admit(ip1).map(|_| ()), Ok(()));
+    }
+
+    #[test]
+    fn mapped_addresses_are_ipv4_and_ipv6_counts_by_prefix() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = Admission::new(0, 1, 64);
+        let _t = a.admit(ip("192.0.2.1")).unwrap();
+        assert_eq!(
+            a.admit(ip("::ffff:192.0.2.1")).unwrap_err(),
+            Refusal::AddressFull,
+            "a mapped address is the same client"
+        );
+        let _u = a.admit(ip("2001:db8:1:2::1")).unwrap();
+        assert_eq!(
+            a.admit(ip("2001:db8:1:2:ffff::7")).unwrap_err(),
+            Refusal::AddressFull,
+            "the same /64"
+        );
+        let _v = a.admit(ip("2001:db8:1:3::1")).unwrap();
+        let each = Admission::new(0, 1, 128);
+        let _w = each.admit(ip("2001:db8::1")).unwrap();
+        let _x = each.admit(ip("2001:db8::2")).unwrap();
+        assert_eq!(a.key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            Admission::new(0, 1, 48).key(ip("2001:db8:1:2::1")),
+            ip("2001:db8:1::")
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::edge::forwarded::TrustedProxies;
+use crate::edge::forwarded::{ForwardedHeader, TrustedProxies};
 use crate::sched::WorkerSched;
 
 pub use crate::auth::Secret;
@@ -135,10 +135,18 @@ pub struct ServerConfig {
     /// client; one without is refused. Other peers are served directly and may not send
     /// one. Needs `trusted_proxies`. Default off.
     pub proxy_protocol: bool,
-    /// Peers whose PROXY headers, `X-Forwarded-For` and `Forwarded` are believed: the
+    /// Peers whose PROXY headers and forwarding header (`forwarded_header`) are believed: the
     /// client is the right-most address in the chain that is not one of them. Default none:
     /// every client is its socket's peer.
     pub trusted_proxies: TrustedProxies,
+    /// The forwarding header the trusted proxies write, read for the client's address; the
+    /// other is ignored (a proxy passes a client's own copy of a header it does not write).
+    /// Default `X-Forwarded-For`.
+    pub forwarded_header: ForwardedHeader,
+    /// IPv6 clients are counted for `max_connections_per_ip` by their first this many bits
+    /// (one site or host is usually given a /64, so counting per /128 would give it 2^64
+    /// quotas). Default 64; 128 counts each address.
+    pub ipv6_prefix: u8,
     /// Messages per second a `/ws` client may send (token bucket; every message counts,
     /// errors included). Default 100; 0 = unlimited, and lifts the byte limit too
     /// (benchmarks).
@@ -212,6 +220,8 @@ impl Default for ServerConfig {
             tls: None,
             proxy_protocol: false,
             trusted_proxies: TrustedProxies::default(),
+            forwarded_header: ForwardedHeader::default(),
+            ipv6_prefix: 64,
             publish_rate: 100.0,
             publish_burst: 200,
             publish_byte_rate: 128.0 * 1024.0,
@@ -272,6 +282,9 @@ impl ServerConfig {
         }
         if self.max_message < 125 {
             return Err("--max-message must be at least 125 bytes".into());
+        }
+        if !(1..=128).contains(&self.ipv6_prefix) {
+            return Err("--ipv6-prefix must be between 1 and 128 bits".into());
         }
         if self.max_header < 512 {
             return Err("--max-header must be at least 512 bytes".into());

@@ -132,7 +132,11 @@ impl Server {
             None => None,
         };
         let services = Arc::new(Services {
-            admission: Admission::new(cfg.max_connections, cfg.max_connections_per_ip),
+            admission: Admission::new(
+                cfg.max_connections,
+                cfg.max_connections_per_ip,
+                cfg.ipv6_prefix,
+            ),
             verifier: cfg.auth_secret.as_ref().map(|s| Verifier::new(&s.0)),
             interest,
             deflate_interest: deflate_interest.clone(),

@@ -38,12 +38,28 @@ type Wss = WebSocket<StreamOwned<ClientConnection, TcpStream>>;
 /// A verifying wss:// client from `source` through the proxy at `front`: the welcome, or the
 /// HTTP status the upgrade got.
 fn wss_from(source: &str, front: SocketAddr, pki: &Pki, path: &str) -> Result<Wss, u16> {
+    wss_with(source, front, pki, path, &[])
+}
+
+/// [`wss_from`] with extra request headers (`name`, `value`).
+fn wss_with(
+    source: &str,
+    front: SocketAddr,
+    pki: &Pki,
+    path: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<Wss, u16> {
+    use tungstenite::client::IntoClientRequest;
     let tcp = tcp_from(source, front).map_err(|_| 0u16)?;
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let session = ClientConnection::new(client_config(&pki.ca), name).unwrap();
     let stream = StreamOwned::new(session, tcp);
     let url = format!("wss://localhost:{}{path}", front.port());
-    match tungstenite::client::client(url.as_str(), stream) {
+    let mut request = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        request.headers_mut().append(*name, value.parse().unwrap());
+    }
+    match tungstenite::client::client(request, stream) {
         Ok((ws, _)) => Ok(ws),
         Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
             Err(resp.status().as_u16())
@@ -98,6 +114,17 @@ fn check_deployment(front: SocketAddr, pki: &Pki, server: &tickcast::server::Run
         Some(429),
         "a second connection of one client"
     );
+    // Nor can it pass itself off as someone else with a forwarding header of its own:
+    // nginx appends the address it saw to X-Forwarded-For and drops a client's Forwarded;
+    // behind haproxy, the PROXY header names the client, which is not a trusted proxy.
+    for forged in [
+        ("X-Forwarded-For", "198.51.100.99"),
+        ("Forwarded", "for=198.51.100.98"),
+        ("Forwarded", "for=198.51.100.97, for=127.0.0.1"),
+    ] {
+        let refused = wss_with("127.0.0.2", front, pki, "/ws?topics=ticks", &[forged]);
+        assert_eq!(refused.err(), Some(429), "a forged {forged:?}");
+    }
     let mut b = wss_from("127.0.0.3", front, pki, "/ws?topics=ticks").unwrap();
     assert_eq!(next_text(&mut b)["type"], "welcome");
     next_on(&mut b, "ticks");
@@ -254,10 +281,13 @@ fn forwarding_headers_are_believed_only_from_trusted_peers() {
     let server = start(cfg);
     let addr = server.local_addr();
     let upgrade = |source: &str, header: &str| upgrade(source, addr, b"", header);
-    // From the trusted proxy: two clients named by X-Forwarded-For and Forwarded.
+    // From the trusted proxy: a client named by X-Forwarded-For (the default header).
     let (s1, _a) = upgrade("127.0.0.1", "X-Forwarded-For: 198.51.100.7\r\n");
+    // Forwarded is not the header the operator named: ignored, so these are the proxy
+    // itself, once.
     let (s2, _b) = upgrade("127.0.0.1", "Forwarded: for=\"[2001:db8::7]:4711\"\r\n");
-    assert_eq!((s1, s2), (101, 101));
+    let (s2b, _b2) = upgrade("127.0.0.1", "Forwarded: for=198.51.100.8\r\n");
+    assert_eq!((s1, s2, s2b), (101, 101, 429));
     // A spoofed left-most entry does not make a client someone else: the right-most
     // untrusted address is 198.51.100.7 again, which is full.
     let (s3, _c) = upgrade(
@@ -270,7 +300,29 @@ fn forwarding_headers_are_believed_only_from_trusted_peers() {
     let (s5, _e) = upgrade("127.0.0.2", "X-Forwarded-For: 203.0.113.51\r\n");
     assert_eq!((s4, s5), (101, 429));
     let scrape = parse_metrics(&server.metrics().render());
-    assert_eq!(scrape.sum("tickcast_forwarded_clients_total", &[]), 3.0);
+    assert_eq!(scrape.sum("tickcast_forwarded_clients_total", &[]), 2.0);
+    server.shutdown();
+}
+
+#[test]
+fn with_forwarded_chosen_the_rfc_7239_header_names_the_client_and_x_forwarded_for_is_ignored() {
+    let mut cfg = quiet_config(1);
+    cfg.max_connections_per_ip = 1;
+    cfg.trusted_proxies = trusted("127.0.0.1/32");
+    cfg.forwarded_header = tickcast::edge::forwarded::ForwardedHeader::Forwarded;
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let upgrade = |header: &str| upgrade("127.0.0.1", addr, b"", header);
+    let (s1, _a) = upgrade("Forwarded: for=\"[2001:db8::7]:4711\"\r\n");
+    // The same /64 is the same client (--ipv6-prefix 64).
+    let (s2, _b) = upgrade("Forwarded: for=\"[2001:db8::8]:4711\"\r\n");
+    // An IPv4-mapped address is the IPv4 client.
+    let (s3, _c) = upgrade("Forwarded: for=\"[::ffff:198.51.100.9]\"\r\n");
+    let (s4, _d) = upgrade("Forwarded: for=198.51.100.9\r\n");
+    // X-Forwarded-For is ignored: the proxy itself, once.
+    let (s5, _e) = upgrade("X-Forwarded-For: 198.51.100.10\r\n");
+    let (s6, _f) = upgrade("X-Forwarded-For: 198.51.100.11\r\n");
+    assert_eq!((s1, s2, s3, s4, s5, s6), (101, 429, 101, 429, 101, 429));
     server.shutdown();
 }
 

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use super::parse_duration;
 use super::secret::SecretArgs;
 use crate::config::{Secret, ServerConfig, SlowPolicy, TickerConfig, TickerPace, default_shards};
-use crate::edge::forwarded::{Cidr, TrustedProxies};
+use crate::edge::forwarded::{Cidr, ForwardedHeader, TrustedProxies};
 use crate::sched::WorkerSched;
 
 /// Slow-consumer policy as spelled on the command line.
@@ -148,8 +148,8 @@ pub struct ServeArgs {
     /// served directly, and a PROXY header from them is refused (400).
     #[arg(long, env = "TICKCAST_PROXY_PROTOCOL", requires = "trusted_proxy")]
     pub proxy_protocol: bool,
-    /// A proxy (address or CIDR, e.g. 10.0.0.0/8; repeatable) whose PROXY header,
-    /// X-Forwarded-For and Forwarded are believed: the client is the right-most address in
+    /// A proxy (address or CIDR, e.g. 10.0.0.0/8; repeatable) whose PROXY header and
+    /// forwarding header (--forwarded-header) are believed: the client is the right-most address in
     /// the chain that is not a trusted proxy. It then drives --max-connections-per-ip and
     /// the logs. From any other peer those headers are ignored.
     #[arg(
@@ -159,6 +159,22 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxy: Vec<Cidr>,
+    /// The forwarding header the trusted proxies write: `xff` (X-Forwarded-For) or
+    /// `forwarded` (RFC 7239). The other header is ignored: a proxy passes a client's own
+    /// copy of a header it does not write, so reading both would let a client pick its
+    /// address.
+    #[arg(
+        long,
+        env = "TICKCAST_FORWARDED_HEADER",
+        value_name = "xff|forwarded",
+        default_value_t = ForwardedHeader::XForwardedFor
+    )]
+    pub forwarded_header: ForwardedHeader,
+    /// IPv6 clients count toward --max-connections-per-ip by this many leading bits (a
+    /// site is usually given a /64); 128 counts every address apart.
+    #[arg(long, env = "TICKCAST_IPV6_PREFIX", default_value_t = 64,
+          value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ipv6_prefix: u8,
     /// Rooms with more members get only counts instead of member lists and deltas.
     #[arg(long, env = "TICKCAST_PRESENCE_LIST_MAX", default_value_t = 1000)]
     pub presence_list_max: usize,
@@ -266,6 +282,8 @@ impl ServeArgs {
             presence_list_max: self.presence_list_max,
             proxy_protocol: self.proxy_protocol,
             trusted_proxies: TrustedProxies(self.trusted_proxy.clone()),
+            forwarded_header: self.forwarded_header,
+            ipv6_prefix: self.ipv6_prefix,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(crate::config::TlsFiles {
                     cert: cert.clone(),

@@ -12,7 +12,7 @@ use super::{Conn, ConnCtx, HeadOutcome, State};
 use crate::admission::Refusal;
 use crate::auth::{self, Rights};
 use crate::deflate::{self, Agreement};
-use crate::edge::forwarded;
+use crate::edge::forwarded::{self, ForwardedHeader};
 use crate::http::{self, ParseError, Request, Target, WsRoute};
 use crate::metrics::{self, HandshakeFailure};
 use crate::protocol::{self, ClientError, ErrorCode, replies};
@@ -130,22 +130,21 @@ impl Conn {
         }
     }
 
-    /// From a trusted proxy, `Forwarded` or `X-Forwarded-For` names the client: the
-    /// right-most address of the chain that is not a trusted proxy becomes the peer (its port
-    /// is unknown: 0). From any other peer the headers are ignored.
+    /// From a trusted proxy, the forwarding header the operator named (`--forwarded-header`)
+    /// names the client: the right-most address of the chain that is not a trusted proxy
+    /// becomes the peer (its port is unknown: 0). The other header, and both headers from
+    /// any other peer, are ignored.
     fn believe_forwarding(&mut self, ctx: &mut ConnCtx<'_>, req: &Request) {
         let trusted = &ctx.cfg.trusted_proxies;
-        if (req.forwarded.is_none() && req.x_forwarded_for.is_none())
-            || !trusted.contains(self.peer.ip())
-        {
+        let header = ctx.cfg.forwarded_header;
+        let chain = match header {
+            ForwardedHeader::XForwardedFor => req.x_forwarded_for.as_deref(),
+            ForwardedHeader::Forwarded => req.forwarded.as_deref(),
+        };
+        if chain.is_none() || !trusted.contains(self.peer.ip()) {
             return;
         }
-        let client = forwarded::client_address(
-            trusted,
-            self.peer.ip(),
-            req.forwarded.as_deref(),
-            req.x_forwarded_for.as_deref(),
-        );
+        let client = forwarded::client_address(trusted, self.peer.ip(), header, chain);
         if client != self.peer.ip() {
             log::debug!("{}: forwarded for {client}", self.peer);
             self.peer = SocketAddr::new(client, 0);

@@ -10,10 +10,11 @@
 //! header itself. A request whose peer is not trusted keeps the peer's address, whatever its
 //! headers say.
 //!
-//! `Forwarded` is read when present (with at least one element), `X-Forwarded-For` otherwise.
-//! The server must therefore sit behind proxies that overwrite or append to `Forwarded` when
-//! they append to either: a trusted proxy that writes only `X-Forwarded-For` but passes a
-//! client's `Forwarded` through lets that client choose the chain read.
+//! Which header is read is the operator's choice ([`ForwardedHeader`], `--forwarded-header`,
+//! default `X-Forwarded-For`), and the other is ignored: a proxy appends to the header it
+//! writes and passes any other through as the client sent it, so reading whichever header is
+//! present would let a client behind a proxy that writes only `X-Forwarded-For` pick its
+//! address with a `Forwarded` of its own.
 //!
 //! IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) are IPv4 everywhere here: in networks, in
 //! the comparisons and in the results, so a dual-stack socket's peers and a proxy's IPv4
@@ -153,6 +154,41 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// The forwarding header the trusted proxies write (`--forwarded-header`); the other one is
+/// ignored, whoever sent it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`, haproxy's `option forwardfor`).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239).
+    Forwarded,
+}
+
+impl FromStr for ForwardedHeader {
+    type Err = String;
+
+    /// `xff` (or `x-forwarded-for`) and `forwarded`, in any case.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "xff" | "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
+            "forwarded" => Ok(ForwardedHeader::Forwarded),
+            other => Err(format!(
+                "`{other}` is not a forwarding header: expected `xff` or `forwarded`"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ForwardedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForwardedHeader::XForwardedFor => "xff",
+            ForwardedHeader::Forwarded => "forwarded",
+        })
+    }
+}
+
 /// The `--trusted-proxy` list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedProxies(pub Vec<Cidr>);
@@ -169,30 +205,31 @@ impl TrustedProxies {
     }
 }
 
-/// The client's address for a request that arrived from `peer`: `peer` itself unless `peer` is trusted; then the right-most address in the forwarding chain that is not a trusted proxy.
+/// The client's address for a request that arrived from `peer`: `peer` itself unless `peer`
+/// is trusted; then the right-most address in the forwarding chain that is not a trusted
+/// proxy.
 ///
-/// `forwarded` and `x_forwarded_for` are the headers' values (repeated lines joined with
-/// `", "`). `Forwarded` is used when it has an element, `X-Forwarded-For` otherwise. The chain
-/// is walked from the right: trusted entries are passed, the first untrusted address is the
-/// client. An entry that is no address (`unknown`, an obfuscated `_name`, an element without
-/// `for=`, garbage), or the walk reaching [`MAX_CHAIN`] entries, stops it: the result is then
-/// the last address passed (`peer` if none). When every entry is trusted the left-most one is
-/// the client. Empty list elements are skipped (but counted). The result is IPv4 for an
-/// IPv4-mapped address.
+/// `chain` is the value of the header the operator chose ([`ForwardedHeader`], repeated lines
+/// joined with `", "`), read as that header's syntax. The chain is walked from the right:
+/// trusted entries are passed, the first untrusted address is the client. An entry that is no
+/// address (`unknown`, an obfuscated `_name`, an element without `for=`, garbage), or the walk
+/// reaching [`MAX_CHAIN`] entries, stops it: the result is then the last address passed
+/// (`peer` if none). When every entry is trusted the left-most one is the client. Empty list
+/// elements are skipped (but counted). The result is IPv4 for an IPv4-mapped address.
 pub fn client_address(
     trusted: &TrustedProxies,
     peer: IpAddr,
-    forwarded: Option<&str>,
-    x_forwarded_for: Option<&str>,
+    header: ForwardedHeader,
+    chain: Option<&str>,
 ) -> IpAddr {
     let peer = peer.to_canonical();
     if !trusted.contains(peer) {
         return peer;
     }
-    match (forwarded.filter(|f| has_element(f)), x_forwarded_for) {
-        (Some(f), _) => walk(trusted, peer, f, forwarded_for),
-        (None, Some(x)) => walk(trusted, peer, x, node),
-        (None, None) => peer,
+    match (header, chain.filter(|c| has_element(c))) {
+        (ForwardedHeader::Forwarded, Some(f)) => walk(trusted, peer, f, forwarded_for),
+        (ForwardedHeader::XForwardedFor, Some(x)) => walk(trusted, peer, x, node),
+        (_, None) => peer,
     }
 }
 

@@ -44,7 +44,7 @@ pub enum Parsed {
     /// A complete header of `used` bytes. `source` is the original client's address, `None` for v2 LOCAL, v1 UNKNOWN, or an address family with no IP (UNSPEC, UNIX) — the caller then keeps the socket's peer address.
     Header {
         /// The client's address and port as the proxy saw them (an IPv4-mapped IPv6 address
-        /// in a `TCP6` header is returned as written).
+        /// in a `TCP6` or 0x21 header is returned as the IPv4 address it maps).
         source: Option<SocketAddr>,
         /// Length of the header; the connection's own bytes start here.
         used: usize,
@@ -116,7 +116,10 @@ fn v1(buf: &[u8]) -> Parsed {
         Err(reason) => Parsed::Invalid(reason),
         Ok(source) => match buf.get(end + 1) {
             None => Parsed::Incomplete,
-            Some(b'\n') => Parsed::Header { source, used },
+            Some(b'\n') => Parsed::Header {
+                source: source.map(canonical),
+                used,
+            },
             Some(_) => Parsed::Invalid("v1 carriage return without line feed"),
         },
     }
@@ -316,7 +319,16 @@ fn v2(buf: &[u8]) -> Parsed {
         0x21 => v6_source(addresses),
         _ => None, // UNIX: no IP
     };
-    Parsed::Header { source, used }
+    Parsed::Header {
+        source: source.map(canonical),
+        used,
+    }
+}
+
+/// `addr` with an IPv4-mapped IPv6 address as IPv4, so a client counts under one key whether
+/// its proxy wrote `TCP4`/0x11 or `TCP6`/0x21 with `::ffff:a.b.c.d`.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// The source of a TCP over IPv4 block: src (4), dst (4), src port (2), dst port (2).

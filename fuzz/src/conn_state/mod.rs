@@ -194,7 +194,11 @@ impl Harness {
         let metrics = METRICS.with(Arc::clone);
         let (mixer_tx, mixer_rx) = crossbeam_channel::bounded(64);
         let services = Services {
-            admission: Admission::new(cfg.max_connections, cfg.max_connections_per_ip),
+            admission: Admission::new(
+                cfg.max_connections,
+                cfg.max_connections_per_ip,
+                cfg.ipv6_prefix,
+            ),
             verifier: cfg
                 .auth_secret
                 .as_ref()

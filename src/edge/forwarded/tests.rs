@@ -21,11 +21,21 @@ fn proxies() -> TrustedProxies {
 }
 
 fn xff(peer: &str, header: &str) -> IpAddr {
-    client_address(&proxies(), ip(peer), None, Some(header))
+    client_address(
+        &proxies(),
+        ip(peer),
+        ForwardedHeader::XForwardedFor,
+        Some(header),
+    )
 }
 
 fn fwd(peer: &str, header: &str) -> IpAddr {
-    client_address(&proxies(), ip(peer), Some(header), None)
+    client_address(
+        &proxies(),
+        ip(peer),
+        ForwardedHeader::Forwarded,
+        Some(header),
+    )
 }
 
 // --- Cidr ----------------------------------------------------------------------------------
@@ -159,7 +169,21 @@ fn untrusted_peer_is_the_client_whatever_it_says() {
     assert_eq!(fwd("192.0.2.9", "for=1.2.3.4"), ip("192.0.2.9"));
     let empty = TrustedProxies::default();
     assert_eq!(
-        client_address(&empty, ip("10.0.0.1"), Some("for=1.2.3.4"), Some("1.2.3.4")),
+        client_address(
+            &empty,
+            ip("10.0.0.1"),
+            ForwardedHeader::Forwarded,
+            Some("for=1.2.3.4")
+        ),
+        ip("10.0.0.1")
+    );
+    assert_eq!(
+        client_address(
+            &empty,
+            ip("10.0.0.1"),
+            ForwardedHeader::XForwardedFor,
+            Some("1.2.3.4")
+        ),
         ip("10.0.0.1")
     );
     // The result is IPv4 for a mapped peer too.
@@ -169,7 +193,7 @@ fn untrusted_peer_is_the_client_whatever_it_says() {
 #[test]
 fn trusted_peer_without_headers_is_the_client() {
     assert_eq!(
-        client_address(&proxies(), ip("10.0.0.1"), None, None),
+        client_address(&proxies(), ip("10.0.0.1"), ForwardedHeader::default(), None),
         ip("10.0.0.1")
     );
     assert_eq!(xff("10.0.0.1", ""), ip("10.0.0.1"));
@@ -246,13 +270,28 @@ fn forwarded_parameters() {
     ] {
         assert_eq!(fwd(peer, bad), ip(peer), "{bad}");
     }
-    // A Forwarded with no element leaves X-Forwarded-For in charge.
-    let both = |f: &str| client_address(&proxies(), ip(peer), Some(f), Some("192.0.2.7"));
-    assert_eq!(both(""), ip("192.0.2.7"));
-    assert_eq!(both(" , "), ip("192.0.2.7"));
-    // Otherwise Forwarded wins.
-    assert_eq!(both("for=192.0.2.8"), ip("192.0.2.8"));
-    assert_eq!(both("for=unknown"), ip(peer));
+    // A Forwarded with no element names nobody.
+    assert_eq!(fwd(peer, ""), ip(peer));
+    assert_eq!(fwd(peer, " , "), ip(peer));
+}
+
+#[test]
+fn the_forwarding_header_is_named_by_the_operator() {
+    assert_eq!("xff".parse(), Ok(ForwardedHeader::XForwardedFor));
+    assert_eq!(
+        "X-Forwarded-For".parse(),
+        Ok(ForwardedHeader::XForwardedFor)
+    );
+    assert_eq!("Forwarded".parse(), Ok(ForwardedHeader::Forwarded));
+    assert!("both".parse::<ForwardedHeader>().is_err());
+    assert_eq!(ForwardedHeader::default(), ForwardedHeader::XForwardedFor);
+    for h in [ForwardedHeader::XForwardedFor, ForwardedHeader::Forwarded] {
+        assert_eq!(h.to_string().parse(), Ok(h));
+    }
+    // Each syntax is read only as its own header's: an X-Forwarded-For chain is no
+    // Forwarded element, and `for=` is no address.
+    assert_eq!(fwd("10.0.0.1", "192.0.2.7"), ip("10.0.0.1"));
+    assert_eq!(xff("10.0.0.1", "for=192.0.2.7"), ip("10.0.0.1"));
 }
 
 #[test]

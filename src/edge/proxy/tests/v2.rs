@@ -65,6 +65,10 @@ fn v2_tcp6() {
     let mut with_tlvs = body;
     with_tlvs.extend(tlv(0x05, b"unique-id"));
     assert_header(&v2(0x21, 0x21, &with_tlvs), sock("[2001:db8::1]:4711"));
+    // An IPv4-mapped source is the IPv4 client it maps.
+    let mapped: Ipv6Addr = "::ffff:192.0.2.1".parse().unwrap();
+    let body = block6(mapped, dst, 4711, 443);
+    assert_header(&v2(0x21, 0x21, &body), sock("192.0.2.1:4711"));
 }
 
 #[test]
