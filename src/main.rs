@@ -79,6 +79,13 @@ fn load(args: &LoadArgs) -> ExitCode {
         }
     };
     let ctx = args.row_context();
+    // Before measuring: a row that cannot be written would cost the whole window.
+    if let Some(path) = &args.csv
+        && let Err(e) = tickcast::report::schema::check_appendable(path)
+    {
+        eprintln!("tickcast load: --csv: {e}");
+        return ExitCode::FAILURE;
+    }
     let summary = match tickcast::load::run(cfg) {
         Ok(s) => s,
         Err(e) => {

@@ -1,5 +1,6 @@
 //! The load generator against real servers on 127.0.0.1: tickcast in-process, the baseline
-//! server, and a port where nothing listens. Counts only, never speed.
+//! server, a path that answers 404 and a port where nothing listens. Counts only, never
+//! speed.
 
 mod common;
 
@@ -10,7 +11,9 @@ use std::time::Duration;
 
 use common::*;
 use tickcast::baseline::{Baseline, BaselineConfig};
+use tickcast::config::TickerPace;
 use tickcast::load::{self, LoadConfig, RowContext, Target};
+use tickcast::report::saturation::MIN_DELIVERY;
 use tickcast::report::schema;
 
 fn load_config(addr: std::net::SocketAddr, path: &str, n: usize) -> LoadConfig {
@@ -31,6 +34,7 @@ fn load_measures_every_message_of_a_real_server() {
     cfg.source_ips = load::parse_source_ips("127.0.0.1-127.0.0.3").unwrap();
     cfg.server_pid = Some(std::process::id());
     cfg.scrape_metrics = true;
+    cfg.learn_shards = true;
     let summary = load::run(cfg).unwrap();
     server.shutdown();
 
@@ -56,11 +60,12 @@ fn load_measures_every_message_of_a_real_server() {
 
     let ctx = RowContext {
         mode: "tickcast".into(),
-        shards: 2,
         ..RowContext::default()
     };
     let row = summary.row(&ctx);
     assert_eq!((row.clients, row.connected, row.seq_gaps), (60, 60, 0));
+    // No --shards given: the server's /metrics told.
+    assert_eq!(row.shards, 2);
     // No offered rate given: the server's own stamps give the rate it produced at.
     assert!(row.produced_per_s > 0.0);
     assert!(row.expected >= row.messages as f64);
@@ -88,7 +93,7 @@ fn load_measures_every_message_of_a_real_server() {
 }
 
 #[test]
-fn refused_connections_are_counted_by_reason() {
+fn refused_connections_end_the_run_before_measuring_naming_the_reason() {
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -96,12 +101,50 @@ fn refused_connections_are_counted_by_reason() {
     let mut cfg = load_config(format!("127.0.0.1:{port}").parse().unwrap(), "/ws", 20);
     cfg.warmup = Duration::ZERO;
     cfg.duration = Duration::from_millis(100);
+    cfg.learn_shards = true;
+    let err = load::run(cfg).unwrap_err();
+    assert!(err.contains("refused=20"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("before measuring"), "{err}");
+}
+
+#[test]
+fn a_wrong_path_ends_the_run_before_measuring() {
+    let server = start(test_config(1));
+    let mut cfg = load_config(server.local_addr(), "/nope", 40);
+    cfg.duration = Duration::from_millis(100);
+    let err = load::run(cfg).unwrap_err();
+    server.shutdown();
+    assert!(err.contains("http_404="), "{err}");
+    assert!(err.contains("check the path"), "{err}");
+}
+
+#[test]
+fn a_perfect_run_of_feeds_due_together_reads_as_every_message_delivered() {
+    // As `tickcast serve` runs by default: four feeds due together, so their ticks come in
+    // fours (there every 100 ms; here every 130 ms, so that the window, which opens on the
+    // load generator's 100 ms ramp checks, does not open at the same moment as a round of
+    // ticks reaches the clients). The offered rate is not given: the server's seqs tell.
+    let mut server_cfg = test_config(1);
+    server_cfg.ticker.feeds = 4;
+    server_cfg.ticker.pace = TickerPace::Interval(Duration::from_millis(130));
+    let server = start(server_cfg);
+    let mut cfg = load_config(server.local_addr(), "/ws?topics=ticks", 100);
+    cfg.duration = Duration::from_secs(3);
     let summary = load::run(cfg).unwrap();
-    assert_eq!(summary.stats.connected, 0);
-    assert_eq!(summary.stats.failures.get("refused"), Some(&20));
+    server.shutdown();
     let row = summary.row(&RowContext::default());
-    assert_eq!(row.failure_reasons, "refused=20");
-    assert!(!row.sustainable);
+    assert_eq!((row.connected, row.seq_gaps), (100, 0), "{row:?}");
+    assert!(row.messages > 0);
+    // Every client got every message sequenced while it measured; at most a window edge
+    // falling between two clients' reads of one tick can tell them apart.
+    assert!(
+        row.delivery_ratio >= MIN_DELIVERY,
+        "delivery {} of {} expected ({} produced/s)",
+        row.messages,
+        row.expected,
+        row.produced_per_s
+    );
 }
 
 /// Starts a baseline server at `rate` msgs/s on its own thread; set the flag to stop it.

@@ -96,9 +96,10 @@ pub struct LoadArgs {
         help_heading = "Recorded in the CSV row"
     )]
     pub mode: String,
-    /// Recorded: server shard threads.
-    #[arg(long, default_value_t = 0, help_heading = "Recorded in the CSV row")]
-    pub shards: u32,
+    /// Recorded: server shard threads. Default: the count the server's /metrics shows,
+    /// else unknown (the report labels it `shards=?`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Recorded in the CSV row")]
+    pub shards: Option<u32>,
     /// Recorded: shard threads were pinned.
     #[arg(long, help_heading = "Recorded in the CSV row")]
     pub pinned: bool,
@@ -157,6 +158,7 @@ impl LoadArgs {
         }
         cfg.server_pid = self.server_pid;
         cfg.scrape_metrics = self.scrape_metrics;
+        cfg.learn_shards = self.shards.is_none();
         cfg.progress = !self.quiet;
         cfg.deflate = self.deflate;
         cfg.tls_ca = self.tls_ca.clone();
@@ -249,7 +251,20 @@ mod tests {
         let c = a.row_context();
         assert_eq!(
             (c.mode.as_str(), c.shards, c.linger_us, c.offered_rate),
-            ("baseline", 2, 1000, 500.0)
+            ("baseline", Some(2), 1000, 500.0)
         );
+        assert!(!a.to_config().unwrap().learn_shards);
+    }
+
+    #[test]
+    fn shards_are_unknown_unless_given_and_never_zero() {
+        let a = parse(&[]);
+        assert_eq!(a.row_context().shards, None);
+        assert!(
+            a.to_config().unwrap().learn_shards,
+            "asked of the server instead"
+        );
+        let zero = Cli::try_parse_from(["tickcast", "load", "--shards", "0"]);
+        assert!(zero.is_err(), "0 shards is not a server");
     }
 }

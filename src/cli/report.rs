@@ -7,8 +7,9 @@ use clap::Args;
 /// Options of `tickcast report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The sweep's raw.csv.
-    #[arg(required_unless_present = "schema")]
+    /// The sweep's raw.csv (every use but --schema needs it). An `Option` only so that
+    /// --schema, which takes nothing else, can leave it out.
+    #[arg(required = true)]
     pub csv: Option<PathBuf>,
     /// Folder for summary.md and the SVG charts. Default: the CSV's folder.
     #[arg(long)]
@@ -19,8 +20,8 @@ pub struct ReportArgs {
     /// (another run could decide the other way) or `clear`, and RUNS counts the runs.
     #[arg(long)]
     pub verdict: bool,
-    /// Only print the CSV schema as a markdown table.
-    #[arg(long)]
+    /// Only print the CSV schema as a markdown table (alone: no CSV, no other option).
+    #[arg(long, exclusive = true)]
     pub schema: bool,
     /// Only print the offered msgs/s at the strict saturation point of one configuration,
     /// given as MODE,SHARDS,CLIENTS (e.g. `tickcast,1,5000`); nothing when none passed.
@@ -80,5 +81,41 @@ impl ReportArgs {
                 .map_or_else(|| PathBuf::from("."), PathBuf::from),
             (None, None) => PathBuf::from("."),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use clap::{CommandFactory, Parser};
+
+    fn parse(args: &[&str]) -> Result<super::ReportArgs, clap::Error> {
+        let mut all = vec!["tickcast", "report"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.command {
+            Command::Report(a) => Ok(*a),
+            other => panic!("not report: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_csv_is_required_except_for_the_schema() {
+        let err = parse(&[]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(parse(&["--verdict"]).is_err());
+        assert!(parse(&["--schema"]).unwrap().schema);
+        assert!(
+            parse(&["--schema", "raw.csv"]).is_err(),
+            "--schema takes nothing else"
+        );
+        let a = parse(&["results/x/raw.csv"]).unwrap();
+        assert_eq!(a.out_dir(), std::path::PathBuf::from("results/x"));
+        let mut cli = Cli::command();
+        let usage = cli
+            .find_subcommand_mut("report")
+            .unwrap()
+            .render_usage()
+            .to_string();
+        assert!(usage.contains("<CSV>"), "{usage}");
     }
 }

@@ -177,6 +177,9 @@ pub struct LoadConfig {
     pub server_pid: Option<u32>,
     /// Read the server's drop counters from `/metrics` at the window's start and end.
     pub scrape_metrics: bool,
+    /// Read the server's shard count from `/metrics` before connecting (for the row, when
+    /// `--shards` is not given). Default off.
+    pub learn_shards: bool,
     /// Show a progress bar on stderr.
     pub progress: bool,
     /// Offer permessage-deflate (as browsers do) and inflate compressed messages; a
@@ -208,6 +211,7 @@ impl LoadConfig {
             rooms: 0,
             server_pid: None,
             scrape_metrics: false,
+            learn_shards: false,
             progress: false,
             deflate: false,
             tls_ca: None,

@@ -108,4 +108,5 @@ pub fn close_window(stats: &mut Stats, since: Instant, cpu_ns_at_start: u64, now
     stats.window_secs = now.duration_since(since).as_secs_f64();
     stats.cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu_ns_at_start);
     stats.measuring = false;
+    stats.settle_production();
 }

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use control::Control;
-use stats::Stats;
+use stats::{Stats, join_counts};
 use worker::Worker;
 
 /// How often the coordinator refreshes progress and checks the ramp.
@@ -56,6 +56,10 @@ const TICK: Duration = Duration::from_millis(100);
 const SCRAPE_LEAD: Duration = Duration::from_millis(500);
 /// Extra time after the ramp and connect timeout before measuring regardless.
 const RAMP_GRACE: Duration = Duration::from_secs(1);
+/// When this many attempts (or all of them, if fewer) have failed and none has succeeded,
+/// the run stops at once: a closed port, a wrong path (404) or an untrusted certificate fails
+/// every connection alike, and waiting out the window would measure nothing.
+const FAIL_FAST_AFTER: usize = 16;
 
 /// Runs one load test and returns its summary. Blocks for about ramp + warmup + duration.
 pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
@@ -71,6 +75,11 @@ pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
     let loadavg_1m = sys::loadavg_1m();
     let sample = || cfg.server_pid.and_then(sys::sample_process);
     let server_start = sample();
+    let server_shards = cfg
+        .learn_shards
+        .then(|| sys::scrape_server(cfg.target.addr, tls.as_ref()))
+        .flatten()
+        .and_then(|s| s.shards);
 
     let control = Arc::new(Control::new(Instant::now()));
     let mut threads: Vec<JoinHandle<Stats>> = Vec::with_capacity(cfg.threads);
@@ -86,8 +95,9 @@ pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
     let bar = progress_bar(&cfg);
 
     // Ramp: until every connection is open or failed, bounded by the ramp time plus the
-    // connect timeout.
+    // connect timeout; at once when the first attempts all failed.
     bar.set_message("connecting");
+    let fail_fast = cfg.connections.min(FAIL_FAST_AFTER);
     let ramp_deadline = control.base + cfg.ramp_time() + cfg.connect_timeout + RAMP_GRACE;
     loop {
         let (opened, failed) = (
@@ -97,6 +107,7 @@ pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
         bar.set_position((opened + failed) as u64);
         bar.set_message(format!("connecting: {opened} open, {failed} failed"));
         if opened + failed >= cfg.connections
+            || (opened == 0 && failed >= fail_fast)
             || Instant::now() >= ramp_deadline
             || threads.iter().all(JoinHandle::is_finished)
         {
@@ -105,6 +116,10 @@ pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
         std::thread::sleep(TICK);
     }
     let ramp_secs = control.base.elapsed().as_secs_f64();
+    if control.opened.load(Ordering::Relaxed) == 0 {
+        bar.finish_and_clear();
+        return Err(no_connection(&cfg, &control, threads));
+    }
     let server_connected = sample();
 
     // Warm up, then measure.
@@ -176,10 +191,46 @@ pub fn run(cfg: LoadConfig) -> Result<Summary, String> {
         server,
         drops,
         server_handshake_p99_us,
+        server_shards,
         load_cpu_pct,
         load_thread_max_cpu_pct: thread_max_cpu,
         loadavg_1m,
     })
+}
+
+/// Stops the threads of a run where no connection opened, and says why: the failures by
+/// reason, and what they usually mean.
+fn no_connection(cfg: &LoadConfig, control: &Control, threads: Vec<JoinHandle<Stats>>) -> String {
+    control.stop.store(true, Ordering::SeqCst);
+    let mut merged = Stats::default();
+    for handle in threads {
+        if let Ok(stats) = handle.join() {
+            merged.merge(&stats);
+        }
+    }
+    let url = format!(
+        "{}://{}{}",
+        if cfg.target.tls { "wss" } else { "ws" },
+        cfg.target.host,
+        cfg.target.path
+    );
+    let tried = merged.failure_count();
+    let hint = if merged.failures.contains_key("refused") {
+        format!(" (is a server listening on {}?)", cfg.target.addr)
+    } else if merged.failures.keys().any(|r| r.starts_with("http_")) {
+        " (the server answered, but not with a WebSocket upgrade: check the path)".to_string()
+    } else {
+        String::new()
+    };
+    format!(
+        "no connection to {url} succeeded: the first {tried} attempt(s) all failed ({}){hint}; \
+         stopped before measuring",
+        if merged.failures.is_empty() {
+            "no attempt finished".to_string()
+        } else {
+            join_counts(&merged.failures)
+        }
+    )
 }
 
 fn progress_bar(cfg: &LoadConfig) -> ProgressBar {

@@ -44,11 +44,13 @@ impl TopicCounts {
         }
     }
 
-    /// Messages per second the server sequenced on this topic, from the server's own stamps
-    /// of the first and last seq seen: exact even when a window holds few messages.
-    pub fn produced_per_s(&self) -> Option<f64> {
-        let ((s0, t0), (s1, t1)) = (self.first?, self.last?);
-        (s1 > s0 && t1 > t0).then(|| (s1 - s0) as f64 / ((t1 - t0) as f64 / 1e6))
+    /// Messages the server sequenced on this topic over the window, as the clients saw it:
+    /// every seq from the lowest to the highest any client received in the window. A count,
+    /// not a rate over the span of the stamps: ticks of several feeds due at about the same
+    /// time would make that span shorter than the window and the rate read high.
+    pub fn produced(&self) -> Option<u64> {
+        let ((s0, _), (s1, _)) = (self.first?, self.last?);
+        Some(s1.saturating_sub(s0) + 1)
     }
 
     fn merge(&mut self, other: &TopicCounts) {
@@ -66,6 +68,22 @@ impl TopicCounts {
             self.last = Some(l);
         }
     }
+}
+
+/// What the server sequenced while the threads measured, and the deliveries it made due.
+///
+/// Counted per thread, over that thread's window ([`Stats::settle_production`]): the threads
+/// open their windows a little apart, and their union would hold messages (a whole round of
+/// ticks due together) that no single client could have received in its window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Produced {
+    /// The most messages one thread saw sequenced, all named topics together (the largest
+    /// over threads once merged).
+    pub messages: u64,
+    /// Deliveries due to the thread's clients: `(messages - 1 per topic) x connected`, the
+    /// one message per topic forgiven being the one in flight at a window edge (summed over
+    /// threads once merged).
+    pub due: u64,
 }
 
 /// Topic name -> small id, so connections remember their last seq per topic by id.
@@ -180,6 +198,9 @@ pub struct Stats {
     pub measuring: bool,
     /// Seconds the window lasted on this thread.
     pub window_secs: f64,
+    /// What the server sequenced in the window and the deliveries it made due, once the
+    /// window is over (`None` when no named topic had a message).
+    pub produced: Option<Produced>,
     /// CPU time this thread used inside the window, ns.
     pub cpu_ns: u64,
 }
@@ -197,6 +218,7 @@ impl Default for Stats {
             topics: TopicTable::default(),
             measuring: false,
             window_secs: 0.0,
+            produced: None,
             cpu_ns: 0,
         }
     }
@@ -222,16 +244,20 @@ impl Stats {
         self.measuring = true;
     }
 
-    /// Messages per second the server sequenced, summed over the named topics seen (see
-    /// [`TopicCounts::produced_per_s`]); `None` when no topic had two messages.
-    pub fn produced_per_s(&self) -> Option<f64> {
-        let rates: Vec<f64> = self
-            .topics
-            .iter()
-            .filter(|(name, _)| *name != OTHER_TOPIC)
-            .filter_map(|(_, c)| c.produced_per_s())
-            .collect();
-        (!rates.is_empty()).then(|| rates.iter().sum())
+    /// Settles [`Stats::produced`] once this thread's window is over, from what its clients
+    /// received per named topic (see [`TopicCounts::produced`]).
+    pub fn settle_production(&mut self) {
+        let (mut messages, mut topics) = (0u64, 0u64);
+        for (_, counts) in self.topics.iter().filter(|(name, _)| *name != OTHER_TOPIC) {
+            if let Some(n) = counts.produced() {
+                messages += n;
+                topics += 1;
+            }
+        }
+        self.produced = (topics > 0).then(|| Produced {
+            messages,
+            due: (messages - topics).saturating_mul(self.connected),
+        });
     }
 
     /// Total failures.
@@ -268,6 +294,11 @@ impl Stats {
             };
             self.topics.counts[id as usize].merge(counts);
         }
+        if let Some(o) = other.produced {
+            let p = self.produced.get_or_insert_with(Produced::default);
+            p.messages = p.messages.max(o.messages);
+            p.due += o.due;
+        }
         self.cpu_ns = self.cpu_ns.max(other.cpu_ns);
         self.window_secs = self.window_secs.max(other.window_secs);
     }
@@ -301,21 +332,69 @@ mod tests {
     }
 
     #[test]
-    fn the_production_rate_comes_from_server_stamps() {
+    fn the_production_is_counted_from_the_seqs_seen() {
         let mut c = TopicCounts::default();
-        assert_eq!(c.produced_per_s(), None);
-        // Seen out of order across connections: 11 messages over 1 s of server time.
+        assert_eq!(c.produced(), None);
+        // Seen out of order across connections: seqs 10 to 20 were sequenced.
         c.seen(15, 1_500_000);
         c.seen(10, 1_000_000);
         c.seen(20, 2_000_000);
         c.seen(12, 1_200_000);
         assert_eq!(c.messages, 4);
-        assert_eq!(c.produced_per_s(), Some(10.0));
+        assert_eq!(c.produced(), Some(11));
         let mut other = TopicCounts::default();
         other.seen(30, 3_000_000);
         c.merge(&other);
-        assert_eq!(c.produced_per_s(), Some(10.0));
+        assert_eq!(c.produced(), Some(21));
         assert_eq!(c.last, Some((30, 3_000_000)));
+        // Four feeds due together every 100 ms for 3 s: 120 messages whose stamps span
+        // 2.9 s (a rate read from them would say 41/s); the count is what was produced.
+        let mut ticks = TopicCounts::default();
+        for seq in 1..=120u64 {
+            ticks.seen(seq, (seq - 1) / 4 * 100_000);
+        }
+        assert_eq!(ticks.produced(), Some(120));
+    }
+
+    #[test]
+    fn the_production_is_settled_per_thread_over_named_topics() {
+        let thread = |first: u64, last: u64, connected: u64| {
+            let mut s = Stats::default();
+            let a = s.topics.id(b"a") as usize;
+            s.topics.counts[a].seen(first, 0);
+            s.topics.counts[a].seen(last, 0);
+            let b = s.topics.id(b"b") as usize;
+            s.topics.counts[b].seen(7, 0);
+            let other = s.topics.other_id() as usize;
+            s.topics.counts[other].seen(1, 0);
+            s.topics.counts[other].seen(1_000, 0);
+            s.connected = connected;
+            s.settle_production();
+            s
+        };
+        // Topic a: 5 messages, b: 1; one per topic forgiven: 4 due per client.
+        let mut one = thread(1, 5, 10);
+        assert_eq!(
+            one.produced,
+            Some(Produced {
+                messages: 6,
+                due: 40
+            })
+        );
+        // A thread whose window opened a round later, and closed a round later too.
+        let two = thread(2, 6, 5);
+        one.merge(&two);
+        assert_eq!(
+            one.produced,
+            Some(Produced {
+                messages: 6,
+                due: 60
+            })
+        );
+        // Not the union's 7 + 1 messages, which no client could have received.
+        let mut none = Stats::default();
+        none.settle_production();
+        assert_eq!(none.produced, None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What the load generator reads from the operating system: a server process's CPU time and
 //! RSS from `/proc`, its own CPU time (`getrusage`), the load average (all three read by
-//! [`crate::procstat`], in the units the CSV records), and the server's drop counters from its
-//! `/metrics` page (over TLS too, for a `wss://` server).
+//! [`crate::procstat`], in the units the CSV records), and the server's drop counters and shard
+//! count from its `/metrics` page (over TLS too, for a `wss://` server).
 //!
 //! All of it is optional: a missing file or a server without `/metrics` gives `None`, and the
 //! CSV cell stays empty.
@@ -67,6 +67,9 @@ pub struct ServerScrape {
     /// `tickcast_handshake_latency_p99_seconds` in µs: the server's own part of the
     /// handshakes so far (accept -> 101 queued).
     pub handshake_p99_us: Option<u64>,
+    /// Shards the page has series for (every shard's drop counters exist from the first
+    /// scrape).
+    pub shards: Option<u32>,
 }
 
 /// Reads `http://addr/metrics` (`https://` with `tls`). `None` when the server does not
@@ -77,7 +80,24 @@ pub fn scrape_server(addr: SocketAddr, tls: Option<&TlsClient>) -> Option<Server
         drops: parse_drops(&page),
         handshake_p99_us: parse_gauge(&page, "tickcast_handshake_latency_p99_seconds")
             .map(|s| (s * 1e6).round() as u64),
+        shards: parse_shards(&page),
     })
+}
+
+/// The number of distinct `shard` labels of `tickcast_drops_total`; `None` when there is none.
+fn parse_shards(page: &str) -> Option<u32> {
+    let shards: std::collections::BTreeSet<&str> = page
+        .lines()
+        .filter_map(|line| line.strip_prefix("tickcast_drops_total{"))
+        .filter_map(|rest| rest.split_once('}').map(|(labels, _)| labels))
+        .filter_map(|labels| {
+            labels
+                .split(',')
+                .find_map(|l| l.trim().strip_prefix("shard=\""))
+                .and_then(|v| v.strip_suffix('"'))
+        })
+        .collect();
+    u32::try_from(shards.len()).ok().filter(|&n| n > 0)
 }
 
 /// The value of an unlabelled gauge line `name value`.
@@ -188,6 +208,11 @@ mod tests {
         let mut before = BTreeMap::new();
         before.insert("outbox_full".to_string(), 2);
         assert_eq!(diff_counts(&before, &d)["outbox_full"], 10);
+        assert_eq!(parse_shards(page), Some(2));
+        assert_eq!(
+            parse_shards("tickcast_delivered_total{shard=\"0\"} 99\n"),
+            None
+        );
     }
 
     #[test]

@@ -47,6 +47,7 @@ fn case_of_config(mode: &str, shards: u32, publishers: u64) -> Option<(Case, Str
     let (server, rest) = match mode.strip_prefix("uws-") {
         Some(rest) => ("uWebSockets (Bun)".to_string(), rest),
         None if shards == 1 => ("tickcast 1 shard".to_string(), mode),
+        None if shards == 0 => ("tickcast shards=?".to_string(), mode),
         None => (format!("tickcast {shards} shards"), mode),
     };
     let (rooms, members) = rest.strip_prefix("rooms-")?.split_once('-')?;

@@ -104,17 +104,23 @@ impl ConfigKey {
         }
     }
 
-    /// A short label such as `tickcast x2` or `baseline`.
+    /// A short label such as `tickcast 2 shards` or `baseline` (`tickcast shards=?` when the
+    /// shard count is unknown, never `0 shards`).
     pub fn series(&self) -> String {
         if self.mode == "tickcast" {
-            if self.shards == 1 {
-                "tickcast 1 shard (hub)".into()
-            } else {
-                format!("tickcast {} shards", self.shards)
-            }
+            format!("tickcast {}", shards_label(self.shards))
         } else {
             self.mode.clone()
         }
+    }
+}
+
+/// `1 shard (hub)`, `N shards`, or `shards=?` for 0 (unknown).
+pub fn shards_label(shards: u32) -> String {
+    match shards {
+        0 => "shards=?".into(),
+        1 => "1 shard (hub)".into(),
+        n => format!("{n} shards"),
     }
 }
 
@@ -186,6 +192,16 @@ mod tests {
             lat_p99_us: p99,
             ..Row::default()
         }
+    }
+
+    #[test]
+    fn series_name_their_shards_and_never_zero_of_them() {
+        let series =
+            |mode: &str, shards| ConfigKey::of(&row(mode, shards, 1, 0.0, 1.0, 0)).series();
+        assert_eq!(series("tickcast", 1), "tickcast 1 shard (hub)");
+        assert_eq!(series("tickcast", 2), "tickcast 2 shards");
+        assert_eq!(series("tickcast", 0), "tickcast shards=?");
+        assert_eq!(series("baseline", 0), "baseline");
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub struct Row {
     pub unix_time: u64,
     /// What was measured: `tickcast` or `baseline` (free text for other servers).
     pub mode: String,
-    /// Server shard threads (1 = the single hub; the baseline is one thread).
+    /// Server shard threads (1 = the single hub; the baseline is one thread; 0 = unknown:
+    /// not given to the load generator, and not shown by the server's `/metrics`).
     pub shards: u32,
     /// Whether shard threads were pinned to cores.
     pub pin: bool,
@@ -67,13 +68,14 @@ pub struct Row {
     pub bytes: u64,
     /// Data messages received per second, all clients together (deliveries/s).
     pub delivered_per_s: f64,
-    /// Messages per second the server sequenced, from the `seq`/`ts` stamps of the first and
-    /// last message seen per topic (0 when fewer than two were seen).
+    /// Messages per second the server sequenced: the seqs from the first to the last one a
+    /// load thread's clients received in its window, per topic, over the window (0 when
+    /// nothing was seen).
     pub produced_per_s: f64,
-    /// Deliveries expected in the window: the larger of received + seq gaps (scaled by
-    /// `offered_rate / produced_per_s` when the server sequenced slower than offered) and
-    /// `(offered_rate x window_s - 1) x connected` (one message per client may be in flight
-    /// at a window edge).
+    /// Deliveries expected in the window: the larger of received + seq gaps and
+    /// `(offered_rate x window_s - 1) x connected`, or without an offered rate what the
+    /// server sequenced in each load thread's window less one per topic, times its clients
+    /// (one message per client may be in flight at a window edge).
     pub expected: f64,
     /// `messages / expected`.
     pub delivery_ratio: f64,
@@ -137,7 +139,8 @@ pub const COLUMNS: &[(&str, &str)] = &[
     ("mode", "`tickcast` or `baseline`"),
     (
         "shards",
-        "server shard threads (1 = single hub; the baseline is one thread)",
+        "server shard threads (1 = single hub; the baseline is one thread; 0 = unknown, \
+         labelled `shards=?`)",
     ),
     ("pin", "shard threads pinned to cores"),
     ("linger_us", "mixer linger (µs)"),
@@ -193,12 +196,13 @@ pub const COLUMNS: &[(&str, &str)] = &[
     ("delivered_per_s", "deliveries per second (all clients)"),
     (
         "produced_per_s",
-        "messages/s the server sequenced (from seq and ts of the messages)",
+        "messages/s the server sequenced in the window (from the seqs the clients received)",
     ),
     (
         "expected",
-        "deliveries expected: max((messages + seq_gaps) x max(1, offered_rate / produced_per_s), \
-         (offered_rate x window_s - 1) x connected)",
+        "deliveries expected: max(messages + seq_gaps, (offered_rate x window_s - 1) x \
+         connected), or without offered_rate max(messages + seq_gaps, (seqs sequenced in the \
+         window - 1) x connected)",
     ),
     ("delivery_ratio", "messages / expected"),
     (
@@ -283,29 +287,84 @@ pub fn markdown() -> String {
     out
 }
 
-/// Appends `row` to the CSV file at `path`, writing the header first when the file is new or
-/// empty. A file whose header is not this schema's is refused rather than mixed.
-pub fn append_row(path: &Path, row: &Row) -> io::Result<()> {
-    let existing_header = match std::fs::File::open(path) {
+/// Columns a results file may lack: those added after the first sweeps, whose cells may be
+/// empty anyway (a test checks that these are exactly the columns a row can be read without).
+pub const MAY_BE_ABSENT: &[&str] = &[
+    "server_handshake_p99_us",
+    "pub_lat_p50_us",
+    "pub_lat_p99_us",
+    "server_cpu_pct",
+    "server_cpu_ns_per_msg",
+    "server_rss_start_kib",
+    "server_rss_connected_kib",
+    "server_rss_end_kib",
+    "rss_kib_per_conn",
+    "server_drops_total",
+];
+
+/// The first line of the file at `path` (`None` when there is no such file).
+fn first_line(path: &Path) -> io::Result<Option<String>> {
+    match std::fs::File::open(path) {
         Ok(f) => {
             // A header is well under 4 KiB; a longer first line is not ours anyway.
             let mut first = String::new();
             BufReader::new(f.take(4096)).read_line(&mut first)?;
-            Some(first.trim_end().to_string())
+            Ok(Some(first.trim_end().to_string()))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a row may be appended below `first_line`: true when the header is still to be
+/// written, false when it is there; an error for another file's header.
+fn needs_header(path: &Path, first_line: Option<&str>) -> io::Result<bool> {
+    match first_line {
+        None | Some("") => Ok(true),
+        Some(h) if h == header() => Ok(false),
+        Some(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} has another header; use a new file", path.display()),
+        )),
+    }
+}
+
+/// Checks, before a run, that [`append_row`] will be able to write to `path`: an existing
+/// file must be writable and hold this schema's header (or nothing); a new one must be
+/// creatable (it is created and removed again). The error is a sentence for the user.
+pub fn check_appendable(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let first = first_line(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    needs_header(path, first.as_deref()).map_err(|e| e.to_string())?;
+    let opened = if first.is_some() {
+        OpenOptions::new().append(true).open(path).map(|_| ())
+    } else {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|_| std::fs::remove_file(path))
     };
-    let need_header = match existing_header.as_deref() {
-        None | Some("") => true,
-        Some(h) if h == header() => false,
-        Some(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} has another header; use a new file", path.display()),
-            ));
+    opened.map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => {
+            let folder = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            format!(
+                "cannot write {shown}: the folder {} does not exist",
+                folder.display()
+            )
         }
-    };
+        io::ErrorKind::PermissionDenied => format!("cannot write {shown}: permission denied"),
+        _ => format!("cannot write {shown}: {e}"),
+    })
+}
+
+/// Appends `row` to the CSV file at `path`, writing the header first when the file is new or
+/// empty. A file whose header is not this schema's is refused rather than mixed.
+pub fn append_row(path: &Path, row: &Row) -> io::Result<()> {
+    let need_header = needs_header(path, first_line(path)?.as_deref())?;
     let mut writer = csv::WriterBuilder::new()
         .has_headers(need_header)
         .from_writer(Vec::new());
@@ -318,61 +377,46 @@ pub fn append_row(path: &Path, row: &Row) -> io::Result<()> {
     file.write_all(&bytes)
 }
 
-/// Reads every row of a `raw.csv`.
-pub fn read_rows(path: &Path) -> io::Result<Vec<Row>> {
-    let mut reader = csv::Reader::from_path(path).map_err(io::Error::other)?;
-    reader
-        .deserialize()
-        .map(|r| r.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())))
+/// The columns of [`COLUMNS`] that a file with this header lacks and may not lack.
+pub fn missing_columns<'a>(header: impl IntoIterator<Item = &'a str> + Clone) -> Vec<&'static str> {
+    COLUMNS
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !MAY_BE_ABSENT.contains(name))
+        .filter(|name| !header.clone().into_iter().any(|h| h == *name))
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp_path(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("tickcast-schema-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
-        let _ = std::fs::remove_file(&p);
-        p
+/// Reads every row of a `raw.csv`. A file that is not one (no header, or a header without
+/// the schema's columns) is refused with the columns it lacks; so is one without rows.
+pub fn read_rows(path: &Path) -> io::Result<Vec<Row>> {
+    let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
+    let mut reader = csv::Reader::from_path(path).map_err(io::Error::other)?;
+    let header = reader.headers().map_err(io::Error::other)?.clone();
+    if header.iter().all(|h| h.trim().is_empty()) {
+        return Err(invalid(
+            "empty: not a results file (tickcast load --csv writes them)".into(),
+        ));
     }
-
-    #[test]
-    fn serde_columns_match_the_documented_columns() {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.serialize(Row::default()).unwrap();
-        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
-        assert_eq!(text.lines().next().unwrap(), header());
+    let missing = missing_columns(header.iter());
+    if !missing.is_empty() {
+        return Err(invalid(format!(
+            "not a results file (tickcast load --csv writes them): {} of its {} columns \
+             missing: {}",
+            missing.len(),
+            COLUMNS.len() - MAY_BE_ABSENT.len(),
+            missing.join(", ")
+        )));
     }
-
-    #[test]
-    fn append_writes_the_header_once_and_rows_round_trip() {
-        let p = temp_path("rows.csv");
-        let a = Row {
-            mode: "tickcast".into(),
-            clients: 1000,
-            server_cpu_pct: Some(55.5),
-            failure_reasons: "refused=2;timeout=1".into(),
-            ..Row::default()
-        };
-        let b = Row {
-            mode: "baseline".into(),
-            sustainable: true,
-            ..Row::default()
-        };
-        append_row(&p, &a).unwrap();
-        append_row(&p, &b).unwrap();
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert_eq!(text.matches("unix_time,").count(), 1);
-        assert_eq!(read_rows(&p).unwrap(), vec![a, b]);
+    let rows = reader
+        .deserialize()
+        .map(|r| r.map_err(|e| invalid(e.to_string())))
+        .collect::<io::Result<Vec<Row>>>()?;
+    if rows.is_empty() {
+        return Err(invalid("no rows: nothing measured yet".into()));
     }
-
-    #[test]
-    fn a_file_with_another_header_is_refused() {
-        let p = temp_path("other.csv");
-        std::fs::write(&p, "a,b,c\n1,2,3\n").unwrap();
-        assert!(append_row(&p, &Row::default()).is_err());
-    }
+    Ok(rows)
 }
+
+#[cfg(test)]
+mod tests;

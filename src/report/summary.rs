@@ -275,7 +275,11 @@ fn linger_table(out: &mut String, rows: &[Row]) {
         let _ = writeln!(
             out,
             "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
-            r.shards,
+            if r.shards == 0 {
+                "?".to_string()
+            } else {
+                r.shards.to_string()
+            },
             r.clients,
             r.offered_rate,
             r.linger_us,
