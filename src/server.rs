@@ -356,7 +356,7 @@ fn start_bus(
         .map_err(StartError::Io)?;
     log::info!(
         "redis bus: {} (prefix `{}`, node {})",
-        cfg.url,
+        crate::bus::redacted(&cfg.url),
         cfg.prefix,
         state.node
     );

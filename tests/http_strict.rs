@@ -121,6 +121,16 @@ fn websocket_headers_must_come_once() {
         &upgrade_request("/echo", &version_twice),
         "duplicate_header",
     );
+    // Two origins: whichever one were read, the check would be the client's choice.
+    let origin_twice = format!(
+        "{}Origin: https://one.example\r\nOrigin: https://two.example\r\n",
+        ws_headers()
+    );
+    expect_refused(
+        addr,
+        &upgrade_request("/ws", &origin_twice),
+        "duplicate_header",
+    );
     finish(server, healthy, 0.0);
 }
 

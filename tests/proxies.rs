@@ -172,6 +172,21 @@ fn behind_nginx_terminating_tls_the_client_address_comes_from_x_forwarded_for() 
     check_deployment(front, &pki, &server);
     let scrape = parse_metrics(&server.metrics().render());
     assert!(scrape.sum("tickcast_forwarded_clients_total", &[]) >= 3.0);
+    // The access log leaves the query string out: a token in it is a credential.
+    let mut c = wss_from("127.0.0.4", front, &pki, "/ws?topics=ticks&token=hush-7f3a").unwrap();
+    assert_eq!(next_text(&mut c)["type"], "welcome");
+    drop(c);
+    wait_for("nginx to log the closed WebSocket", || {
+        nginx
+            .access_log()
+            .lines()
+            .any(|l| l.starts_with("127.0.0.4 ") && l.contains("GET /ws "))
+    });
+    let log = nginx.access_log();
+    assert!(
+        !log.contains("hush-7f3a") && !log.contains("token="),
+        "{log}"
+    );
     server.shutdown();
 }
 

@@ -46,7 +46,12 @@ impl Link {
     /// caller retries).
     pub fn try_open(url: &str, timeout: Duration, what: &str) -> Option<Link> {
         Link::open(url, timeout)
-            .map_err(|e| log::debug!("redis {what}: cannot connect to {url}: {e}"))
+            .map_err(|e| {
+                log::debug!(
+                    "redis {what}: cannot connect to {}: {e}",
+                    super::redacted(url)
+                )
+            })
             .ok()
     }
 

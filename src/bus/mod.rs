@@ -73,6 +73,23 @@ pub struct BusConfig {
     pub node_ttl: Duration,
 }
 
+/// `url` with its password (and a lone user part, which Redis URLs also use for one) shown
+/// as `***`, for logs and errors: `redis://user:***@host:6379/0`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    format!("{scheme}://{user}@{}", &rest[at + 1..])
+}
+
 impl BusConfig {
     /// Settings for `url` with the default prefix, history and room TTL.
     pub fn new(url: &str) -> Self {
@@ -91,7 +108,7 @@ impl BusConfig {
     /// Checks the URL once, at start, for a clear error.
     pub fn validate(&self) -> Result<(), String> {
         redis::Client::open(self.url.as_str())
-            .map_err(|e| format!("invalid --redis URL `{}`: {e}", self.url))?;
+            .map_err(|e| format!("invalid --redis URL `{}`: {e}", redacted(&self.url)))?;
         if self.prefix.is_empty() || self.prefix.contains(['*', '?', '[', ' ']) {
             return Err(
                 "--redis-prefix must be non-empty, without spaces or glob characters".into(),
@@ -311,6 +328,23 @@ pub(crate) fn back_off(backoff: &mut Duration, stopping: impl Fn() -> bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            (
+                "redis://:s3cret@127.0.0.1:6379/0",
+                "redis://:***@127.0.0.1:6379/0",
+            ),
+            ("redis://app:s3cret@host:6379", "redis://app:***@host:6379"),
+            ("rediss://s3cret@host", "rediss://***@host"),
+            ("redis://u:p@ss@host/1?x=@", "redis://u:***@host/1?x=@"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn channels_and_carriage() {

@@ -287,12 +287,18 @@ impl BusPublisher {
         match Link::open(&self.cfg.url, Duration::from_secs(5)) {
             Ok(c) => {
                 self.state.set_publisher(true);
-                log::info!("redis publisher connected to {}", self.cfg.url);
+                log::info!(
+                    "redis publisher connected to {}",
+                    super::redacted(&self.cfg.url)
+                );
                 Some(c)
             }
             Err(e) => {
                 self.state.set_publisher(false);
-                log::debug!("redis publisher: cannot connect to {}: {e}", self.cfg.url);
+                log::debug!(
+                    "redis publisher: cannot connect to {}: {e}",
+                    super::redacted(&self.cfg.url)
+                );
                 None
             }
         }

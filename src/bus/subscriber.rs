@@ -81,7 +81,10 @@ impl BusSubscriber {
             let mut link = match Link::open(&self.cfg.url, COMMAND_TIMEOUT) {
                 Ok(link) => link,
                 Err(e) => {
-                    log::debug!("redis subscriber: cannot connect to {}: {e}", self.cfg.url);
+                    log::debug!(
+                        "redis subscriber: cannot connect to {}: {e}",
+                        super::redacted(&self.cfg.url)
+                    );
                     back_off(&mut backoff, || self.stopping());
                     continue;
                 }
@@ -91,7 +94,10 @@ impl BusSubscriber {
             }
             connected_before = true;
             backoff = BACKOFF_MIN;
-            log::info!("redis subscriber connected to {}", self.cfg.url);
+            log::info!(
+                "redis subscriber connected to {}",
+                super::redacted(&self.cfg.url)
+            );
             let served = match &mut link {
                 Link::Single(conn) => self.serve(conn),
                 Link::Cluster(_) => self.serve_cluster(&mut link),

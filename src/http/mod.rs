@@ -65,6 +65,9 @@ pub struct Request {
     pub ws_key_count: usize,
     /// `Sec-WebSocket-Version` lines received (at most one, RFC 6455 §11.3.5).
     pub ws_version_count: usize,
+    /// `Origin` lines received (at most one, RFC 6454 §7.3: the origin check must not depend
+    /// on which of two the server happens to read).
+    pub origin_count: usize,
     /// The head announces a body (`Content-Length` over 0, any `Transfer-Encoding`) or hides
     /// where it ends (a `Content-Length` that is not a number). The server never reads one.
     pub body: bool,

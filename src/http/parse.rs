@@ -58,7 +58,10 @@ pub fn parse_request(
                 out.ws_version_count += 1;
                 out.ws_version = Some(value);
             }
-            "origin" => out.origin = Some(value),
+            "origin" => {
+                out.origin_count += 1;
+                out.origin = Some(value);
+            }
             "authorization" => out.authorization = Some(value),
             "sec-websocket-extensions" => append_list(&mut out.extensions, &value),
             "forwarded" => append_list(out.forwarded.get_or_insert_default(), &value),

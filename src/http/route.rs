@@ -19,7 +19,7 @@ use crate::metrics::HandshakeFailure;
 /// then the plain routes answer, and a WebSocket path goes on with
 ///
 /// 6. 400 `http_version`: an upgrade must be HTTP/1.1 (RFC 6455 §4.1);
-/// 7. 400 `duplicate_header`: `Sec-WebSocket-Key` or `Sec-WebSocket-Version` twice;
+/// 7. 400 `duplicate_header`: `Sec-WebSocket-Key`, `Sec-WebSocket-Version` or `Origin` twice;
 /// 8. 400 `not_upgrade`, 400 `missing_version`, 426 `bad_version`, 400 `bad_key`.
 ///
 /// What needs the server's state (Origin, token, query, connection caps) comes after, in
@@ -74,11 +74,11 @@ pub fn route(req: &Request) -> Target {
             "a WebSocket upgrade needs HTTP/1.1\n",
         );
     }
-    if req.ws_key_count > 1 || req.ws_version_count > 1 {
+    if req.ws_key_count > 1 || req.ws_version_count > 1 || req.origin_count > 1 {
         return reject(
             400,
             HandshakeFailure::DuplicateHeader,
-            "Sec-WebSocket-Key and Sec-WebSocket-Version may appear only once\n",
+            "Sec-WebSocket-Key, Sec-WebSocket-Version and Origin may appear only once\n",
         );
     }
     if !req.upgrade_websocket || !req.connection_upgrade {

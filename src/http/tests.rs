@@ -130,6 +130,11 @@ fn websocket_headers_come_once() {
     // Before the version check: a second, wrong version is still a duplicate.
     let wrong_too = v13("/echo", "Sec-WebSocket-Version: 8\r\n");
     assert_eq!(refusal(&wrong_too), (400, "duplicate_header"));
+    let twice_origin = v13(
+        "/ws",
+        "Origin: https://evil.example\r\nOrigin: https://good.example\r\n",
+    );
+    assert_eq!(refusal(&twice_origin), (400, "duplicate_header"));
 }
 
 #[test]

@@ -38,7 +38,11 @@ pub fn deployment(name: &str, front: u16, back: u16, pki: &Pki) -> String {
 fn write_deployment(name: &str, back: u16, pki: &Pki, dir: &Path) -> (PathBuf, u16) {
     let front = free_port();
     let conf = dir.join(name);
-    std::fs::write(&conf, deployment(name, front, back, pki)).unwrap();
+    let text = deployment(name, front, back, pki).replace(
+        "/var/log/nginx/tickcast.access.log",
+        &dir.join("access.log").display().to_string(),
+    );
+    std::fs::write(&conf, text).unwrap();
     (conf, front)
 }
 
@@ -54,6 +58,11 @@ impl Proxy {
     /// What the proxy wrote to stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("proxy.log")).unwrap_or_default()
+    }
+
+    /// The access log it wrote (nginx), empty when none.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
 
     /// Spawns `command` (its stderr to `dir`/proxy.log) and waits until `port` accepts
