@@ -1,11 +1,11 @@
 //! The container image, run from its own files. `scripts/image.sh` builds it (a static
-//! binary, `FROM scratch`, COPY only); the test exports its root filesystem (`podman create`
-//! + `podman export`) and runs the image's entrypoint and command, with the image's
-//! environment, as the image's `USER`, chrooted into that filesystem in fresh mount, PID,
-//! UTS and IPC namespaces (`unshare --root`), on the host's network as `podman run
-//! --network host` would. `podman run` cannot start a container where this was written, so
-//! the test plays the runtime's part: it adds what a runtime adds to a container (/proc,
-//! /etc/hosts, /etc/resolv.conf) and runs the `HEALTHCHECK` command itself.
+//! binary, `FROM scratch`, COPY only); the test exports its root filesystem with `podman
+//! create` and `podman export`, and runs the image's entrypoint and command, with the
+//! image's environment, as the image's `USER`, chrooted into that filesystem in fresh mount,
+//! PID, UTS and IPC namespaces (`unshare --root`), on the host's network as `podman run
+//! --network=host` would. `podman run` cannot start a container where this was written, so
+//! the test plays the runtime's part: it adds what a runtime adds to a container (`/proc`,
+//! `/etc/hosts`, `/etc/resolv.conf`) and runs the `HEALTHCHECK` command itself.
 //!
 //! It checks the image holds only its four files and runs as a non-root user; that `/healthz`
 //! answers and a WebSocket client gets ticks; that `--redis` finds Redis by host NAME in the
