@@ -320,6 +320,7 @@ fn redis_url(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
+    use clap::{CommandFactory, Parser};
 
     #[test]
     fn a_bare_redis_address_is_a_redis_url() {
@@ -334,11 +335,10 @@ mod tests {
         assert_eq!(url("redis:6379"), "redis://redis:6379");
         assert_eq!(url("redis://redis:6379/2"), "redis://redis:6379/2");
         assert_eq!(
-            url("rediss://cache.example:6380"),
-            "rediss://cache.example:6380"
+            url("redis://:secret@cache.example:6380"),
+            "redis://:secret@cache.example:6380"
         );
     }
-    use clap::{CommandFactory, Parser};
 
     #[test]
     fn cli_definition_is_consistent() {
