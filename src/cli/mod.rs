@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 pub mod abuse;
 pub mod baseline;
+pub mod health;
 pub mod load;
 pub mod probe;
 pub mod report;
@@ -19,6 +20,7 @@ pub mod token;
 
 pub use abuse::AbuseArgs;
 pub use baseline::BaselineArgs;
+pub use health::HealthArgs;
 pub use load::LoadArgs;
 pub use probe::ProbeArgs;
 pub use report::ReportArgs;
@@ -55,6 +57,9 @@ pub enum Command {
     /// Time a client's resume on another node of a Redis-backed cluster (reconnect to the
     /// last replayed message), printed as one JSON line.
     ProbeResume(Box<ProbeArgs>),
+    /// Ask a running server for `/healthz` (plain HTTP); exit 0 on 200. A container's
+    /// HEALTHCHECK: a scratch image has no curl.
+    Health(HealthArgs),
 }
 
 const LOAD_EXAMPLES: &str = "\

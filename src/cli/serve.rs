@@ -208,7 +208,8 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
-    /// Share messages with other nodes through Redis Pub/Sub (redis://host:port).
+    /// Share messages with other nodes through Redis Pub/Sub (redis://host:port; a bare
+    /// host:port means redis://host:port).
     #[arg(long, env = "TICKCAST_REDIS")]
     pub redis: Option<String>,
     /// Prefix of the Redis channels and keys.
@@ -300,7 +301,7 @@ impl ServeArgs {
             auth_secret: self.secret.bytes()?.map(Secret),
             allowed_origins: self.allowed_origins.clone(),
             redis: self.redis.as_ref().map(|url| crate::bus::BusConfig {
-                url: url.clone(),
+                url: redis_url(url),
                 prefix: self.redis_prefix.clone(),
                 publish_providers: self.redis_publish_providers,
                 history: self.history,
@@ -323,11 +324,39 @@ impl ServeArgs {
     }
 }
 
+/// `--redis` as a URL: `host:port` (what a compose file or an operator writes) becomes
+/// `redis://host:port`; anything with a scheme is kept as it is.
+fn redis_url(value: &str) -> String {
+    if value.contains("://") {
+        value.to_string()
+    } else {
+        format!("redis://{value}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn a_bare_redis_address_is_a_redis_url() {
+        let url = |value: &str| {
+            let Command::Serve(args) =
+                Cli::parse_from(["tickcast", "serve", "--redis", value]).command
+            else {
+                panic!("not serve");
+            };
+            args.to_config().unwrap().redis.unwrap().url
+        };
+        assert_eq!(url("redis:6379"), "redis://redis:6379");
+        assert_eq!(url("redis://redis:6379/2"), "redis://redis:6379/2");
+        assert_eq!(
+            url("redis://:secret@cache.example:6380"),
+            "redis://:secret@cache.example:6380"
+        );
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -1,4 +1,5 @@
-//! External programs some tests drive: `redis-server`, headless Chromium, nginx and haproxy.
+//! External programs some tests drive: `redis-server`, headless Chromium, nginx, haproxy,
+//! podman and util-linux's `unshare`.
 //! CI has them all (`scripts/test.sh` installs them), so a test that cannot find one fails,
 //! naming what is missing and how to install it, instead of passing without having run.
 
@@ -63,6 +64,22 @@ pub const HAPROXY: Program = Program {
     env: None,
     names: &["haproxy", "/usr/sbin/haproxy"],
     package: "haproxy",
+};
+
+/// podman, to build the container image and export its files (tests/container.rs).
+pub const PODMAN: Program = Program {
+    what: "podman",
+    env: None,
+    names: &["podman"],
+    package: "podman",
+};
+
+/// util-linux's `unshare`, to run the exported image in fresh namespaces (tests/container.rs).
+pub const UNSHARE: Program = Program {
+    what: "unshare",
+    env: None,
+    names: &["unshare", "/usr/bin/unshare"],
+    package: "util-linux",
 };
 
 /// The path of `program`, or a test failure that says what is missing, where it was looked
