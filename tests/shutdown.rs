@@ -75,11 +75,6 @@ impl Process {
     fn wait(&mut self) -> ExitStatus {
         wait_exit(&mut self.child)
     }
-
-    /// Stderr lines logged so far.
-    fn logged(&self) -> Vec<String> {
-        self.stderr.try_iter().collect()
-    }
 }
 
 impl Drop for Process {
