@@ -182,18 +182,7 @@ wait_listening() {
     return 1
 }
 
-# Stops the server: SIGTERM, then SIGKILL after 10 s.
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
+source "$(dirname "$0")/stop-server.sh"
 
 # run_point MODE SHARDS CLIENTS RATE LINGER: measures one run of a point, appends its row,
 # and sets VERDICT (ok, saturated, client-bound, failed: of the point's median run so far),

@@ -125,17 +125,7 @@ start_server() {
     exit 2
 }
 
-# Stops the server: SIGTERM, SIGKILL after 10 s.
-stop_server() {
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
+source "$(dirname "$0")/stop-server.sh"
 
 # utime + stime of a process, in clock ticks.
 cpu_ticks() {

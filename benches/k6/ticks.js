@@ -16,13 +16,7 @@ import { WebSocket } from 'k6/experimental/websockets';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import { setTimeout } from 'k6/timers';
 
-function param(name, fallback) {
-  const v = __ENV[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}=${v}: want a positive number`);
-  return n;
-}
+import { param } from './lib.js';
 
 const URL = __ENV.TICKCAST_URL || 'ws://127.0.0.1:8080';
 const VUS = param('VUS', 50);
