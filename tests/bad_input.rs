@@ -53,7 +53,7 @@ fn bad_http_requests_get_their_status_while_a_healthy_client_keeps_receiving() {
     expect_status(addr, &format!("GET /ws HTTP/1.1\r\n{many}\r\n"), 431);
     // Not GET: 405 with Allow.
     let resp = expect_status(addr, "POST /ws HTTP/1.1\r\nHost: x\r\n\r\n", 405);
-    assert!(resp.contains("Allow: GET\r\n"), "{resp}");
+    assert!(resp.contains("Allow: GET, HEAD\r\n"), "{resp}");
     // Unknown path: 404.
     expect_status(addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404);
     expect_status(addr, &upgrade_request("/nope", &format!("{key}{v13}")), 404);
