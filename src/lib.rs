@@ -78,9 +78,11 @@
 //! - [`config`]: the plain, validated configuration struct.
 //! - [`server`]: starts the threads in order and shuts them down gracefully.
 //! - [`listener`]: the listening socket (shared with the baseline) and the open-file limit.
-//! - [`cli`]: the command line (the only module that knows clap).
+//! - [`cli`]: the command line and `serve --config`'s TOML file, merged under the flags and
+//!   variables, and the logging options (the only module that knows clap).
 //! - [`procstat`]: what `/proc` and `getrusage` say of a process and the machine (telemetry,
-//!   the load generator and the reliability suite read them the same way).
+//!   `/metrics`' `process_*` figures, the load generator and the reliability suite read them
+//!   the same way).
 //!
 //! Measuring (not part of the server's path):
 //!

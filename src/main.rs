@@ -3,18 +3,26 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use tickcast::cli::{
-    AbuseArgs, BaselineArgs, Cli, Command, HealthArgs, LoadArgs, ProbeArgs, ReportArgs, ServeArgs,
+    AbuseArgs, BaselineArgs, Command, HealthArgs, LoadArgs, ParseError, ProbeArgs, ReportArgs,
+    ServeArgs,
 };
 use tickcast::server::{Server, raise_nofile_limit};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    let cli = match tickcast::cli::parse() {
+        Ok(cli) => cli,
+        // Help, version and usage errors, printed the way clap prints them (exit 0 or 2).
+        Err(ParseError::Clap(e)) => e.exit(),
+        Err(ParseError::File(e)) => {
+            eprintln!("tickcast: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    cli.log.init();
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Token(args) => match args.token() {
@@ -287,19 +295,39 @@ fn serve(args: &ServeArgs) -> ExitCode {
     // SIGTERM stops the server.
     let first = signals.forever().find(|&sig| {
         if sig == SIGHUP {
+            log::info!("SIGHUP received: reloading the TLS certificate and key, if any");
             let _ = server.reload_tls();
             return false;
         }
         true
     });
-    log::info!("signal {first:?} received: shutting down (a second signal exits at once)");
+    match first {
+        Some(sig) => log::info!(
+            "{} received: shutting down (a second signal exits at once)",
+            signal_name(sig)
+        ),
+        None => log::info!("signal handling ended: shutting down"),
+    }
     // A second signal ends the process at once, even in the middle of the drain.
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().find(|&sig| sig != SIGHUP) {
-            eprintln!("tickcast: second signal ({sig}), exiting now");
+            eprintln!(
+                "tickcast: second signal ({}), exiting now",
+                signal_name(sig)
+            );
             std::process::exit(130);
         }
     });
     server.shutdown();
     ExitCode::SUCCESS
+}
+
+/// The name of a signal this binary handles, for its log lines.
+fn signal_name(sig: i32) -> String {
+    match sig {
+        SIGINT => "SIGINT".into(),
+        SIGTERM => "SIGTERM".into(),
+        SIGHUP => "SIGHUP".into(),
+        other => format!("signal {other}"),
+    }
 }

@@ -1,10 +1,12 @@
 //! What the operating system says about a process and the machine: resident memory and
 //! threads (`/proc/<pid>/status`), CPU time (`/proc/<pid>/stat` for any process, `getrusage`
 //! for this one or the calling thread), available memory (`/proc/meminfo`) and the load
-//! average (`/proc/loadavg`).
+//! average (`/proc/loadavg`), and this process's figures behind the `process_*` metrics
+//! (`/proc/self/stat`, `/proc/self/fd`, `/proc/stat`, the open-file limit).
 //!
-//! Read once here so that the server's `telemetry` provider and the load generator (which
-//! samples the server it measures and its own threads) parse the same files the same way.
+//! Read once here so that the server's `telemetry` provider and `/metrics`, and the load
+//! generator (which samples the server it measures and its own threads), parse the same
+//! files the same way.
 //! Every reader answers `None` where the figure does not exist (not Linux, no procfs, a
 //! process that has gone, a line it cannot parse); each caller decides what that becomes (a
 //! `null` field, an empty CSV cell, a zero).
@@ -112,6 +114,89 @@ pub fn loadavg_1m() -> Option<f64> {
         .ok()
 }
 
+/// This process's figures under the names Prometheus clients conventionally export them
+/// (`process_cpu_seconds_total`, ...). Each is `None` where the system does not tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessFigures {
+    /// User + system CPU time, seconds (clock-tick resolution).
+    pub cpu_seconds: Option<f64>,
+    /// Resident memory, bytes.
+    pub resident_bytes: Option<u64>,
+    /// Virtual memory size, bytes.
+    pub virtual_bytes: Option<u64>,
+    /// Open file descriptors.
+    pub open_fds: Option<u64>,
+    /// The soft open-file limit.
+    pub max_fds: Option<u64>,
+    /// When the process started, seconds since the Unix epoch.
+    pub start_time_seconds: Option<f64>,
+}
+
+/// The fields of a `/proc/<pid>/stat` line the `process_*` metrics need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFields {
+    /// utime + stime, clock ticks.
+    pub cpu_ticks: u64,
+    /// When the process started, clock ticks after boot.
+    pub start_ticks: u64,
+    /// Virtual memory size, bytes.
+    pub vsize_bytes: u64,
+    /// Resident set, pages.
+    pub rss_pages: u64,
+}
+
+/// Reads this process's [`ProcessFigures`].
+pub fn process_figures() -> ProcessFigures {
+    let ticks = clock_ticks_per_sec() as f64;
+    let stat = read("/proc/self/stat").and_then(|t| parse_stat_fields(&t));
+    let boot = read("/proc/stat").and_then(|t| parse_btime(&t));
+    ProcessFigures {
+        cpu_seconds: stat.map(|s| s.cpu_ticks as f64 / ticks),
+        resident_bytes: stat.map(|s| s.rss_pages.saturating_mul(page_size())),
+        virtual_bytes: stat.map(|s| s.vsize_bytes),
+        open_fds: std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|dir| dir.count() as u64),
+        max_fds: rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .ok()
+            .map(|(soft, _hard)| soft),
+        start_time_seconds: stat
+            .zip(boot)
+            .map(|(s, boot)| boot as f64 + s.start_ticks as f64 / ticks),
+    }
+}
+
+/// utime + stime (fields 14, 15), starttime (22), vsize (23) and rss (24) of a
+/// `/proc/<pid>/stat` line, counted after the command name's last `)`.
+pub fn parse_stat_fields(stat: &str) -> Option<StatFields> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    // After ")": state is field 3, so field N is at index N - 3.
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let at = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    Some(StatFields {
+        cpu_ticks: at(14)?.checked_add(at(15)?)?,
+        start_ticks: at(22)?,
+        vsize_bytes: at(23)?,
+        rss_pages: at(24)?,
+    })
+}
+
+/// The boot time (`btime`, seconds since the Unix epoch) out of `/proc/stat`.
+pub fn parse_btime(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The size of a memory page, the unit of `stat`'s rss.
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as u64 } else { 4096 }
+}
+
 /// Reads a small `/proc` file; `None` where it does not exist (not Linux, no procfs).
 fn read(path: &str) -> Option<String> {
     std::fs::read_to_string(path).ok()
@@ -213,6 +298,48 @@ mod tests {
                     9 0 12345 1000000 500 18446744073709551615";
         assert_eq!(parse_stat_ticks(stat), Some(325));
         assert_eq!(parse_stat_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn stat_fields_and_boot_time_parse() {
+        let stat = "1234 (tick cast) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 \
+                    9 0 12345 1000000 500 18446744073709551615";
+        assert_eq!(
+            parse_stat_fields(stat),
+            Some(StatFields {
+                cpu_ticks: 325,
+                start_ticks: 12345,
+                vsize_bytes: 1_000_000,
+                rss_pages: 500,
+            })
+        );
+        assert_eq!(parse_stat_fields("1 (x) S 1 2 3"), None);
+        assert_eq!(
+            parse_btime("cpu 1 2 3\nbtime 1700000000\nprocesses 5\n"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(parse_btime("cpu 1 2 3\n"), None);
+    }
+
+    #[test]
+    fn this_process_has_its_process_figures() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let f = process_figures();
+        assert!(f.resident_bytes.unwrap() >= 4096);
+        assert!(f.virtual_bytes.unwrap() >= f.resident_bytes.unwrap());
+        // stdin, stdout, stderr at least, and the limit above them.
+        let open = f.open_fds.unwrap();
+        assert!(open >= 3 && f.max_fds.unwrap() >= open, "{f:?}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let started = f.start_time_seconds.unwrap();
+        // Started before now (boot time is whole seconds) and after 2020.
+        assert!(started > 1.5e9 && started <= now + 1.0, "{started} {now}");
+        assert!(f.cpu_seconds.unwrap() >= 0.0);
     }
 
     /// Burns CPU on the calling thread until its CPU time reads above zero (the kernel may

@@ -102,9 +102,10 @@ fn load_pair(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey
     })?;
     CertifiedKey::from_der(chain, key, provider).map_err(|e| {
         format!(
-            "TLS pair {} + {}: {e}",
+            "TLS pair {} + {}: {}",
             files.cert.display(),
-            files.key.display()
+            files.key.display(),
+            describe_pair_error(&e)
         )
     })
 }
@@ -130,12 +131,27 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(chain)
 }
 
+/// Why a certificate and a key do not make a pair, in words (rustls's own text for a key
+/// mismatch ends in a debug name, `KeyMismatch`).
+fn describe_pair_error(e: &rustls::Error) -> String {
+    use rustls::{Error, InconsistentKeys};
+    match e {
+        Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+            "the key does not belong to the certificate (it is another pair's)".into()
+        }
+        Error::InconsistentKeys(InconsistentKeys::Unknown) => {
+            "cannot tell whether the key belongs to the certificate".into()
+        }
+        other => other.to_string(),
+    }
+}
+
 fn describe_pem_error(e: &rustls::pki_types::pem::Error, what: &str) -> String {
     use rustls::pki_types::pem::Error;
     match e {
         Error::Io(io) => io.to_string(),
         Error::NoItemsFound => format!("no {what} found in the file"),
-        other => format!("not valid PEM ({other:?})"),
+        other => format!("not valid PEM ({other})"),
     }
 }
 
@@ -173,6 +189,10 @@ mod tests {
         };
         let e = Tls::load(&mixed).unwrap_err();
         assert!(e.contains("a.crt") && e.contains("b.key"), "{e}");
+        assert!(
+            e.contains("does not belong") && !e.contains("KeyMismatch"),
+            "{e}"
+        );
         // A missing file, a key file as the certificate, a certificate as the key.
         let missing = TlsFiles {
             cert: dir.join("nope.crt"),

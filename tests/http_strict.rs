@@ -2,7 +2,8 @@
 //! `Sec-WebSocket-Key` or `-Version`, a request body and a target that is neither a path nor
 //! a URL each get 400 and their own `tickcast_handshake_failures_total` reason, never a 101;
 //! an absolute-form target upgrades; a frame length that is not minimally encoded is closed
-//! with 1002. Throughout, a healthy client on the same server keeps receiving.
+//! with 1002. Throughout, a healthy client on the same server keeps receiving. `HEAD` on a
+//! plain route gets GET's head without the body; an upgrade must be GET.
 //!
 //! Requests are written raw. A body is mostly announced but not sent, so every byte the
 //! client wrote is read with the head and the answer never depends on how the server's close
@@ -252,4 +253,42 @@ fn a_frame_length_not_minimally_encoded_is_closed_with_1002() {
         before + 2.0,
     );
     finish(server, healthy, 2.0);
+}
+
+#[test]
+fn head_answers_like_get_without_the_body() {
+    let server = start(quiet_config(1));
+    let addr = server.local_addr();
+    for path in ["/healthz", "/metrics", "/"] {
+        let get = raw_http(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        let head = raw_http(
+            addr,
+            format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(status_of(&head), 200, "{path}: {head}");
+        // The whole answer is the head: it ends at the blank line, with GET's length.
+        assert!(head.ends_with("\r\n\r\n"), "{path}: {head:?}");
+        let length = |resp: &str| {
+            resp.lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .map(str::to_string)
+        };
+        assert!(length(&head).is_some(), "{path}: {head}");
+        if path == "/healthz" {
+            assert_eq!(length(&head), length(&get));
+            assert_eq!(get.split_once("\r\n\r\n").unwrap().1, "ok\n");
+        }
+    }
+    // An upgrade must be GET.
+    let head = raw_http(
+        addr,
+        upgrade_request("/ws", &ws_headers())
+            .replacen("GET", "HEAD", 1)
+            .as_bytes(),
+    );
+    assert_eq!(status_of(&head), 405, "{head}");
+    assert!(head.contains("Allow: GET, HEAD\r\n"), "{head}");
 }

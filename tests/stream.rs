@@ -106,7 +106,7 @@ fn two_hundred_clients_over_two_shards_receive_the_same_seqs() {
         per_shard[0] > 0 && per_shard[1] > 0,
         "both shards must get clients: {per_shard:?}"
     );
-    // The shards' own view agrees (the scrape's connection counts on one shard too). A
+    // The shards' own view agrees (the scrape's own connection is not counted). A
     // shard sets its gauge at the end of the turn that welcomed the client, which may end
     // after the client has read its welcome.
     for (shard, welcomed) in per_shard.iter().enumerate() {

@@ -107,8 +107,16 @@ impl BusConfig {
 impl BusConfig {
     /// Checks the URL once, at start, for a clear error.
     pub fn validate(&self) -> Result<(), String> {
-        redis::Client::open(self.url.as_str())
-            .map_err(|e| format!("invalid --redis URL `{}`: {e}", redacted(&self.url)))?;
+        // The error's own text ends in its kind's debug name (`InvalidClientConfig`): only
+        // its detail, if any, is worth showing.
+        redis::Client::open(self.url.as_str()).map_err(|e| {
+            let detail = e.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+            format!(
+                "invalid --redis URL `{}`: expected redis://host:port, rediss://host:port or \
+                 redis+unix:///path{detail}",
+                redacted(&self.url)
+            )
+        })?;
         if self.prefix.is_empty() || self.prefix.contains(['*', '?', '[', ' ']) {
             return Err(
                 "--redis-prefix must be non-empty, without spaces or glob characters".into(),
@@ -365,7 +373,12 @@ mod tests {
             url: "http://nope".into(),
             ..cfg
         };
-        assert!(bad.validate().unwrap_err().contains("invalid --redis URL"));
+        let e = bad.validate().unwrap_err();
+        assert!(e.contains("invalid --redis URL"), "{e}");
+        assert!(
+            !e.contains("InvalidClientConfig") && !e.contains(" - "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::load::parse_source_ips;
 #[derive(Debug, Args)]
 pub struct AbuseArgs {
     /// The server to play the scenario against (loopback only: 127.0.0.0/8).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = super::parse_addr)]
     pub target: SocketAddr,
     /// The scenario: churn, rst_churn, slowloris, stalled_readers, malformed_frames,
     /// malformed_http, publish_flood, error_flood, oversized_burst, shutdown, reconnect_storm.

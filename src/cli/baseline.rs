@@ -9,8 +9,8 @@ use crate::baseline::BaselineConfig;
 /// Options of `tickcast baseline`.
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8090")]
+    /// Address to listen on (`host:port`, or `:port` for every interface).
+    #[arg(long, default_value = "127.0.0.1:8090", value_parser = super::parse_addr)]
     pub listen: SocketAddr,
     /// Messages generated per second (each goes to every client).
     #[arg(long, default_value_t = 100.0)]

@@ -12,10 +12,10 @@ use crate::probe::ProbeConfig;
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// Node A, where the messages are published (`127.0.0.1:8080`).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_addr)]
     pub publish_on: SocketAddr,
     /// Node B, where the client resumes.
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_addr)]
     pub resume_on: SocketAddr,
     /// Messages the resuming client missed.
     #[arg(long, default_value_t = 100)]

@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 
-use super::parse_duration;
 use super::secret::SecretArgs;
+use super::{parse_addr, parse_bool, parse_duration};
 use crate::config::{Secret, ServerConfig, SlowPolicy, TickerConfig, TickerPace, default_shards};
 use crate::edge::forwarded::{Cidr, ForwardedHeader, TrustedProxies};
 use crate::sched::WorkerSched;
@@ -41,14 +41,19 @@ pub enum OnOff {
 /// Options of `tickcast serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "TICKCAST_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Read options from this TOML file (keys are the long options: `max-connections = 100`);
+    /// a flag or a variable overrides the file's value.
+    #[arg(long, env = "TICKCAST_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Address to listen on: `host:port` (a name is resolved once, at start) or `:port` for
+    /// every interface.
+    #[arg(long, env = "TICKCAST_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_addr)]
     pub listen: SocketAddr,
     /// Shard threads (event loops); 1 is the single hub. Default: number of cores.
     #[arg(long, env = "TICKCAST_SHARDS")]
     pub shards: Option<usize>,
     /// Do not pin shard threads to cores.
-    #[arg(long, env = "TICKCAST_NO_PIN")]
+    #[arg(long, env = "TICKCAST_NO_PIN", action = ArgAction::SetTrue, value_parser = parse_bool)]
     pub no_pin: bool,
     /// Capacity of each shard's broadcast queue (messages); full = counted drop.
     #[arg(long, env = "TICKCAST_SHARD_QUEUE", default_value_t = 16384)]
@@ -146,7 +151,7 @@ pub struct ServeArgs {
     /// Connections from a --trusted-proxy must open with a PROXY header (HAProxy protocol v1
     /// or v2, before TLS) naming the client; without one they are closed. Other peers are
     /// served directly, and a PROXY header from them is refused (400).
-    #[arg(long, env = "TICKCAST_PROXY_PROTOCOL", requires = "trusted_proxy")]
+    #[arg(long, env = "TICKCAST_PROXY_PROTOCOL", action = ArgAction::SetTrue, value_parser = parse_bool)]
     pub proxy_protocol: bool,
     /// A proxy (address or CIDR, e.g. 10.0.0.0/8; repeatable) whose PROXY header and
     /// forwarding header (--forwarded-header) are believed: the client is the right-most address in
@@ -204,7 +209,7 @@ pub struct ServeArgs {
     /// Allowed browser Origin (repeatable); other origins get 403. Default: any.
     #[arg(
         long = "allowed-origin",
-        env = "TICKCAST_ALLOWED_ORIGINS",
+        env = "TICKCAST_ALLOWED_ORIGIN",
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
@@ -213,18 +218,23 @@ pub struct ServeArgs {
     #[arg(long, env = "TICKCAST_REDIS")]
     pub redis: Option<String>,
     /// Prefix of the Redis channels and keys.
-    #[arg(long, env = "TICKCAST_REDIS_PREFIX", default_value = "tickcast")]
+    #[arg(
+        long,
+        env = "TICKCAST_REDIS_PREFIX",
+        default_value = "tickcast",
+        requires = "redis"
+    )]
     pub redis_prefix: String,
     /// Also send this node's providers (ticks, telemetry) through Redis.
-    #[arg(long, env = "TICKCAST_REDIS_PUBLISH_PROVIDERS", requires = "redis")]
+    #[arg(long, env = "TICKCAST_REDIS_PUBLISH_PROVIDERS", action = ArgAction::SetTrue, value_parser = parse_bool)]
     pub redis_publish_providers: bool,
     /// With --redis: a topic's keys (sequence, stream of recent messages) expire after this
     /// long without a publish.
-    #[arg(long, env = "TICKCAST_ROOM_TTL", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, env = "TICKCAST_ROOM_TTL", default_value = "24h", value_parser = parse_duration, requires = "redis")]
     pub room_ttl: Duration,
     /// With --redis: a node whose heartbeat is this old is dead, and its members leave
     /// every room (announced by another node).
-    #[arg(long, env = "TICKCAST_NODE_TTL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "TICKCAST_NODE_TTL", default_value = "10s", value_parser = parse_duration, requires = "redis")]
     pub node_ttl: Duration,
     /// Independent ticker feeds (provider threads); 0 disables ticks.
     #[arg(long, env = "TICKCAST_PROVIDERS", default_value_t = 4)]
@@ -233,7 +243,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TICKCAST_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
     pub interval: Duration,
     /// Instead of --interval: ticks per second per feed (for stress tests).
-    #[arg(long, env = "TICKCAST_RATE")]
+    #[arg(long, env = "TICKCAST_RATE", conflicts_with = "interval")]
     pub rate: Option<f64>,
     /// Approximate size of each tick's data object (0 = natural, about 100 bytes).
     #[arg(long, env = "TICKCAST_PAYLOAD_BYTES", default_value_t = 0)]
@@ -249,6 +259,11 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The validated server configuration these options describe.
     pub fn to_config(&self) -> Result<ServerConfig, String> {
+        // Checked here rather than with clap's `requires`, which a variable set to `0` would
+        // trip as well.
+        if self.redis_publish_providers && self.redis.is_none() {
+            return Err("--redis-publish-providers needs --redis".into());
+        }
         let cfg = ServerConfig {
             listen: self.listen,
             shards: self.shards.unwrap_or_else(default_shards),
@@ -380,6 +395,7 @@ mod tests {
     fn telemetry_interval_zero_disables() {
         let Cli {
             command: Command::Serve(args),
+            ..
         } = Cli::parse_from(["tickcast", "serve", "--telemetry-interval", "0s"])
         else {
             panic!("serve")

@@ -31,7 +31,7 @@ pub struct TokenArgs {
     /// Topic patterns it may subscribe to (repeatable). Default: every topic.
     #[arg(long)]
     pub subscribe: Vec<String>,
-    /// How long the token is valid.
+    /// How long the token is valid (more than 0).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub ttl: Duration,
     /// The server's secret (`--secret`, `--secret-file`).
@@ -42,6 +42,11 @@ pub struct TokenArgs {
 impl TokenArgs {
     /// The signed token these options describe.
     pub fn token(&self) -> Result<String, String> {
+        if self.ttl.is_zero() {
+            return Err(
+                "--ttl must be longer than 0 (such a token would be expired already)".into(),
+            );
+        }
         let secret = self
             .secret
             .bytes()?
@@ -68,6 +73,7 @@ mod tests {
         let secret = "0123456789abcdef0123";
         let Cli {
             command: Command::Token(args),
+            ..
         } = Cli::parse_from([
             "tickcast",
             "token",

@@ -74,6 +74,15 @@ impl Conn {
     /// Routes a complete request. Returns true when the connection became a WebSocket.
     fn on_request(&mut self, ctx: &mut ConnCtx<'_>, req: &Request, complete: Instant) -> bool {
         self.believe_forwarding(ctx, req);
+        // HEAD gets GET's head, `Content-Length` included, and no body.
+        let head = req.method == "HEAD";
+        let plain = |status, content_type: &str, body: &[u8], extra: &[(&str, &str)]| {
+            if head {
+                http::response_head(status, content_type, body, extra)
+            } else {
+                http::response(status, content_type, body, extra)
+            }
+        };
         match http::route(req) {
             Target::Upgrade { route, accept } => match self.admit(ctx, req, route) {
                 Ok(Admitted {
@@ -100,23 +109,30 @@ impl Conn {
                 } else {
                     b"ok\n"
                 };
-                self.answer(ctx, http::response(200, "text/plain", body, &[]));
+                self.answer(ctx, plain(200, "text/plain", body, &[]));
                 false
             }
             Target::Dashboard => {
                 let page = crate::dashboard::PAGE.as_bytes();
-                self.answer(
-                    ctx,
-                    http::response(200, crate::dashboard::CONTENT_TYPE, page, &[]),
-                );
+                self.answer(ctx, plain(200, crate::dashboard::CONTENT_TYPE, page, &[]));
                 false
             }
             Target::Metrics => {
+                // The scrape's own connection is not one `tickcast_connections` counts.
+                self.mark_answered(ctx);
+                ctx.stats.set_connections(ctx.open);
                 let body = ctx.stats.metrics.render();
-                self.answer(
-                    ctx,
-                    http::response(200, metrics::CONTENT_TYPE, body.as_bytes(), &[]),
-                );
+                self.answer(ctx, plain(200, metrics::CONTENT_TYPE, body.as_bytes(), &[]));
+                false
+            }
+            Target::Reject {
+                status,
+                reason,
+                message,
+            } if head => {
+                ctx.stats.metrics.count_handshake_failure(reason);
+                let extra = http::reject_headers(status);
+                self.answer(ctx, plain(status, "text/plain", message.as_bytes(), extra));
                 false
             }
             Target::Reject {
@@ -333,8 +349,18 @@ impl Conn {
         self.answer(ctx, response);
     }
 
+    /// Counts this connection out of `tickcast_connections`: it got a plain HTTP answer and
+    /// only closes from now on.
+    fn mark_answered(&mut self, ctx: &mut ConnCtx<'_>) {
+        if !self.answered_http {
+            self.answered_http = true;
+            ctx.stats.answered_http += 1;
+        }
+    }
+
     /// Queues a complete HTTP response; the connection closes once it is written.
     fn answer(&mut self, ctx: &mut ConnCtx<'_>, response: Vec<u8>) {
+        self.mark_answered(ctx);
         self.outbox.push(Arc::from(response), 0);
         self.want_flush(ctx);
         let deadline = ctx.now + ctx.cfg.close_timeout;

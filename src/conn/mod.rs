@@ -144,6 +144,8 @@ pub struct ConnCtx<'a> {
     pub inflater: &'a mut Option<Box<Inflater>>,
     /// Server-wide services: connection caps, token verification.
     pub services: &'a Services,
+    /// Connections open on the shard now, this one included (for a scrape's own figure).
+    pub open: usize,
 }
 
 /// The part of a shard a broadcast walk touches: a frame is offered to every subscriber
@@ -212,6 +214,9 @@ pub struct Conn {
     awaiting_proxy: bool,
     /// The close code of this WebSocket (sent or received), for the close metrics.
     close_code: Option<u16>,
+    /// Whether it was answered with a plain HTTP response (counted in
+    /// `ShardStats::answered_http` until it is reaped).
+    answered_http: bool,
 }
 
 impl Conn {
@@ -247,6 +252,7 @@ impl Conn {
             batch: false,
             awaiting_proxy: cfg.proxy_protocol && cfg.trusted_proxies.contains(peer.ip()),
             close_code: None,
+            answered_http: false,
         }
     }
 
@@ -269,6 +275,12 @@ impl Conn {
     /// Whether the connection is finished.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
+    }
+
+    /// Whether it was answered with plain HTTP (a scrape, a health check, a refusal): the
+    /// shard takes it out of `ShardStats::answered_http` when it reaps it.
+    pub fn answered_http(&self) -> bool {
+        self.answered_http
     }
 
     /// The close code to count when the connection is reaped (WebSockets only).

@@ -18,7 +18,7 @@ mod route;
 mod tests;
 
 pub use parse::parse_request;
-pub use response::{reject_headers, response, switching_protocols};
+pub use response::{reject_headers, response, response_head, switching_protocols};
 pub use route::route;
 
 use crate::metrics::HandshakeFailure;
@@ -108,7 +108,7 @@ pub enum WsRoute {
 pub enum Target {
     /// A valid WebSocket upgrade: answer 101 with this `Sec-WebSocket-Accept`.
     Upgrade { route: WsRoute, accept: String },
-    /// `GET /healthz`.
+    /// `GET /healthz` (or `HEAD`, as every plain route).
     Healthz,
     /// `GET /metrics`.
     Metrics,

@@ -23,6 +23,19 @@ fn reason_phrase(status: u16) -> &'static str {
 
 /// A complete `Connection: close` response.
 pub fn response(status: u16, content_type: &str, body: &[u8], extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = response_head(status, content_type, body, extra);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The answer to `HEAD`: the head [`response`] would send for `body`, `Content-Length`
+/// included, without the body (RFC 9110 §9.3.2).
+pub fn response_head(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
     let mut head = String::with_capacity(160);
     // Writing to a String cannot fail.
     let _ = write!(
@@ -36,16 +49,14 @@ pub fn response(status: u16, content_type: &str, body: &[u8], extra: &[(&str, &s
         let _ = write!(head, "{name}: {value}\r\n");
     }
     head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    out.extend_from_slice(body);
-    out
+    head.into_bytes()
 }
 
 /// The extra headers that go with an error status (RFC 9110, RFC 6455 §4.4).
 pub fn reject_headers(status: u16) -> &'static [(&'static str, &'static str)] {
     match status {
         401 => &[("WWW-Authenticate", "Bearer")],
-        405 => &[("Allow", "GET")],
+        405 => &[("Allow", "GET, HEAD")],
         426 => &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")],
         _ => &[],
     }

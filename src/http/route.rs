@@ -7,7 +7,8 @@ use crate::metrics::HandshakeFailure;
 /// Routes a parsed request. The first problem found is answered, in this order (431 and
 /// 400 `malformed` come before, from [`parse_request`](super::parse_request)):
 ///
-/// 1. 405 `method_not_allowed`: not GET;
+/// 1. 405 `method_not_allowed`: neither GET nor HEAD (HEAD is answered like GET without
+///    the body, on the plain routes);
 /// 2. 400 `bad_target`: neither a path nor an `http(s)` URL, so nothing to route;
 /// 3. 400 `bad_host`: HTTP/1.1 without `Host`, more than one, or an invalid one (RFC 9112
 ///    §3.2: "MUST respond with a 400", whatever the path; HTTP/1.0 may omit it, so
@@ -18,9 +19,10 @@ use crate::metrics::HandshakeFailure;
 ///
 /// then the plain routes answer, and a WebSocket path goes on with
 ///
-/// 6. 400 `http_version`: an upgrade must be HTTP/1.1 (RFC 6455 §4.1);
-/// 7. 400 `duplicate_header`: `Sec-WebSocket-Key`, `Sec-WebSocket-Version` or `Origin` twice;
-/// 8. 400 `not_upgrade`, 400 `missing_version`, 426 `bad_version`, 400 `bad_key`.
+/// 6. 405 `method_not_allowed`: HEAD (an upgrade must be GET);
+/// 7. 400 `http_version`: an upgrade must be HTTP/1.1 (RFC 6455 §4.1);
+/// 8. 400 `duplicate_header`: `Sec-WebSocket-Key`, `Sec-WebSocket-Version` or `Origin` twice;
+/// 9. 400 `not_upgrade`, 400 `missing_version`, 426 `bad_version`, 400 `bad_key`.
 ///
 /// What needs the server's state (Origin, token, query, connection caps) comes after, in
 /// `conn::handshake`.
@@ -30,11 +32,11 @@ pub fn route(req: &Request) -> Target {
         reason,
         message,
     };
-    if req.method != "GET" {
+    if req.method != "GET" && req.method != "HEAD" {
         return reject(
             405,
             HandshakeFailure::MethodNotAllowed,
-            "only GET is served\n",
+            "only GET and HEAD are served\n",
         );
     }
     if req.bad_target {
@@ -67,6 +69,13 @@ pub fn route(req: &Request) -> Target {
         "/" | "/index.html" => return Target::Dashboard,
         _ => return reject(404, HandshakeFailure::NotFound, "no such path\n"),
     };
+    if req.method != "GET" {
+        return reject(
+            405,
+            HandshakeFailure::MethodNotAllowed,
+            "a WebSocket upgrade must be GET\n",
+        );
+    }
     if req.version_minor < 1 {
         return reject(
             400,

@@ -252,6 +252,33 @@ fn incomplete_and_oversized_heads() {
 fn responses_are_well_formed() {
     let r = String::from_utf8(response(405, "text/plain", b"no\n", reject_headers(405))).unwrap();
     assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
-    assert!(r.contains("Allow: GET\r\n") && r.contains("Content-Length: 3\r\n"));
+    assert!(r.contains("Allow: GET, HEAD\r\n") && r.contains("Content-Length: 3\r\n"));
     assert!(r.ends_with("\r\n\r\nno\n"));
+}
+
+#[test]
+fn head_reaches_the_plain_routes_only() {
+    for (target, expected) in [
+        ("/healthz", Target::Healthz),
+        ("/metrics", Target::Metrics),
+        ("/", Target::Dashboard),
+    ] {
+        let req = format!("HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(route(&parse(&req)), expected, "{target}");
+    }
+    assert_eq!(
+        refusal(&v13("/ws", "").replacen("GET", "HEAD", 1)),
+        (405, "method_not_allowed")
+    );
+    assert_eq!(refusal("HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n").0, 404);
+}
+
+#[test]
+fn a_head_answer_is_the_get_head_without_the_body() {
+    let get = response(200, "text/plain", b"ok\n", &[]);
+    let head = response_head(200, "text/plain", b"ok\n", &[]);
+    assert_eq!(get[..head.len()], head[..]);
+    assert_eq!(&get[head.len()..], b"ok\n");
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.contains("Content-Length: 3\r\n") && head.ends_with("\r\n\r\n"));
 }

@@ -5,27 +5,27 @@
 //! integers during a turn and adds them to its counters once per turn (see `ShardStats` in
 //! `shard.rs` here). Broadcast latency is recorded by each shard into its own hdrhistogram
 //! and handed over to [`LatencyStore`] about once a second; a scrape merges the per-shard
-//! histograms into one Prometheus histogram plus quantile gauges.
+//! histograms into one Prometheus histogram plus quantile gauges. The process's own figures
+//! (`process_*`, read from `/proc` at each scrape) and the build info are in `process.rs`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use hdrhistogram::Histogram;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 mod bus;
 mod deflate;
 mod labels;
+mod latency;
+mod process;
 mod shard;
 mod tls;
 
 pub use bus::{PublisherMetrics, SubscriberMetrics};
 pub use deflate::DeflateMetrics;
+pub use latency::{LatencyStore, new_latency_histogram};
 pub use shard::{PUBLISH_EVERY, Sampled, ShardStats};
 pub use tls::{ReloadLabel, TlsMetrics};
 
@@ -38,6 +38,10 @@ pub use labels::{
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The `process_*` figures, registered without the `tickcast_` prefix.
+    process: Registry,
+    /// `tickcast_build_info{version}`, always 1.
+    pub build_info: Family<process::BuildLabel, Gauge>,
     /// Sockets accepted by the acceptor.
     pub accepted: Counter,
     /// Accept failures by reason (e.g. `emfile`).
@@ -130,6 +134,8 @@ impl Metrics {
         ));
         let mut m = Metrics {
             registry: Registry::with_prefix("tickcast"),
+            process: Registry::default(),
+            build_info: Family::default(),
             accepted: Counter::default(),
             accept_errors: Family::default(),
             acceptor_realtime: Gauge::default(),
@@ -162,7 +168,15 @@ impl Metrics {
             handshake_request: handshake_request.clone(),
             telemetry_subscribers: Gauge::default(),
         };
+        m.process
+            .register_collector(Box::new(process::ProcessCollector));
+        m.build_info.get_or_create(&process::BUILD).set(1);
         let r = &mut m.registry;
+        r.register(
+            "build_info",
+            "The running version (label `version`); always 1",
+            m.build_info.clone(),
+        );
         r.register("accepted", "TCP connections accepted", m.accepted.clone());
         r.register(
             "accept_errors",
@@ -288,15 +302,18 @@ impl Metrics {
 
     /// The OpenMetrics text exposition of every metric.
     pub fn render(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::with_capacity(8 * 1024);
         // Encoding into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.process);
+        let _ = encode_eof(&mut out);
         out
     }
 
     /// Number of shards the per-shard metrics cover.
     pub fn shards(&self) -> usize {
-        self.latency.shards.len()
+        self.latency.shard_count()
     }
 
     /// Shard `shard`'s value of a per-shard counter (0 if it was never created).
@@ -372,115 +389,6 @@ impl Metrics {
 
 /// Content type of [`Metrics::render`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Histogram upper bounds (seconds) of the exported broadcast latency histogram.
-const BUCKETS_S: [f64; 16] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
-];
-
-/// A latency histogram in microseconds, from 1 µs to 1 hour, 2 significant digits.
-pub fn new_latency_histogram() -> Histogram<u64> {
-    // Fixed, valid bounds: 1 <= low, high >= 2 * low, sigfig <= 5.
-    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
-}
-
-/// A latency, per shard (broadcast: mixer stamp -> last byte written; handshake: accept ->
-/// 101): everything since start, and the last complete interval (for telemetry). Each
-/// shard's slot is written about once a second by that shard and read by scrapes, so the
-/// mutex is never contended on the hot path. Exported as `<name>_seconds` (a histogram) and
-/// `<name>_p50/p99/p999_seconds` gauges.
-#[derive(Debug)]
-pub struct LatencyStore {
-    name: &'static str,
-    help: &'static str,
-    shards: Vec<Mutex<ShardLatency>>,
-}
-
-#[derive(Debug)]
-struct ShardLatency {
-    total: Histogram<u64>,
-    last_interval: Histogram<u64>,
-}
-
-impl LatencyStore {
-    fn new(shards: usize, name: &'static str, help: &'static str) -> Self {
-        let slot = || {
-            Mutex::new(ShardLatency {
-                total: new_latency_histogram(),
-                last_interval: new_latency_histogram(),
-            })
-        };
-        LatencyStore {
-            name,
-            help,
-            shards: (0..shards).map(|_| slot()).collect(),
-        }
-    }
-
-    /// Hands over one interval of shard `shard`'s recordings.
-    pub fn publish(&self, shard: usize, interval: &Histogram<u64>) {
-        let Some(slot) = self.shards.get(shard) else {
-            return;
-        };
-        let mut slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Same bounds on both sides, so adding cannot fail; saturate rather than panic.
-        let _ = slot.total.add(interval);
-        slot.last_interval.reset();
-        let _ = slot.last_interval.add(interval);
-    }
-
-    /// All shards merged: since start (`total = true`) or over the last interval.
-    pub fn merged(&self, total: bool) -> Histogram<u64> {
-        let mut out = new_latency_histogram();
-        for slot in &self.shards {
-            let slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let _ = out.add(if total {
-                &slot.total
-            } else {
-                &slot.last_interval
-            });
-        }
-        out
-    }
-}
-
-impl Collector for LatencyStore {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let h = self.merged(true);
-        // prometheus-client accumulates the buckets itself: pass per-bucket counts.
-        let mut below = 0;
-        let mut buckets: Vec<(f64, u64)> = BUCKETS_S
-            .iter()
-            .map(|&le| {
-                let upto = h.count_between(0, (le * 1e6) as u64);
-                let in_bucket = upto.saturating_sub(below);
-                below = upto.max(below);
-                (le, in_bucket)
-            })
-            .collect();
-        buckets.push((f64::INFINITY, h.len().saturating_sub(below)));
-        let sum_s = h.mean() * h.len() as f64 / 1e6;
-        let histogram_name = format!("{}_seconds", self.name);
-        let metric =
-            encoder.encode_descriptor(&histogram_name, self.help, None, MetricType::Histogram)?;
-        let mut metric = metric;
-        metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            sum_s,
-            h.len(),
-            &buckets,
-            None,
-        )?;
-        for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
-            let gauge = ConstGauge::new(h.value_at_quantile(q) as f64 / 1e6);
-            let help = format!("{}, {name} since start (seconds)", self.help);
-            let name = format!("{}_{name}_seconds", self.name);
-            let enc = encoder.encode_descriptor(&name, &help, None, gauge.metric_type())?;
-            gauge.encode(enc)?;
-        }
-        Ok(())
-    }
-}
 
 #[cfg(test)]
 mod tests;

@@ -78,6 +78,10 @@ pub struct ShardStats {
     pub handshakes: u64,
     /// Client publishes accepted this turn (passed to the mixer or the bus).
     pub client_publishes: u64,
+    /// Open connections that were answered with a plain HTTP response (a scrape, a health
+    /// check, a refusal) and are only closing: `tickcast_connections` leaves them out, so a
+    /// scrape never counts its own connection.
+    pub answered_http: usize,
     /// Broadcast latency in µs since the last publish.
     pub latency: Histogram<u64>,
     /// Handshake latency, the server's part (request head complete -> 101 queued), in µs
@@ -144,6 +148,7 @@ impl ShardStats {
             token_expiries: 0,
             handshakes: 0,
             client_publishes: 0,
+            answered_http: 0,
             latency: new_latency_histogram(),
             handshake_latency: new_latency_histogram(),
             handshake_request: new_latency_histogram(),
@@ -177,6 +182,14 @@ impl ShardStats {
             .inc();
     }
 
+    /// Sets `tickcast_connections` from the shard's `open` connections (every state), less
+    /// those answered with plain HTTP. Called at each publish, and by a scrape right before
+    /// it renders, so the figure it reads is the shard's at that moment.
+    pub fn set_connections(&self, open: usize) {
+        let counted = open.saturating_sub(self.answered_http);
+        self.handles.connections.set(counted as i64);
+    }
+
     /// Adds this turn's counts to the shared counters; once per [`PUBLISH_EVERY`] also hands
     /// over the latency histogram and samples the gauges. Returns the next publish time.
     pub fn publish(&mut self, now: Instant, connections: usize, gauges: Sampled) -> Instant {
@@ -201,7 +214,7 @@ impl ShardStats {
         add(&self.handles.token_expiries, &mut self.token_expiries);
         add(&self.handles.handshakes, &mut self.handshakes);
         add(&self.handles.client_publishes, &mut self.client_publishes);
-        self.handles.connections.set(connections as i64);
+        self.set_connections(connections);
         if now >= self.next_publish {
             self.metrics.latency.publish(self.shard, &self.latency);
             self.latency.reset();

@@ -61,3 +61,27 @@ fn last_interval_replaces_total_accumulates() {
     assert_eq!(m.latency.merged(true).len(), 2);
     assert_eq!(m.latency.merged(false).len(), 1);
 }
+
+#[test]
+fn render_has_the_build_info_and_the_process_figures_once() {
+    let text = Metrics::new(1).render();
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        text.contains(&format!("tickcast_build_info{{version=\"{version}\"}} 1\n")),
+        "{text}"
+    );
+    if cfg!(target_os = "linux") {
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_virtual_memory_bytes ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
+        }
+    }
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    assert!(text.ends_with("# EOF\n"));
+}

@@ -236,6 +236,7 @@ impl Shard {
             mixer: &mut shared.mixer,
             inflater: &mut shared.inflater,
             services: &shared.services,
+            open: 0,
         }
     }
 
@@ -249,8 +250,10 @@ impl Shard {
         now_us: u64,
         f: impl FnOnce(&mut Conn, &mut ConnCtx<'_>) -> R,
     ) -> Option<R> {
+        let open = self.conns.len();
         let conn = self.conns.get_mut(key.token).filter(|c| c.id == key.id)?;
         let mut ctx = Self::ctx(&mut self.shared, self.poll.registry(), key, now, now_us);
+        ctx.open = open;
         Some(f(conn, &mut ctx))
     }
 
@@ -411,6 +414,9 @@ impl Shard {
             conn.deregister(self.poll.registry());
             if let Some(code) = conn.close_code() {
                 metrics.count_close(code);
+            }
+            if conn.answered_http() {
+                self.shared.stats.answered_http = self.shared.stats.answered_http.saturating_sub(1);
             }
             self.conns.remove(token);
             self.conn_count.fetch_sub(1, Ordering::Relaxed);

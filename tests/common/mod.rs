@@ -4,11 +4,12 @@
 //! client" that checks it keeps receiving while a test misbehaves (`healthy.rs`), the
 //! external programs some tests need, which fail the test when missing (`programs.rs`),
 //! nginx and haproxy started from `deploy/` (`proxies.rs`), and a test PKI with verifying
-//! TLS clients (`tls.rs`).
+//! TLS clients (`tls.rs`), and the `tickcast` binary as a child process (`binary.rs`).
 //!
 //! Every wait here is bounded (read timeouts, [`wait_for`]); none is a speed threshold.
 #![allow(dead_code)]
 
+mod binary;
 mod healthy;
 mod http;
 mod programs;
@@ -18,6 +19,8 @@ mod redis;
 mod rooms;
 mod tls;
 
+#[allow(unused_imports)]
+pub use binary::*;
 #[allow(unused_imports)]
 pub use healthy::Healthy;
 #[allow(unused_imports)]
