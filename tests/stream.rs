@@ -449,15 +449,16 @@ fn with_linger_every_frame_still_arrives_in_order() {
     server.shutdown();
 }
 
-/// Reads until the presence frame that announces this client's own join to `room`.
-fn read_own_join(ws: &mut Client, room: &str) {
+/// Reads until this client's presence snapshot of `room`: its join has been handled, and
+/// its subscription is queued right behind the snapshot.
+fn read_snapshot(ws: &mut Client, room: &str) {
     for _ in 0..100 {
         let v = next_json(ws);
-        if v["type"] == "presence" && v["topic"] == room && v["event"] == "join" {
+        if v["type"] == "presence" && v["topic"] == room && v["event"] == "snapshot" {
             return;
         }
     }
-    panic!("never saw the join to {room}");
+    panic!("never saw the snapshot of {room}");
 }
 
 #[test]
@@ -467,13 +468,13 @@ fn a_shard_with_no_subscriber_of_a_topic_does_no_walk_for_it() {
         ..quiet_config(2)
     });
     let addr = server.local_addr();
-    // The acceptor balances by connection count: one client on each shard. Each reads the
-    // announcement of its own join (every named topic is a room), so that walk is over, in
-    // a turn of its own, before anything else is published.
+    // The acceptor balances by connection count: one client on each shard. Each reads its
+    // snapshot (every named topic is a room), so that its join is handled (its delta walks
+    // nobody: a newcomer is subscribed behind it) before anything else is published.
     let (mut x, x_shard) = connect_stream(addr, "x");
-    read_own_join(&mut x, "x");
+    read_snapshot(&mut x, "x");
     let (mut y, y_shard) = connect_stream(addr, "y");
-    read_own_join(&mut y, "y");
+    read_snapshot(&mut y, "y");
     assert_ne!(x_shard, y_shard);
     let p = server.publisher();
     for _ in 0..3 {
@@ -614,11 +615,11 @@ fn a_full_shard_queue_is_a_counted_drop_never_a_block() {
     });
     let addr = server.local_addr();
     let (mut ws, _) = connect_stream(addr, "burst,end");
-    // Both topics are rooms: let their presence frames (snapshot, join) pass first, so that
-    // every frame counted below is a data message.
+    // Both topics are rooms: let their snapshots pass first (a newcomer gets no join of its
+    // own), so that every frame counted below is a data message.
     loop {
         let v = next_json(&mut ws);
-        if v["topic"] == "end" && v["event"] == "join" {
+        if v["topic"] == "end" && v["event"] == "snapshot" {
             break;
         }
     }
