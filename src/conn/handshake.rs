@@ -104,10 +104,10 @@ impl Conn {
                 false
             }
             Target::Dashboard => {
-                let page = crate::dashboard::PAGE.as_bytes();
+                let page = crate::dashboard::page(ctx.services.verifier.is_some());
                 self.answer(
                     ctx,
-                    http::response(200, crate::dashboard::CONTENT_TYPE, page, &[]),
+                    http::response(200, crate::dashboard::CONTENT_TYPE, page.as_bytes(), &[]),
                 );
                 false
             }
