@@ -1,6 +1,6 @@
 //! The telemetry topic and the dashboard page, end to end: real servers on 127.0.0.1, real
 //! tungstenite clients, and a real headless Chromium running the page against a server that
-//! is stopped and started again on the same port.
+//! is stopped and started again on the same port, and against one that wants a token.
 
 mod browser;
 mod common;
@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-use tickcast::config::{ServerConfig, TickerPace};
+use tickcast::auth;
+use tickcast::config::{Secret, ServerConfig, TickerPace};
 use tungstenite::Message;
 
 /// A test config with fast telemetry and a short drain (test clients do not answer the
@@ -344,5 +345,71 @@ fn the_dashboard_runs_in_chromium_and_survives_a_server_restart() {
     }
     drop(page);
     readers.stop();
+    server.shutdown();
+}
+
+const SECRET: &[u8] = b"a-dashboard-secret-of-some-length";
+const LOGIN_SHOWN: &str = "!document.getElementById('login').hidden";
+
+fn dashboard_token(sub: &str) -> String {
+    let subscribe = vec!["telemetry".to_string(), "ticks".to_string()];
+    auth::issue(
+        SECRET,
+        &auth::claims_for(sub, Duration::from_secs(3600), subscribe, vec![]),
+    )
+    .unwrap()
+}
+
+#[test]
+fn with_an_auth_secret_the_dashboard_asks_for_a_token_and_connects_with_one() {
+    let chromium = require_program(&CHROMIUM);
+    let wait = Duration::from_secs(30);
+    let mut cfg = dashboard_config("127.0.0.1:0".parse().unwrap());
+    cfg.auth_secret = Some(Secret(SECRET.to_vec()));
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let out = browser::output_dir();
+
+    // No token: the page says one is needed, and offers the login field, instead of
+    // retrying in silence against 401s.
+    let page = browser::Page::open(&chromium, &format!("http://{addr}/"));
+    page.wait_for("needs-token", &format!("{STATE} === 'needs-token'"), wait);
+    assert_eq!(page.eval(LOGIN_SHOWN), true);
+    let message = page.eval("document.getElementById('auth-message').textContent");
+    assert!(
+        message.as_str().unwrap().contains("requires a token"),
+        "{message}"
+    );
+    assert_eq!(page.eval(TICKS), 0);
+    page.screenshot(&out.join("dashboard-needs-token.png"));
+    // A token typed into the field: connected, data flows, the field goes away.
+    let js = format!(
+        "document.getElementById('token-input').value = '{}'; \
+         document.getElementById('login').requestSubmit(); true",
+        dashboard_token("typed")
+    );
+    assert_eq!(page.eval(&js), true);
+    page.wait_for("connected", &format!("{STATE} === 'connected'"), wait);
+    page.wait_for("16 ticker rows", &format!("{ROWS} === 16"), wait);
+    page.wait_for("msgs/s above zero", &format!("{MSGS_RATE} > 0"), wait);
+    assert_eq!(page.eval(LOGIN_SHOWN), false);
+    drop(page);
+
+    // A token in the fragment: connected at once.
+    let url = format!("http://{addr}/#token={}", dashboard_token("fragment"));
+    let page = browser::Page::open(&chromium, &url);
+    page.wait_for("connected", &format!("{STATE} === 'connected'"), wait);
+    page.wait_for("16 ticker rows", &format!("{ROWS} === 16"), wait);
+    assert_eq!(page.eval(LOGIN_SHOWN), false);
+    drop(page);
+
+    // A token the server refuses: said so, with the field to give another.
+    let page = browser::Page::open(&chromium, &format!("http://{addr}/#token=not-a-token"));
+    page.wait_for("refused", &format!("{STATE} === 'refused'"), wait);
+    assert_eq!(page.eval(LOGIN_SHOWN), true);
+    let message = page.eval("document.getElementById('auth-message').textContent");
+    assert!(message.as_str().unwrap().contains("refused"), "{message}");
+    assert!(metric(addr, "tickcast_handshake_failures_total", &[]) >= 1.0);
+    drop(page);
     server.shutdown();
 }

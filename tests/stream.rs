@@ -288,11 +288,13 @@ fn subscribe_and_unsubscribe_at_run_time_with_acks() {
         r#"{"op":"subscribe","topics":["zeta"]}"#,
         "subscribed",
     );
+    // `*` kept the named topic beside it: without `*`, beta comes again, and zeta.
+    assert!(p.publish("gamma", "{}"));
     assert!(p.publish("beta", "{}"));
     assert!(p.publish("zeta", "{}"));
     assert_eq!(
         topic_seqs(&read_through(&mut ws, "zeta", 1)),
-        vec![("zeta".into(), 1)]
+        vec![("beta".into(), 3), ("zeta".into(), 1)]
     );
     close_client(ws);
     server.shutdown();
@@ -449,15 +451,16 @@ fn with_linger_every_frame_still_arrives_in_order() {
     server.shutdown();
 }
 
-/// Reads until the presence frame that announces this client's own join to `room`.
-fn read_own_join(ws: &mut Client, room: &str) {
+/// Reads until this client's presence snapshot of `room`: its join has been handled, and
+/// its subscription is queued right behind the snapshot.
+fn read_snapshot(ws: &mut Client, room: &str) {
     for _ in 0..100 {
         let v = next_json(ws);
-        if v["type"] == "presence" && v["topic"] == room && v["event"] == "join" {
+        if v["type"] == "presence" && v["topic"] == room && v["event"] == "snapshot" {
             return;
         }
     }
-    panic!("never saw the join to {room}");
+    panic!("never saw the snapshot of {room}");
 }
 
 #[test]
@@ -467,13 +470,13 @@ fn a_shard_with_no_subscriber_of_a_topic_does_no_walk_for_it() {
         ..quiet_config(2)
     });
     let addr = server.local_addr();
-    // The acceptor balances by connection count: one client on each shard. Each reads the
-    // announcement of its own join (every named topic is a room), so that walk is over, in
-    // a turn of its own, before anything else is published.
+    // The acceptor balances by connection count: one client on each shard. Each reads its
+    // snapshot (every named topic is a room), so that its join is handled (its delta walks
+    // nobody: a newcomer is subscribed behind it) before anything else is published.
     let (mut x, x_shard) = connect_stream(addr, "x");
-    read_own_join(&mut x, "x");
+    read_snapshot(&mut x, "x");
     let (mut y, y_shard) = connect_stream(addr, "y");
-    read_own_join(&mut y, "y");
+    read_snapshot(&mut y, "y");
     assert_ne!(x_shard, y_shard);
     let p = server.publisher();
     for _ in 0..3 {
@@ -500,16 +503,16 @@ fn a_shard_with_no_subscriber_of_a_topic_does_no_walk_for_it() {
     assert_eq!(read_through(&mut y, "y", 1).len(), 1, "y saw no x frame");
     assert!(p.publish("y", "{}"));
     assert_eq!(read_through(&mut y, "y", 2).len(), 1, "y saw no x frame");
-    // y's shard walks y's own join and the two markers; none of the x frames nor x's join.
-    // Wait for the second marker's turn to be counted, then the count must be exactly that:
-    // a walk for `x` (its join and at least one run of its frames) would already be counted
-    // and show here.
+    // y's shard walks the two markers (y's own join walked nobody: a newcomer is subscribed
+    // behind it); none of the x frames nor x's join. Wait for the second marker's turn to be
+    // counted, then the count must be exactly that: a walk for `x` (its join or a run of
+    // its frames) would already be counted and show here.
     wait_for("y's shard to count its walk for the second marker", || {
-        walks(y_shard) >= 3.0
+        walks(y_shard) >= 2.0
     });
-    assert_eq!(walks(y_shard), 3.0, "walks on y's shard");
-    // x's shard walked x's join and at least one run of x frames.
-    wait_for("x's shard to count its walks", || walks(x_shard) >= 2.0);
+    assert_eq!(walks(y_shard), 2.0, "walks on y's shard");
+    // x's shard walked at least one run of x frames.
+    wait_for("x's shard to count its walks", || walks(x_shard) >= 1.0);
     close_client(x);
     close_client(y);
     server.shutdown();
@@ -613,15 +616,21 @@ fn a_full_shard_queue_is_a_counted_drop_never_a_block() {
         ..quiet_config(1)
     });
     let addr = server.local_addr();
-    let (mut ws, _) = connect_stream(addr, "burst,end");
-    // Both topics are rooms: let their presence frames (snapshot, join) pass first, so that
-    // every frame counted below is a data message.
-    loop {
-        let v = next_json(&mut ws);
-        if v["topic"] == "end" && v["event"] == "join" {
+    // Both topics are rooms: join one at a time and let each snapshot pass, so that every
+    // frame counted below is a data message. A join puts three messages in the queue
+    // (snapshot, the delta, which walks nobody since a newcomer is subscribed behind it,
+    // and that subscription), so one at a time they fit in its 4 slots and none is dropped.
+    let (mut ws, _) = connect_stream(addr, "burst");
+    let snapshot_of = |ws: &mut Client, topic: &str| loop {
+        let v = next_json(ws);
+        if v["topic"] == topic && v["event"] == "snapshot" {
             break;
         }
-    }
+    };
+    snapshot_of(&mut ws, "burst");
+    ws.send(Message::text(r#"{"op":"subscribe","topics":["end"]}"#))
+        .unwrap();
+    snapshot_of(&mut ws, "end");
     let p = server.publisher();
     for i in 0..BURST {
         assert!(p.publish("burst", &format!(r#"{{"i":{i}}}"#)));

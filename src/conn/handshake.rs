@@ -113,8 +113,11 @@ impl Conn {
                 false
             }
             Target::Dashboard => {
-                let page = crate::dashboard::PAGE.as_bytes();
-                self.answer(ctx, plain(200, crate::dashboard::CONTENT_TYPE, page, &[]));
+                let page = crate::dashboard::page(ctx.services.verifier.is_some());
+                self.answer(
+                    ctx,
+                    plain(200, crate::dashboard::CONTENT_TYPE, page.as_bytes(), &[]),
+                );
                 false
             }
             Target::Metrics => {
@@ -260,18 +263,20 @@ impl Conn {
                 (id, Rights::all())
             }
         };
-        let since = match req.query_param("since") {
-            Some(v) => protocol::parse_since(&v)?,
-            None => Vec::new(),
-        };
+        // List parameters may be repeated: every occurrence counts, as if joined by commas
+        // (`?room=a&room=b` joins both, within `--max-topics`).
+        let mut since = Vec::new();
+        for v in req.query_values("since") {
+            since.extend(protocol::parse_since(&v)?);
+        }
         let mut names: Vec<String> = Vec::new();
-        let explicit = req.query_param("topics").is_some() || req.query_param("room").is_some();
-        if let Some(list) = req.query_param("topics") {
+        let mut explicit = false;
+        for list in req.query_values("topics").chain(req.query_values("room")) {
+            explicit = true;
             names.extend(protocol::split_topics(&list));
         }
-        if let Some(room) = req.query_param("room") {
-            names.extend(protocol::split_topics(&room));
-        }
+        // `*` by default only when the request names nothing at all: a `since` names the
+        // topics it resumes, and those are what the client gets.
         if !explicit && since.is_empty() && rights.may_subscribe(crate::protocol::WILDCARD) {
             names.push(crate::protocol::WILDCARD.to_string());
         }
@@ -323,6 +328,9 @@ impl Conn {
             self.session = Some(session);
             self.push_reply(ctx, welcome);
             self.join_topics(ctx, &names);
+            if names.iter().any(|n| n == protocol::WILDCARD) {
+                self.add_wildcard(ctx);
+            }
             if !since.is_empty() {
                 self.request_resume(ctx, since);
             }

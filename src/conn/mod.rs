@@ -15,6 +15,7 @@ mod deadlines;
 mod handshake;
 mod inbound;
 mod outbox;
+mod publish;
 mod read;
 mod resume;
 mod route;

@@ -1,9 +1,11 @@
 //! Resuming topics from the mixer's history: the `resume` operation (and `?since=`), the
 //! replay's arrival, and frames the mixer addresses to one connection.
 //!
-//! A resumed topic leaves the shard's live index until its replay arrives through the same
-//! queue as the live frames; subscribing it then is what makes the seam gapless and free of
-//! duplicates.
+//! A resumed topic stays out of the shard's live index until its replay arrives through the
+//! same queue as the live frames; subscribing it then is what makes the seam gapless and
+//! free of duplicates. A resume never sends a message twice: a topic the connection already
+//! follows live is left as it is (nothing it was sent is replayed), and a topic resumed
+//! again before its replay came takes only the latest replay.
 
 use std::sync::Arc;
 
@@ -49,10 +51,11 @@ impl Conn {
         Ok(())
     }
 
-    /// Takes the topics out of the live index (keeping room membership and the node's
-    /// interest) and asks the mixer for their replays; each is subscribed again when its
-    /// replay arrives. A topic resumed again before its replay came gets a new generation:
-    /// only the latest replay is taken.
+    /// Asks the mixer for the replays of topics this connection does not follow live (a
+    /// room not joined yet is joined), holding them for the node's interest; each is
+    /// subscribed when its replay arrives. A topic resumed again before its replay came
+    /// gets a new generation: only the latest replay is taken. Topics followed live are
+    /// skipped: their replay would only repeat what was sent.
     pub(super) fn request_resume(&mut self, ctx: &mut ConnCtx<'_>, since: Vec<(String, u64)>) {
         let me = self.conn_ref(ctx);
         let Some(s) = self.session.as_mut() else {
@@ -60,22 +63,21 @@ impl Conn {
         };
         let mut asks = Vec::with_capacity(since.len());
         for (name, seq) in since {
+            if s.topics.iter().any(|t| **t == *name) {
+                // Followed live: everything after its subscription is on its way, and what
+                // a replay would add is what this connection was already sent.
+                continue;
+            }
             let generation = s.next_generation;
             s.next_generation += 1;
-            let topic = if let Some(i) = s.topics.iter().position(|t| **t == *name) {
-                let topic = s.topics.swap_remove(i);
-                ctx.subs.hold(&topic);
-                ctx.subs.unsubscribe(&topic, ctx.key.token);
-                s.resuming.push((topic.clone(), generation));
-                topic
-            } else if let Some(entry) = s.resuming.iter_mut().find(|(t, _)| **t == *name) {
+            let topic = if let Some(entry) = s.resuming.iter_mut().find(|(t, _)| **t == *name) {
                 entry.1 = generation;
                 entry.0.clone()
             } else {
                 let topic: Arc<str> = Arc::from(name.as_str());
                 ctx.subs.hold(&topic);
                 if protocol::is_room(&topic) {
-                    ctx.mixer.send(s.join_msg(&topic, me));
+                    ctx.mixer.send(s.join_msg(&topic, me, None));
                 }
                 s.resuming.push((topic.clone(), generation));
                 topic
@@ -86,10 +88,12 @@ impl Conn {
                 generation,
             });
         }
-        ctx.mixer.send(MixerMsg::Resume {
-            conn: me,
-            topics: asks,
-        });
+        if !asks.is_empty() {
+            ctx.mixer.send(MixerMsg::Resume {
+                conn: me,
+                topics: asks,
+            });
+        }
     }
 
     /// The mixer's replay of a topic: the reset notice and frames, then the live stream.

@@ -1,5 +1,5 @@
 //! A `/ws` session: who the client is, what it may do, its topics, and its operations
-//! (subscribe, unsubscribe, publish with chat commands, resume).
+//! (subscribe, unsubscribe; publishing is in `publish.rs`, resumes in `resume.rs`).
 //!
 //! Everything a client sends is handled here, on its own shard. What must reach other
 //! clients (publishes, joins and leaves, nick changes) goes to the mixer through the shard's
@@ -9,13 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::value::RawValue;
-
 use super::{Conn, ConnCtx};
 use crate::auth::Rights;
-use crate::chat::{self, Command};
 use crate::frame::close_code;
-use crate::messages::{ConnRef, MixerMsg, Publish, Refused};
+use crate::messages::{ConnRef, MixerMsg};
 use crate::protocol::{self, ClientError, ClientOp, ErrorCode, WILDCARD, replies};
 use crate::ratelimit::{Limiter, Verdict};
 
@@ -43,8 +40,13 @@ pub struct Session {
     /// Topics in the shard's index for this connection (canonical `Arc`s from the index).
     pub(super) topics: Vec<Arc<str>>,
     /// Topics waiting for their replay from the mixer, each with the generation of its
-    /// latest resume; subscribed when it arrives.
+    /// latest resume; subscribed when it arrives. A room being joined waits here too, for
+    /// the mixer's empty replay behind its join (so the newcomer is not sent its own join).
     pub(super) resuming: Vec<(Arc<str>, u64)>,
+    /// Named topics kept while `*` is subscribed: out of the shard's index (`*` brings
+    /// their messages, once) but held for the node's interest; rooms among them stay
+    /// joined. They go back into the index when `*` is unsubscribed.
+    pub(super) parked: Vec<Arc<str>>,
     /// The generation the next resume will carry.
     pub(super) next_generation: u64,
     /// What the upgrade asked for (topics, resumes), until the connection opens; boxed, as
@@ -61,6 +63,8 @@ impl Session {
         max: usize,
     ) -> Result<Session, ClientError> {
         dedup_in_order(&mut names);
+        let mut since = since;
+        dedup_since(&mut since);
         check_topics(names.iter().chain(since.iter().map(|(t, _)| t)), max)?;
         for name in names.iter().chain(since.iter().map(|(t, _)| t)) {
             if !client.rights.may_subscribe(name) {
@@ -71,7 +75,9 @@ impl Session {
             if !since.is_empty() {
                 return Err(wildcard_resume());
             }
-            names = vec![WILDCARD.to_string()];
+            // Named topics are kept beside `*` (rooms joined); `*` is subscribed last.
+            names.retain(|n| n != WILDCARD);
+            names.push(WILDCARD.to_string());
         }
         if since.iter().any(|(t, _)| t == WILDCARD) {
             return Err(ClientError::new(
@@ -83,6 +89,7 @@ impl Session {
             client,
             topics: Vec::new(),
             resuming: Vec::new(),
+            parked: Vec::new(),
             next_generation: 1,
             requested: Some(Box::new((names, since))),
         })
@@ -102,6 +109,7 @@ impl Session {
         self.topics
             .iter()
             .chain(self.resuming.iter().map(|(t, _)| t))
+            .chain(self.parked.iter())
     }
 
     pub(super) fn holds(&self, name: &str) -> bool {
@@ -109,21 +117,28 @@ impl Session {
     }
 
     pub(super) fn held(&self) -> usize {
-        self.topics.len() + self.resuming.len()
+        self.topics.len() + self.resuming.len() + self.parked.len()
     }
 
-    /// The mixer message announcing this client in `room`.
-    pub(super) fn join_msg(&self, room: &Arc<str>, conn: ConnRef) -> MixerMsg {
+    /// The mixer message announcing this client in `room`; `subscribe`: the generation
+    /// under which it waits to be subscribed after the join (see [`MixerMsg::Join`]).
+    pub(super) fn join_msg(
+        &self,
+        room: &Arc<str>,
+        conn: ConnRef,
+        subscribe: Option<u64>,
+    ) -> MixerMsg {
         MixerMsg::Join {
             room: room.clone(),
             conn,
             client_id: self.client.id.clone(),
             nick: self.client.nick.clone(),
+            subscribe,
         }
     }
 
     /// Rooms this connection is a member of.
-    fn rooms(&self) -> Vec<Arc<str>> {
+    pub(super) fn rooms(&self) -> Vec<Arc<str>> {
         self.held_topics()
             .filter(|t| protocol::is_room(t))
             .cloned()
@@ -226,14 +241,12 @@ impl Conn {
                 "subscribed to every topic (`*`): unsubscribe `*` before joining named topics",
             ));
         }
-        if names.iter().any(|n| n == WILDCARD) {
-            if !s.has_wildcard() {
-                // `*` replaces every named topic.
-                self.leave_topics(ctx);
-                self.join_topics(ctx, &[WILDCARD.to_string()]);
-            }
-        } else if !s.has_wildcard() {
-            let mut new: Vec<String> = names.iter().filter(|n| !s.holds(n)).cloned().collect();
+        if !s.has_wildcard() {
+            let mut new: Vec<String> = names
+                .iter()
+                .filter(|n| *n != WILDCARD && !s.holds(n))
+                .cloned()
+                .collect();
             dedup_in_order(&mut new);
             if s.held() + new.len() > max {
                 return Err(ClientError::new(
@@ -241,7 +254,11 @@ impl Conn {
                     format!("at most {max} topics per connection"),
                 ));
             }
+            let wildcard = names.iter().any(|n| n == WILDCARD);
             self.join_topics(ctx, &new);
+            if wildcard {
+                self.add_wildcard(ctx);
+            }
         }
         self.push_reply(ctx, replies::ack_frame("subscribed", &names));
         Ok(())
@@ -255,6 +272,7 @@ impl Conn {
     ) -> Result<(), ClientError> {
         check_topics(names.iter(), usize::MAX)?;
         let me = self.conn_ref(ctx);
+        let class = self.class();
         let Some(s) = self.session.as_mut() else {
             return Ok(());
         };
@@ -268,6 +286,15 @@ impl Conn {
             let topic = if let Some(i) = s.topics.iter().position(|t| &**t == name.as_str()) {
                 let topic = s.topics.swap_remove(i);
                 ctx.subs.unsubscribe(&topic, ctx.key.token);
+                if &*topic == WILDCARD {
+                    // The named topics kept under `*` go back into the index, in the same
+                    // turn: no message is lost or doubled at the seam.
+                    for parked in std::mem::take(&mut s.parked) {
+                        let canonical = ctx.subs.subscribe(&parked, ctx.key.token, class);
+                        ctx.subs.release(&parked);
+                        s.topics.push(canonical);
+                    }
+                }
                 topic
             } else if let Some(i) = s.resuming.iter().position(|(t, _)| &**t == name.as_str()) {
                 let (topic, _) = s.resuming.swap_remove(i);
@@ -301,15 +328,47 @@ impl Conn {
             s.topics.reserve_exact(names.len());
         }
         for name in names {
-            let topic = ctx.subs.subscribe(name, ctx.key.token, class);
-            if protocol::is_room(&topic) {
-                ctx.mixer.send(s.join_msg(&topic, me));
+            if name == WILDCARD {
+                // Only through `add_wildcard`, which keeps the named topics aside.
+                continue;
             }
-            s.topics.push(topic);
+            if protocol::is_room(name) {
+                // Out of the index until the mixer's empty replay behind the join's delta.
+                let room: Arc<str> = Arc::from(name.as_str());
+                let generation = s.next_generation;
+                s.next_generation += 1;
+                ctx.subs.hold(&room);
+                ctx.mixer.send(s.join_msg(&room, me, Some(generation)));
+                s.resuming.push((room, generation));
+            } else {
+                s.topics
+                    .push(ctx.subs.subscribe(name, ctx.key.token, class));
+            }
         }
     }
 
-    /// Leaves every topic (closing, or `*` replacing named topics).
+    /// Subscribes `*`, keeping every named topic aside ([`Session::parked`]): `*` brings
+    /// their messages, once, and rooms stay joined (no presence change).
+    pub(super) fn add_wildcard(&mut self, ctx: &mut ConnCtx<'_>) {
+        let class = self.class();
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        if s.has_wildcard() {
+            return;
+        }
+        for topic in s.topics.drain(..) {
+            ctx.subs.hold(&topic);
+            ctx.subs.unsubscribe(&topic, ctx.key.token);
+            s.parked.push(topic);
+        }
+        // Their replays are ignored when they come (already held: they stay held).
+        s.parked.extend(s.resuming.drain(..).map(|(t, _)| t));
+        let wildcard = ctx.subs.subscribe(WILDCARD, ctx.key.token, class);
+        s.topics.push(wildcard);
+    }
+
+    /// Leaves every topic (the connection closes).
     pub(super) fn leave_topics(&mut self, ctx: &mut ConnCtx<'_>) {
         let me = self.conn_ref(ctx);
         let Some(s) = self.session.as_mut() else {
@@ -324,7 +383,8 @@ impl Conn {
                 });
             }
         }
-        for (topic, _) in s.resuming.drain(..) {
+        let waiting = s.resuming.drain(..).map(|(t, _)| t);
+        for topic in waiting.chain(s.parked.drain(..)) {
             ctx.subs.release(&topic);
             if protocol::is_room(&topic) {
                 ctx.mixer.send(MixerMsg::Leave {
@@ -335,88 +395,6 @@ impl Conn {
         }
         s.topics = Vec::new();
     }
-
-    /// `{"op":"publish"}`: checks, rate limit, chat commands, then off to the mixer.
-    fn publish(
-        &mut self,
-        ctx: &mut ConnCtx<'_>,
-        topic: &str,
-        data: Box<RawValue>,
-    ) -> Result<(), ClientError> {
-        let me = self.conn_ref(ctx);
-        let Some(s) = self.session.as_mut() else {
-            return Ok(());
-        };
-        protocol::validate_topic(topic)?;
-        if !protocol::is_room(topic) {
-            return Err(ClientError::new(
-                ErrorCode::ReadOnlyTopic,
-                format!("`{topic}` is published by the server only"),
-            ));
-        }
-        if !s.client.rights.may_publish(topic) {
-            return Err(forbidden(topic));
-        }
-        let Some(room) = s.held_topics().find(|t| &***t == topic).cloned() else {
-            return Err(ClientError::new(
-                ErrorCode::NotInRoom,
-                format!("join `{topic}` before publishing to it"),
-            ));
-        };
-        let mut msg = Publish {
-            topic: room.clone(),
-            data,
-            from: Some(s.client.id.clone()),
-            nick: s.client.nick.clone(),
-            kind: None,
-            seq: None,
-            made_us: None,
-        };
-        match chat::parse(msg.data.get())? {
-            None => {}
-            Some(Command::Shrug(text)) => msg.data = json_string(&text),
-            Some(Command::Me(action)) => {
-                msg.data = json_string(&action);
-                msg.kind = Some("me");
-            }
-            Some(Command::Nick(nick)) => {
-                let nick: Arc<str> = Arc::from(nick.as_str());
-                s.client.nick = Some(nick.clone());
-                let rooms = s.rooms();
-                ctx.mixer.send(MixerMsg::Nick {
-                    conn: me,
-                    nick,
-                    rooms,
-                });
-                return Ok(());
-            }
-            Some(Command::Who) => {
-                ctx.mixer.send(MixerMsg::Who { room, conn: me });
-                return Ok(());
-            }
-        }
-        match ctx.mixer.publish(msg) {
-            Ok(()) => {
-                ctx.stats.client_publishes += 1;
-                Ok(())
-            }
-            Err(Refused::Busy) => Err(ClientError::new(
-                ErrorCode::ServerBusy,
-                "server busy, publish not taken",
-            )),
-            Err(Refused::Stopping) => Err(ClientError::new(
-                ErrorCode::ServerBusy,
-                "server shutting down, publish not taken",
-            )),
-        }
-    }
-}
-
-/// A JSON string value for a rewritten chat message.
-fn json_string(text: &str) -> Box<RawValue> {
-    // A Rust string always serializes to a valid JSON string.
-    RawValue::from_string(serde_json::Value::from(text).to_string())
-        .expect("a JSON string is valid JSON")
 }
 
 /// Validates names against the per-connection limit.
@@ -433,6 +411,18 @@ pub(super) fn check_topics<'a>(
     names
         .into_iter()
         .try_for_each(|n| protocol::validate_topic(n))
+}
+
+/// Removes repeated topics from resumes, keeping the first occurrence of each.
+fn dedup_since(since: &mut Vec<(String, u64)>) {
+    let mut seen = 0;
+    for i in 0..since.len() {
+        if !since[..seen].iter().any(|(t, _)| *t == since[i].0) {
+            since.swap(seen, i);
+            seen += 1;
+        }
+    }
+    since.truncate(seen);
 }
 
 /// Removes repeated names, keeping the first occurrence of each (lists are short: ≤ max topics).

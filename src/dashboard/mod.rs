@@ -12,9 +12,32 @@
 //! (`data-state` = `connecting` | `connected` | `reconnecting`), `#msgs-rate` (`data-value`,
 //! published msgs/s), `#ticker tbody tr` (one per symbol, `data-symbol`, `data-price`) and
 //! `#ticker` (`data-ticks`, ticks received since the page loaded).
+//!
+//! With `--auth-secret`, `/ws` wants a token, and a browser's WebSocket shows the page no
+//! HTTP status, so the server tells the page instead: [`page`] marks `<body>` with
+//! `data-auth="required"`. The page then takes its token from the URL fragment
+//! (`/#token=...`: a fragment is never sent to the server, so it is in no log of the page's
+//! request) or from a login field (`#login`), and says so in `#status`
+//! (`data-state` = `needs-token` without one, `refused` while one is turned away).
 
-/// The page, as served.
+use std::borrow::Cow;
+
+/// The page, as it is in the binary (no token asked).
 pub const PAGE: &str = include_str!("index.html");
+
+/// The `<body>` of [`PAGE`], and the same when `/ws` needs a token.
+const BODY_OPEN: &str = r#"<body data-auth="off">"#;
+const BODY_AUTH: &str = r#"<body data-auth="required">"#;
+
+/// The page as served: marked when the server wants a token (`auth`), so that it asks for
+/// one instead of failing to connect without a word.
+pub fn page(auth: bool) -> Cow<'static, str> {
+    if auth {
+        Cow::Owned(PAGE.replacen(BODY_OPEN, BODY_AUTH, 1))
+    } else {
+        Cow::Borrowed(PAGE)
+    }
+}
 
 /// Content type of [`PAGE`].
 pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
@@ -22,6 +45,15 @@ pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_asks_for_a_token_only_when_the_server_wants_one() {
+        assert_eq!(PAGE.matches(BODY_OPEN).count(), 1);
+        assert_eq!(page(false), PAGE);
+        let auth = page(true);
+        assert!(auth.contains(BODY_AUTH) && !auth.contains(BODY_OPEN));
+        assert_eq!(auth.len(), PAGE.len() + BODY_AUTH.len() - BODY_OPEN.len());
+    }
 
     #[test]
     fn page_is_self_contained() {

@@ -83,6 +83,14 @@ impl Request {
     pub fn query_param(&self, name: &str) -> Option<String> {
         self.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v)
     }
+
+    /// Every value of query parameter `name`, in order: list parameters (`topics`, `room`,
+    /// `since`) may be repeated, and each occurrence counts (`?room=a&room=b` joins both).
+    pub fn query_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = String> + 'a {
+        self.query_pairs()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
 }
 
 /// Why a request head was refused before routing.

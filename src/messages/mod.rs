@@ -120,6 +120,11 @@ pub enum MixerMsg {
         client_id: Arc<str>,
         /// Its nickname, if set.
         nick: Option<Arc<str>>,
+        /// The generation under which the connection waits outside the shard's index to be
+        /// subscribed (see `conn/resume.rs`): after the join's delta has gone out, the mixer
+        /// answers with an empty replay, so the newcomer never receives its own `join`.
+        /// `None` when a resume of the room follows and its replay subscribes it.
+        subscribe: Option<u64>,
     },
     /// A connection left a room (unsubscribed or closed).
     Leave {

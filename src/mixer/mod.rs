@@ -278,12 +278,16 @@ impl Mixer {
                 conn,
                 client_id,
                 nick,
+                subscribe,
             } => {
                 let out = self
                     .rooms
                     .join(&room, conn, client_id.clone(), nick.clone());
                 self.joined_here(&room, conn, client_id, nick, out.created);
                 self.apply(&room, out);
+                if let Some(generation) = subscribe {
+                    self.subscribe_after_join(conn, room, generation);
+                }
             }
             MixerMsg::Leave { room, conn } => {
                 let out = self.rooms.leave(&room, conn);

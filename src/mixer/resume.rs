@@ -21,6 +21,10 @@
 //! A `reset` is sent only when Redis no longer holds the first message after `since`
 //! (trimmed to `--history`, or expired with the room); while Redis cannot be read, the ring
 //! answers alone (a `reset` when it does not reach back far enough).
+//!
+//! A room's newcomer is subscribed the same way, by an empty replay sent right behind its
+//! join's delta ([`Mixer::subscribe_after_join`]): it gets its snapshot, then everything
+//! after its join, and not its own `join`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +79,20 @@ impl Mixer {
             return;
         }
         self.send_replay(conn, ask, replay, latest);
+    }
+
+    /// Subscribes a room's newcomer, once its join delta has gone out to the members: an
+    /// empty replay from the room's latest seq, behind the snapshot and the delta in its
+    /// shard's queue. The newcomer then gets every message and change after its join, and
+    /// not its own `join`.
+    pub(super) fn subscribe_after_join(&mut self, conn: ConnRef, room: Arc<str>, generation: u64) {
+        let latest = self.topics.get(&room).map_or(0, |s| s.seq);
+        let ask = ResumeAsk {
+            topic: room,
+            since: latest,
+            generation,
+        };
+        self.send_replay(conn, ask, Replay::Frames(Vec::new()), latest);
     }
 
     /// Whether resumes of `topic` may be read from Redis.
