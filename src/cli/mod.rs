@@ -13,8 +13,8 @@ use clap::{Parser, Subcommand};
 
 pub mod abuse;
 pub mod baseline;
-pub mod health;
 mod file;
+pub mod health;
 pub mod load;
 pub mod log;
 pub mod probe;
@@ -25,8 +25,8 @@ pub mod token;
 
 pub use abuse::AbuseArgs;
 pub use baseline::BaselineArgs;
-pub use health::HealthArgs;
 pub use file::{ParseError, parse, parse_bool, parse_from};
+pub use health::HealthArgs;
 pub use load::LoadArgs;
 pub use probe::ProbeArgs;
 pub use report::ReportArgs;
