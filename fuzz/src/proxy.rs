@@ -14,7 +14,7 @@
 //!   written in the headers, in its IPv4 form when IPv4-mapped.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use tickcast::edge::forwarded::{Cidr, TrustedProxies, client_address};
+use tickcast::edge::forwarded::{Cidr, ForwardedHeader, TrustedProxies, client_address};
 use tickcast::edge::proxy::{MAX_V1_HEADER, MAX_V2_HEADER, Parsed, parse};
 
 /// Runs the PROXY parser on `data`, and the forwarding headers' reader on its text.
@@ -115,8 +115,12 @@ fn check_forwarded(data: &[u8]) {
         IpAddr::V6(Ipv4Addr::new(192, 168, 1, 1).to_ipv6_mapped()),
         IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)),
     ];
-    for peer in peers {
-        let client = client_address(&trusted, peer, forwarded, xff);
+    let chains = [
+        (ForwardedHeader::Forwarded, forwarded),
+        (ForwardedHeader::XForwardedFor, xff),
+    ];
+    for (peer, (header, chain)) in peers.into_iter().flat_map(|peer| chains.map(|c| (peer, c))) {
+        let client = client_address(&trusted, peer, header, chain);
         assert!(
             client.to_canonical() == client,
             "{client} is not in its IPv4 form"

@@ -280,6 +280,8 @@ impl Harness {
             mixer: &mut self.mixer,
             inflater: &mut self.inflater,
             services: &self.services,
+            // The one connection of this harness.
+            open: 1,
         };
         f(conn, &mut ctx)
     }
