@@ -6,109 +6,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, ExitStatus, Stdio};
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use tungstenite::Message;
 
-/// A spawned server process; killed on drop if the test did not end it.
-struct Process {
-    child: Child,
-    addr: SocketAddr,
-    /// Every stderr line after the listening line, as it comes.
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Process {
-    /// Starts `tickcast serve --listen 127.0.0.1:0 --no-pin <args>` and waits for its
-    /// listening line.
-    fn spawn(args: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--no-pin"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tickcast");
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + WAIT_LIMIT;
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("the server logs its listening address");
-            if let Some(addr) = listening_addr(&line) {
-                break addr;
-            }
-        };
-        Process {
-            child,
-            addr,
-            stderr: rx,
-        }
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(rc, 0, "kill failed");
-    }
-
-    /// Waits (bounded) for the process to exit.
-    fn wait(&mut self) -> ExitStatus {
-        wait_exit(&mut self.child)
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The address in "... tickcast listening on 127.0.0.1:PORT: 2 shard(s) ...".
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = line.split("tickcast listening on ").nth(1)?;
-    let addr = rest.split(": ").next()?;
-    Some(
-        addr.trim_end_matches(':')
-            .parse()
-            .expect("a socket address"),
-    )
-}
-
-fn wait_exit(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + WAIT_LIMIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server did not exit within {WAIT_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// `tickcast serve --listen 127.0.0.1:0 --no-pin <args>`, logging at info, once it listens.
+fn spawn_server(args: &[&str]) -> ServeProcess {
+    let all = [&["serve", "--listen", "127.0.0.1:0", "--no-pin"], args].concat();
+    ServeProcess::spawn(&all, &[("RUST_LOG", "info")])
 }
 
 /// What one client saw until its connection ended.
@@ -170,7 +81,7 @@ fn reader(
 #[test]
 fn sigterm_delivers_every_queued_frame_then_1001_and_exits_0() {
     const CLIENTS: usize = 20;
-    let mut server = Process::spawn(&[
+    let mut server = spawn_server(&[
         "--shards",
         "2",
         "--providers",
@@ -226,8 +137,7 @@ fn sigterm_delivers_every_queued_frame_then_1001_and_exits_0() {
 
 #[test]
 fn a_silent_client_delays_exit_only_until_the_drain_timeout() {
-    let mut server =
-        Process::spawn(&["--shards", "1", "--providers", "1", "--drain-timeout", "1s"]);
+    let mut server = spawn_server(&["--shards", "1", "--providers", "1", "--drain-timeout", "1s"]);
     // Completes the handshake, then never reads nor answers the close.
     let _silent = RawWs::connect(server.addr, "/ws?topics=ticks");
     wait_metric(server.addr, "tickcast_handshakes_total", &[], 1.0);
@@ -238,7 +148,7 @@ fn a_silent_client_delays_exit_only_until_the_drain_timeout() {
 
 #[test]
 fn a_second_signal_exits_at_once() {
-    let mut server = Process::spawn(&[
+    let mut server = spawn_server(&[
         "--shards",
         "1",
         "--providers",
@@ -250,16 +160,7 @@ fn a_second_signal_exits_at_once() {
     wait_metric(server.addr, "tickcast_handshakes_total", &[], 1.0);
     server.signal(libc::SIGTERM);
     // Wait for the first signal to be seen before sending the second.
-    let deadline = Instant::now() + WAIT_LIMIT;
-    loop {
-        let line = server
-            .stderr
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the server logs the first signal");
-        if line.contains("shutting down") {
-            break;
-        }
-    }
+    server.lines_until("logging the first signal", |l| l.contains("shutting down"));
     server.signal(libc::SIGINT);
     // The drain would wait ten minutes; the second signal ends it (bounded wait).
     let status = server.wait();
@@ -270,22 +171,10 @@ fn a_second_signal_exits_at_once() {
 fn a_port_in_use_is_a_one_line_error_and_exit_code_1() {
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-        .args(["serve", "--no-pin", "--listen", &addr.to_string()])
-        .env("RUST_LOG", "off")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tickcast");
-    let status = wait_exit(&mut child);
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = run_to_exit(
+        &["serve", "--no-pin", "--listen", &addr.to_string()],
+        &[("RUST_LOG", "off")],
+    );
     assert_eq!(
         status.code(),
         Some(1),

@@ -100,6 +100,11 @@ impl ServeProcess {
         }
     }
 
+    /// Waits (bounded) for the server to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        wait_exit(&mut self.child, "the server")
+    }
+
     /// Sends `sig` to the server.
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
@@ -136,19 +141,25 @@ pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (ExitStatus, String)
         let _ = stderr.read_to_string(&mut text);
         text
     });
+    let status = wait_exit(&mut child, &format!("tickcast {args:?}"));
+    (status, reader.join().expect("stderr reader"))
+}
+
+/// Waits for `child` to exit within the wait limit; past it, kills it and fails the test
+/// naming `what`.
+pub fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
     let deadline = Instant::now() + WAIT_LIMIT;
-    let status = loop {
+    loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
+            return status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("tickcast {args:?} did not exit within {WAIT_LIMIT:?}");
+            panic!("{what} did not exit within {WAIT_LIMIT:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
-    (status, reader.join().expect("stderr reader"))
+    }
 }
 
 /// `tickcast <args>` must be refused: a non-zero exit before listening, and a message on
