@@ -1,7 +1,7 @@
 //! `/metrics` as operators expect it from any Prometheus target: the `process_*` figures
 //! and `tickcast_build_info`, a `tickcast_connections` that leaves out the scrape's own
-//! connection, and README.md's metrics table naming exactly the families a real server
-//! exports, no more, no fewer.
+//! connection, and the metrics table of docs/operations.md naming exactly the families a
+//! real server exports, no more, no fewer.
 
 mod common;
 
@@ -25,13 +25,13 @@ fn sample_names(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every metric name README.md's `### Metrics` section spells out.
-fn readme_names() -> BTreeSet<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let start = readme.find("### Metrics").expect("a Metrics section");
-    let section = &readme[start..];
-    let end = section[4..].find("\n#").map_or(section.len(), |i| i + 4);
+/// Every metric name the `## Metrics` section of docs/operations.md spells out.
+fn documented_names() -> BTreeSet<String> {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .expect("docs/operations.md");
+    let start = page.find("\n## Metrics\n").expect("a Metrics section") + 1;
+    let section = &page[start..];
+    let end = section[3..].find("\n#").map_or(section.len(), |i| i + 3);
     let section = &section[..end];
     section
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -41,7 +41,7 @@ fn readme_names() -> BTreeSet<String> {
 }
 
 #[test]
-fn the_readme_table_names_every_exported_family_and_only_those() {
+fn the_documented_table_names_every_exported_family_and_only_those() {
     let server = start(quiet_config(2));
     // `topic` is the one label not known up front: its family appears with a first message.
     assert!(server.publisher().publish("news", "{}"));
@@ -53,16 +53,16 @@ fn the_readme_table_names_every_exported_family_and_only_those() {
     );
     let exported = sample_names(&scrape(server.local_addr()).text);
     assert!(exported.len() > 40, "{exported:?}");
-    let documented = readme_names();
+    let documented = documented_names();
     let undocumented: Vec<_> = exported.difference(&documented).collect();
     assert!(
         undocumented.is_empty(),
-        "exported but missing from README.md's metrics table: {undocumented:?}"
+        "exported but missing from the metrics table of docs/operations.md: {undocumented:?}"
     );
     let stale: Vec<_> = documented.difference(&exported).collect();
     assert!(
         stale.is_empty(),
-        "in README.md's metrics table but not exported: {stale:?}"
+        "in the metrics table of docs/operations.md but not exported: {stale:?}"
     );
 }
 

@@ -1,6 +1,6 @@
 //! tickcast behind the proxies operators put in front of it, run for real from the Debian
-//! packages with the configuration files the README shows (`deploy/`): nginx terminating
-//! TLS and passing the client's address in `X-Forwarded-For`, and haproxy in TCP mode
+//! packages with the configuration files docs/security.md shows (`deploy/`): nginx
+//! terminating TLS and passing the client's address in `X-Forwarded-For`, and haproxy in TCP mode
 //! passing TLS through and naming the client in a PROXY v2 header. Clients connect from
 //! 127.0.0.2 and 127.0.0.3, so the server must tell them apart behind the proxy's one
 //! address: `--max-connections-per-ip 1` refuses a second connection of one client and not
@@ -342,14 +342,14 @@ fn with_forwarded_chosen_the_rfc_7239_header_names_the_client_and_x_forwarded_fo
 }
 
 #[test]
-fn the_readme_shows_the_deployment_files_the_tests_run() {
+fn the_security_page_shows_the_deployment_files_the_tests_run() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let page = std::fs::read_to_string(root.join("docs/security.md")).unwrap();
     for name in ["nginx.conf", "haproxy.cfg"] {
         let text = std::fs::read_to_string(root.join("deploy").join(name)).unwrap();
         assert!(
-            readme.contains(text.trim_end()),
-            "README.md must show deploy/{name} as it is"
+            page.contains(text.trim_end()),
+            "docs/security.md must show deploy/{name} as it is"
         );
     }
 }

@@ -3,7 +3,7 @@
 // Every virtual user (VU) joins one room (`/ws?room=<room>&client_id=k6-<vu>`), waits for
 // its presence snapshot, then publishes `{"op":"publish","topic":<room>,"data":{...}}` at
 // RATE per second for HOLD seconds, stops, waits GRACE seconds for its last publishes to
-// come back, and leaves. It checks what it reads against the protocol (README, "Protocol";
+// come back, and leaves. It checks what it reads against the protocol (docs/protocol.md;
 // tests/rooms.rs): the welcome names its client id; the snapshot comes first; every data
 // message of its room carries `from`, and `seq` goes up by exactly one; every publish of its
 // own comes back to it (the server echoes publishes to the sender too); and it counts the

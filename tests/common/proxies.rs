@@ -1,6 +1,6 @@
 //! The proxies operators put in front of tickcast, run for real from the Debian packages
-//! with the configuration files the README shows (`deploy/`): nginx terminating TLS, haproxy
-//! in TCP mode. Each is started on a free port of 127.0.0.1 in front of a server's port, its
+//! with the configuration files docs/security.md shows (`deploy/`): nginx terminating TLS,
+//! haproxy in TCP mode. Each is started on a free port of 127.0.0.1 in front of a server's port, its
 //! stderr kept in a log file for failure messages, and stopped (SIGTERM, then SIGKILL) when
 //! dropped.
 
@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::{HAPROXY, NGINX, Pki, WAIT_LIMIT, free_port, require_program, stop_child};
 
-/// The deployment file `name` from `deploy/`, with the README's ports and certificate paths
-/// replaced by the test's.
+/// The deployment file `name` from `deploy/`, with the ports and certificate paths
+/// docs/security.md shows replaced by the test's.
 pub fn deployment(name: &str, front: u16, back: u16, pki: &Pki) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("deploy")
