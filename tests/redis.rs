@@ -236,12 +236,16 @@ fn the_publish_script_publishes_each_message_once() {
             .key(cfg.publishers_key("room.d"))
             .key(cfg.stream_key("room.d"))
             .key(cfg.channel("room.d"))
+            .key(cfg.members_key("room.d"))
+            .key(cfg.stream_bytes_key("room.d"))
             .arg(format!(r#"{{"id":"{node}-{n}","data":{n}}}"#))
             .arg(100)
             .arg(60_000)
             .arg("PUBLISH")
             .arg(node)
             .arg(n)
+            .arg(30_000)
+            .arg(1 << 20)
             .invoke(&mut conn)
             .unwrap()
     };
@@ -264,5 +268,9 @@ fn the_publish_script_publishes_each_message_once() {
         .unwrap();
     assert_eq!(len, 3);
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
-    assert_eq!(keys.len(), 3, "seq, publishers and stream only: {keys:?}");
+    assert_eq!(
+        keys.len(),
+        4,
+        "seq, publishers, stream and its byte count only: {keys:?}"
+    );
 }

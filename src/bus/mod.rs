@@ -17,8 +17,10 @@
 //! - [`presence`]: keeps rooms' members of every node in Redis, numbers and publishes their
 //!   changes, refreshes the node's heartbeat and announces the leaves of a dead node's members.
 //!
-//! Every key and channel of a topic carries the topic as a hash tag (`<prefix>:{<topic>}`),
-//! and expires `--room-ttl` after the topic's last publish.
+//! Every key and channel of a topic carries the topic as a hash tag (`<prefix>:{<topic>}`).
+//! A topic's keys live `--room-ttl` while the room has a member on some node (refreshed by a
+//! join and, once below half, by a publish) and `--empty-room-ttl` once it has none; each
+//! stream is capped in entries (`--history`) and in bytes (`--redis-stream-max-bytes`).
 //!
 //! `--redis` may name a node of a Redis Cluster ([`link`] finds out): the threads then use
 //! the redis crate's blocking cluster client, whose commands and scripts go to the master of
@@ -71,7 +73,23 @@ pub struct BusConfig {
     /// A node that has not refreshed its heartbeat for this long is dead: another node
     /// announces its members' leaves (`--node-ttl`, default 10 s).
     pub node_ttl: Duration,
+    /// A room with no member left on any node keeps its keys this long, not `room_ttl`
+    /// (`--empty-room-ttl`, default 5 min): whoever removes the last member (its node, or the
+    /// node that reaps a dead one) shortens every key's TTL, and a join anywhere restores
+    /// the long one. Long enough for a reconnect to resume, short enough that a room made,
+    /// published to once and left costs Redis minutes of memory instead of a day.
+    pub empty_room_ttl: Duration,
+    /// Most bytes of message bodies a topic's stream keeps (`--redis-stream-max-bytes`,
+    /// default 4 MiB, as the local ring's byte cap): the publish script trims the oldest
+    /// entries past this as well as past `history` entries, so one room's stream costs Redis
+    /// at most this much whatever its clients send.
+    pub stream_max_bytes: usize,
 }
+
+/// Default of [`BusConfig::empty_room_ttl`].
+pub const EMPTY_ROOM_TTL: Duration = Duration::from_secs(5 * 60);
+/// Default of [`BusConfig::stream_max_bytes`].
+pub const STREAM_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// `url` with its password (and a lone user part, which Redis URLs also use for one) shown
 /// as `***`, for logs and errors: `redis://user:***@host:6379/0`.
@@ -100,6 +118,8 @@ impl BusConfig {
             history: 1000,
             room_ttl: Duration::from_secs(24 * 3600),
             node_ttl: Duration::from_secs(10),
+            empty_room_ttl: EMPTY_ROOM_TTL,
+            stream_max_bytes: STREAM_MAX_BYTES,
         }
     }
 }
@@ -125,6 +145,12 @@ impl BusConfig {
         if self.node_ttl < Duration::from_millis(300) {
             return Err("--node-ttl must be at least 300ms (heartbeats go every third)".into());
         }
+        if self.empty_room_ttl < Duration::from_secs(1) || self.empty_room_ttl > self.room_ttl {
+            return Err("--empty-room-ttl must be at least 1s and at most --room-ttl".into());
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.stream_max_bytes) {
+            return Err("--redis-stream-max-bytes must be between 1 KiB and 1 GiB".into());
+        }
         Ok(())
     }
 
@@ -149,6 +175,22 @@ impl BusConfig {
     /// publish is published once).
     pub fn publishers_key(&self, topic: &str) -> String {
         format!("{}:{{{topic}}}:pubs", self.prefix)
+    }
+
+    /// The counter of the bytes of message bodies in `topic`'s stream (for its byte cap).
+    pub fn stream_bytes_key(&self, topic: &str) -> String {
+        format!("{}:{{{topic}}}:sbytes", self.prefix)
+    }
+
+    /// Every key of `room` whose TTL follows its membership, in the order the presence
+    /// scripts take them after their own three: sequence, publishers, stream, stream bytes.
+    pub fn room_keys(&self, room: &str) -> [String; 4] {
+        [
+            self.seq_key(room),
+            self.publishers_key(room),
+            self.stream_key(room),
+            self.stream_bytes_key(room),
+        ]
     }
 
     /// The hash of `room`'s members on every node (member key -> who).

@@ -35,9 +35,12 @@ pub const QUEUE: usize = 16 * 1024;
 /// How long one Redis command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Changes one member (KEYS: members hash, version counter, channel; ARGV: `join`, `leave`
-/// or `nick`, the member key, who (JSON), the room TTL in ms). Numbers the change and
-/// publishes it; a leave of a member that is not there changes nothing.
+/// Changes one member (KEYS: members hash, version counter, channel, then the room's other
+/// keys, [`BusConfig::room_keys`]; ARGV: `join`, `leave` or `nick`, the member key, who
+/// (JSON), the room TTL in ms, the publish command, the empty-room TTL in ms). Numbers the
+/// change and publishes it; a leave of a member that is not there changes nothing. A join or
+/// rename gives every key of the room the room TTL; the leave of the room's last member on
+/// any node gives every key left the empty-room TTL (the members hash is gone with it).
 const CHANGE: &str = r#"
 if ARGV[1] == 'leave' then
   if redis.call('HDEL', KEYS[1], ARGV[2]) == 0 then return 0 end
@@ -47,8 +50,10 @@ end
 local v = redis.call('INCR', KEYS[2])
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[2], ttl)
+  if redis.call('EXISTS', KEYS[1]) == 0 then ttl = tonumber(ARGV[6]) end
+  for i = 1, #KEYS do
+    if i ~= 3 then redis.call('PEXPIRE', KEYS[i], ttl) end
+  end
 end
 redis.call(ARGV[5], KEYS[3], '{"presence":"' .. ARGV[1] .. '","v":' .. string.format('%d', v) .. ',"member":"' .. ARGV[2] .. '","who":' .. ARGV[3] .. '}')
 return v
@@ -61,8 +66,10 @@ return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('HGETALL', KEYS[
 "#;
 
 /// Removes a dead node's members from one room and publishes each leave (KEYS: members
-/// hash, version counter, channel; ARGV: the node's member-key prefix `<node>/`). Returns
-/// how many left.
+/// hash, version counter, channel, then [`BusConfig::room_keys`]; ARGV: the node's
+/// member-key prefix `<node>/`, the publish command, the empty-room TTL in ms). A room left
+/// with no member gets the empty-room TTL on every key, as after the last leave. Returns how
+/// many left.
 const REAP: &str = r#"
 local gone = 0
 for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
@@ -71,6 +78,11 @@ for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
     local v = redis.call('INCR', KEYS[2])
     redis.call(ARGV[2], KEYS[3], '{"presence":"leave","v":' .. string.format('%d', v) .. ',"member":"' .. f .. '","who":{}}')
     gone = gone + 1
+  end
+end
+if gone > 0 and redis.call('EXISTS', KEYS[1]) == 0 and tonumber(ARGV[3]) > 0 then
+  for i = 2, #KEYS do
+    if i ~= 3 then redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[3])) end
   end
 end
 return gone
@@ -239,6 +251,7 @@ impl BusPresence {
 
     fn carry_out(&self, link: &mut Link, op: &PresenceOp) -> redis::RedisResult<()> {
         let ttl_ms = self.cfg.room_ttl.as_millis() as u64;
+        let empty_ms = self.cfg.empty_room_ttl.as_millis() as u64;
         let publish = link.publish_command();
         if let PresenceOp::Load { room } = op {
             return self.load(link, room);
@@ -252,11 +265,13 @@ impl BusPresence {
                     .key(self.cfg.members_key(room))
                     .key(self.cfg.presence_version_key(room))
                     .key(self.cfg.channel(room))
+                    .key(&self.cfg.room_keys(room)[..])
                     .arg(what)
                     .arg(member)
                     .arg(who)
                     .arg(ttl_ms)
                     .arg(publish)
+                    .arg(empty_ms)
                     .invoke::<u64>(c)
                     .map(drop)
             };
@@ -374,8 +389,10 @@ impl BusPresence {
                     .key(self.cfg.members_key(room))
                     .key(self.cfg.presence_version_key(room))
                     .key(self.cfg.channel(room))
+                    .key(&self.cfg.room_keys(room)[..])
                     .arg(format!("{node}/"))
                     .arg(publish)
+                    .arg(self.cfg.empty_room_ttl.as_millis() as u64)
                     .invoke::<u64>(link.conn())?;
             }
             let mut del = redis::cmd("DEL");

@@ -27,7 +27,7 @@ const BATCH: usize = 128;
 /// One message ready for the publish script.
 struct Outgoing {
     topic: Arc<str>,
-    keys: [String; 4],
+    keys: [String; 6],
     body: String,
     /// The node's number for it (its id is `<node>-<number>`).
     number: u64,
@@ -46,16 +46,27 @@ fn is_lost(e: &redis::RedisError) -> bool {
 /// Sequences, stores and publishes one message, once (see the module docs and the README).
 /// KEYS: the topic's seq counter, the topic's publishers hash (node -> the number of its
 /// last message published there), the topic's stream, its channel (declared too, so that
-/// every name the script touches is known to share the topic's hash slot). ARGV: the JSON
-/// body without `seq`, how many messages the stream keeps, the room TTL in ms, the publish
-/// command (`PUBLISH`, or `SPUBLISH` on a cluster), the node, the message's number. A node
-/// numbers its messages in order and sends each topic's in order, so a number at or below
-/// the node's last on the topic is a retry of one already published (its reply was lost):
-/// skipped, and it costs Redis one hash field per node and topic, not a key per message. A
-/// counter that does not exist (a new or restarted Redis, or an expired room) starts from the
-/// Redis clock in µs, so sequence numbers keep increasing across a Redis restart; the stream
-/// entry's id is the seq, so a resume reads the gap with one `XRANGE`. Counter, publishers
-/// and stream expire after the room TTL without a publish.
+/// every name the script touches is known to share the topic's hash slot), its members hash,
+/// the counter of its stream's bytes. ARGV: the JSON body without `seq`, how many messages
+/// the stream keeps, the room TTL in ms, the publish command (`PUBLISH`, or `SPUBLISH` on a
+/// cluster), the node, the message's number, the empty-room TTL in ms, the stream's byte cap.
+///
+/// A node numbers its messages in order and sends each topic's in order, so a number at or
+/// below the node's last on the topic is a retry of one already published (its reply was
+/// lost): skipped, and it costs Redis one hash field per node and topic, not a key per
+/// message. A counter that does not exist (a new or restarted Redis, or an expired room)
+/// starts from the Redis clock in µs, so sequence numbers keep increasing across a Redis
+/// restart; the stream entry's id is the seq, so a resume reads the gap with one `XRANGE`.
+///
+/// The stream is trimmed exactly, oldest first, while it holds more than `keep` entries or
+/// more than the cap's bytes of bodies (counted in the bytes counter as entries come and
+/// go): each entry is removed once, so the work is O(1) amortized per publish. A body
+/// larger than the cap alone is not kept at all.
+///
+/// TTLs: a room with members somewhere lives the room TTL, one without the empty-room TTL.
+/// A key's TTL is set only when it has none, is below half of what it should be, or is
+/// longer (the room emptied): a busy room costs one `PTTL` per key per publish, read-only,
+/// instead of rewriting every TTL (and replicating it) each time.
 const SCRIPT: &str = r#"
 local n = tonumber(ARGV[6])
 if n <= tonumber(redis.call('HGET', KEYS[2], ARGV[5]) or '0') then return 0 end
@@ -68,14 +79,30 @@ end
 redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
 local body = '{"seq":' .. string.format('%d', s) .. ',' .. string.sub(ARGV[1], 2)
 local keep = tonumber(ARGV[2])
+local cap = tonumber(ARGV[8])
 if keep > 0 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', keep, string.format('%d', s) .. '-0', 'm', body)
+  redis.call('XADD', KEYS[3], string.format('%d', s) .. '-0', 'm', body)
+  local bytes = redis.call('INCRBY', KEYS[6], #body)
+  local len = redis.call('XLEN', KEYS[3])
+  while len > 0 and (len > keep or (cap > 0 and bytes > cap)) do
+    local old = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
+    redis.call('XDEL', KEYS[3], old[1])
+    bytes = redis.call('DECRBY', KEYS[6], #old[2][2])
+    len = len - 1
+  end
+  if len == 0 or bytes < 0 then
+    redis.call('SET', KEYS[6], '0', 'KEEPTTL')
+  end
 end
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[2], ttl)
-  if keep > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+  if redis.call('EXISTS', KEYS[5]) == 0 then ttl = tonumber(ARGV[7]) end
+  for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[6]}) do
+    local left = redis.call('PTTL', k)
+    if left == -1 or (left >= 0 and (left < ttl / 2 or left > ttl)) then
+      redis.call('PEXPIRE', k, ttl)
+    end
+  end
 end
 redis.call(ARGV[4], KEYS[4], body)
 return s
@@ -216,6 +243,8 @@ impl BusPublisher {
                 self.cfg.publishers_key(&msg.topic),
                 self.cfg.stream_key(&msg.topic),
                 self.cfg.channel(&msg.topic),
+                self.cfg.members_key(&msg.topic),
+                self.cfg.stream_bytes_key(&msg.topic),
             ],
             body,
             number: self.next_id,
@@ -234,7 +263,9 @@ impl BusPublisher {
             .arg(self.cfg.room_ttl.as_millis() as u64)
             .arg(link.publish_command())
             .arg(&self.node)
-            .arg(out.number);
+            .arg(out.number)
+            .arg(self.cfg.empty_room_ttl.as_millis() as u64)
+            .arg(self.cfg.stream_max_bytes);
         cmd
     }
 

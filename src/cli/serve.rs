@@ -232,6 +232,14 @@ pub struct ServeArgs {
     /// long without a publish.
     #[arg(long, env = "TICKCAST_ROOM_TTL", default_value = "24h", value_parser = parse_duration, requires = "redis")]
     pub room_ttl: Duration,
+    /// With --redis: a room with no member left on any node expires after this long instead
+    /// of --room-ttl (a join anywhere restores --room-ttl).
+    #[arg(long, env = "TICKCAST_EMPTY_ROOM_TTL", default_value = "5m", value_parser = parse_duration, requires = "redis")]
+    pub empty_room_ttl: Duration,
+    /// With --redis: most bytes of messages a topic's stream keeps in Redis (oldest trimmed
+    /// first, as well as past --history entries).
+    #[arg(long, env = "TICKCAST_REDIS_STREAM_MAX_BYTES", default_value_t = crate::bus::STREAM_MAX_BYTES, requires = "redis")]
+    pub redis_stream_max_bytes: usize,
     /// With --redis: a node whose heartbeat is this old is dead, and its members leave
     /// every room (announced by another node).
     #[arg(long, env = "TICKCAST_NODE_TTL", default_value = "10s", value_parser = parse_duration, requires = "redis")]
@@ -322,6 +330,8 @@ impl ServeArgs {
                 history: self.history,
                 room_ttl: self.room_ttl,
                 node_ttl: self.node_ttl,
+                empty_room_ttl: self.empty_room_ttl,
+                stream_max_bytes: self.redis_stream_max_bytes,
             }),
             ticker: TickerConfig {
                 feeds: self.providers,
