@@ -6,8 +6,12 @@
 //! is closed with 1008 "token expired" (the client reconnects with a fresh token). Claims:
 //!
 //! - `sub`: the client's identity; becomes its `client_id`;
-//! - `exp`: expiry (seconds since the Unix epoch), required;
-//! - `subscribe`: topic patterns it may subscribe to (default `["*"]`: everything);
+//! - `exp`: expiry (seconds since the Unix epoch), required, and at most the verifier's
+//!   maximum lifetime (`--max-token-lifetime`) from now and from `iat`;
+//! - `nbf`: not before (seconds since the Unix epoch), optional: refused until then;
+//! - `iat`: issued at (seconds since the Unix epoch), optional;
+//! - `subscribe`: topic patterns it may subscribe to (default: the server's own topics,
+//!   [`crate::protocol::SERVER_TOPICS`], and no room; `["*"]` grants everything);
 //! - `publish`: topic patterns it may publish to (default `[]`: nothing).
 //!
 //! A pattern is an exact topic name, `*` (every topic), or a prefix ending in `*`
@@ -37,17 +41,33 @@ pub struct Claims {
     pub sub: String,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
-    /// Topic patterns the client may subscribe to.
-    #[serde(default = "everything")]
-    pub subscribe: Vec<String>,
+    /// Not valid before, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issued at, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Topic patterns the client may subscribe to; `None` (no claim) grants the server's
+    /// own topics only (see [`default_subscribe`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribe: Option<Vec<String>>,
     /// Topic patterns the client may publish to.
     #[serde(default)]
     pub publish: Vec<String>,
 }
 
-fn everything() -> Vec<String> {
-    vec!["*".into()]
+/// What a token without a `subscribe` claim may subscribe to: the server's own topics
+/// (`ticks`, `telemetry`), and no room. A room, and `*`, must be named by the claim: a token
+/// issued for one purpose must not see every room's messages and presence.
+pub fn default_subscribe() -> Vec<String> {
+    crate::protocol::SERVER_TOPICS
+        .iter()
+        .map(|t| t.to_string())
+        .collect()
 }
+
+/// Default longest lifetime of a token (`exp` from now, or from `iat`): 24 hours.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// What one connection may do: everything (no authentication configured), or what its
 /// token grants. Eight bytes per connection, and no allocation in the first case.
@@ -120,6 +140,11 @@ pub enum AuthError {
     Missing,
     /// The token has expired.
     Expired,
+    /// The token's `exp` lies further ahead than the maximum lifetime (from now or from
+    /// `iat`); counted and answered as an expired token.
+    TooLong,
+    /// The token's `nbf` has not come yet.
+    NotYetValid,
     /// Bad signature, wrong algorithm, malformed, or missing claims.
     Invalid,
 }
@@ -129,7 +154,8 @@ impl AuthError {
     pub fn reason(self) -> HandshakeFailure {
         match self {
             AuthError::Missing => HandshakeFailure::TokenMissing,
-            AuthError::Expired => HandshakeFailure::TokenExpired,
+            AuthError::Expired | AuthError::TooLong => HandshakeFailure::TokenExpired,
+            AuthError::NotYetValid => HandshakeFailure::TokenNotYetValid,
             AuthError::Invalid => HandshakeFailure::TokenInvalid,
         }
     }
@@ -139,6 +165,8 @@ impl AuthError {
         match self {
             AuthError::Missing => "a token is required (?token= or Authorization: Bearer)\n",
             AuthError::Expired => "token expired\n",
+            AuthError::TooLong => "token expired (lifetime longer than the server allows)\n",
+            AuthError::NotYetValid => "token not yet valid\n",
             AuthError::Invalid => "invalid token\n",
         }
     }
@@ -148,6 +176,8 @@ impl AuthError {
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    /// Longest `exp` accepted, in seconds after now (and after `iat` when present).
+    max_lifetime: u64,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -157,23 +187,41 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// A verifier for HS256 tokens signed with `secret`.
+    /// A verifier for HS256 tokens signed with `secret`, with the default maximum lifetime
+    /// ([`DEFAULT_MAX_TOKEN_LIFETIME`]).
     pub fn new(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // No clock leeway, for `exp` and `nbf` alike.
         validation.leeway = 0;
+        validation.validate_nbf = true;
         Verifier {
             key: DecodingKey::from_secret(secret),
             validation,
+            max_lifetime: DEFAULT_MAX_TOKEN_LIFETIME.as_secs(),
         }
+    }
+
+    /// The same verifier, refusing tokens whose `exp` is more than `max` from now or from
+    /// their `iat` (`--max-token-lifetime`).
+    pub fn with_max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = max.as_secs();
+        self
     }
 
     /// Checks a token and returns the identity and rights it grants.
     pub fn verify(&self, token: Option<&str>) -> Result<(String, Rights), AuthError> {
+        self.verify_at(token, unix_now())
+    }
+
+    /// [`Verifier::verify`], with the lifetime checked against `now` (seconds since the
+    /// Unix epoch); `exp` and `nbf` are checked against the system clock.
+    pub fn verify_at(&self, token: Option<&str>, now: u64) -> Result<(String, Rights), AuthError> {
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 _ => AuthError::Invalid,
             },
         )?;
@@ -181,7 +229,13 @@ impl Verifier {
         if crate::protocol::validate_client_id(&c.sub).is_err() {
             return Err(AuthError::Invalid);
         }
-        Ok((c.sub, Rights::granted(c.subscribe, c.publish, c.exp)))
+        let from_now = c.exp.saturating_sub(now);
+        let from_iat = c.iat.map_or(0, |iat| c.exp.saturating_sub(iat));
+        if from_now > self.max_lifetime || from_iat > self.max_lifetime {
+            return Err(AuthError::TooLong);
+        }
+        let subscribe = c.subscribe.unwrap_or_else(default_subscribe);
+        Ok((c.sub, Rights::granted(subscribe, c.publish, c.exp)))
     }
 }
 
@@ -202,15 +256,22 @@ pub fn claims_for(
     subscribe: Vec<String>,
     publish: Vec<String>,
 ) -> Claims {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = unix_now();
     Claims {
         sub: sub.into(),
         exp: now + ttl.as_secs(),
-        subscribe,
+        nbf: None,
+        iat: Some(now),
+        subscribe: Some(subscribe),
         publish,
     }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The token of a request: `?token=` first, else `Authorization: Bearer <token>`.
@@ -288,8 +349,32 @@ mod tests {
         assert_eq!(v.verify(Some(&forged)), Err(AuthError::Invalid));
         let mut old = claims_for("bob", Duration::ZERO, vec![], vec![]);
         old.exp -= 10;
+        old.iat = None;
         let expired = issue(b"s3cret", &old).unwrap();
         assert_eq!(v.verify(Some(&expired)), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn nbf_lifetime_and_default_rights() {
+        let v = Verifier::new(b"s3cret").with_max_lifetime(Duration::from_secs(3600));
+        let mut early = claims_for("bob", Duration::from_secs(60), vec![], vec![]);
+        early.nbf = Some(early.exp);
+        let early = issue(b"s3cret", &early).unwrap();
+        assert_eq!(v.verify(Some(&early)), Err(AuthError::NotYetValid));
+        let long = claims_for("bob", Duration::from_secs(7200), vec![], vec![]);
+        let long = issue(b"s3cret", &long).unwrap();
+        assert_eq!(v.verify(Some(&long)), Err(AuthError::TooLong));
+        assert_eq!(AuthError::TooLong.reason(), HandshakeFailure::TokenExpired);
+        let mut old_iat = claims_for("bob", Duration::from_secs(60), vec![], vec![]);
+        old_iat.iat = Some(old_iat.exp - 3601);
+        let old_iat = issue(b"s3cret", &old_iat).unwrap();
+        assert_eq!(v.verify(Some(&old_iat)), Err(AuthError::TooLong));
+        let mut bare = claims_for("bob", Duration::from_secs(60), vec![], vec![]);
+        bare.subscribe = None;
+        let bare = issue(b"s3cret", &bare).unwrap();
+        let (_, rights) = v.verify(Some(&bare)).unwrap();
+        assert!(rights.may_subscribe("ticks") && rights.may_subscribe("telemetry"));
+        assert!(!rights.may_subscribe("room.lobby") && !rights.may_subscribe("*"));
     }
 
     #[test]

@@ -171,6 +171,10 @@ pub struct ServerConfig {
     /// When not empty, a browser upgrade (with an `Origin` header) from any other origin gets
     /// 403.
     pub allowed_origins: Vec<String>,
+    /// Longest a token may live: one whose `exp` is further than this from now, or from its
+    /// `iat`, is refused as expired (401, `token_expired`), so a leaked token cannot be used
+    /// for years. Default 24 h; 1 s to 365 days.
+    pub max_token_lifetime: Duration,
     /// With `Some`, nodes share messages through Redis Pub/Sub (see [`crate::bus`]).
     pub redis: Option<crate::bus::BusConfig>,
     /// The built-in synthetic market feeds.
@@ -230,6 +234,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 0,
             auth_secret: None,
             allowed_origins: Vec::new(),
+            max_token_lifetime: crate::auth::DEFAULT_MAX_TOKEN_LIFETIME,
             redis: None,
             ticker: TickerConfig::default(),
             telemetry_interval: Duration::from_secs(1),
@@ -356,6 +361,11 @@ impl ServerConfig {
         }
         if self.auth_secret.as_ref().is_some_and(|s| s.0.len() < 16) {
             return Err("the auth secret must be at least 16 bytes".into());
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(365 * 86400))
+            .contains(&self.max_token_lifetime)
+        {
+            return Err("--max-token-lifetime must be between 1s and 365d".into());
         }
         if let Some(bus) = &self.redis {
             bus.validate()?;

@@ -137,7 +137,10 @@ impl Server {
                 cfg.max_connections_per_ip,
                 cfg.ipv6_prefix,
             ),
-            verifier: cfg.auth_secret.as_ref().map(|s| Verifier::new(&s.0)),
+            verifier: cfg
+                .auth_secret
+                .as_ref()
+                .map(|s| Verifier::new(&s.0).with_max_lifetime(cfg.max_token_lifetime)),
             interest,
             deflate_interest: deflate_interest.clone(),
             bus: bus.as_ref().map(|b| b.state.clone()),

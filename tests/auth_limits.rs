@@ -44,6 +44,67 @@ fn upgrade_status(addr: SocketAddr, path: &str, extra_headers: &str) -> u16 {
     status_of(&String::from_utf8_lossy(&head))
 }
 
+/// `nbf` is honoured, `exp` has a ceiling (`--max-token-lifetime`, default 24 h, from now and
+/// from `iat`), and a token without a `subscribe` claim follows the server's topics but joins
+/// no room. Each of these was accepted before.
+#[test]
+fn nbf_lifetime_and_a_missing_subscribe_claim_are_safe() {
+    let mut cfg = test_config(1);
+    cfg.auth_secret = Some(Secret(SECRET.to_vec()));
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let reason = |r: &str| metric(addr, "tickcast_handshake_failures_total", &[("reason", r)]);
+
+    let mut early = auth::claims_for("bob", Duration::from_secs(600), vec!["*".into()], vec![]);
+    early.nbf = Some(early.exp - 60);
+    let early = auth::issue(SECRET, &early).unwrap();
+    assert_eq!(
+        upgrade_status(addr, &format!("/ws?token={early}"), ""),
+        401,
+        "nbf ahead"
+    );
+    assert_eq!(reason("token_not_yet_valid"), 1.0);
+
+    let long = token("bob", &["*"], &[], Duration::from_secs(48 * 3600));
+    assert_eq!(
+        upgrade_status(addr, &format!("/ws?token={long}"), ""),
+        401,
+        "48 h"
+    );
+    let mut old = auth::claims_for("bob", Duration::from_secs(600), vec!["*".into()], vec![]);
+    old.iat = Some(old.exp - 25 * 3600);
+    let old = auth::issue(SECRET, &old).unwrap();
+    assert_eq!(
+        upgrade_status(addr, &format!("/ws?token={old}"), ""),
+        401,
+        "iat far back"
+    );
+    assert_eq!(reason("token_expired"), 2.0);
+
+    // No `subscribe` claim: the server's topics, no room, no `*`.
+    let mut bare = auth::claims_for("carol", Duration::from_secs(600), vec![], vec![]);
+    bare.subscribe = None;
+    let bare = auth::issue(SECRET, &bare).unwrap();
+    let room = format!("/ws?room=room.lobby&token={bare}");
+    assert_eq!(upgrade_status(addr, &room, ""), 403, "a room by query");
+    let star = format!("/ws?topics=*&token={bare}");
+    assert_eq!(upgrade_status(addr, &star, ""), 403, "`*` by query");
+    assert_eq!(reason("forbidden"), 2.0);
+    let mut ws = connect(addr, &format!("/ws?topics=ticks,telemetry&token={bare}"));
+    assert_eq!(next_json(&mut ws)["type"], "welcome");
+    ws.send(Message::text(
+        r#"{"op":"subscribe","topics":["room.lobby"]}"#,
+    ))
+    .unwrap();
+    let refused = next_json_where(&mut ws, |v| v["type"] == "error");
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    // An explicit `*` keeps the old behaviour.
+    let all = token("dave", &["*"], &[], Duration::from_secs(600));
+    let mut ws = connect(addr, &format!("/ws?room=room.lobby&token={all}"));
+    assert_eq!(next_json(&mut ws)["type"], "welcome");
+    close_client(ws);
+}
+
 #[test]
 fn tokens_are_required_checked_and_grant_rights() {
     let mut cfg = test_config(2);
@@ -78,7 +139,9 @@ fn tokens_are_required_checked_and_grant_rights() {
         &Claims {
             sub: "eve".into(),
             exp: u64::MAX / 2,
-            subscribe: vec!["*".into()],
+            nbf: None,
+            iat: None,
+            subscribe: Some(vec!["*".into()]),
             publish: vec!["*".into()],
         },
     )

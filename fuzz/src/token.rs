@@ -10,9 +10,10 @@
 //! Checked, with an HMAC-SHA256 computed here, independently of the verifier: an accepted
 //! token has three parts, an `HS256` header, a signature that is the secret's MAC of the
 //! first two, a `sub` that is a valid client id, an integer `exp` not in the past, and the
-//! rights it returns are exactly the claims' (`subscribe` defaults to `*`, `publish` to
-//! none). Conversely, standard-header claims that are plainly valid (only known fields,
-//! `exp` well ahead) must be accepted.
+//! rights it returns are exactly the claims' (`subscribe` defaults to the server's own
+//! topics, `publish` to none), and an `exp` within the default maximum lifetime. Conversely,
+//! standard-header claims that are plainly valid (only known fields, `exp` well ahead and
+//! well within the maximum lifetime) must be accepted.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -137,8 +138,14 @@ fn verify_checked(token: &str) -> bool {
         exp as i64 >= now() - SLACK,
         "accepted an expired token: {exp}"
     );
+    assert!(
+        exp as i64 <= now() + max_lifetime() + SLACK,
+        "accepted a token past the maximum lifetime: {exp}"
+    );
     let expected = Rights::granted(
-        claims.subscribe.unwrap_or_else(|| vec!["*".into()]),
+        claims
+            .subscribe
+            .unwrap_or_else(tickcast::auth::default_subscribe),
         claims.publish.unwrap_or_default(),
         exp,
     );
@@ -164,5 +171,11 @@ fn plainly_valid(claims: &[u8]) -> bool {
         return false;
     };
     validate_client_id(&plain.sub).is_ok()
-        && i64::try_from(plain.exp).is_ok_and(|e| e > now() + SLACK)
+        && i64::try_from(plain.exp)
+            .is_ok_and(|e| e > now() + SLACK && e < now() + max_lifetime() - SLACK)
+}
+
+/// The verifier's default maximum token lifetime, in seconds.
+fn max_lifetime() -> i64 {
+    tickcast::auth::DEFAULT_MAX_TOKEN_LIFETIME.as_secs() as i64
 }

@@ -213,6 +213,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+    /// Refuse tokens whose exp is further than this from now or from their iat (as
+    /// expired, 401).
+    #[arg(long, env = "TICKCAST_MAX_TOKEN_LIFETIME", default_value = "24h", value_parser = parse_duration)]
+    pub max_token_lifetime: Duration,
     /// Share messages with other nodes through Redis Pub/Sub (redis://host:port; a bare
     /// host:port means redis://host:port).
     #[arg(long, env = "TICKCAST_REDIS")]
@@ -323,6 +327,7 @@ impl ServeArgs {
             max_connections_per_ip: self.max_connections_per_ip,
             auth_secret: self.secret.bytes()?.map(Secret),
             allowed_origins: self.allowed_origins.clone(),
+            max_token_lifetime: self.max_token_lifetime,
             redis: self.redis.as_ref().map(|url| crate::bus::BusConfig {
                 url: redis_url(url),
                 prefix: self.redis_prefix.clone(),

@@ -28,7 +28,9 @@ pub struct TokenArgs {
     /// Topic patterns it may publish to (repeatable; `room.*` matches a prefix).
     #[arg(long)]
     pub publish: Vec<String>,
-    /// Topic patterns it may subscribe to (repeatable). Default: every topic.
+    /// Topic patterns it may subscribe to (repeatable; `*` for every topic and room).
+    /// Default: no claim, which grants the server's own topics (ticks, telemetry) and no
+    /// room.
     #[arg(long)]
     pub subscribe: Vec<String>,
     /// How long the token is valid (more than 0).
@@ -52,12 +54,15 @@ impl TokenArgs {
             .bytes()?
             .ok_or("--secret or --secret-file is required")?;
         crate::protocol::validate_client_id(&self.sub).map_err(|e| e.message)?;
-        let subscribe = if self.subscribe.is_empty() {
-            vec!["*".to_string()]
-        } else {
-            self.subscribe.clone()
-        };
-        let claims = auth::claims_for(&self.sub, self.ttl, subscribe, self.publish.clone());
+        let mut claims = auth::claims_for(
+            &self.sub,
+            self.ttl,
+            self.subscribe.clone(),
+            self.publish.clone(),
+        );
+        if self.subscribe.is_empty() {
+            claims.subscribe = None;
+        }
         auth::issue(&secret, &claims)
     }
 }
@@ -96,6 +101,10 @@ mod tests {
         assert_eq!(sub, "alice");
         assert!(rights.may_publish("room.lobby"));
         assert!(rights.may_subscribe("ticks"));
+        assert!(
+            !rights.may_subscribe("room.lobby"),
+            "no room without a claim naming it"
+        );
     }
 
     #[test]

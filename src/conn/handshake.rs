@@ -191,7 +191,14 @@ impl Conn {
                 let token = auth::token_of(query_token.as_deref(), req.authorization.as_deref());
                 match verifier.verify(token) {
                     Ok((sub, rights)) => Some((sub, rights)),
-                    Err(e) => return Err((401, e.reason(), e.message().into())),
+                    Err(e) => {
+                        // Only a correctly signed token reaches these two: an issuer's
+                        // mistake worth an operator's eye, not a flood an attacker can cause.
+                        if matches!(e, auth::AuthError::TooLong | auth::AuthError::NotYetValid) {
+                            log::info!("{}: token refused: {}", self.peer, e.message().trim_end());
+                        }
+                        return Err((401, e.reason(), e.message().into()));
+                    }
                 }
             }
             None => None,

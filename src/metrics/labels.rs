@@ -130,8 +130,11 @@ pub enum HandshakeFailure {
     OriginForbidden,
     /// Authentication is on and no token came (401).
     TokenMissing,
-    /// The token's `exp` has passed (401).
+    /// The token's `exp` has passed, or lies further ahead than `--max-token-lifetime`
+    /// (401).
     TokenExpired,
+    /// The token's `nbf` has not come yet (401).
+    TokenNotYetValid,
     /// The token's signature or claims are wrong (401).
     TokenInvalid,
     /// The token does not grant a requested topic (403).
@@ -177,7 +180,7 @@ pub enum HandshakeFailure {
 
 impl HandshakeFailure {
     /// Every reason, in the order of the enum.
-    pub const ALL: [HandshakeFailure; 30] = [
+    pub const ALL: [HandshakeFailure; 31] = [
         HandshakeFailure::Malformed,
         HandshakeFailure::HeaderTooLarge,
         HandshakeFailure::MethodNotAllowed,
@@ -189,6 +192,7 @@ impl HandshakeFailure {
         HandshakeFailure::OriginForbidden,
         HandshakeFailure::TokenMissing,
         HandshakeFailure::TokenExpired,
+        HandshakeFailure::TokenNotYetValid,
         HandshakeFailure::TokenInvalid,
         HandshakeFailure::Forbidden,
         HandshakeFailure::BadClientId,
@@ -224,6 +228,7 @@ impl HandshakeFailure {
             HandshakeFailure::OriginForbidden => "origin_forbidden",
             HandshakeFailure::TokenMissing => "token_missing",
             HandshakeFailure::TokenExpired => "token_expired",
+            HandshakeFailure::TokenNotYetValid => "token_not_yet_valid",
             HandshakeFailure::TokenInvalid => "token_invalid",
             HandshakeFailure::Forbidden => "forbidden",
             HandshakeFailure::BadClientId => "bad_client_id",
