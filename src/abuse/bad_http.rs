@@ -9,15 +9,25 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use super::AbuseConfig;
 use super::client::{self, Ending};
-use super::frames::{kinds_text, run_kinds};
-use super::report::{Check, Raw, Report};
-use super::{AbuseConfig, probe};
+use super::drive::{Counter, Cx, Judged, Play, Reads, Seen};
+use super::kinds::{self, KindResult, kinds_text, run_kinds};
+use super::report::{Check, Raw};
 
 /// Time allowed for the answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 /// The RFC 6455 sample key.
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// What the server counted of the requests.
+const COUNTERS: &[Counter] = &[
+    Counter::new(
+        "server_handshake_failures",
+        "tickcast_handshake_failures_total",
+        &[],
+    ),
+    Counter::new("server_handshakes", "tickcast_handshakes_total", &[]),
+];
 
 /// The bad requests: name, bytes, expected status.
 pub fn bad_requests(host: &str) -> Vec<(&'static str, Vec<u8>, u16)> {
@@ -127,61 +137,71 @@ fn attempt(cfg: &AbuseConfig, i: usize, bytes: &[u8]) -> String {
     outcome
 }
 
-/// Runs `malformed_http`.
-pub fn run(cfg: &AbuseConfig) -> Result<Report, String> {
-    let total = cfg.count_or(100, 2_000);
-    let host = cfg.host();
-    let requests = bad_requests(&host);
-    let kinds: Vec<(&'static str, String)> = requests
-        .iter()
-        .map(|(name, _, status)| (*name, format!("status_{status}")))
-        .collect();
-    let before = probe::scrape(cfg.target)?;
-    let results = run_kinds(total, cfg.concurrency * 2, &kinds, |k, i| {
-        attempt(cfg, i, &requests[k].1)
-    });
-    let after = probe::scrape(cfg.target)?;
-    let attempted: u64 = results.iter().map(|r| r.attempts + r.skipped).sum();
-    let right: u64 = results.iter().map(|r| r.right).sum();
-    let resets: u64 = results
-        .iter()
-        .flat_map(|r| r.outcomes.iter())
-        .filter(|(k, _)| k.starts_with("reset"))
-        .map(|(_, v)| v)
-        .sum();
-    let text = kinds_text(&results);
-    let checks = vec![Check::new(
-        "status_read",
-        right == attempted && attempted == total as u64,
-        format!("{right} of {attempted} read the expected status: {text}"),
-    )];
-    let mut raw = Raw::default();
-    raw.put("requests", attempted);
-    raw.put("right", right);
-    raw.put("reset", resets);
-    raw.put("kinds", &results);
-    raw.metric(
-        "server_handshake_failures",
-        probe::delta(
-            before.sum("tickcast_handshake_failures_total", &[]),
-            after.sum("tickcast_handshake_failures_total", &[]),
-        ),
-    );
-    raw.metric(
-        "server_handshakes",
-        probe::delta(
-            before.sum("tickcast_handshakes_total", &[]),
-            after.sum("tickcast_handshakes_total", &[]),
-        ),
-    );
-    let summary = format!("{right}/{attempted} got the expected status ({resets} reset): {text}");
-    Ok(Report::new(
-        "malformed_http",
-        "each bad request read back with its status: garbage 400, 100 KB request line 431, POST 405, unknown path 404, no version 400, version 12 426, HTTP/1.0 upgrade 400, no Host 400, duplicated key 400, a body 400 (100 %, no reset)",
-        summary,
-        checks,
-        raw.0,
-    ))
+/// Scenario `malformed_http`: `total` connections, one bad request each.
+pub struct MalformedHttp {
+    total: usize,
+}
+
+impl MalformedHttp {
+    /// The scenario as `cfg` sizes it.
+    pub fn new(cfg: &AbuseConfig) -> MalformedHttp {
+        MalformedHttp {
+            total: cfg.count_or(100, 2_000),
+        }
+    }
+}
+
+impl Play for MalformedHttp {
+    type Clients = ();
+    type Outcome = Vec<KindResult>;
+
+    fn expectation(&self) -> &'static str {
+        "each bad request read back with its status: garbage 400, 100 KB request line 431, POST 405, unknown path 404, no version 400, version 12 426, HTTP/1.0 upgrade 400, no Host 400, duplicated key 400, a body 400 (100 %, no reset)"
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::scrape(COUNTERS)
+    }
+
+    /// Each attempt connects on its own.
+    fn connect(&self, _: &Cx) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn run(&self, cx: &Cx, (): ()) -> Result<Vec<KindResult>, String> {
+        let requests = bad_requests(&cx.cfg.host());
+        let kinds: Vec<(&'static str, String)> = requests
+            .iter()
+            .map(|(name, _, status)| (*name, format!("status_{status}")))
+            .collect();
+        run_kinds(self.total, cx.cfg.concurrency * 2, &kinds, |k, i| {
+            attempt(cx.cfg, i, &requests[k].1)
+        })
+    }
+
+    fn judge(&self, results: Vec<KindResult>, _: &Seen) -> Judged {
+        let attempted = kinds::attempted(&results);
+        let right = kinds::right(&results);
+        let resets = kinds::outcomes(&results, |k| k.starts_with("reset"));
+        let text = kinds_text(&results);
+        let checks = vec![Check::new(
+            "status_read",
+            right == attempted && attempted == self.total as u64,
+            format!("{right} of {attempted} read the expected status: {text}"),
+        )];
+        let mut raw = Raw::default();
+        raw.put("requests", attempted);
+        raw.put("right", right);
+        raw.put("reset", resets);
+        raw.put("kinds", &results);
+        Judged {
+            summary: format!(
+                "{right}/{attempted} got the expected status ({resets} reset): {text}"
+            ),
+            checks,
+            raw,
+        }
+    }
 }
 
 #[cfg(test)]

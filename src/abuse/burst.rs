@@ -11,9 +11,11 @@
 
 use std::time::Duration;
 
-use super::client::{self, Ending, WsConn};
+use super::client::{self, Ending};
+use super::crowd;
+use super::drive::{Counter, Cx, Judged, Play, Reads, Seen};
 use super::member::{self, Member, MemberReport};
-use super::report::{Check, Raw, Report};
+use super::report::{Check, Raw};
 use super::{AbuseConfig, probe};
 
 /// Reading members besides the publisher.
@@ -24,6 +26,10 @@ const BURST: usize = 200;
 const MESSAGE_BYTES: usize = 64 * 1024 - 256;
 /// Time allowed for everything accepted to arrive.
 const SETTLE: Duration = Duration::from_secs(20);
+/// The room.
+const ROOM: &str = "abuse.burst";
+/// Frames the server dropped, for any reason.
+const DROPS: Counter = Counter::new("server_drops", "tickcast_drops_total", &[]);
 
 /// The publish of message `n`, `MESSAGE_BYTES` long.
 fn big_publish(room: &str, n: usize) -> String {
@@ -33,145 +39,187 @@ fn big_publish(room: &str, n: usize) -> String {
     format!("{head}{}{tail}", "x".repeat(pad))
 }
 
-/// Runs `oversized_burst`.
-pub fn run(cfg: &AbuseConfig) -> Result<Report, String> {
-    let messages = cfg.count.unwrap_or(BURST);
-    let room = "abuse.burst";
-    let before = probe::scrape(cfg.target)?;
-    let connect = Duration::from_secs(10);
-    let mut readers = Vec::with_capacity(READERS);
-    for i in 0..READERS {
-        let path = format!("/ws?room={room}&client_id=reader{i}");
-        let conn = WsConn::open(cfg.target, cfg.source(i), &path, connect)?;
-        readers.push(Member::spawn(conn, room)?);
-    }
-    let path = format!("/ws?room={room}&client_id=publisher");
-    let publisher = Member::spawn(
-        WsConn::open(cfg.target, cfg.source(READERS), &path, connect)?,
-        room,
-    )?;
-    let mut everyone: Vec<&Member> = readers.iter().collect();
-    everyone.push(&publisher);
-    if !member::wait_joined(&everyone, connect) {
-        return Err("the room's presence snapshot did not reach every member".into());
-    }
-    // The whole burst, written as fast as the socket takes it.
-    let mut burst = Vec::with_capacity(messages * (MESSAGE_BYTES + 16));
-    for n in 1..=messages {
-        burst.extend(client::text_frame(&big_publish(room, n)));
-    }
-    if let Ok(s) = publisher.writer.lock() {
-        let _ = s.set_write_timeout(Some(SETTLE));
-    }
-    let write = member::send(&publisher.writer, &burst);
-    // Everything accepted is sequenced by the time the error frames and the messages came
-    // back; wait for the server's count to stop moving, then for the readers.
-    let published = probe::settled(
-        cfg.target,
-        "tickcast_messages_published_total",
-        &[("topic", room)],
-        SETTLE,
-    )?;
-    let refused_so_far = publisher
-        .live
-        .errors
-        .load(std::sync::atomic::Ordering::SeqCst);
-    let target_seq = published.map_or(messages as u64 - refused_so_far, |p| p as u64);
-    member::wait_for_seq(&everyone, target_seq, SETTLE);
-    let pub_report = publisher.finish();
-    let reports: Vec<MemberReport> = readers.into_iter().map(Member::finish).collect();
-    let after = probe::scrape(cfg.target)?;
+/// Scenario `oversized_burst`: a burst of `messages` near-limit publishes.
+pub struct OversizedBurst {
+    messages: usize,
+}
 
-    let refused = pub_report.error_count();
-    // What the server sequenced; without the metric, what it did not refuse.
-    let accepted = target_seq;
-    let drops = probe::delta(
-        before.sum("tickcast_drops_total", &[]),
-        after.sum("tickcast_drops_total", &[]),
-    );
-    let received: Vec<u64> = reports.iter().map(|r| r.messages).collect();
-    let all = reports.iter().chain(std::iter::once(&pub_report));
-    let whole = reports
-        .iter()
-        .filter(|r| r.complete() && r.messages == accepted)
-        .count();
-    let cut_off = reports.iter().filter(|r| r.ending.is_some()).count();
-    let publisher_whole = pub_report.complete() && pub_report.messages == accepted;
-    let publisher_abusive = refused > 0 && pub_report.ending == Some(Ending::Close(1008));
-    let (min_r, max_r) = (
-        received.iter().copied().min().unwrap_or(0),
-        received.iter().copied().max().unwrap_or(0),
-    );
-    let checks = vec![
-        Check::new(
-            "burst_written",
-            write.is_ok(),
-            format!(
-                "{messages} publishes of {MESSAGE_BYTES} bytes: {}",
-                match &write {
-                    Ok(()) => "written".to_string(),
-                    Err(e) => format!("write failed: {e}"),
-                }
+impl OversizedBurst {
+    /// The scenario as `cfg` sizes it.
+    pub fn new(cfg: &AbuseConfig) -> OversizedBurst {
+        OversizedBurst {
+            messages: cfg.count.unwrap_or(BURST),
+        }
+    }
+}
+
+/// The room's readers and its publisher.
+pub struct Room {
+    readers: Vec<Member>,
+    publisher: Member,
+}
+
+/// What the burst's write, the room's count and the members saw.
+pub struct Received {
+    write: std::io::Result<()>,
+    published: Option<f64>,
+    target_seq: u64,
+    pub_report: MemberReport,
+    reports: Vec<MemberReport>,
+}
+
+impl Play for OversizedBurst {
+    type Clients = Room;
+    type Outcome = Received;
+
+    fn expectation(&self) -> &'static str {
+        "a 200 x ~64 KiB burst: what the server sequences reaches all 10 readers (no gap, none cut off, tickcast_drops_total unchanged); the publisher gets its own back or is refused and closed 1008 for insisting"
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::scrape(&[DROPS])
+    }
+
+    fn connect(&self, cx: &Cx) -> Result<Room, String> {
+        let ids = crowd::readers_and(READERS, "publisher");
+        let mut readers = crowd::room(cx.cfg, ROOM, &ids, 0, "member")?;
+        let publisher = readers.pop().ok_or("no publisher")?;
+        Ok(Room { readers, publisher })
+    }
+
+    fn run(&self, cx: &Cx, room: Room) -> Result<Received, String> {
+        let Room { readers, publisher } = room;
+        let messages = self.messages;
+        let mut everyone: Vec<&Member> = readers.iter().collect();
+        everyone.push(&publisher);
+        // The whole burst, written as fast as the socket takes it.
+        let mut burst = Vec::with_capacity(messages * (MESSAGE_BYTES + 16));
+        for n in 1..=messages {
+            burst.extend(client::text_frame(&big_publish(ROOM, n)));
+        }
+        if let Ok(s) = publisher.writer.lock() {
+            let _ = s.set_write_timeout(Some(SETTLE));
+        }
+        let write = member::send(&publisher.writer, &burst);
+        // Everything accepted is sequenced by the time the error frames and the messages came
+        // back; wait for the server's count to stop moving, then for the readers.
+        let published = probe::settled(
+            cx.cfg.target,
+            "tickcast_messages_published_total",
+            &[("topic", ROOM)],
+            SETTLE,
+        )?;
+        let refused_so_far = publisher
+            .live
+            .errors
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let target_seq = published.map_or(messages as u64 - refused_so_far, |p| p as u64);
+        member::wait_for_seq(&everyone, target_seq, SETTLE);
+        let pub_report = publisher.finish();
+        let reports: Vec<MemberReport> = readers.into_iter().map(Member::finish).collect();
+        Ok(Received {
+            write,
+            published,
+            target_seq,
+            pub_report,
+            reports,
+        })
+    }
+
+    fn judge(&self, r: Received, seen: &Seen) -> Judged {
+        let messages = self.messages;
+        let Received {
+            write,
+            published,
+            target_seq,
+            pub_report,
+            reports,
+        } = r;
+        let refused = pub_report.error_count();
+        // What the server sequenced; without the metric, what it did not refuse.
+        let accepted = target_seq;
+        let drops = seen.delta(&DROPS);
+        let received: Vec<u64> = reports.iter().map(|r| r.messages).collect();
+        let all = reports.iter().chain(std::iter::once(&pub_report));
+        let whole = reports
+            .iter()
+            .filter(|r| r.complete() && r.messages == accepted)
+            .count();
+        let cut_off = reports.iter().filter(|r| r.ending.is_some()).count();
+        let publisher_whole = pub_report.complete() && pub_report.messages == accepted;
+        let publisher_abusive = refused > 0 && pub_report.ending == Some(Ending::Close(1008));
+        let (min_r, max_r) = (
+            received.iter().copied().min().unwrap_or(0),
+            received.iter().copied().max().unwrap_or(0),
+        );
+        let checks = vec![
+            Check::new(
+                "burst_written",
+                write.is_ok(),
+                format!(
+                    "{messages} publishes of {MESSAGE_BYTES} bytes: {}",
+                    match &write {
+                        Ok(()) => "written".to_string(),
+                        Err(e) => format!("write failed: {e}"),
+                    }
+                ),
             ),
-        ),
-        Check::new(
-            "all_received",
-            whole == READERS,
-            format!(
-                "{whole} of {READERS} readers got all {accepted} sequenced with no gap; readers received {min_r}-{max_r}"
+            Check::new(
+                "all_received",
+                whole == READERS,
+                format!(
+                    "{whole} of {READERS} readers got all {accepted} sequenced with no gap; readers received {min_r}-{max_r}"
+                ),
             ),
-        ),
-        Check::new(
-            "publisher",
-            publisher_whole || publisher_abusive,
-            format!(
-                "publisher received {} of {accepted}, {refused} refused, ended {}",
-                pub_report.messages,
-                pub_report.ending.map_or("open".into(), |e| e.label())
+            Check::new(
+                "publisher",
+                publisher_whole || publisher_abusive,
+                format!(
+                    "publisher received {} of {accepted}, {refused} refused, ended {}",
+                    pub_report.messages,
+                    pub_report.ending.map_or("open".into(), |e| e.label())
+                ),
             ),
-        ),
-        Check::maybe(
-            "no_drops",
-            drops.map(|d| d == 0.0),
-            format!("tickcast_drops_total +{}", probe::shown(drops)),
-        ),
-        Check::new(
-            "none_cut_off",
-            cut_off == 0,
-            format!("{cut_off} of {READERS} readers cut off"),
-        ),
-    ];
-    let mut raw = Raw::default();
-    raw.put("messages", messages);
-    raw.put("message_bytes", MESSAGE_BYTES);
-    raw.put("accepted", accepted);
-    raw.put("refused", &pub_report.errors);
-    raw.metric("room_published", published);
-    raw.put("reader_received", &received);
-    raw.put(
-        "reader_gaps",
-        reports.iter().map(|r| r.gaps).collect::<Vec<_>>(),
-    );
-    raw.put("publisher_received", pub_report.messages);
-    raw.metric("server_drops", drops);
-    raw.put(
-        "endings",
-        all.filter_map(|r| r.ending.map(|e| e.label()))
-            .collect::<Vec<_>>(),
-    );
-    let summary = format!(
-        "{messages} x {} KiB: {accepted} sequenced, {refused} refused (publisher ended {}); readers received {min_r}-{max_r}, {whole}/{READERS} complete; drops +{}; {cut_off} cut off",
-        MESSAGE_BYTES / 1024,
-        pub_report.ending.map_or("open".into(), |e| e.label()),
-        probe::shown(drops)
-    );
-    Ok(Report::new(
-        "oversized_burst",
-        "a 200 x ~64 KiB burst: what the server sequences reaches all 10 readers (no gap, none cut off, tickcast_drops_total unchanged); the publisher gets its own back or is refused and closed 1008 for insisting",
-        summary,
-        checks,
-        raw.0,
-    ))
+            Check::maybe(
+                "no_drops",
+                drops.map(|d| d == 0.0),
+                format!("tickcast_drops_total +{}", probe::shown(drops)),
+            ),
+            Check::new(
+                "none_cut_off",
+                cut_off == 0,
+                format!("{cut_off} of {READERS} readers cut off"),
+            ),
+        ];
+        let mut raw = Raw::default();
+        raw.put("messages", messages);
+        raw.put("message_bytes", MESSAGE_BYTES);
+        raw.put("accepted", accepted);
+        raw.put("refused", &pub_report.errors);
+        raw.metric("room_published", published);
+        raw.put("reader_received", &received);
+        raw.put(
+            "reader_gaps",
+            reports.iter().map(|r| r.gaps).collect::<Vec<_>>(),
+        );
+        raw.put("publisher_received", pub_report.messages);
+        raw.put(
+            "endings",
+            all.filter_map(|r| r.ending.map(|e| e.label()))
+                .collect::<Vec<_>>(),
+        );
+        let summary = format!(
+            "{messages} x {} KiB: {accepted} sequenced, {refused} refused (publisher ended {}); readers received {min_r}-{max_r}, {whole}/{READERS} complete; drops +{}; {cut_off} cut off",
+            MESSAGE_BYTES / 1024,
+            pub_report.ending.map_or("open".into(), |e| e.label()),
+            probe::shown(drops)
+        );
+        Judged {
+            summary,
+            checks,
+            raw,
+        }
+    }
 }
 
 #[cfg(test)]

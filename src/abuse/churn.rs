@@ -8,16 +8,15 @@
 //! the cycles within 5 MiB of RSS after the first tenth (the series is recorded).
 
 use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::client::{self, Ending, Tally, WsConn};
-use super::report::{Check, Raw, Report};
-use super::watch::Watcher;
-use super::{AbuseConfig, mib, probe, server_sample, wait_for_fds};
+use super::crowd::{self, Pool};
+use super::drive::{Counter, Cx, Judged, Play, Reads, Seen};
+use super::report::{Check, Raw};
+use super::{AbuseConfig, mib, server_sample};
 
 /// How a cycle ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +33,20 @@ pub const RSS_GROWTH_LIMIT_KIB: u64 = 5 * 1024;
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed after the last cycle for the server's descriptors to come back.
 const SETTLE: Duration = Duration::from_secs(10);
+/// What the server counted of the cycles.
+const COUNTERS: &[Counter] = &[
+    Counter::new("server_handshakes", "tickcast_handshakes_total", &[]),
+    Counter::new(
+        "server_closes_1000",
+        "tickcast_closes_total",
+        &[("code", "1000")],
+    ),
+    Counter::new(
+        "server_closes_1006",
+        "tickcast_closes_total",
+        &[("code", "1006")],
+    ),
+];
 
 /// One point of the RSS series.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -48,177 +61,193 @@ pub struct Sample {
     pub fds: Option<u64>,
 }
 
-/// Runs `churn` (clean) or `rst_churn` (reset).
-pub fn run(cfg: &AbuseConfig, mode: Mode) -> Result<Report, String> {
-    let (name, quick_n, full_n) = match mode {
-        Mode::Clean => ("churn", 5_000, 500_000),
-        Mode::Reset => ("rst_churn", 5_000, 225_000),
-    };
-    let n = cfg.count_or(quick_n, full_n);
-    let bound = cfg.duration_or(Duration::from_secs(30), Duration::from_secs(330));
-    let (rss0, fds0) = server_sample(cfg);
-    let before = probe::scrape(cfg.target)?;
-    let watcher = Watcher::start(cfg.target)?;
+/// Scenario `churn` (clean) or `rst_churn` (reset): `cycles` cycles within `bound`.
+pub struct Churn {
+    mode: Mode,
+    cycles: usize,
+    bound: Duration,
+}
 
-    let next = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let deadline = started + bound;
-    let workers: Vec<_> = (0..cfg.concurrency)
-        .map(|_| {
-            let (cfg, next, done, stop) = (cfg.clone(), next.clone(), done.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut tally = Tally::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n || Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    client::count(&mut tally, cycle(&cfg, i, mode));
-                    done.fetch_add(1, Ordering::Relaxed);
+impl Churn {
+    /// The scenario in `mode`, as `cfg` sizes it.
+    pub fn new(cfg: &AbuseConfig, mode: Mode) -> Churn {
+        let full = match mode {
+            Mode::Clean => 500_000,
+            Mode::Reset => 225_000,
+        };
+        Churn {
+            mode,
+            cycles: cfg.count_or(5_000, full),
+            bound: cfg.duration_or(Duration::from_secs(30), Duration::from_secs(330)),
+        }
+    }
+
+    /// Cycles between two points of the RSS series.
+    fn step(&self) -> usize {
+        (self.cycles / 10).max(1)
+    }
+}
+
+/// What the cycles did.
+pub struct Churned {
+    tally: Tally,
+    cycles: usize,
+    secs: f64,
+    series: Vec<Sample>,
+}
+
+impl Play for Churn {
+    type Clients = ();
+    type Outcome = Churned;
+
+    fn expectation(&self) -> &'static str {
+        match self.mode {
+            Mode::Clean => {
+                "connect/upgrade/close 1000 cycles: no failure, server fds back to idle, RSS after the last tenth within 5 MiB of the first tenth, a normal client served throughout"
+            }
+            Mode::Reset => {
+                "cycles reset after the 101 (1 in 5 mid-request): no failure, server fds back to idle, RSS within 5 MiB, a normal client served throughout"
+            }
+        }
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::scrape(COUNTERS)
+            .watched()
+            .settle_fds(SETTLE)
+            .needs_pid()
+    }
+
+    /// Each cycle connects on its own.
+    fn connect(&self, _: &Cx) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn run(&self, cx: &Cx, (): ()) -> Result<Churned, String> {
+        let cfg = cx.cfg;
+        let started = Instant::now();
+        let spec = Pool {
+            total: self.cycles,
+            threads: cfg.concurrency,
+            until: Some(started + self.bound),
+            groups: 1,
+        };
+        // The RSS series: one sample each time another tenth of the cycles is done.
+        let step = self.step();
+        let mut series = vec![Sample {
+            cycles: 0,
+            secs: 0.0,
+            rss_kib: cx.host.rss_kib,
+            fds: cx.host.fds,
+        }];
+        let mut next_mark = step;
+        let pooled = crowd::pool(
+            &spec,
+            |i| Some(cycle(cfg, i, self.mode)),
+            |d| {
+                if d >= next_mark {
+                    let (rss, fds) = server_sample(cfg);
+                    series.push(Sample {
+                        cycles: d,
+                        secs: started.elapsed().as_secs_f64(),
+                        rss_kib: rss,
+                        fds,
+                    });
+                    next_mark = (d / step + 1) * step;
                 }
-                tally
-            })
-        })
-        .collect();
-
-    // The RSS series: one sample each time another tenth of the cycles is done.
-    let step = (n / 10).max(1);
-    let mut series = vec![Sample {
-        cycles: 0,
-        secs: 0.0,
-        rss_kib: rss0,
-        fds: fds0,
-    }];
-    let mut next_mark = step;
-    while !workers.iter().all(|w| w.is_finished()) {
-        let d = done.load(Ordering::Relaxed);
-        if d >= next_mark {
+            },
+        )?;
+        let cycles = pooled.done;
+        let secs = started.elapsed().as_secs_f64();
+        if series.last().is_none_or(|s| s.cycles < cycles) {
             let (rss, fds) = server_sample(cfg);
             series.push(Sample {
-                cycles: d,
-                secs: started.elapsed().as_secs_f64(),
+                cycles,
+                secs,
                 rss_kib: rss,
                 fds,
             });
-            next_mark = (d / step + 1) * step;
         }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let mut tally = Tally::new();
-    for w in workers {
-        for (k, v) in w.join().map_err(|_| "a churn thread panicked")? {
-            *tally.entry(k).or_default() += v;
-        }
-    }
-    let cycles = done.load(Ordering::Relaxed);
-    let secs = started.elapsed().as_secs_f64();
-    if series.last().is_none_or(|s| s.cycles < cycles) {
-        let (rss, fds) = server_sample(cfg);
-        series.push(Sample {
+        Ok(Churned {
+            tally: pooled.tallies.into_iter().next().unwrap_or_default(),
             cycles,
             secs,
-            rss_kib: rss,
-            fds,
-        });
+            series,
+        })
     }
-    let watch = watcher.finish();
-    let fds_end = fds0.and_then(|f| wait_for_fds(cfg, f, SETTLE));
-    let (rss_end, _) = server_sample(cfg);
-    let after = probe::scrape(cfg.target)?;
 
-    let failures: u64 = tally
-        .iter()
-        .filter(|(k, _)| !k.starts_with("ok"))
-        .map(|(_, v)| v)
-        .sum();
-    let first_tenth = series
-        .iter()
-        .find(|s| s.cycles >= step)
-        .and_then(|s| s.rss_kib);
-    let last = series.last().and_then(|s| s.rss_kib);
-    let growth = match (first_tenth, last) {
-        (Some(a), Some(b)) => Some(b as i64 - a as i64),
-        _ => None,
-    };
-
-    let mut checks = vec![
-        Check::maybe(
-            "all_cycles",
-            (cycles >= n).then_some(true),
-            format!("{cycles} of {n} cycles within the {bound:?} bound"),
-        ),
-        Check::new(
-            "no_failures",
-            failures == 0,
-            format!("{failures} failed: {}", client::tally_text(&tally)),
-        ),
-        Check::maybe(
-            "fds_back",
-            fds0.zip(fds_end).map(|(a, b)| b <= a),
-            format!("server fds {} before, {} after", opt(fds0), opt(fds_end)),
-        ),
-        Check::maybe(
-            "rss_flat",
-            growth.map(|g| g <= RSS_GROWTH_LIMIT_KIB as i64),
-            format!(
-                "RSS {} MiB after the first tenth, {} MiB after the last",
-                opt_mib(first_tenth),
-                opt_mib(last)
+    fn judge(&self, c: Churned, seen: &Seen) -> Judged {
+        let n = self.cycles;
+        let (rss0, fds0) = (seen.host_before.rss_kib, seen.host_before.fds);
+        let (rss_end, fds_end) = (seen.host_after.rss_kib, seen.host_after.fds);
+        let failures: u64 = c
+            .tally
+            .iter()
+            .filter(|(k, _)| !k.starts_with("ok"))
+            .map(|(_, v)| v)
+            .sum();
+        let first_tenth = c
+            .series
+            .iter()
+            .find(|s| s.cycles >= self.step())
+            .and_then(|s| s.rss_kib);
+        let last = c.series.last().and_then(|s| s.rss_kib);
+        let growth = match (first_tenth, last) {
+            (Some(a), Some(b)) => Some(b as i64 - a as i64),
+            _ => None,
+        };
+        let cycles = c.cycles;
+        let checks = vec![
+            Check::maybe(
+                "all_cycles",
+                (cycles >= n).then_some(true),
+                format!("{cycles} of {n} cycles within the {:?} bound", self.bound),
             ),
-        ),
-        Check::new("watcher", watch.healthy(), watch.summary()),
-    ];
-    if cfg.server_pid.is_none() {
-        checks.push(Check::maybe(
-            "server_pid",
-            None,
-            "no --server-pid: fds and RSS not read",
-        ));
+            Check::new(
+                "no_failures",
+                failures == 0,
+                format!("{failures} failed: {}", client::tally_text(&c.tally)),
+            ),
+            Check::maybe(
+                "fds_back",
+                fds0.zip(fds_end).map(|(a, b)| b <= a),
+                format!("server fds {} before, {} after", opt(fds0), opt(fds_end)),
+            ),
+            Check::maybe(
+                "rss_flat",
+                growth.map(|g| g <= RSS_GROWTH_LIMIT_KIB as i64),
+                format!(
+                    "RSS {} MiB after the first tenth, {} MiB after the last",
+                    opt_mib(first_tenth),
+                    opt_mib(last)
+                ),
+            ),
+        ];
+        let mut raw = Raw::default();
+        raw.put("cycles", cycles);
+        raw.put("cycles_per_s", (cycles as f64 / c.secs.max(1e-9)).round());
+        raw.put("outcomes", &c.tally);
+        raw.put("fds_before", fds0);
+        raw.put("fds_after", fds_end);
+        raw.put("rss_before_kib", rss0);
+        raw.put("rss_end_kib", rss_end);
+        raw.put("rss_growth_kib", growth);
+        raw.put("series", &c.series);
+        let summary = format!(
+            "{cycles} cycles ({:.0}/s), {failures} failed; fds {}->{}; RSS {} -> {} MiB (growth {} KiB)",
+            cycles as f64 / c.secs.max(1e-9),
+            opt(fds0),
+            opt(fds_end),
+            opt_mib(first_tenth),
+            opt_mib(last),
+            growth.map_or("?".into(), |g| g.to_string()),
+        );
+        Judged {
+            summary,
+            checks,
+            raw,
+        }
     }
-    let mut raw = Raw::default();
-    raw.put("cycles", cycles);
-    raw.put("cycles_per_s", (cycles as f64 / secs.max(1e-9)).round());
-    raw.put("outcomes", &tally);
-    raw.put("fds_before", fds0);
-    raw.put("fds_after", fds_end);
-    raw.put("rss_before_kib", rss0);
-    raw.put("rss_end_kib", rss_end);
-    raw.put("rss_growth_kib", growth);
-    raw.put("series", &series);
-    raw.put("watcher", &watch);
-    let d = |name: &str, labels: &[(&str, &str)]| {
-        probe::delta(before.sum(name, labels), after.sum(name, labels))
-    };
-    raw.metric("server_handshakes", d("tickcast_handshakes_total", &[]));
-    raw.metric(
-        "server_closes_1000",
-        d("tickcast_closes_total", &[("code", "1000")]),
-    );
-    raw.metric(
-        "server_closes_1006",
-        d("tickcast_closes_total", &[("code", "1006")]),
-    );
-    let summary = format!(
-        "{cycles} cycles ({:.0}/s), {failures} failed; fds {}->{}; RSS {} -> {} MiB (growth {} KiB); {}",
-        cycles as f64 / secs.max(1e-9),
-        opt(fds0),
-        opt(fds_end),
-        opt_mib(first_tenth),
-        opt_mib(last),
-        growth.map_or("?".into(), |g| g.to_string()),
-        watch.summary()
-    );
-    let expectation = match mode {
-        Mode::Clean => {
-            "connect/upgrade/close 1000 cycles: no failure, server fds back to idle, RSS after the last tenth within 5 MiB of the first tenth, a normal client served throughout"
-        }
-        Mode::Reset => {
-            "cycles reset after the 101 (1 in 5 mid-request): no failure, server fds back to idle, RSS within 5 MiB, a normal client served throughout"
-        }
-    };
-    Ok(Report::new(name, expectation, summary, checks, raw.0))
 }
 
 /// One cycle; returns its outcome label (`ok...` or a failure reason).

@@ -13,9 +13,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::client::{self, Ending, WsConn};
+use super::crowd;
+use super::drive::{Counter, Cx, Judged, Play, Reads, Seen};
 use super::member::{self, Member, MemberReport};
-use super::report::{Check, Raw, Report};
-use super::watch::Watcher;
+use super::report::{Check, Raw};
 use super::{AbuseConfig, probe};
 
 /// Reading members of the flooded room.
@@ -30,9 +31,23 @@ pub const MAX_ERROR_FRAMES: u64 = 10_000;
 const SETTLE: Duration = Duration::from_secs(10);
 /// Time allowed to connect.
 const CONNECT: Duration = Duration::from_secs(10);
+/// The flooded room.
+const ROOM: &str = "abuse.flood";
+/// What the server counted of the publish flood.
+const PUBLISH_COUNTERS: &[Counter] = &[
+    Counter::new(
+        "server_rate_limited",
+        "tickcast_client_errors_total",
+        &[("code", "rate_limited")],
+    ),
+    Counter::new("server_drops", "tickcast_drops_total", &[]),
+];
+/// The server's count of the error frames it sent.
+const CLIENT_ERRORS: Counter =
+    Counter::new("server_client_errors", "tickcast_client_errors_total", &[]);
 
 /// What a flooder did.
-struct Flooded {
+pub struct Flooded {
     /// Frames written.
     sent: u64,
     /// Seconds from the first write to the server's ending (if it ended the stream).
@@ -108,121 +123,144 @@ fn flood(flooder: Member, bound: Duration, mut batch: impl FnMut(u64) -> Vec<u8>
     }
 }
 
-/// Runs `publish_flood`.
-pub fn run_publish(cfg: &AbuseConfig) -> Result<Report, String> {
-    let bound = cfg.duration_or(Duration::from_secs(5), Duration::from_secs(15));
-    let room = "abuse.flood";
-    let before = probe::scrape(cfg.target)?;
-    let mut readers = Vec::with_capacity(READERS);
-    for i in 0..READERS {
-        let path = format!("/ws?room={room}&client_id=reader{i}");
-        let conn = WsConn::open(cfg.target, cfg.source(i), &path, CONNECT)?;
-        readers.push(Member::spawn(conn, room)?);
-    }
-    let path = format!("/ws?room={room}&client_id=flooder");
-    let flooder = Member::spawn(
-        WsConn::open(cfg.target, cfg.source(READERS), &path, CONNECT)?,
-        room,
-    )?;
-    let mut everyone: Vec<&Member> = readers.iter().collect();
-    everyone.push(&flooder);
-    if !member::wait_joined(&everyone, CONNECT) {
-        return Err("the room's presence snapshot did not reach every member".into());
-    }
-    let f = flood(flooder, bound, |sent| {
-        let mut out = Vec::with_capacity(BATCH * 64);
-        for n in sent + 1..=sent + BATCH as u64 {
-            out.extend(client::text_frame(&format!(
-                r#"{{"op":"publish","topic":"{room}","data":{{"n":{n}}}}}"#
-            )));
-        }
-        out
-    });
-    let published = probe::settled(
-        cfg.target,
-        "tickcast_messages_published_total",
-        &[("topic", room)],
-        SETTLE,
-    )?;
-    let refs: Vec<&Member> = readers.iter().collect();
-    member::wait_for_seq(&refs, published.unwrap_or(0.0) as u64, SETTLE);
-    let reports: Vec<MemberReport> = readers.into_iter().map(Member::finish).collect();
-    let after = probe::scrape(cfg.target)?;
+/// Scenario `publish_flood`: a member publishing with no pause for `bound`.
+pub struct PublishFlood {
+    bound: Duration,
+}
 
-    let rate_limited = f.report.errors.get("rate_limited").copied().unwrap_or(0);
-    let closed = f.report.ending;
-    let complete = reports.iter().filter(|r| r.complete()).count();
-    let cut_off = reports.iter().filter(|r| r.ending.is_some()).count();
-    let last_seqs: Vec<u64> = reports.iter().map(|r| r.last_seq).collect();
-    let min_last = last_seqs.iter().copied().min().unwrap_or(0);
-    let max_last = last_seqs.iter().copied().max().unwrap_or(0);
-    let all_sequenced = published.map(|p| reports.iter().all(|r| r.last_seq == p as u64));
-    let checks = vec![
-        Check::new(
-            "flooder_closed_1008",
-            closed == Some(Ending::Close(1008)),
-            format!(
-                "flooder {}, {} frames sent, {rate_limited} rate_limited errors",
-                f.ending_text(),
-                f.sent
+impl PublishFlood {
+    /// The scenario as `cfg` sizes it.
+    pub fn new(cfg: &AbuseConfig) -> PublishFlood {
+        PublishFlood {
+            bound: cfg.duration_or(Duration::from_secs(5), Duration::from_secs(15)),
+        }
+    }
+}
+
+/// The room's readers and its flooder.
+pub struct Room {
+    readers: Vec<Member>,
+    flooder: Member,
+}
+
+/// What the flood and the readers saw, and the room's count.
+pub struct FloodSeen {
+    f: Flooded,
+    published: Option<f64>,
+    reports: Vec<MemberReport>,
+}
+
+impl Play for PublishFlood {
+    type Clients = Room;
+    type Outcome = FloodSeen;
+
+    fn expectation(&self) -> &'static str {
+        "the flooder gets rate_limited and is closed with 1008; 10 reading members get every sequenced message (no gap) and stay connected"
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::scrape(PUBLISH_COUNTERS)
+    }
+
+    fn connect(&self, cx: &Cx) -> Result<Room, String> {
+        let ids = crowd::readers_and(READERS, "flooder");
+        let mut readers = crowd::room(cx.cfg, ROOM, &ids, 0, "member")?;
+        let flooder = readers.pop().ok_or("no flooder")?;
+        Ok(Room { readers, flooder })
+    }
+
+    fn run(&self, cx: &Cx, room: Room) -> Result<FloodSeen, String> {
+        let Room { readers, flooder } = room;
+        let f = flood(flooder, self.bound, |sent| {
+            let mut out = Vec::with_capacity(BATCH * 64);
+            for n in sent + 1..=sent + BATCH as u64 {
+                out.extend(client::text_frame(&format!(
+                    r#"{{"op":"publish","topic":"{ROOM}","data":{{"n":{n}}}}}"#
+                )));
+            }
+            out
+        });
+        let published = probe::settled(
+            cx.cfg.target,
+            "tickcast_messages_published_total",
+            &[("topic", ROOM)],
+            SETTLE,
+        )?;
+        let refs: Vec<&Member> = readers.iter().collect();
+        member::wait_for_seq(&refs, published.unwrap_or(0.0) as u64, SETTLE);
+        let reports: Vec<MemberReport> = readers.into_iter().map(Member::finish).collect();
+        Ok(FloodSeen {
+            f,
+            published,
+            reports,
+        })
+    }
+
+    fn judge(&self, out: FloodSeen, _: &Seen) -> Judged {
+        let FloodSeen {
+            f,
+            published,
+            reports,
+        } = out;
+        let rate_limited = f.report.errors.get("rate_limited").copied().unwrap_or(0);
+        let closed = f.report.ending;
+        let complete = reports.iter().filter(|r| r.complete()).count();
+        let cut_off = reports.iter().filter(|r| r.ending.is_some()).count();
+        let last_seqs: Vec<u64> = reports.iter().map(|r| r.last_seq).collect();
+        let min_last = last_seqs.iter().copied().min().unwrap_or(0);
+        let max_last = last_seqs.iter().copied().max().unwrap_or(0);
+        let all_sequenced = published.map(|p| reports.iter().all(|r| r.last_seq == p as u64));
+        let checks = vec![
+            Check::new(
+                "flooder_closed_1008",
+                closed == Some(Ending::Close(1008)),
+                format!(
+                    "flooder {}, {} frames sent, {rate_limited} rate_limited errors",
+                    f.ending_text(),
+                    f.sent
+                ),
             ),
-        ),
-        Check::new(
-            "readers_complete",
-            complete == READERS,
-            format!(
-                "{complete} of {READERS} readers without a seq gap, last seq {min_last}-{max_last}"
+            Check::new(
+                "readers_complete",
+                complete == READERS,
+                format!(
+                    "{complete} of {READERS} readers without a seq gap, last seq {min_last}-{max_last}"
+                ),
             ),
-        ),
-        Check::maybe(
-            "readers_got_all_sequenced",
-            all_sequenced,
-            format!(
-                "room published {} (server), readers' last seq {min_last}-{max_last}",
-                probe::shown(published)
+            Check::maybe(
+                "readers_got_all_sequenced",
+                all_sequenced,
+                format!(
+                    "room published {} (server), readers' last seq {min_last}-{max_last}",
+                    probe::shown(published)
+                ),
             ),
-        ),
-        Check::new(
-            "readers_connected",
-            cut_off == 0,
-            format!("{cut_off} of {READERS} readers cut off"),
-        ),
-    ];
-    let mut raw = Raw::default();
-    raw.put("frames_sent", f.sent);
-    raw.put("flooder_errors", &f.report.errors);
-    raw.put("flooder_ending", closed.map(|e| e.label()));
-    raw.put("flooder_closed_after_s", f.ended_after);
-    raw.metric("room_published", published);
-    raw.put("reader_last_seqs", &last_seqs);
-    raw.put("reader_gaps", reports.iter().map(|r| r.gaps).sum::<u64>());
-    raw.metric(
-        "server_rate_limited",
-        probe::delta(
-            before.sum("tickcast_client_errors_total", &[("code", "rate_limited")]),
-            after.sum("tickcast_client_errors_total", &[("code", "rate_limited")]),
-        ),
-    );
-    raw.metric(
-        "server_drops",
-        probe::delta(
-            before.sum("tickcast_drops_total", &[]),
-            after.sum("tickcast_drops_total", &[]),
-        ),
-    );
-    let summary = format!(
-        "flooder: {} frames, {rate_limited} rate_limited, {}; room published {}; readers: {complete}/{READERS} complete, last seq {min_last}-{max_last}, {cut_off} cut off",
-        f.sent,
-        f.ending_text(),
-        probe::shown(published),
-    );
-    Ok(Report::new(
-        "publish_flood",
-        "the flooder gets rate_limited and is closed with 1008; 10 reading members get every sequenced message (no gap) and stay connected",
-        summary,
-        checks,
-        raw.0,
-    ))
+            Check::new(
+                "readers_connected",
+                cut_off == 0,
+                format!("{cut_off} of {READERS} readers cut off"),
+            ),
+        ];
+        let mut raw = Raw::default();
+        raw.put("frames_sent", f.sent);
+        raw.put("flooder_errors", &f.report.errors);
+        raw.put("flooder_ending", closed.map(|e| e.label()));
+        raw.put("flooder_closed_after_s", f.ended_after);
+        raw.metric("room_published", published);
+        raw.put("reader_last_seqs", &last_seqs);
+        raw.put("reader_gaps", reports.iter().map(|r| r.gaps).sum::<u64>());
+        let summary = format!(
+            "flooder: {} frames, {rate_limited} rate_limited, {}; room published {}; readers: {complete}/{READERS} complete, last seq {min_last}-{max_last}, {cut_off} cut off",
+            f.sent,
+            f.ending_text(),
+            probe::shown(published),
+        );
+        Judged {
+            summary,
+            checks,
+            raw,
+        }
+    }
 }
 
 /// The invalid operations the error flooder cycles through.
@@ -241,60 +279,79 @@ fn bad_ops() -> Vec<Vec<u8>> {
     ]
 }
 
-/// Runs `error_flood`.
-pub fn run_errors(cfg: &AbuseConfig) -> Result<Report, String> {
-    let bound = cfg.duration.unwrap_or(Duration::from_secs(10));
-    let before = probe::scrape(cfg.target)?;
-    let watcher = Watcher::start(cfg.target)?;
-    let conn = WsConn::open(cfg.target, cfg.source(0), "/ws?topics=ticks", CONNECT)?;
-    let flooder = Member::spawn(conn, "ticks")?;
-    let ops = bad_ops();
-    let batch: Vec<u8> = (0..BATCH)
-        .flat_map(|i| ops[i % ops.len()].clone())
-        .collect();
-    let f = flood(flooder, bound, |_| batch.clone());
-    let watch = watcher.finish();
-    let after = probe::scrape(cfg.target)?;
-    let errors = f.report.error_count();
-    let closed = f.report.ending;
-    let checks = vec![
-        Check::new(
-            "closed_1008",
-            closed == Some(Ending::Close(1008)),
-            format!("{} ({} frames sent)", f.ending_text(), f.sent),
-        ),
-        Check::new(
-            "bounded_errors",
-            closed.is_some() && errors <= MAX_ERROR_FRAMES,
-            format!("{errors} error frames before the end (limit {MAX_ERROR_FRAMES})"),
-        ),
-        Check::new("watcher", watch.healthy(), watch.summary()),
-    ];
-    let mut raw = Raw::default();
-    raw.put("frames_sent", f.sent);
-    raw.put("error_frames", errors);
-    raw.put("errors_by_code", &f.report.errors);
-    raw.put("ending", closed.map(|e| e.label()));
-    raw.put("ended_after_s", f.ended_after);
-    raw.put("flood_secs", (f.secs * 10.0).round() / 10.0);
-    let server_errors = probe::delta(
-        before.sum("tickcast_client_errors_total", &[]),
-        after.sum("tickcast_client_errors_total", &[]),
-    );
-    raw.metric("server_client_errors", server_errors);
-    raw.put("watcher", &watch);
-    let summary = format!(
-        "{} frames sent, server answered {} errors, {errors} error frames received, {}; {}",
-        f.sent,
-        probe::shown(server_errors),
-        f.ending_text(),
-        watch.summary()
-    );
-    Ok(Report::new(
-        "error_flood",
-        "a client sending only invalid operations is closed with 1008 after at most 10,000 error frames, within 10 s; a normal client served throughout",
-        summary,
-        checks,
-        raw.0,
-    ))
+/// Scenario `error_flood`: a client sending only invalid operations for at most `bound`.
+pub struct ErrorFlood {
+    bound: Duration,
+}
+
+impl ErrorFlood {
+    /// The scenario as `cfg` sizes it.
+    pub fn new(cfg: &AbuseConfig) -> ErrorFlood {
+        ErrorFlood {
+            bound: cfg.duration.unwrap_or(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl Play for ErrorFlood {
+    type Clients = Member;
+    type Outcome = Flooded;
+
+    fn expectation(&self) -> &'static str {
+        "a client sending only invalid operations is closed with 1008 after at most 10,000 error frames, within 10 s; a normal client served throughout"
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::scrape(&[CLIENT_ERRORS]).watched()
+    }
+
+    fn connect(&self, cx: &Cx) -> Result<Member, String> {
+        let cfg = cx.cfg;
+        let conn = WsConn::open(cfg.target, cfg.source(0), "/ws?topics=ticks", CONNECT)?;
+        Member::spawn(conn, "ticks")
+    }
+
+    fn run(&self, _: &Cx, flooder: Member) -> Result<Flooded, String> {
+        let ops = bad_ops();
+        let batch: Vec<u8> = (0..BATCH)
+            .flat_map(|i| ops[i % ops.len()].clone())
+            .collect();
+        Ok(flood(flooder, self.bound, |_| batch.clone()))
+    }
+
+    fn judge(&self, f: Flooded, seen: &Seen) -> Judged {
+        let errors = f.report.error_count();
+        let closed = f.report.ending;
+        let checks = vec![
+            Check::new(
+                "closed_1008",
+                closed == Some(Ending::Close(1008)),
+                format!("{} ({} frames sent)", f.ending_text(), f.sent),
+            ),
+            Check::new(
+                "bounded_errors",
+                closed.is_some() && errors <= MAX_ERROR_FRAMES,
+                format!("{errors} error frames before the end (limit {MAX_ERROR_FRAMES})"),
+            ),
+        ];
+        let mut raw = Raw::default();
+        raw.put("frames_sent", f.sent);
+        raw.put("error_frames", errors);
+        raw.put("errors_by_code", &f.report.errors);
+        raw.put("ending", closed.map(|e| e.label()));
+        raw.put("ended_after_s", f.ended_after);
+        raw.put("flood_secs", (f.secs * 10.0).round() / 10.0);
+        let server_errors = seen.delta(&CLIENT_ERRORS);
+        let summary = format!(
+            "{} frames sent, server answered {} errors, {errors} error frames received, {}",
+            f.sent,
+            probe::shown(server_errors),
+            f.ending_text(),
+        );
+        Judged {
+            summary,
+            checks,
+            raw,
+        }
+    }
 }

@@ -3,124 +3,38 @@
 //!
 //! For each kind the client must *read* the server's close frame with the right code
 //! (1002 protocol error, 1007 invalid UTF-8, 1009 too big), not a bare EOF and not a reset
-//! that discarded it: the outcome of every connection is counted per kind, and the target is
-//! 100 %. A normal client keeps reading ticks throughout. The per-kind runner here is shared
-//! with `malformed_http`.
+//! that discarded it: the outcome of every connection is counted per kind
+//! ([`super::kinds`]), and the target is 100 %. A normal client keeps reading ticks
+//! throughout.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use super::client::{self, Ending, Next, Tally, WsConn, frame, op};
-use super::report::{Check, Raw, Report};
-use super::watch::Watcher;
-use super::{AbuseConfig, probe};
+use super::AbuseConfig;
+use super::client::{self, Ending, Next, WsConn, frame, op};
+use super::drive::{Counter, Cx, Judged, Play, Reads, Seen};
+use super::kinds::{self, KindResult, kinds_text, run_kinds};
+use super::report::{Check, Raw};
 
 /// Time allowed for the server to end a connection after the bad frame.
 const END_TIMEOUT: Duration = Duration::from_secs(3);
-/// After this many timeouts a kind is not tried again (the server ignores it; each further
-/// try would only cost the timeout).
-const SKIP_AFTER_TIMEOUTS: u64 = 50;
-
-/// What one kind of bad input got.
-#[derive(Debug, Clone, Serialize)]
-pub struct KindResult {
-    /// The kind.
-    pub kind: &'static str,
-    /// The outcome label that counts as right (`close_1002`, `status_431`).
-    pub expected: String,
-    /// Connections tried.
-    pub attempts: u64,
-    /// Connections that got the expected outcome.
-    pub right: u64,
-    /// Every outcome, counted.
-    pub outcomes: Tally,
-    /// Attempts skipped after repeated timeouts.
-    pub skipped: u64,
-}
-
-/// Runs `total` attempts spread evenly over `kinds` (name, expected outcome label) on
-/// `threads` threads; `attempt(kind, i)` plays one and returns its outcome label.
-pub fn run_kinds(
-    total: usize,
-    threads: usize,
-    kinds: &[(&'static str, String)],
-    attempt: impl Fn(usize, usize) -> String + Sync,
-) -> Vec<KindResult> {
-    let next = AtomicUsize::new(0);
-    let timeouts: Vec<AtomicU64> = kinds.iter().map(|_| AtomicU64::new(0)).collect();
-    let tallies: Vec<std::sync::Mutex<(Tally, u64)>> = kinds
-        .iter()
-        .map(|_| std::sync::Mutex::new((Tally::new(), 0)))
-        .collect();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        break;
-                    }
-                    let k = i % kinds.len();
-                    if timeouts[k].load(Ordering::Relaxed) >= SKIP_AFTER_TIMEOUTS {
-                        if let Ok(mut t) = tallies[k].lock() {
-                            t.1 += 1;
-                        }
-                        continue;
-                    }
-                    let outcome = attempt(k, i);
-                    if outcome.contains("timeout") {
-                        timeouts[k].fetch_add(1, Ordering::Relaxed);
-                    }
-                    if let Ok(mut t) = tallies[k].lock() {
-                        client::count(&mut t.0, outcome);
-                    }
-                }
-            });
-        }
-    });
-    kinds
-        .iter()
-        .zip(tallies)
-        .map(|(&(kind, ref expected), t)| {
-            let (outcomes, skipped) = t.into_inner().unwrap_or_default();
-            KindResult {
-                kind,
-                expected: expected.clone(),
-                attempts: outcomes.values().sum(),
-                right: outcomes.get(expected).copied().unwrap_or(0),
-                outcomes,
-                skipped,
-            }
-        })
-        .collect()
-}
-
-/// `kind right/attempts` for every kind, wrong ones with their outcomes.
-pub fn kinds_text(results: &[KindResult]) -> String {
-    results
-        .iter()
-        .map(|r| {
-            let mut s = format!("{} {}/{}", r.kind, r.right, r.attempts + r.skipped);
-            if r.right < r.attempts + r.skipped {
-                let wrong: Tally = r
-                    .outcomes
-                    .iter()
-                    .filter(|(k, _)| **k != r.expected)
-                    .map(|(k, v)| (k.clone(), *v))
-                    .collect();
-                s.push_str(&format!(" ({}", client::tally_text(&wrong)));
-                if r.skipped > 0 {
-                    s.push_str(&format!(", {} skipped", r.skipped));
-                }
-                s.push(')');
-            }
-            s
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
+/// The server's count of the close codes the bad frames should get.
+const COUNTERS: &[Counter] = &[
+    Counter::new(
+        "server_closes_1002",
+        "tickcast_closes_total",
+        &[("code", "1002")],
+    ),
+    Counter::new(
+        "server_closes_1007",
+        "tickcast_closes_total",
+        &[("code", "1007")],
+    ),
+    Counter::new(
+        "server_closes_1009",
+        "tickcast_closes_total",
+        &[("code", "1009")],
+    ),
+];
 
 /// The bad frames of round `round` (one connection per kind): name, bytes, expected close
 /// code.
@@ -187,102 +101,116 @@ fn is_error(payload: &[u8]) -> bool {
     memchr::memmem::find(payload, b"\"type\":\"error\"").is_some()
 }
 
-/// Runs `malformed_frames`.
-pub fn run(cfg: &AbuseConfig) -> Result<Report, String> {
-    let total = cfg.count_or(200, 20_000);
-    let before = probe::scrape(cfg.target)?;
-    let watcher = Watcher::start(cfg.target)?;
-    let kinds: Vec<(&'static str, String)> = bad_frames(0)
-        .into_iter()
-        .map(|(name, _, code)| (name, Ending::Close(code).label()))
-        .collect();
-    let started = Instant::now();
-    let results = run_kinds(total, cfg.concurrency * 4, &kinds, |k, i| {
-        // Each kind alternates between the two endpoints from one round to the next.
-        let round = i / kinds.len();
-        let path = if round.is_multiple_of(2) {
-            "/echo"
-        } else {
-            "/ws?topics=ticks"
-        };
-        let mut conn = match WsConn::open(cfg.target, cfg.source(i), path, END_TIMEOUT) {
-            Ok(c) => c,
-            Err(reason) => return reason,
-        };
-        let (_, bytes, _) = bad_frames(round).swap_remove(k);
-        // A write the server cuts short is fine: what it answers is what counts.
-        let _ = conn.send_raw(&bytes);
-        let deadline = Instant::now() + END_TIMEOUT;
-        let end = loop {
-            match conn.next(deadline) {
-                // The server took the frame as a message: it will not close.
-                Next::Frame(f) if path == "/echo" && f.opcode != op::PONG => {
-                    client::abort(conn.stream);
-                    return "echoed_instead".into();
-                }
-                Next::Frame(f) if f.opcode == op::TEXT && is_error(&f.payload) => {
-                    client::abort(conn.stream);
-                    return "error_frame_instead".into();
-                }
-                Next::Frame(_) => {}
-                Next::End(end) => break end,
-            }
-        };
-        if let Ending::Close(code) = end {
-            let _ = conn.send_raw(&client::close_frame(code));
-        }
-        client::linger_close(conn.stream, Duration::from_secs(1));
-        end.label()
-    });
-    let secs = started.elapsed().as_secs_f64();
-    let watch = watcher.finish();
-    let after = probe::scrape(cfg.target)?;
+/// Scenario `malformed_frames`: `total` connections, one bad frame each.
+pub struct MalformedFrames {
+    total: usize,
+}
 
-    let attempted: u64 = results.iter().map(|r| r.attempts + r.skipped).sum();
-    let right: u64 = results.iter().map(|r| r.right).sum();
-    let resets: u64 = results
-        .iter()
-        .map(|r| r.outcomes.get("reset").copied().unwrap_or(0))
-        .sum();
-    let eofs: u64 = results
-        .iter()
-        .map(|r| r.outcomes.get("eof").copied().unwrap_or(0))
-        .sum();
-    let text = kinds_text(&results);
-    let checks = vec![
-        Check::new(
-            "close_code_read",
-            right == attempted && attempted == total as u64,
-            format!("{right} of {attempted} read the expected close frame: {text}"),
-        ),
-        Check::new("watcher", watch.healthy(), watch.summary()),
-    ];
-    let mut raw = Raw::default();
-    raw.put("connections", attempted);
-    raw.put("right", right);
-    raw.put("eof", eofs);
-    raw.put("reset", resets);
-    raw.put("secs", (secs * 10.0).round() / 10.0);
-    raw.put("kinds", &results);
-    for code in ["1002", "1007", "1009"] {
-        raw.metric(
-            &format!("server_closes_{code}"),
-            probe::delta(
-                before.sum("tickcast_closes_total", &[("code", code)]),
-                after.sum("tickcast_closes_total", &[("code", code)]),
-            ),
-        );
+impl MalformedFrames {
+    /// The scenario as `cfg` sizes it.
+    pub fn new(cfg: &AbuseConfig) -> MalformedFrames {
+        MalformedFrames {
+            total: cfg.count_or(200, 20_000),
+        }
     }
-    raw.put("watcher", &watch);
-    let summary = format!(
-        "{right}/{attempted} got the right close frame ({eofs} EOF, {resets} reset): {text}; {}",
-        watch.summary()
-    );
-    Ok(Report::new(
-        "malformed_frames",
-        "each bad frame (unmasked, RSV, reserved opcode, control > 125, fragmented control, 1-byte close, invalid close code, non-minimal length: 1002; invalid UTF-8: 1007; 70 KiB message: 1009) answered with a close frame the client reads (100 %); a normal client served throughout",
-        summary,
-        checks,
-        raw.0,
-    ))
+}
+
+/// What the connections got, and how long they took, s.
+pub struct Tried(Vec<KindResult>, f64);
+
+impl Play for MalformedFrames {
+    type Clients = ();
+    type Outcome = Tried;
+
+    fn expectation(&self) -> &'static str {
+        "each bad frame (unmasked, RSV, reserved opcode, control > 125, fragmented control, 1-byte close, invalid close code, non-minimal length: 1002; invalid UTF-8: 1007; 70 KiB message: 1009) answered with a close frame the client reads (100 %); a normal client served throughout"
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::scrape(COUNTERS).watched()
+    }
+
+    /// Each attempt connects on its own.
+    fn connect(&self, _: &Cx) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn run(&self, cx: &Cx, (): ()) -> Result<Tried, String> {
+        let kinds: Vec<(&'static str, String)> = bad_frames(0)
+            .into_iter()
+            .map(|(name, _, code)| (name, Ending::Close(code).label()))
+            .collect();
+        let started = Instant::now();
+        let results = run_kinds(self.total, cx.cfg.concurrency * 4, &kinds, |k, i| {
+            attempt(cx.cfg, kinds.len(), k, i)
+        })?;
+        Ok(Tried(results, started.elapsed().as_secs_f64()))
+    }
+
+    fn judge(&self, Tried(results, secs): Tried, _: &Seen) -> Judged {
+        let attempted = kinds::attempted(&results);
+        let right = kinds::right(&results);
+        let resets = kinds::outcomes(&results, |k| k == "reset");
+        let eofs = kinds::outcomes(&results, |k| k == "eof");
+        let text = kinds_text(&results);
+        let checks = vec![Check::new(
+            "close_code_read",
+            right == attempted && attempted == self.total as u64,
+            format!("{right} of {attempted} read the expected close frame: {text}"),
+        )];
+        let mut raw = Raw::default();
+        raw.put("connections", attempted);
+        raw.put("right", right);
+        raw.put("eof", eofs);
+        raw.put("reset", resets);
+        raw.put("secs", (secs * 10.0).round() / 10.0);
+        raw.put("kinds", &results);
+        let summary = format!(
+            "{right}/{attempted} got the right close frame ({eofs} EOF, {resets} reset): {text}"
+        );
+        Judged {
+            summary,
+            checks,
+            raw,
+        }
+    }
+}
+
+/// Plays attempt `i`, of kind `k` of `kinds`: returns its outcome label.
+fn attempt(cfg: &AbuseConfig, kinds: usize, k: usize, i: usize) -> String {
+    // Each kind alternates between the two endpoints from one round to the next.
+    let round = i / kinds;
+    let path = if round.is_multiple_of(2) {
+        "/echo"
+    } else {
+        "/ws?topics=ticks"
+    };
+    let mut conn = match WsConn::open(cfg.target, cfg.source(i), path, END_TIMEOUT) {
+        Ok(c) => c,
+        Err(reason) => return reason,
+    };
+    let (_, bytes, _) = bad_frames(round).swap_remove(k);
+    // A write the server cuts short is fine: what it answers is what counts.
+    let _ = conn.send_raw(&bytes);
+    let deadline = Instant::now() + END_TIMEOUT;
+    let end = loop {
+        match conn.next(deadline) {
+            // The server took the frame as a message: it will not close.
+            Next::Frame(f) if path == "/echo" && f.opcode != op::PONG => {
+                client::abort(conn.stream);
+                return "echoed_instead".into();
+            }
+            Next::Frame(f) if f.opcode == op::TEXT && is_error(&f.payload) => {
+                client::abort(conn.stream);
+                return "error_frame_instead".into();
+            }
+            Next::Frame(_) => {}
+            Next::End(end) => break end,
+        }
+    };
+    if let Ending::Close(code) = end {
+        let _ = conn.send_raw(&client::close_frame(code));
+    }
+    client::linger_close(conn.stream, Duration::from_secs(1));
+    end.label()
 }

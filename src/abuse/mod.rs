@@ -14,17 +14,23 @@
 //! [`client`] (blocking raw client: upgrade, hostile frames, endings),
 //! [`fleet`] (many non-blocking WebSockets at once), [`member`] (a room member's reader),
 //! [`watch`] (the normal client that must stay served), [`probe`] (`/metrics`, `/proc`,
-//! sockstat), [`report`] (checks and verdicts); then one file per scenario family:
-//! [`churn`], [`slowloris`], [`stalled`], [`frames`], [`bad_http`], [`flood`], [`burst`],
-//! [`shutdown`], [`storm`].
+//! sockstat), [`report`] (checks and verdicts); [`drive`] (the one driver: the [`drive::Play`]
+//! trait a scenario implements, the readings before and after, the watcher, the report),
+//! [`crowd`] (how clients are brought up: a pool of attempts, a room, a paced fleet) and
+//! [`kinds`] (one connection per kind of bad input); then one file per scenario family,
+//! each a value saying only what is particular to it: [`churn`], [`slowloris`],
+//! [`stalled`], [`frames`], [`bad_http`], [`flood`], [`burst`], [`shutdown`], [`storm`].
 
 pub mod bad_http;
 pub mod burst;
 pub mod churn;
 pub mod client;
+pub mod crowd;
+pub mod drive;
 pub mod fleet;
 pub mod flood;
 pub mod frames;
+pub mod kinds;
 pub mod member;
 pub mod probe;
 pub mod report;
@@ -39,6 +45,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use drive::drive;
 pub use report::{Check, Report, Verdict};
 
 /// The scenarios, in the order the suite runs them.
@@ -208,17 +215,17 @@ pub fn run(cfg: &AbuseConfig) -> Report {
             log::warn!("could not raise the open-file limit: {e}");
         }
         match cfg.scenario {
-            Scenario::Churn => churn::run(cfg, churn::Mode::Clean),
-            Scenario::RstChurn => churn::run(cfg, churn::Mode::Reset),
-            Scenario::Slowloris => slowloris::run(cfg),
-            Scenario::StalledReaders => stalled::run(cfg),
-            Scenario::MalformedFrames => frames::run(cfg),
-            Scenario::MalformedHttp => bad_http::run(cfg),
-            Scenario::PublishFlood => flood::run_publish(cfg),
-            Scenario::ErrorFlood => flood::run_errors(cfg),
-            Scenario::OversizedBurst => burst::run(cfg),
-            Scenario::Shutdown => shutdown::run(cfg),
-            Scenario::ReconnectStorm => storm::run(cfg),
+            Scenario::Churn => drive(cfg, &churn::Churn::new(cfg, churn::Mode::Clean)),
+            Scenario::RstChurn => drive(cfg, &churn::Churn::new(cfg, churn::Mode::Reset)),
+            Scenario::Slowloris => drive(cfg, &slowloris::Slowloris::new(cfg)),
+            Scenario::StalledReaders => drive(cfg, &stalled::StalledReaders::new(cfg)),
+            Scenario::MalformedFrames => drive(cfg, &frames::MalformedFrames::new(cfg)),
+            Scenario::MalformedHttp => drive(cfg, &bad_http::MalformedHttp::new(cfg)),
+            Scenario::PublishFlood => drive(cfg, &flood::PublishFlood::new(cfg)),
+            Scenario::ErrorFlood => drive(cfg, &flood::ErrorFlood::new(cfg)),
+            Scenario::OversizedBurst => drive(cfg, &burst::OversizedBurst::new(cfg)),
+            Scenario::Shutdown => drive(cfg, &shutdown::Shutdown::new(cfg)),
+            Scenario::ReconnectStorm => drive(cfg, &storm::ReconnectStorm::new(cfg)),
         }
     });
     let mut report = result.unwrap_or_else(|e| {
