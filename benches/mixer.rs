@@ -50,6 +50,8 @@ fn rig(shards: usize, history: usize) -> Rig {
     let cfg = MixerConfig {
         linger: Duration::ZERO,
         history,
+        // Never reached here: the benchmark times the sequencing, not eviction.
+        history_budget: tickcast::mixer::MAX_BUDGET,
         presence_list_max: 100,
         drain_wait: Duration::from_millis(10),
         redis_server_topics: false,

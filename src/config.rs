@@ -118,6 +118,16 @@ pub struct ServerConfig {
     pub max_topics_per_conn: usize,
     /// Messages kept per topic for resumes (`?since=`). Default 1000; 0 disables history.
     pub history: usize,
+    /// Bytes of history every topic together may keep (`--history-budget`); past it the
+    /// node's oldest frames are evicted, whichever topic holds them, and a resume from
+    /// before them gets `reset`. Default `None`: an eighth of the machine's memory, read
+    /// once at start, at least 64 MiB and at most 4 GiB (each ring alone keeps at most
+    /// `history` messages and 4 MiB, but rooms are many). Between 64 KiB and 1 TiB.
+    pub history_budget: Option<u64>,
+    /// A separate address for `/metrics` and `/healthz` (`--metrics-listen`), answered by a
+    /// thread of its own, never by a shard; when set, the public listener answers 404 to
+    /// `/metrics`. Default `None`: `/metrics` is served on the public listener, as before.
+    pub metrics_listen: Option<SocketAddr>,
     /// Whether upgrades may negotiate permessage-deflate (RFC 7692). Default on: each
     /// message is compressed once, by the mixer, for every client that negotiated it, and
     /// only while one subscribes to its topic; clients' compressed messages are inflated
@@ -218,6 +228,8 @@ impl Default for ServerConfig {
             worker_sched: WorkerSched::Batch,
             max_topics_per_conn: 64,
             history: 1000,
+            history_budget: None,
+            metrics_listen: None,
             deflate: true,
             deflate_min_bytes: 256,
             presence_list_max: 1000,
@@ -345,6 +357,17 @@ impl ServerConfig {
         }
         if self.history > 1_000_000 {
             return Err("--history must be at most 1,000,000 messages per topic".into());
+        }
+        if let Some(b) = self.history_budget
+            && !(crate::mixer::MIN_BUDGET..=crate::mixer::MAX_BUDGET).contains(&b)
+        {
+            return Err("--history-budget must be between 65536 bytes (64 KiB) and 1 TiB".into());
+        }
+        if self
+            .metrics_listen
+            .is_some_and(|m| m == self.listen && m.port() != 0)
+        {
+            return Err("--metrics-listen must differ from --listen".into());
         }
         if !(self.publish_rate >= 0.0 && self.publish_rate.is_finite()) {
             return Err("--publish-rate must be 0 (unlimited) or positive".into());

@@ -35,7 +35,7 @@ use crate::bus::{BusConfig, BusState};
 use crate::config::ServerConfig;
 use crate::interest::Interest;
 use crate::messages::{FetchAsk, MixerMsg, PresenceOp, Publish};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsListener};
 use crate::mixer::{Mixer, MixerConfig};
 use crate::provider::telemetry::Telemetry;
 use crate::provider::{Provider, ProviderSet, Sink, ticker};
@@ -53,6 +53,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// TLS, loaded before the port is bound (a bad pair stops the start).
     tls: Option<Arc<Tls>>,
+    /// `--metrics-listen`, bound with the public port (so "address in use" comes first too).
+    metrics_listener: Option<StdListener>,
 }
 
 /// Why a server could not start.
@@ -91,11 +93,16 @@ impl Server {
         };
         let listener = bind_listener(cfg.listen).map_err(|e| StartError::Bind(cfg.listen, e))?;
         let local_addr = listener.local_addr().map_err(StartError::Io)?;
+        let metrics_listener = match cfg.metrics_listen {
+            Some(addr) => Some(StdListener::bind(addr).map_err(|e| StartError::Bind(addr, e))?),
+            None => None,
+        };
         Ok(Server {
             cfg: Arc::new(cfg),
             listener,
             local_addr,
             tls,
+            metrics_listener,
         })
     }
 
@@ -189,9 +196,16 @@ impl Server {
             shard_threads.push(thread);
         }
 
+        let history_budget = cfg
+            .history_budget
+            .unwrap_or_else(crate::mixer::default_budget);
+        metrics
+            .history_budget
+            .set(i64::try_from(history_budget).unwrap_or(i64::MAX));
         let mixer_cfg = MixerConfig {
             linger: cfg.linger,
             history: cfg.history,
+            history_budget,
             presence_list_max: cfg.presence_list_max,
             drain_wait: cfg.drain_timeout,
             redis_server_topics: cfg.redis.as_ref().is_some_and(|r| r.publish_providers),
@@ -223,6 +237,13 @@ impl Server {
         let provider_count = providers.len();
         let providers = ProviderSet::spawn(providers, &sink).map_err(StartError::Io)?;
         drop(sink);
+        let metrics_listener = match self.metrics_listener {
+            Some(l) => Some(
+                MetricsListener::spawn(l, metrics.clone(), bus.as_ref().map(|b| b.state.clone()))
+                    .map_err(StartError::Io)?,
+            ),
+            None => None,
+        };
         let bus = bus.map(|b| b.threads);
 
         self.listener
@@ -265,6 +286,7 @@ impl Server {
             shard_threads,
             bus,
             tls: self.tls,
+            metrics_listener,
         })
     }
 }
@@ -391,6 +413,8 @@ pub struct RunningServer {
     shard_threads: Vec<JoinHandle<()>>,
     bus: Option<BusThreads>,
     tls: Option<Arc<Tls>>,
+    /// `--metrics-listen`'s thread.
+    metrics_listener: Option<MetricsListener>,
 }
 
 impl RunningServer {
@@ -425,6 +449,11 @@ impl RunningServer {
         self.local_addr
     }
 
+    /// Where `--metrics-listen` serves `/metrics` (its bound address, useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(MetricsListener::addr)
+    }
+
     /// The server's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -446,6 +475,7 @@ impl RunningServer {
             mixer_thread,
             shard_threads,
             bus,
+            metrics_listener,
             ..
         } = self;
         acceptor.0.stop();
@@ -470,6 +500,9 @@ impl RunningServer {
         if let Some((stop, publisher)) = bus_publisher {
             drop(stop);
             join("bus publisher", publisher);
+        }
+        if let Some(l) = metrics_listener {
+            l.stop();
         }
         log::info!("tickcast stopped");
     }

@@ -120,6 +120,14 @@ pub struct ServeArgs {
     /// Messages kept per topic for resumes (`?since=topic:seq`); 0 disables history.
     #[arg(long, env = "TICKCAST_HISTORY", default_value_t = 1000)]
     pub history: usize,
+    /// Bytes of history all topics together keep; past it the oldest frames are evicted
+    /// (a resume from before them gets `reset`). Default: 1/8 of memory, 64 MiB to 4 GiB.
+    #[arg(long, env = "TICKCAST_HISTORY_BUDGET", value_name = "BYTES")]
+    pub history_budget: Option<u64>,
+    /// Serve /metrics and /healthz on this address, from a thread of their own (keep it
+    /// private); the public listener then answers 404 to /metrics.
+    #[arg(long, env = "TICKCAST_METRICS_LISTEN", value_name = "ADDR", value_parser = parse_addr)]
+    pub metrics_listen: Option<SocketAddr>,
     /// permessage-deflate (RFC 7692): each message is compressed once for every client that
     /// negotiated it. Costs the mixer one compression per message above
     /// --deflate-min-bytes while such a client listens; saves 2-5x of the bytes on the wire
@@ -305,6 +313,8 @@ impl ServeArgs {
             },
             max_topics_per_conn: self.max_topics,
             history: self.history,
+            history_budget: self.history_budget,
+            metrics_listen: self.metrics_listen,
             deflate: self.deflate == OnOff::On,
             deflate_min_bytes: self.deflate_min_bytes,
             presence_list_max: self.presence_list_max,

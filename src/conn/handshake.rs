@@ -120,6 +120,11 @@ impl Conn {
                 );
                 false
             }
+            Target::Metrics if ctx.cfg.metrics_listen.is_some() => {
+                // Served on `--metrics-listen` only: the public port does not know it.
+                self.reject(ctx, 404, HandshakeFailure::NotFound, "no such path\n");
+                false
+            }
             Target::Metrics => {
                 // The scrape's own connection is not one `tickcast_connections` counts.
                 self.mark_answered(ctx);

@@ -2,8 +2,8 @@
 //!
 //! A Prometheus series that appears only at its first event breaks `rate()` and alerts on
 //! it (there is no zero to rise from), and a label whose value comes from the network can
-//! grow without bound. So every label here, except the shard index and the topic (capped
-//! by the mixer), takes its values from a fixed list, and [`super::Metrics::new`] creates
+//! grow without bound. So every label here takes its values from a fixed list (the shard
+//! index from the shard count; the topic from the server topics plus `rooms`), and [`super::Metrics::new`] creates
 //! each series at zero before the first scrape.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -47,12 +47,17 @@ pub const DROP_REASONS: [&str; 5] = [
 /// anything else `accept()` returns, and a shard that could not take the socket.
 pub const ACCEPT_ERRORS: [&str; 4] = ["emfile", "enfile", "other", "shard_busy"];
 
-/// Label: a topic name (capped in number by the mixer).
+/// Label: a server topic's name (a fixed list), or [`ROOMS_LABEL`] for every room together.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabel {
     /// Topic name.
     pub topic: String,
 }
+
+/// The one `topic` label every room shares: rooms are named by clients and come and go, so
+/// a label each would add a series per room ever made (a `Family` never drops one) and list
+/// room names to whoever scrapes.
+pub const ROOMS_LABEL: &str = "rooms";
 
 /// Label: a WebSocket close code, as [`close_code_label`] names it.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

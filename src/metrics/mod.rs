@@ -19,6 +19,7 @@ mod bus;
 mod deflate;
 mod labels;
 mod latency;
+mod listen;
 mod process;
 mod shard;
 mod tls;
@@ -26,12 +27,13 @@ mod tls;
 pub use bus::{PublisherMetrics, SubscriberMetrics};
 pub use deflate::DeflateMetrics;
 pub use latency::{LatencyStore, new_latency_histogram};
+pub use listen::MetricsListener;
 pub use shard::{PUBLISH_EVERY, Sampled, ShardStats};
 pub use tls::{ReloadLabel, TlsMetrics};
 
 pub use labels::{
     ACCEPT_ERRORS, CLOSE_CODES, CodeLabel, DROP_REASONS, DropLabel, ErrorLabel, HandshakeFailure,
-    ReasonLabel, ShardLabel, TopicLabel, close_code_label,
+    ROOMS_LABEL, ReasonLabel, ShardLabel, TopicLabel, close_code_label,
 };
 
 /// Every metric the server exports. Built once; shared as `Arc<Metrics>`.
@@ -59,8 +61,14 @@ pub struct Metrics {
     pub client_publishes: Family<ShardLabel, Counter>,
     /// Requests refused before or during the handshake, by reason.
     pub handshake_failures: Family<ReasonLabel, Counter>,
-    /// Messages sequenced by the mixer, per topic.
+    /// Messages sequenced by the mixer, per server topic and for every room together.
     pub published: Family<TopicLabel, Counter>,
+    /// Bytes of frames every topic's history keeps now (set by the mixer once per turn).
+    pub history_bytes: Gauge,
+    /// `--history-budget`: the most `history_bytes` may reach.
+    pub history_budget: Gauge,
+    /// Frames the history budget took out of their rings (the node's oldest first).
+    pub history_evicted: Counter,
     /// Messages sequenced by the mixer, every topic together. Not exported (Prometheus sums
     /// `published` itself); read by the telemetry provider, which cannot list topic labels.
     pub published_all: Counter,
@@ -145,6 +153,9 @@ impl Metrics {
             client_publishes: Family::default(),
             handshake_failures: Family::default(),
             published: Family::default(),
+            history_bytes: Gauge::default(),
+            history_budget: Gauge::default(),
+            history_evicted: Counter::default(),
             published_all: Counter::default(),
             delivered: Family::default(),
             bytes_written: Family::default(),
@@ -226,6 +237,21 @@ impl Metrics {
             "messages_published",
             "Messages sequenced by the mixer",
             m.published.clone(),
+        );
+        r.register(
+            "history_bytes",
+            "Bytes of frames kept by every topic's history for resumes",
+            m.history_bytes.clone(),
+        );
+        r.register(
+            "history_budget_bytes",
+            "The most bytes of history the node keeps (--history-budget)",
+            m.history_budget.clone(),
+        );
+        r.register(
+            "history_evicted_frames",
+            "History frames evicted, the node's oldest first, to keep within the budget",
+            m.history_evicted.clone(),
         );
         r.register(
             "frames_delivered",

@@ -2,7 +2,9 @@
 //!
 //! Frames are kept by reference (the same `Arc<[u8]>` every client was sent), so the ring
 //! costs a pointer and a sequence number per message plus the frames it keeps alive. It is
-//! bounded twice: by `--history` messages and by [`MAX_BYTES`] of frames per topic.
+//! bounded three times: by `--history` messages and by [`MAX_BYTES`] of frames per topic,
+//! and by the node-wide `--history-budget` over every ring (`budget.rs`), which takes the
+//! node's oldest frames out of their rings through [`History::evict_front`].
 //!
 //! Sequence numbers in the ring may have holes (messages this node never received from the
 //! Redis bus, or the jump after a Redis restart), so a replay is located by seq, never by
@@ -20,7 +22,7 @@ pub const MAX_BYTES: usize = 4 * 1024 * 1024;
 pub type Sequenced = (u64, Encoded);
 
 /// The bytes a message's frames keep alive (plain and compressed).
-fn kept_bytes(frame: &Encoded) -> usize {
+pub fn kept_bytes(frame: &Encoded) -> usize {
     frame.plain.len() + frame.deflated.as_ref().map_or(0, |d| d.len())
 }
 
@@ -41,6 +43,17 @@ pub enum Replay {
     },
 }
 
+/// What one [`History::push`] did, for the node-wide budget's accounting.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    /// Whether the frame was kept (false with `--history 0`).
+    pub kept: bool,
+    /// Older frames the ring's own caps (`--history`, [`MAX_BYTES`]) let go.
+    pub dropped_frames: usize,
+    /// Their bytes.
+    pub dropped_bytes: usize,
+}
+
 /// A bounded ring of (seq, frame).
 #[derive(Debug, Default)]
 pub struct History {
@@ -59,18 +72,58 @@ impl History {
         }
     }
 
-    /// Records the frame of `seq` (sequence numbers arrive in increasing order).
-    pub fn push(&mut self, seq: u64, frame: &Encoded) {
+    /// Records the frame of `seq` (sequence numbers arrive in increasing order). Returns
+    /// whether it was kept, and the bytes of the older frames the ring's own caps let go.
+    pub fn push(&mut self, seq: u64, frame: &Encoded) -> Pushed {
+        let mut out = Pushed::default();
         if self.capacity == 0 {
-            return;
+            return out;
         }
         self.ring.push_back((seq, frame.clone()));
         self.bytes += kept_bytes(frame);
+        out.kept = true;
         while self.ring.len() > self.capacity || (self.bytes > MAX_BYTES && self.ring.len() > 1) {
             if let Some((_, old)) = self.ring.pop_front() {
-                self.bytes -= kept_bytes(&old);
+                let freed = kept_bytes(&old);
+                self.bytes -= freed;
+                out.dropped_frames += 1;
+                out.dropped_bytes += freed;
             }
         }
+        out
+    }
+
+    /// Takes the oldest frame out if it is `seq`'s (the node-wide budget evicting it):
+    /// the bytes it kept alive, or `None` when the ring's own caps already let it go.
+    pub fn evict_front(&mut self, seq: u64) -> Option<usize> {
+        if self.ring.front().is_none_or(|(s, _)| *s != seq) {
+            return None;
+        }
+        let (_, old) = self.ring.pop_front()?;
+        let freed = kept_bytes(&old);
+        self.bytes -= freed;
+        Some(freed)
+    }
+
+    /// Whether the frame of `seq` is still in the ring (every frame after the oldest is, in
+    /// the ring's terms: frames leave from the front only).
+    pub fn holds_from(&self, seq: u64) -> bool {
+        self.ring.front().is_some_and(|(s, _)| seq >= *s)
+    }
+
+    /// Frames in the ring.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the ring is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// Bytes of the frames the ring keeps alive.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// What follows `since`, given that the topic's last seq is `latest`.
@@ -176,6 +229,21 @@ mod tests {
             h.push(seq, &big);
         }
         assert_eq!(h.ring.len(), 1, "only what fits the byte cap stays");
+        assert_eq!(h.bytes(), MAX_BYTES / 2 + 1);
+    }
+
+    #[test]
+    fn eviction_takes_only_the_named_oldest_frame() {
+        let mut h = History::new(2);
+        for seq in 1..=3 {
+            h.push(seq, &f(seq));
+        }
+        // 1 went with the ring's own cap; 2 is the oldest now.
+        assert_eq!(h.evict_front(1), None);
+        assert!(h.holds_from(2) && !h.holds_from(1));
+        assert_eq!(h.evict_front(2), Some(1));
+        assert_eq!((h.len(), h.bytes()), (1, 1));
+        assert!(matches!(h.replay(1, 3), Replay::Reset { oldest: 3, .. }));
     }
 
     #[test]

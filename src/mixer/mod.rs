@@ -14,9 +14,11 @@
 //!
 //! Being the single sequencer, the mixer also owns what needs one order across shards:
 //! room membership and presence ([`rooms`]), and each topic's recent history for resumes
-//! ([`history`]). A resumed topic is subscribed by the shard only when the replay arrives
+//! ([`history`]), bounded over every topic by the node's history budget (`budget.rs`). A
+//! resumed topic is subscribed by the shard only when the replay arrives
 //! through the same queue as the live frames, so there is no gap and no duplicate at the seam.
 
+mod budget;
 mod cluster;
 mod compress;
 mod envelope;
@@ -36,8 +38,10 @@ use crate::clock::unix_micros;
 use crate::frame::{Encoded, FrameBuilder, FrameBytes};
 use crate::interest::Interest;
 use crate::messages::{Broadcast, ConnRef, FetchAsk, MixerMsg, Publish, ShardLink, ShardMsg};
-use crate::metrics::{Metrics, TopicLabel};
+use crate::metrics::{Metrics, ROOMS_LABEL, TopicLabel};
 use crate::protocol;
+use budget::Budget;
+pub use budget::{MAX_BUDGET, MIN_BUDGET, default_budget};
 use compress::Compressor;
 pub use envelope::frame_envelope;
 use envelope::{Envelope, encode};
@@ -47,8 +51,6 @@ use rooms::Rooms;
 
 /// Messages taken from the input per wake-up before shards are woken.
 const BATCH: usize = 1024;
-/// Distinct topics that get their own `messages_published` label; later ones share `_other`.
-const MAX_TOPIC_LABELS: usize = 1000;
 
 /// Settings of the mixer.
 #[derive(Debug, Clone)]
@@ -57,6 +59,8 @@ pub struct MixerConfig {
     pub linger: Duration,
     /// Messages kept per topic for resumes (`--history`).
     pub history: usize,
+    /// Bytes of history kept by every topic together (`--history-budget`).
+    pub history_budget: u64,
     /// Rooms larger than this get counts instead of member lists (`--presence-list-max`).
     pub presence_list_max: usize,
     /// At shutdown, how long to wait for the shards to hand over what they accepted
@@ -72,6 +76,9 @@ pub struct MixerConfig {
 struct TopicState {
     /// The topic's name, shared by every broadcast on it.
     name: Arc<str>,
+    /// Which life of the topic this is (unique over the process): the history budget's
+    /// entries of a room that ended never touch the ring of the same room created again.
+    ring: u64,
     /// Last sequence number assigned on this topic.
     seq: u64,
     published: Counter,
@@ -79,12 +86,15 @@ struct TopicState {
 }
 
 impl TopicState {
-    /// State for a topic seen for the first time; `known` topics already have labels.
-    fn new(name: Arc<str>, known: usize, metrics: &Metrics, history: usize) -> Self {
-        let label = if known < MAX_TOPIC_LABELS {
-            name.to_string()
+    /// State for a topic seen for the first time, as life `ring` of it. Server topics (a
+    /// fixed list) are labelled by name; every room shares [`ROOMS_LABEL`], so rooms that
+    /// come and go add no series and `/metrics` names none of them.
+    fn new(name: Arc<str>, ring: &mut u64, metrics: &Metrics, history: usize) -> Self {
+        *ring += 1;
+        let label = if protocol::is_room(&name) {
+            ROOMS_LABEL.to_string()
         } else {
-            "_other".into()
+            name.to_string()
         };
         let published = metrics
             .published
@@ -92,6 +102,7 @@ impl TopicState {
             .clone();
         TopicState {
             name,
+            ring: *ring,
             seq: 0,
             published,
             history: History::new(history),
@@ -119,6 +130,10 @@ pub struct Mixer {
     presence: Option<cluster::Presence>,
     /// With `--deflate on`: compresses messages for the clients that negotiated it.
     compressor: Option<Compressor>,
+    /// Every ring's bytes against `--history-budget`.
+    budget: Budget,
+    /// The last [`TopicState::ring`] given out.
+    rings: u64,
 }
 
 impl Mixer {
@@ -137,6 +152,8 @@ impl Mixer {
             input,
             shards,
             rooms: Rooms::new(cfg.presence_list_max, Instant::now()),
+            budget: Budget::new(cfg.history_budget),
+            rings: 0,
             cfg,
             topics: HashMap::new(),
             metrics,
@@ -250,6 +267,7 @@ impl Mixer {
         if let Some(p) = &mut self.presence {
             p.flush();
         }
+        self.publish_budget();
         for (room, frame) in self.rooms.tick(now) {
             self.offer_unsequenced(room, frame);
         }
@@ -367,9 +385,13 @@ impl Mixer {
         for frame in out.to_room {
             self.offer_unsequenced(room.clone(), frame);
         }
-        if out.emptied && protocol::is_room(room) {
+        if out.emptied
+            && protocol::is_room(room)
+            && let Some(state) = self.topics.remove(room)
+        {
             // Rooms exist while someone is in them: their sequence and history go too.
-            self.topics.remove(room);
+            self.budget
+                .dropped_ring(state.history.len(), state.history.bytes());
         }
     }
 
@@ -420,12 +442,11 @@ impl Mixer {
             });
             return;
         }
-        let known = self.topics.len();
-        let (metrics, history) = (&self.metrics, self.cfg.history);
+        let (metrics, history, rings) = (&self.metrics, self.cfg.history, &mut self.rings);
         let state = self
             .topics
             .entry(p.topic.clone())
-            .or_insert_with(|| TopicState::new(p.topic.clone(), known, metrics, history));
+            .or_insert_with(|| TopicState::new(p.topic.clone(), rings, metrics, history));
         match p.seq {
             None => state.seq += 1,
             Some(seq) if seq > state.seq => state.seq = seq,
@@ -440,7 +461,10 @@ impl Mixer {
         let (topic, seq) = (state.name.clone(), state.seq);
         let plain = encode(&mut self.builder, &Envelope::of(p, &topic, seq, ts));
         let frame = compress::encode(&mut self.compressor, &topic, plain);
-        state.history.push(seq, &frame);
+        let pushed = state.history.push(seq, &frame);
+        let bytes = history::kept_bytes(&frame);
+        self.budget.pushed(&topic, state.ring, seq, bytes, pushed);
+        self.budget.enforce(&mut self.topics);
         self.offer_all(Broadcast {
             topic,
             seq,
@@ -454,6 +478,18 @@ impl Mixer {
     fn frame(&mut self, p: &Publish, topic: &str, seq: u64, ts: u64) -> Encoded {
         let plain = encode(&mut self.builder, &Envelope::of(p, topic, seq, ts));
         compress::encode(&mut self.compressor, topic, plain)
+    }
+
+    /// The history budget's figures into `/metrics` (once per loop turn, not per message).
+    fn publish_budget(&self) {
+        let m = &self.metrics;
+        m.history_bytes
+            .set(i64::try_from(self.budget.kept()).unwrap_or(i64::MAX));
+        let evicted = self.budget.evicted();
+        let counted = m.history_evicted.get();
+        if evicted > counted {
+            m.history_evicted.inc_by(evicted - counted);
+        }
     }
 
     fn wake_shards(&mut self) {

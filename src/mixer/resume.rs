@@ -237,15 +237,17 @@ impl Mixer {
     /// Moves `topic`'s sequence here up to `last` (messages up to it that come live later
     /// are duplicates, dropped), and keeps Redis's frames in the ring.
     fn join_sequence(&mut self, topic: &Arc<str>, last: u64, frames: &[(u64, Encoded)]) {
-        let known = self.topics.len();
-        let (metrics, history) = (&self.metrics, self.cfg.history);
+        let (metrics, history, rings) = (&self.metrics, self.cfg.history, &mut self.rings);
         let state = self
             .topics
             .entry(topic.clone())
-            .or_insert_with(|| TopicState::new(topic.clone(), known, metrics, history));
+            .or_insert_with(|| TopicState::new(topic.clone(), rings, metrics, history));
         for (seq, frame) in frames.iter().filter(|(seq, _)| *seq > state.seq) {
-            state.history.push(*seq, frame);
+            let pushed = state.history.push(*seq, frame);
+            let bytes = super::history::kept_bytes(frame);
+            self.budget.pushed(topic, state.ring, *seq, bytes, pushed);
         }
         state.seq = state.seq.max(last);
+        self.budget.enforce(&mut self.topics);
     }
 }
