@@ -297,6 +297,7 @@ impl ServerConfig {
         if self.shard_queue == 0 || self.mixer_queue == 0 {
             return Err("queue capacities must be at least 1".into());
         }
+        self.check_upper_bounds()?;
         if self.max_message < 125 {
             return Err("--max-message must be at least 125 bytes".into());
         }
@@ -406,7 +407,90 @@ impl ServerConfig {
     }
 }
 
+/// The largest value each count option takes: far above any sane setting, low enough that
+/// memory allocated up front (queues are allocated whole) or a thread per unit stays
+/// bounded, so a typo is an error at start and not an abort.
+pub mod bounds {
+    /// `--providers`: ticker feeds, one thread each.
+    pub const PROVIDERS: usize = 256;
+    /// `--symbols`: symbols per feed.
+    pub const SYMBOLS: usize = 10_000;
+    /// `--shard-queue` and `--mixer-queue`, in messages (each queue is allocated whole).
+    pub const QUEUE: usize = 1 << 20;
+    /// `--max-message`, in bytes.
+    pub const MAX_MESSAGE: usize = 16 << 20;
+    /// `--max-header`, in bytes.
+    pub const MAX_HEADER: usize = 1 << 20;
+    /// `--outbox-limit`, in bytes.
+    pub const OUTBOX_LIMIT: usize = 1 << 30;
+    /// `--write-budget`, in bytes.
+    pub const WRITE_BUDGET: usize = 64 << 20;
+    /// `--max-topics`: rooms one connection may hold.
+    pub const MAX_TOPICS: usize = 10_000;
+    /// `--deflate-min-bytes`.
+    pub const DEFLATE_MIN_BYTES: usize = 16 << 20;
+    /// `--presence-list-max`: members listed in a room's presence.
+    pub const PRESENCE_LIST_MAX: usize = 100_000;
+    /// `--publish-burst`, in messages.
+    pub const PUBLISH_BURST: u32 = 1_000_000;
+    /// `--publish-byte-burst`, in bytes.
+    pub const PUBLISH_BYTE_BURST: usize = 1 << 30;
+    /// `--max-connections` and `--max-connections-per-ip`.
+    pub const CONNECTIONS: usize = 10_000_000;
+}
+
 impl ServerConfig {
+    /// Every count option within its upper bound ([`bounds`]); the error names the option.
+    fn check_upper_bounds(&self) -> Result<(), String> {
+        let counts = [
+            ("--providers", self.ticker.feeds, bounds::PROVIDERS),
+            ("--symbols", self.ticker.symbols_per_feed, bounds::SYMBOLS),
+            ("--shard-queue", self.shard_queue, bounds::QUEUE),
+            ("--mixer-queue", self.mixer_queue, bounds::QUEUE),
+            ("--max-message", self.max_message, bounds::MAX_MESSAGE),
+            ("--max-header", self.max_header, bounds::MAX_HEADER),
+            ("--outbox-limit", self.outbox_limit, bounds::OUTBOX_LIMIT),
+            ("--write-budget", self.write_budget, bounds::WRITE_BUDGET),
+            ("--max-topics", self.max_topics_per_conn, bounds::MAX_TOPICS),
+            (
+                "--deflate-min-bytes",
+                self.deflate_min_bytes,
+                bounds::DEFLATE_MIN_BYTES,
+            ),
+            (
+                "--presence-list-max",
+                self.presence_list_max,
+                bounds::PRESENCE_LIST_MAX,
+            ),
+            (
+                "--publish-burst",
+                self.publish_burst as usize,
+                bounds::PUBLISH_BURST as usize,
+            ),
+            (
+                "--publish-byte-burst",
+                self.publish_byte_burst,
+                bounds::PUBLISH_BYTE_BURST,
+            ),
+            (
+                "--max-connections",
+                self.max_connections,
+                bounds::CONNECTIONS,
+            ),
+            (
+                "--max-connections-per-ip",
+                self.max_connections_per_ip,
+                bounds::CONNECTIONS,
+            ),
+        ];
+        match counts.into_iter().find(|(_, value, max)| value > max) {
+            Some((option, value, max)) => {
+                Err(format!("{option} must be at most {max}, got {value}"))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// A publisher within its limits must not be able to overflow a room member that reads:
     /// its largest message must fit its byte burst, and its whole burst (data and envelopes)
     /// must fit one outbox.
@@ -529,6 +613,32 @@ mod tests {
         }
         cfg.telemetry_interval = Duration::from_secs(3601);
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn every_count_has_an_upper_bound_named_in_its_error() {
+        let cases: [(&str, fn(&mut ServerConfig)); 6] = [
+            ("--providers", |c| c.ticker.feeds = 100_000),
+            ("--shard-queue", |c| c.shard_queue = usize::MAX),
+            ("--mixer-queue", |c| c.mixer_queue = bounds::QUEUE + 1),
+            ("--max-topics", |c| c.max_topics_per_conn = usize::MAX),
+            ("--presence-list-max", |c| c.presence_list_max = usize::MAX),
+            ("--max-connections-per-ip", |c| {
+                c.max_connections_per_ip = usize::MAX
+            }),
+        ];
+        for (option, set) in cases {
+            let mut cfg = ServerConfig::default();
+            set(&mut cfg);
+            let err = cfg.validate().unwrap_err();
+            assert!(
+                err.contains(option) && err.contains("at most"),
+                "{option}: {err}"
+            );
+        }
+        let mut cfg = ServerConfig::default();
+        cfg.ticker.feeds = bounds::PROVIDERS;
+        cfg.validate().unwrap();
     }
 
     #[test]

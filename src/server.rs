@@ -34,7 +34,7 @@ use crate::bus::subscriber::BusSubscriber;
 use crate::bus::{BusConfig, BusState};
 use crate::config::ServerConfig;
 use crate::interest::Interest;
-use crate::messages::{FetchAsk, MixerMsg, PresenceOp, Publish};
+use crate::messages::{FetchAsk, MixerMsg, PresenceOp, Publish, ShardLink};
 use crate::metrics::{Metrics, MetricsListener};
 use crate::mixer::{Mixer, MixerConfig};
 use crate::provider::telemetry::Telemetry;
@@ -64,8 +64,27 @@ pub enum StartError {
     Config(String),
     /// The listen address could not be bound.
     Bind(SocketAddr, io::Error),
-    /// A thread or poll could not be created.
+    /// The listening socket could not be set up.
     Io(io::Error),
+    /// A thread or an event loop could not be created: `what`, asked for by `option`.
+    Spawn {
+        /// The thread or event loop, e.g. `shard thread 3`.
+        what: String,
+        /// The option (with its value) that asked for it, if one did.
+        option: Option<String>,
+        /// What the system answered.
+        error: io::Error,
+    },
+}
+
+impl StartError {
+    fn spawn(what: &str, option: Option<String>, error: io::Error) -> StartError {
+        StartError::Spawn {
+            what: what.to_string(),
+            option,
+            error,
+        }
+    }
 }
 
 impl std::fmt::Display for StartError {
@@ -77,6 +96,16 @@ impl std::fmt::Display for StartError {
             }
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Io(e) => write!(f, "cannot start: {e}"),
+            StartError::Spawn {
+                what,
+                option: Some(option),
+                error,
+            } => write!(f, "cannot start {what} (asked for by {option}): {error}"),
+            StartError::Spawn {
+                what,
+                option: None,
+                error,
+            } => write!(f, "cannot start {what}: {error}"),
         }
     }
 }
@@ -119,10 +148,38 @@ impl Server {
 
     /// Starts the server with the given providers, plus the telemetry provider unless
     /// `telemetry_interval` is zero.
+    ///
+    /// The start runs in steps (the Redis bus, the shards, the mixer, the providers, the
+    /// acceptor); when one fails, every thread an earlier step started is stopped and joined
+    /// before the error is returned, so a failed start leaves nothing running.
     pub fn start_with(
         self,
-        mut providers: Vec<Box<dyn Provider>>,
+        providers: Vec<Box<dyn Provider>>,
     ) -> Result<RunningServer, StartError> {
+        let mut started = Started::default();
+        match self.start_steps(providers, &mut started) {
+            Ok(ready) => Ok(RunningServer {
+                local_addr: ready.local_addr,
+                metrics: ready.metrics,
+                mixer_tx: ready.mixer_tx,
+                started,
+                tls: ready.tls,
+            }),
+            Err(e) => {
+                // Everything the steps held (shards not yet moved into a thread, channel
+                // ends) is gone by now: only the started threads remain, stopped in order.
+                started.stop();
+                Err(e)
+            }
+        }
+    }
+
+    /// The steps of [`Server::start_with`]; each records what it started in `started`.
+    fn start_steps(
+        self,
+        mut providers: Vec<Box<dyn Provider>>,
+        started: &mut Started,
+    ) -> Result<Ready, StartError> {
         let cfg = self.cfg;
         let metrics = Metrics::new(cfg.shards);
         if !cfg.telemetry_interval.is_zero() {
@@ -135,7 +192,13 @@ impl Server {
         let interest = Interest::new();
         let deflate_interest = Interest::new();
         let bus = match &cfg.redis {
-            Some(bus_cfg) => Some(start_bus(bus_cfg, &interest, &mixer_tx, &metrics)?),
+            Some(bus_cfg) => Some(start_bus(
+                bus_cfg,
+                &interest,
+                &mixer_tx,
+                &metrics,
+                &mut started.bus,
+            )?),
             None => None,
         };
         let services = Arc::new(Services {
@@ -154,47 +217,7 @@ impl Server {
             bus_tx: bus.as_ref().map(|b| b.tx.clone()),
             tls: self.tls.clone(),
         });
-        let mut shards = Vec::with_capacity(cfg.shards);
-        let mut links = Vec::with_capacity(cfg.shards);
-        for id in 0..cfg.shards {
-            let (shard, link) = Shard::new(
-                id,
-                cfg.clone(),
-                metrics.clone(),
-                services.clone(),
-                mixer_tx.clone(),
-            )
-            .map_err(StartError::Io)?;
-            shards.push(shard);
-            links.push(link);
-        }
-        let cores = core_affinity::get_core_ids().unwrap_or_default();
-        let pin = cfg.pin && cfg.shards <= cores.len();
-        if cfg.pin && !pin {
-            log::info!(
-                "not pinning: {} shards on {} cores",
-                cfg.shards,
-                cores.len()
-            );
-        }
-        let worker_sched = cfg.worker_sched;
-        let mut shard_threads = Vec::with_capacity(cfg.shards);
-        for (id, shard) in shards.into_iter().enumerate() {
-            let core = if pin { cores.get(id).copied() } else { None };
-            let thread = std::thread::Builder::new()
-                .name(format!("tickcast-shard-{id}"))
-                .spawn(move || {
-                    if let Some(core) = core
-                        && !core_affinity::set_for_current(core)
-                    {
-                        log::warn!("shard {id}: could not pin to core {}", core.id);
-                    }
-                    crate::sched::apply_worker_policy(worker_sched, "shard");
-                    shard.run();
-                })
-                .map_err(StartError::Io)?;
-            shard_threads.push(thread);
-        }
+        let pin = start_shards(&cfg, &metrics, &services, &mixer_tx, started)?;
 
         let history_budget = cfg
             .history_budget
@@ -211,7 +234,7 @@ impl Server {
             redis_server_topics: cfg.redis.as_ref().is_some_and(|r| r.publish_providers),
             deflate_min_bytes: cfg.deflate_min_bytes,
         };
-        let mut mixer = Mixer::new(mixer_rx, links.clone(), mixer_cfg, metrics.clone());
+        let mut mixer = Mixer::new(mixer_rx, started.links.clone(), mixer_cfg, metrics.clone());
         if cfg.deflate {
             mixer = mixer.with_deflate(deflate_interest);
         }
@@ -221,13 +244,16 @@ impl Server {
             }
             mixer = mixer.with_presence(b.presence.clone(), &b.state.node);
         }
+        let worker_sched = cfg.worker_sched;
         let mixer_thread = std::thread::Builder::new()
             .name("tickcast-mixer".into())
             .spawn(move || {
                 crate::sched::apply_worker_policy(worker_sched, "mixer");
                 mixer.run()
             })
-            .map_err(StartError::Io)?;
+            .map_err(|e| StartError::spawn("the mixer thread", None, e))?;
+        started.mixer = Some((mixer_tx.clone(), mixer_thread));
+
         let sink = match &bus {
             Some(b) if cfg.redis.as_ref().is_some_and(|r| r.publish_providers) => {
                 Sink::Bus(b.tx.clone())
@@ -235,16 +261,22 @@ impl Server {
             _ => Sink::Mixer(mixer_tx.clone()),
         };
         let provider_count = providers.len();
-        let providers = ProviderSet::spawn(providers, &sink).map_err(StartError::Io)?;
+        let providers = ProviderSet::spawn(providers, &sink).map_err(|(name, e)| {
+            let option = if name == "telemetry" {
+                format!("--telemetry-interval {:?}", cfg.telemetry_interval)
+            } else {
+                format!("--providers {}", cfg.ticker.feeds)
+            };
+            StartError::spawn(&format!("provider thread {name}"), Some(option), e)
+        })?;
+        started.providers = Some(providers);
         drop(sink);
-        let metrics_listener = match self.metrics_listener {
-            Some(l) => Some(
-                MetricsListener::spawn(l, metrics.clone(), bus.as_ref().map(|b| b.state.clone()))
-                    .map_err(StartError::Io)?,
-            ),
-            None => None,
-        };
-        let bus = bus.map(|b| b.threads);
+        if let Some(l) = self.metrics_listener {
+            let state = bus.as_ref().map(|b| b.state.clone());
+            started.metrics_listener =
+                Some(MetricsListener::spawn(l, metrics.clone(), state).map_err(StartError::Io)?);
+        }
+        drop(bus);
 
         self.listener
             .set_nonblocking(true)
@@ -252,16 +284,17 @@ impl Server {
         let listener = mio::net::TcpListener::from_std(self.listener);
         let (acceptor, acceptor_handle) = Acceptor::new(
             listener,
-            links,
+            started.links.clone(),
             metrics.clone(),
             cfg.send_buffer,
             cfg.acceptor_rt_priority,
         )
-        .map_err(StartError::Io)?;
+        .map_err(|e| StartError::spawn("the acceptor's event loop", None, e))?;
         let acceptor_thread = std::thread::Builder::new()
             .name("tickcast-acceptor".into())
             .spawn(move || acceptor.run())
-            .map_err(StartError::Io)?;
+            .map_err(|e| StartError::spawn("the acceptor thread", None, e))?;
+        started.acceptor = Some((acceptor_handle, acceptor_thread));
 
         log::info!(
             "tickcast listening on {}: {} shard(s){}, {} provider thread(s), linger {:?}{}",
@@ -276,109 +309,256 @@ impl Server {
                 ""
             },
         );
-        Ok(RunningServer {
+        Ok(Ready {
             local_addr: self.local_addr,
             metrics,
-            acceptor: (acceptor_handle, acceptor_thread),
-            providers,
             mixer_tx,
-            mixer_thread,
-            shard_threads,
-            bus,
             tls: self.tls,
-            metrics_listener,
         })
     }
 }
 
-/// The Redis bus threads of a running node.
+/// What a successful [`Server::start_steps`] hands to the [`RunningServer`] besides its
+/// threads.
+struct Ready {
+    local_addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    mixer_tx: Sender<MixerMsg>,
+    tls: Option<Arc<Tls>>,
+}
+
+/// Builds every shard on the calling thread, then moves each into its own (pinned) thread.
+/// Returns whether the shards are pinned.
+fn start_shards(
+    cfg: &Arc<ServerConfig>,
+    metrics: &Arc<Metrics>,
+    services: &Arc<Services>,
+    mixer_tx: &Sender<MixerMsg>,
+    started: &mut Started,
+) -> Result<bool, StartError> {
+    let asked = || Some(format!("--shards {}", cfg.shards));
+    let mut shards = Vec::with_capacity(cfg.shards);
+    for id in 0..cfg.shards {
+        let (shard, link) = Shard::new(
+            id,
+            cfg.clone(),
+            metrics.clone(),
+            services.clone(),
+            mixer_tx.clone(),
+        )
+        .map_err(|e| StartError::spawn(&format!("shard {id}'s event loop"), asked(), e))?;
+        shards.push(shard);
+        started.links.push(link);
+    }
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let pin = cfg.pin && cfg.shards <= cores.len();
+    if cfg.pin && !pin {
+        log::info!(
+            "not pinning: {} shards on {} cores",
+            cfg.shards,
+            cores.len()
+        );
+    }
+    let worker_sched = cfg.worker_sched;
+    for (id, shard) in shards.into_iter().enumerate() {
+        let core = if pin { cores.get(id).copied() } else { None };
+        let thread = std::thread::Builder::new()
+            .name(format!("tickcast-shard-{id}"))
+            .spawn(move || {
+                if let Some(core) = core
+                    && !core_affinity::set_for_current(core)
+                {
+                    log::warn!("shard {id}: could not pin to core {}", core.id);
+                }
+                crate::sched::apply_worker_policy(worker_sched, "shard");
+                shard.run();
+            })
+            .map_err(|e| StartError::spawn(&format!("shard thread {id}"), asked(), e))?;
+        started.shards.push(thread);
+    }
+    Ok(pin)
+}
+
+/// The threads started so far, in the order they are stopped: used by a running server's
+/// shutdown and by a start that fails part-way, so both stop the same way.
+#[derive(Debug, Default)]
+struct Started {
+    acceptor: Option<(AcceptorHandle, JoinHandle<()>)>,
+    providers: Option<ProviderSet>,
+    bus: Option<BusThreads>,
+    /// The mixer's input (where `Shutdown` goes) and its thread.
+    mixer: Option<(Sender<MixerMsg>, JoinHandle<()>)>,
+    /// Every shard's link. Dropped (and the shard woken) once the mixer has stopped, so a
+    /// shard's queue ends even when the mixer never started.
+    links: Vec<ShardLink>,
+    shards: Vec<JoinHandle<()>>,
+    /// `--metrics-listen`'s thread.
+    metrics_listener: Option<MetricsListener>,
+}
+
+impl Started {
+    /// Stops and joins everything in dependency order (see the module docs).
+    fn stop(self) {
+        let Started {
+            acceptor,
+            providers,
+            bus,
+            mixer,
+            links,
+            shards,
+            metrics_listener,
+        } = self;
+        if let Some((handle, thread)) = acceptor {
+            handle.stop();
+            join("acceptor", thread);
+        }
+        if let Some(providers) = providers {
+            providers.stop();
+        }
+        let bus_publisher = bus.map(|b| {
+            drop(b.stop);
+            for (name, thread) in [
+                ("bus subscriber", b.subscriber),
+                ("bus history", b.history),
+                ("bus presence", b.presence),
+            ] {
+                if let Some(thread) = thread {
+                    join(name, thread);
+                }
+            }
+            (b.publisher_stop, b.publisher)
+        });
+        if let Some((mixer_tx, thread)) = mixer {
+            // Queued behind every message already sent; blocks only while the mixer catches
+            // up.
+            let _ = mixer_tx.send(MixerMsg::Shutdown);
+            drop(mixer_tx);
+            join("mixer", thread);
+        }
+        for link in links {
+            let waker = link.waker.clone();
+            drop(link);
+            if let Err(e) = waker.wake() {
+                log::warn!("could not wake a stopping shard: {e}");
+            }
+        }
+        for (i, t) in shards.into_iter().enumerate() {
+            join(&format!("shard {i}"), t);
+        }
+        if let Some((stop, publisher)) = bus_publisher {
+            drop(stop);
+            if let Some(publisher) = publisher {
+                join("bus publisher", publisher);
+            }
+        }
+        if let Some(l) = metrics_listener {
+            l.stop();
+        }
+    }
+}
+
+/// The Redis bus threads of a running node (each `None` until started).
 #[derive(Debug)]
 struct BusThreads {
     /// Dropped to stop the subscriber and the history reader.
     stop: Sender<()>,
-    subscriber: JoinHandle<()>,
+    subscriber: Option<JoinHandle<()>>,
     /// Reads resumes from Redis (none with `--history 0`).
     history: Option<JoinHandle<()>>,
     /// Keeps room membership in Redis.
-    presence: JoinHandle<()>,
+    presence: Option<JoinHandle<()>>,
     /// Dropped once the shards have stopped: the publisher stops waiting for Redis.
     publisher_stop: Sender<()>,
     /// Ends once every sender (shards, providers) is gone and its queue is published.
-    publisher: JoinHandle<()>,
+    publisher: Option<JoinHandle<()>>,
 }
 
-/// A started bus: its health, the publisher's input, the history reader's input, its
-/// threads.
+/// A started bus: its health, the publisher's input, the history reader's input and the
+/// presence keeper's input (its threads are in [`Started`]).
 struct StartedBus {
     state: Arc<BusState>,
     tx: Sender<Publish>,
     fetch: Option<Sender<FetchAsk>>,
     presence: Sender<PresenceOp>,
-    threads: BusThreads,
 }
 
-/// Starts the Redis bus publisher and subscriber threads. They connect (and reconnect) by
-/// themselves: an unreachable Redis does not stop the node from serving its local streams.
+/// Starts the Redis bus threads, each recorded in `slot` as it starts. They connect (and
+/// reconnect) by themselves: an unreachable Redis does not stop the node from serving its
+/// local streams.
 fn start_bus(
     cfg: &BusConfig,
     interest: &Arc<Interest>,
     mixer_tx: &Sender<MixerMsg>,
     metrics: &Metrics,
+    slot: &mut Option<BusThreads>,
 ) -> Result<StartedBus, StartError> {
+    let asked = || Some("--redis".to_string());
     let state = BusState::new();
     let (publisher_stop, publisher_stop_rx) = crossbeam_channel::bounded(0);
+    let (stop, stop_rx) = crossbeam_channel::bounded(0);
+    let threads = slot.insert(BusThreads {
+        stop,
+        subscriber: None,
+        history: None,
+        presence: None,
+        publisher_stop,
+        publisher: None,
+    });
     let (publisher, tx) = BusPublisher::new(
         cfg.clone(),
         publisher_stop_rx,
         state.clone(),
         metrics.bus_publisher.clone(),
     );
-    let publisher = std::thread::Builder::new()
-        .name("tickcast-bus-pub".into())
-        .spawn(move || publisher.run())
-        .map_err(StartError::Io)?;
-    let (stop, stop_rx) = crossbeam_channel::bounded(0);
-    let stop_rx_history = stop_rx.clone();
-    let stop_rx_presence = stop_rx.clone();
+    let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(run)
+            .map_err(|e| StartError::spawn(&format!("thread {name}"), asked(), e))
+    };
+    threads.publisher = Some(spawn(
+        "tickcast-bus-pub",
+        Box::new(move || publisher.run()),
+    )?);
     let subscriber = BusSubscriber::new(
         cfg.clone(),
         interest.clone(),
         mixer_tx.clone(),
-        stop_rx,
+        stop_rx.clone(),
         state.clone(),
         metrics.bus_subscriber.clone(),
     );
-    let subscriber = std::thread::Builder::new()
-        .name("tickcast-bus-sub".into())
-        .spawn(move || subscriber.run())
-        .map_err(StartError::Io)?;
-    let (fetch, history) = if cfg.history > 0 {
+    threads.subscriber = Some(spawn(
+        "tickcast-bus-sub",
+        Box::new(move || subscriber.run()),
+    )?);
+    let fetch = if cfg.history > 0 {
         let (reader, fetch) = BusHistory::new(
             cfg.clone(),
             mixer_tx.clone(),
             interest.clone(),
             state.clone(),
-            stop_rx_history,
+            stop_rx.clone(),
         );
-        let thread = std::thread::Builder::new()
-            .name("tickcast-bus-history".into())
-            .spawn(move || reader.run())
-            .map_err(StartError::Io)?;
-        (Some(fetch), Some(thread))
+        threads.history = Some(spawn(
+            "tickcast-bus-history",
+            Box::new(move || reader.run()),
+        )?);
+        Some(fetch)
     } else {
-        (None, None)
+        None
     };
     let (members, presence) = BusPresence::new(
         cfg.clone(),
         mixer_tx.clone(),
         interest.clone(),
         state.clone(),
-        stop_rx_presence,
+        stop_rx,
     );
-    let members = std::thread::Builder::new()
-        .name("tickcast-bus-presence".into())
-        .spawn(move || members.run())
-        .map_err(StartError::Io)?;
+    threads.presence = Some(spawn(
+        "tickcast-bus-presence",
+        Box::new(move || members.run()),
+    )?);
     log::info!(
         "redis bus: {} (prefix `{}`, node {})",
         crate::bus::redacted(&cfg.url),
@@ -390,14 +570,6 @@ fn start_bus(
         tx,
         fetch,
         presence,
-        threads: BusThreads {
-            stop,
-            subscriber,
-            history,
-            presence: members,
-            publisher_stop,
-            publisher,
-        },
     })
 }
 
@@ -406,15 +578,10 @@ fn start_bus(
 pub struct RunningServer {
     local_addr: SocketAddr,
     metrics: Arc<Metrics>,
-    acceptor: (AcceptorHandle, JoinHandle<()>),
-    providers: ProviderSet,
+    /// For [`RunningServer::publisher`].
     mixer_tx: Sender<MixerMsg>,
-    mixer_thread: JoinHandle<()>,
-    shard_threads: Vec<JoinHandle<()>>,
-    bus: Option<BusThreads>,
+    started: Started,
     tls: Option<Arc<Tls>>,
-    /// `--metrics-listen`'s thread.
-    metrics_listener: Option<MetricsListener>,
 }
 
 impl RunningServer {
@@ -451,7 +618,7 @@ impl RunningServer {
 
     /// Where `--metrics-listen` serves `/metrics` (its bound address, useful with port 0).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener.as_ref().map(MetricsListener::addr)
+        self.started.metrics_listener.as_ref().map(MetricsListener::addr)
     }
 
     /// The server's metrics.
@@ -469,41 +636,10 @@ impl RunningServer {
     /// Graceful shutdown (see the module docs); returns once every thread has finished.
     pub fn shutdown(self) {
         let RunningServer {
-            acceptor,
-            providers,
-            mixer_tx,
-            mixer_thread,
-            shard_threads,
-            bus,
-            metrics_listener,
-            ..
+            mixer_tx, started, ..
         } = self;
-        acceptor.0.stop();
-        join("acceptor", acceptor.1);
-        providers.stop();
-        let bus_publisher = bus.map(|b| {
-            drop(b.stop);
-            join("bus subscriber", b.subscriber);
-            if let Some(history) = b.history {
-                join("bus history", history);
-            }
-            join("bus presence", b.presence);
-            (b.publisher_stop, b.publisher)
-        });
-        // Queued behind every message already sent; blocks only while the mixer catches up.
-        let _ = mixer_tx.send(MixerMsg::Shutdown);
         drop(mixer_tx);
-        join("mixer", mixer_thread);
-        for (i, t) in shard_threads.into_iter().enumerate() {
-            join(&format!("shard {i}"), t);
-        }
-        if let Some((stop, publisher)) = bus_publisher {
-            drop(stop);
-            join("bus publisher", publisher);
-        }
-        if let Some(l) = metrics_listener {
-            l.stop();
-        }
+        started.stop();
         log::info!("tickcast stopped");
     }
 }

@@ -1,7 +1,8 @@
 //! What operators expect of the command line, on the real binary: switches' variables read
 //! `1/0/true/false/yes/no`; addresses take `host:port` names and `:port`; contradictory or
 //! pointless combinations are refused with a message naming both options; `token --ttl 0`
-//! is refused; refusals show no Rust debug text; `--log-format json` writes one JSON
+//! is refused; a count past its upper bound is refused naming the option (not a panic or
+//! an abort); refusals show no Rust debug text; `--log-format json` writes one JSON
 //! object per line; `--log-level` decides what is logged, and `RUST_LOG` still adds to it.
 
 mod common;
@@ -112,6 +113,34 @@ fn contradictions_are_refused_naming_both_options() {
         let stderr = refused(&serve_args(args), &[]);
         assert!(
             stderr.contains(first) && stderr.contains(second),
+            "{args:?}: {stderr}"
+        );
+        assert_no_debug_text(&stderr);
+    }
+}
+
+#[test]
+fn counts_past_their_bound_are_refused_naming_the_option() {
+    for (option, value) in [
+        ("--providers", "100000"),
+        ("--shard-queue", "1000000000000"),
+        ("--max-topics", "100000000"),
+        ("--presence-list-max", "100000000"),
+    ] {
+        let args = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-pin",
+            option,
+            value,
+        ];
+        let (status, stderr) = run_to_exit(&args, &[]);
+        // A refusal, not a panic (101) or an abort (a signal, no code).
+        assert_eq!(status.code(), Some(1), "{args:?}: {status:?} {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(option) && stderr.contains("at most"),
             "{args:?}: {stderr}"
         );
         assert_no_debug_text(&stderr);

@@ -106,26 +106,40 @@ pub struct ProviderSet {
 }
 
 impl ProviderSet {
-    /// Starts each provider on its own thread, publishing into `sink`.
-    pub fn spawn(providers: Vec<Box<dyn Provider>>, sink: &Sink) -> std::io::Result<Self> {
+    /// Starts each provider on its own thread, publishing into `sink`. When a thread cannot
+    /// be started, the ones already running are stopped and joined, and the error names the
+    /// provider that could not start.
+    pub fn spawn(
+        providers: Vec<Box<dyn Provider>>,
+        sink: &Sink,
+    ) -> Result<Self, (String, std::io::Error)> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
-        let mut threads = Vec::with_capacity(providers.len());
+        let mut set = ProviderSet {
+            threads: Vec::with_capacity(providers.len()),
+            stop: Some(stop_tx),
+        };
         for mut provider in providers {
             let ctx = ProviderCtx::new(sink.clone(), stop_rx.clone());
             let name = provider.name();
-            let thread = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("tickcast-{name}"))
-                .spawn(move || {
-                    log::debug!("provider {name} started");
-                    provider.run(&ctx);
-                    log::debug!("provider {name} stopped");
-                })?;
-            threads.push(thread);
+                .spawn({
+                    let name = name.clone();
+                    move || {
+                        log::debug!("provider {name} started");
+                        provider.run(&ctx);
+                        log::debug!("provider {name} stopped");
+                    }
+                });
+            match spawned {
+                Ok(thread) => set.threads.push(thread),
+                Err(e) => {
+                    set.stop();
+                    return Err((name, e));
+                }
+            }
         }
-        Ok(ProviderSet {
-            threads,
-            stop: Some(stop_tx),
-        })
+        Ok(set)
     }
 
     /// Tells every provider to stop and waits for them.
