@@ -618,7 +618,10 @@ impl RunningServer {
 
     /// Where `--metrics-listen` serves `/metrics` (its bound address, useful with port 0).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.started.metrics_listener.as_ref().map(MetricsListener::addr)
+        self.started
+            .metrics_listener
+            .as_ref()
+            .map(MetricsListener::addr)
     }
 
     /// The server's metrics.
