@@ -617,7 +617,9 @@ mod tests {
 
     #[test]
     fn every_count_has_an_upper_bound_named_in_its_error() {
-        let cases: [(&str, fn(&mut ServerConfig)); 6] = [
+        /// An option's name and a change that puts it past its bound.
+        type Case = (&'static str, fn(&mut ServerConfig));
+        let cases: [Case; 6] = [
             ("--providers", |c| c.ticker.feeds = 100_000),
             ("--shard-queue", |c| c.shard_queue = usize::MAX),
             ("--mixer-queue", |c| c.mixer_queue = bounds::QUEUE + 1),
