@@ -42,6 +42,11 @@ use peer::{Wire, socket_pair};
 
 /// The secret of the configuration with tokens on (16 bytes, the minimum).
 pub const SECRET: &[u8] = b"fuzz-secret-0123";
+
+/// `--max-token-lifetime` of the configuration with tokens on: long enough for the seeds'
+/// tokens, which expire in 2096 (`seeds/make.py`'s `FAR`), so that a token the fuzzer keeps
+/// stays valid whatever day the replay runs.
+pub const SEED_LIFETIME: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
 /// The outbox limit the checks run with (small, so a script fills it).
 const OUTBOX_LIMIT: usize = 16 * 1024;
 /// Control frames an outbox may hold past the limit (`conn/write.rs`).
@@ -202,7 +207,7 @@ impl Harness {
             verifier: cfg
                 .auth_secret
                 .as_ref()
-                .map(|s| tickcast::auth::Verifier::new(&s.0)),
+                .map(|s| tickcast::auth::Verifier::new(&s.0).with_max_lifetime(SEED_LIFETIME)),
             interest: Interest::new(),
             deflate_interest: Interest::new(),
             bus: None,
