@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use super::client::{self, Ending};
-use super::crowd;
+use super::crowd::{self, Speaking};
 use super::drive::{Counter, Cx, Judged, Play, Reads, Seen};
 use super::member::{self, Member, MemberReport};
 use super::report::{Check, Raw};
@@ -53,12 +53,6 @@ impl OversizedBurst {
     }
 }
 
-/// The room's readers and its publisher.
-pub struct Room {
-    readers: Vec<Member>,
-    publisher: Member,
-}
-
 /// What the burst's write, the room's count and the members saw.
 pub struct Received {
     write: std::io::Result<()>,
@@ -69,7 +63,7 @@ pub struct Received {
 }
 
 impl Play for OversizedBurst {
-    type Clients = Room;
+    type Clients = Speaking;
     type Outcome = Received;
 
     fn expectation(&self) -> &'static str {
@@ -80,15 +74,15 @@ impl Play for OversizedBurst {
         Reads::scrape(&[DROPS])
     }
 
-    fn connect(&self, cx: &Cx) -> Result<Room, String> {
-        let ids = crowd::readers_and(READERS, "publisher");
-        let mut readers = crowd::room(cx.cfg, ROOM, &ids, 0, "member")?;
-        let publisher = readers.pop().ok_or("no publisher")?;
-        Ok(Room { readers, publisher })
+    fn connect(&self, cx: &Cx) -> Result<Speaking, String> {
+        crowd::speaking(cx.cfg, ROOM, READERS, "publisher")
     }
 
-    fn run(&self, cx: &Cx, room: Room) -> Result<Received, String> {
-        let Room { readers, publisher } = room;
+    fn run(&self, cx: &Cx, room: Speaking) -> Result<Received, String> {
+        let Speaking {
+            readers,
+            speaker: publisher,
+        } = room;
         let messages = self.messages;
         let mut everyone: Vec<&Member> = readers.iter().collect();
         everyone.push(&publisher);

@@ -139,12 +139,27 @@ pub fn room(
     Ok(members)
 }
 
-/// `reader0` .. `reader{n-1}`, then `last`: the client ids of a room's readers and its
-/// speaker.
-pub fn readers_and(n: usize, last: &str) -> Vec<String> {
+/// A room of readers and one member that speaks in it (publishes, floods, bursts).
+pub struct Speaking {
+    /// `reader0` .. `reader{n-1}`.
+    pub readers: Vec<Member>,
+    /// The last to join, with the client id the scenario named.
+    pub speaker: Member,
+}
+
+/// Joins `n` readers (`reader0` .. `reader{n-1}`), then the speaker `speaker_id`, to `room`,
+/// each seeing the others' presence (see [`room`]).
+pub fn speaking(
+    cfg: &AbuseConfig,
+    room_name: &str,
+    n: usize,
+    speaker_id: &str,
+) -> Result<Speaking, String> {
     let mut ids: Vec<String> = (0..n).map(|i| format!("reader{i}")).collect();
-    ids.push(last.to_string());
-    ids
+    ids.push(speaker_id.to_string());
+    let mut readers = room(cfg, room_name, &ids, 0, "member")?;
+    let speaker = readers.pop().ok_or_else(|| format!("no {speaker_id}"))?;
+    Ok(Speaking { readers, speaker })
 }
 
 /// How a fleet's connects are spread out.

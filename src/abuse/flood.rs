@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::client::{self, Ending, WsConn};
-use super::crowd;
+use super::crowd::{self, Speaking};
 use super::drive::{Counter, Cx, Judged, Play, Reads, Seen};
 use super::member::{self, Member, MemberReport};
 use super::report::{Check, Raw};
@@ -137,12 +137,6 @@ impl PublishFlood {
     }
 }
 
-/// The room's readers and its flooder.
-pub struct Room {
-    readers: Vec<Member>,
-    flooder: Member,
-}
-
 /// What the flood and the readers saw, and the room's count.
 pub struct FloodSeen {
     f: Flooded,
@@ -151,7 +145,7 @@ pub struct FloodSeen {
 }
 
 impl Play for PublishFlood {
-    type Clients = Room;
+    type Clients = Speaking;
     type Outcome = FloodSeen;
 
     fn expectation(&self) -> &'static str {
@@ -162,15 +156,15 @@ impl Play for PublishFlood {
         Reads::scrape(PUBLISH_COUNTERS)
     }
 
-    fn connect(&self, cx: &Cx) -> Result<Room, String> {
-        let ids = crowd::readers_and(READERS, "flooder");
-        let mut readers = crowd::room(cx.cfg, ROOM, &ids, 0, "member")?;
-        let flooder = readers.pop().ok_or("no flooder")?;
-        Ok(Room { readers, flooder })
+    fn connect(&self, cx: &Cx) -> Result<Speaking, String> {
+        crowd::speaking(cx.cfg, ROOM, READERS, "flooder")
     }
 
-    fn run(&self, cx: &Cx, room: Room) -> Result<FloodSeen, String> {
-        let Room { readers, flooder } = room;
+    fn run(&self, cx: &Cx, room: Speaking) -> Result<FloodSeen, String> {
+        let Speaking {
+            readers,
+            speaker: flooder,
+        } = room;
         let f = flood(flooder, self.bound, |sent| {
             let mut out = Vec::with_capacity(BATCH * 64);
             for n in sent + 1..=sent + BATCH as u64 {

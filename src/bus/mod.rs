@@ -77,7 +77,9 @@ pub struct BusConfig {
     /// (`--empty-room-ttl`, default 5 min): whoever removes the last member (its node, or the
     /// node that reaps a dead one) shortens every key's TTL, and a join anywhere restores
     /// the long one. Long enough for a reconnect to resume, short enough that a room made,
-    /// published to once and left costs Redis minutes of memory instead of a day.
+    /// published to once and left costs Redis minutes of memory instead of a day. Longer
+    /// than `room_ttl`, it is taken as `room_ttl` ([`BusConfig::empty_ttl`]), so a short
+    /// `--room-ttl` alone needs no second option.
     pub empty_room_ttl: Duration,
     /// Most bytes of message bodies a topic's stream keeps (`--redis-stream-max-bytes`,
     /// default 4 MiB, as the local ring's byte cap): the publish script trims the oldest
@@ -109,6 +111,11 @@ pub fn redacted(url: &str) -> String {
 }
 
 impl BusConfig {
+    /// The TTL of an empty room's keys: `empty_room_ttl`, at most `room_ttl`.
+    pub fn empty_ttl(&self) -> Duration {
+        self.empty_room_ttl.min(self.room_ttl)
+    }
+
     /// Settings for `url` with the default prefix, history and room TTL.
     pub fn new(url: &str) -> Self {
         BusConfig {
@@ -145,8 +152,8 @@ impl BusConfig {
         if self.node_ttl < Duration::from_millis(300) {
             return Err("--node-ttl must be at least 300ms (heartbeats go every third)".into());
         }
-        if self.empty_room_ttl < Duration::from_secs(1) || self.empty_room_ttl > self.room_ttl {
-            return Err("--empty-room-ttl must be at least 1s and at most --room-ttl".into());
+        if self.empty_room_ttl < Duration::from_secs(1) {
+            return Err("--empty-room-ttl must be at least 1s".into());
         }
         if !(1024..=1024 * 1024 * 1024).contains(&self.stream_max_bytes) {
             return Err("--redis-stream-max-bytes must be between 1 KiB and 1 GiB".into());

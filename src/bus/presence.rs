@@ -251,7 +251,7 @@ impl BusPresence {
 
     fn carry_out(&self, link: &mut Link, op: &PresenceOp) -> redis::RedisResult<()> {
         let ttl_ms = self.cfg.room_ttl.as_millis() as u64;
-        let empty_ms = self.cfg.empty_room_ttl.as_millis() as u64;
+        let empty_ms = self.cfg.empty_ttl().as_millis() as u64;
         let publish = link.publish_command();
         if let PresenceOp::Load { room } = op {
             return self.load(link, room);
@@ -392,7 +392,7 @@ impl BusPresence {
                     .key(&self.cfg.room_keys(room)[..])
                     .arg(format!("{node}/"))
                     .arg(publish)
-                    .arg(self.cfg.empty_room_ttl.as_millis() as u64)
+                    .arg(self.cfg.empty_ttl().as_millis() as u64)
                     .invoke::<u64>(link.conn())?;
             }
             let mut del = redis::cmd("DEL");

@@ -264,7 +264,7 @@ impl BusPublisher {
             .arg(link.publish_command())
             .arg(&self.node)
             .arg(out.number)
-            .arg(self.cfg.empty_room_ttl.as_millis() as u64)
+            .arg(self.cfg.empty_ttl().as_millis() as u64)
             .arg(self.cfg.stream_max_bytes);
         cmd
     }
