@@ -1,7 +1,9 @@
 //! The acceptor thread: owns the listening socket and nothing else.
 //!
-//! It accepts every pending connection, sets TCP_NODELAY (and `SO_SNDBUF` when configured),
-//! hands the socket to the shard with
+//! It accepts every pending connection, takes its place under `--max-pending-per-ip` (an
+//! address over it has the socket closed at once, counted as
+//! `accept_errors_total{reason="pending_per_ip"}`), sets TCP_NODELAY (and `SO_SNDBUF` when
+//! configured), hands the socket to the shard with
 //! the fewest connections and wakes that shard only if it sleeps. When the process runs out
 //! of file descriptors (EMFILE), the pending connections stay in the kernel's backlog and the
 //! acceptor retries every 100 ms instead of spinning on a listener that stays readable.
@@ -19,6 +21,8 @@ use crossbeam_channel::TrySendError;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::admission::Admission;
+use crate::edge::forwarded::TrustedProxies;
 use crate::messages::{Intake, ShardLink};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::sched::{self, FloodGuard, Sched};
@@ -43,12 +47,25 @@ impl AcceptorHandle {
     }
 }
 
+/// What decides whether an accepted socket may wait for its upgrade: the shared counters,
+/// and the proxies whose sockets are not capped per address.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    /// The node's connection counters (shared with the shards).
+    pub admission: Arc<Admission>,
+    /// `--trusted-proxy`: peers carrying many clients.
+    pub trusted: TrustedProxies,
+}
+
 /// The acceptor thread's state.
 pub struct Acceptor {
     poll: Poll,
     listener: TcpListener,
     shards: Vec<ShardLink>,
     metrics: Arc<Metrics>,
+    gate: Gate,
+    /// When a refusal under `--max-pending-per-ip` was last logged (one line a second).
+    refusal_logged: Option<Instant>,
     stop: Arc<AtomicBool>,
     /// `SO_SNDBUF` for accepted sockets; `None` leaves the kernel's autotuning on.
     send_buffer: Option<usize>,
@@ -75,6 +92,7 @@ impl Acceptor {
         mut listener: TcpListener,
         shards: Vec<ShardLink>,
         metrics: Arc<Metrics>,
+        gate: Gate,
         send_buffer: Option<usize>,
         rt_priority: u8,
     ) -> io::Result<(Self, AcceptorHandle)> {
@@ -93,6 +111,8 @@ impl Acceptor {
                 listener,
                 shards,
                 metrics,
+                gate,
+                refusal_logged: None,
                 stop,
                 send_buffer,
                 rt_priority,
@@ -151,10 +171,16 @@ impl Acceptor {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
                     self.metrics.accepted.inc();
+                    let capped = !self.gate.trusted.contains(peer.ip());
+                    let Some(pending) = self.gate.admission.hold(peer.ip(), capped) else {
+                        // Dropped: closed before the shard ever sees it.
+                        self.refuse_pending(peer);
+                        continue;
+                    };
                     if let Err(e) = configure(&stream, self.send_buffer) {
                         log::debug!("acceptor: socket options on {peer}: {e}");
                     }
-                    self.hand_off(stream, peer);
+                    self.hand_off(stream, peer, pending);
                     if let Some(pause) = self.guard.on_accept(Instant::now()) {
                         return Round::Pause(pause);
                     }
@@ -186,8 +212,35 @@ impl Acceptor {
         }
     }
 
+    /// Counts a socket closed under `--max-pending-per-ip`, and logs at most one line a
+    /// second (a flood would otherwise write one per socket).
+    fn refuse_pending(&mut self, peer: std::net::SocketAddr) {
+        self.metrics
+            .accept_errors
+            .get_or_create(&ReasonLabel {
+                reason: "pending_per_ip",
+            })
+            .inc();
+        let now = Instant::now();
+        if self
+            .refusal_logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.refusal_logged = Some(now);
+            log::warn!(
+                "acceptor: {peer} holds --max-pending-per-ip sockets not yet upgraded; closing \
+                 its new ones (counted in tickcast_accept_errors_total{{reason=\"pending_per_ip\"}})"
+            );
+        }
+    }
+
     /// Gives the socket to the least loaded shard (by connections) and wakes it if parked.
-    fn hand_off(&mut self, stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
+    fn hand_off(
+        &mut self,
+        stream: mio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        pending: crate::admission::Pending,
+    ) {
         let Some(shard) = self
             .shards
             .iter()
@@ -200,6 +253,7 @@ impl Acceptor {
             stream,
             peer,
             accepted: Instant::now(),
+            pending,
         };
         match shard.intake.try_send(intake) {
             Ok(()) => shard.wake_if_parked(),
@@ -268,6 +322,10 @@ mod tests {
             TcpListener::from_std(listener),
             vec![link],
             metrics,
+            Gate {
+                admission: Admission::new(0, 0, 64),
+                trusted: TrustedProxies::default(),
+            },
             None,
             rt_priority,
         )

@@ -133,6 +133,10 @@ pub struct ServerConfig {
     /// only while one subscribes to its topic; clients' compressed messages are inflated
     /// with a per-shard inflater (no memory per connection). Off: offers are declined.
     pub deflate: bool,
+    /// Whether `/echo` is served (404 when off). Default on. Its messages are charged to
+    /// the same limits as `/ws` messages (`--publish-rate`, `--publish-byte-rate`): past
+    /// them the connection is closed with 1008; its answers wait in the same bounded outbox.
+    pub echo: bool,
     /// Messages with a smaller payload are sent uncompressed to everyone (a small message
     /// compressed alone barely shrinks, while the compression costs the mixer). Default 256.
     pub deflate_min_bytes: usize,
@@ -171,9 +175,15 @@ pub struct ServerConfig {
     /// `max_message`, and with `publish_burst` envelopes fit in `outbox_limit` (see
     /// [`ServerConfig::worst_publish_burst`]).
     pub publish_byte_burst: usize,
-    /// WebSocket connections allowed at once; more get 503. Default 0 (unlimited: the
-    /// open-file limit still applies).
-    pub max_connections: usize,
+    /// WebSocket connections allowed at once; more get 503. `None` (the default): seven
+    /// eighths of what the open-file limit leaves after 128 descriptors, read at start
+    /// ([`crate::admission::default_max_connections`]), so sockets still in their handshake
+    /// keep descriptors to be answered with. `Some(0)`: unlimited.
+    pub max_connections: Option<usize>,
+    /// Sockets one address may hold between accept and upgrade (HTTP head, TLS handshake,
+    /// an HTTP answer's lingering close); more are closed at accept. Not applied to
+    /// `--trusted-proxy` peers. Default 128; 0 = unlimited.
+    pub max_pending_per_ip: usize,
     /// WebSocket connections allowed per client address; more get 429. Default 0 (unlimited).
     pub max_connections_per_ip: usize,
     /// When set, upgrades need a token signed with this HS256 secret (401 otherwise).
@@ -231,6 +241,7 @@ impl Default for ServerConfig {
             history_budget: None,
             metrics_listen: None,
             deflate: true,
+            echo: true,
             deflate_min_bytes: 256,
             presence_list_max: 1000,
             tls: None,
@@ -242,7 +253,8 @@ impl Default for ServerConfig {
             publish_burst: 200,
             publish_byte_rate: 128.0 * 1024.0,
             publish_byte_burst: 256 * 1024,
-            max_connections: 0,
+            max_connections: None,
+            max_pending_per_ip: 128,
             max_connections_per_ip: 0,
             auth_secret: None,
             allowed_origins: Vec::new(),
@@ -266,6 +278,14 @@ pub fn default_shards() -> usize {
 }
 
 impl ServerConfig {
+    /// The `--max-connections` in force: the configured one, or the default derived from
+    /// the open-file limit now (unlimited when that cannot be read).
+    pub fn connection_cap(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            crate::admission::open_file_limit().map_or(0, crate::admission::default_max_connections)
+        })
+    }
+
     /// The message bucket's settings (`--publish-rate`, `--publish-burst`).
     pub fn message_rate(&self) -> crate::ratelimit::Rate {
         crate::ratelimit::Rate::new(self.publish_rate, u64::from(self.publish_burst))
@@ -360,7 +380,7 @@ impl ServerConfig {
             return Err("--history must be at most 1,000,000 messages per topic".into());
         }
         if let Some(b) = self.history_budget
-            && !(crate::mixer::MIN_BUDGET..=crate::mixer::MAX_BUDGET).contains(&b)
+            && !(bounds::HISTORY_BUDGET_MIN..=bounds::HISTORY_BUDGET_MAX).contains(&b)
         {
             return Err("--history-budget must be between 65536 bytes (64 KiB) and 1 TiB".into());
         }
@@ -411,6 +431,10 @@ impl ServerConfig {
 /// memory allocated up front (queues are allocated whole) or a thread per unit stays
 /// bounded, so a typo is an error at start and not an abort.
 pub mod bounds {
+    /// Smallest `--history-budget` accepted, and the floor of the derived default's range.
+    pub const HISTORY_BUDGET_MIN: u64 = 64 * 1024;
+    /// Largest `--history-budget` accepted.
+    pub const HISTORY_BUDGET_MAX: u64 = 1 << 40;
     /// `--providers`: ticker feeds, one thread each.
     pub const PROVIDERS: usize = 256;
     /// `--symbols`: symbols per feed.
@@ -474,7 +498,12 @@ impl ServerConfig {
             ),
             (
                 "--max-connections",
-                self.max_connections,
+                self.max_connections.unwrap_or(0),
+                bounds::CONNECTIONS,
+            ),
+            (
+                "--max-pending-per-ip",
+                self.max_pending_per_ip,
                 bounds::CONNECTIONS,
             ),
             (

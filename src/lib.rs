@@ -74,6 +74,8 @@
 //! - [`metrics`]: Prometheus exposition, including latency from per-shard hdrhistograms, the
 //!   shards' own counters and the bus threads'; every label value known up front has its
 //!   series from the first scrape.
+//! - [`scrape`]: `--metrics-listen`: `/metrics` and `/healthz` on an address and a thread of
+//!   their own, so a scrape never takes a shard's turn.
 //! - [`clock`]: the wall clock every stamp is read from.
 //! - [`config`]: the plain, validated configuration struct.
 //! - [`server`]: starts the threads in order and shuts them down gracefully.
@@ -126,6 +128,7 @@ pub mod provider;
 pub mod ratelimit;
 pub mod report;
 pub mod sched;
+pub mod scrape;
 pub mod server;
 pub mod services;
 pub mod shard;

@@ -1,8 +1,13 @@
-//! A connection's rate limits: every message a client sends on `/ws` costs a token
-//! (`--publish-rate`, `--publish-burst`) and its size in bytes (`--publish-byte-rate`,
+//! A connection's rate limits: every message a client sends on `/ws` or `/echo` costs a
+//! token (`--publish-rate`, `--publish-burst`) and its size in bytes (`--publish-byte-rate`,
 //! `--publish-byte-burst`), so a burst of publishes within the limits stays below the outbox
 //! of every member that reads (a publish's data is never larger than the message that
 //! carried it; the relation is checked in `config.rs`).
+//!
+//! A message whose work is out of proportion to its size pays for that work: a `subscribe`
+//! or `resume` costs a token per topic it names ([`Limiter::take_more`]), and the bytes a
+//! replay queues for the client are owed to the byte bucket ([`Limiter::owe`]), which goes
+//! below zero (down to minus one burst), so the messages after it wait until it is paid.
 //!
 //! Time is passed in, so the limits are tested without sleeping. The rates are the server's
 //! (passed to each call, not stored per connection); a rate of 0 means unlimited. Refusals
@@ -91,6 +96,38 @@ impl Limiter {
             return Verdict::Allow;
         }
         self.strike()
+    }
+
+    /// Charges `tokens` more message tokens for the message just taken (a `subscribe` or
+    /// `resume` naming that many topics beyond its first): all or none.
+    pub fn take_more(
+        &mut self,
+        messages: Rate,
+        bytes: Rate,
+        now: Instant,
+        tokens: usize,
+    ) -> Verdict {
+        if messages.unlimited() || tokens == 0 {
+            return Verdict::Allow;
+        }
+        self.refill(messages, bytes, now);
+        let tokens = tokens as f64;
+        if self.messages >= tokens {
+            self.messages -= tokens;
+            return Verdict::Allow;
+        }
+        self.strike()
+    }
+
+    /// Records `len` bytes the server queued on the client's behalf (a replay) as owed to
+    /// the byte bucket: it may go down to minus one burst, and the client's next messages
+    /// wait until the debt is paid back at the byte rate.
+    pub fn owe(&mut self, messages: Rate, bytes: Rate, now: Instant, len: usize) {
+        if messages.unlimited() || bytes.unlimited() {
+            return;
+        }
+        self.refill(messages, bytes, now);
+        self.bytes = (self.bytes - len as f64).max(-bytes.burst);
     }
 
     fn strike(&mut self) -> Verdict {
@@ -183,5 +220,31 @@ mod tests {
         let free = Rate::new(0.0, 1);
         let mut b = Limiter::new(free, bytes, t0);
         assert!((0..10_000).all(|_| b.take(free, bytes, t0, 1 << 20) == Verdict::Allow));
+    }
+
+    #[test]
+    fn many_topics_cost_many_tokens_and_replays_are_owed() {
+        let t0 = Instant::now();
+        let msgs = Rate::new(100.0, 10);
+        let bytes = Rate::new(1000.0, 2000);
+        let mut b = Limiter::new(msgs, bytes, t0);
+        assert_eq!(b.take(msgs, bytes, t0, 10), Verdict::Allow);
+        assert_eq!(
+            b.take_more(msgs, bytes, t0, 10),
+            Verdict::Refuse,
+            "all or none"
+        );
+        assert_eq!(b.take_more(msgs, bytes, t0, 9), Verdict::Allow);
+        assert_eq!(b.take(msgs, bytes, t0, 0), Verdict::Refuse);
+        // A replay of 3000 bytes leaves the bucket 1010 below zero; never more than a burst.
+        let t1 = t0 + Duration::from_secs(1);
+        b.owe(msgs, bytes, t1, 3000);
+        assert_eq!(b.take(msgs, bytes, t1, 0), Verdict::Refuse);
+        b.owe(msgs, bytes, t1, 1 << 30);
+        // One burst below zero, paid back at 1000/s: 2 s to zero, a little more for 10 B.
+        let t3 = t1 + Duration::from_secs(2);
+        assert_eq!(b.take(msgs, bytes, t3, 10), Verdict::Refuse);
+        let t4 = t3 + Duration::from_millis(20);
+        assert_eq!(b.take(msgs, bytes, t4, 10), Verdict::Allow);
     }
 }

@@ -128,3 +128,21 @@ fn the_target_must_be_loopback() {
     assert_eq!(report.verdict, Verdict::Fail);
     assert!(report.measured.contains("loopback"), "{}", report.measured);
 }
+
+#[test]
+fn pending_sockets_past_the_cap_are_closed_at_accept() {
+    let mut cfg = test_config(1);
+    cfg.max_pending_per_ip = 16;
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let report = abuse::run(&config(addr, Scenario::PendingSockets, 40));
+    let line = report.json_line();
+    // The scenario reads the default cap (128): 40 sockets stay within it there, but this
+    // server caps at 16, so the counts must show the server's cap, not the tool's.
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["raw"]["open_after_settle"], 16, "{line}");
+    assert_eq!(check(&report, "capped"), Verdict::Fail, "{line}");
+    assert_eq!(check(&report, "refusals_counted"), Verdict::Pass, "{line}");
+    assert_eq!(check(&report, "watcher"), Verdict::Pass, "{line}");
+    server.shutdown();
+}

@@ -337,7 +337,7 @@ fn foreign_origins_are_refused() {
 #[test]
 fn connection_caps_answer_503_and_429() {
     let mut cfg = test_config(2);
-    cfg.max_connections = 3;
+    cfg.max_connections = Some(3);
     let server = start(cfg);
     let addr = server.local_addr();
     let healthy = Healthy::start(addr);

@@ -18,7 +18,7 @@
 //! trait a scenario implements, the readings before and after, the watcher, the report),
 //! [`crowd`] (how clients are brought up: a pool of attempts, a room, a paced fleet) and
 //! [`kinds`] (one connection per kind of bad input); then one file per scenario family,
-//! each a value saying only what is particular to it: [`churn`], [`slowloris`],
+//! each a value saying only what is particular to it: [`churn`], [`slowloris`], [`pending`],
 //! [`stalled`], [`frames`], [`bad_http`], [`flood`], [`burst`], [`shutdown`], [`storm`].
 
 pub mod bad_http;
@@ -32,6 +32,7 @@ pub mod flood;
 pub mod frames;
 pub mod kinds;
 pub mod member;
+pub mod pending;
 pub mod probe;
 pub mod report;
 pub mod shutdown;
@@ -57,6 +58,8 @@ pub enum Scenario {
     RstChurn,
     /// Request heads sent a byte a second.
     Slowloris,
+    /// Half-sent request heads from one address, past its cap on pending sockets.
+    PendingSockets,
     /// Subscribers that never read.
     StalledReaders,
     /// One protocol violation per connection, of each kind.
@@ -77,10 +80,11 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in suite order.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Churn,
         Scenario::RstChurn,
         Scenario::Slowloris,
+        Scenario::PendingSockets,
         Scenario::StalledReaders,
         Scenario::MalformedFrames,
         Scenario::MalformedHttp,
@@ -97,6 +101,7 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::RstChurn => "rst_churn",
             Scenario::Slowloris => "slowloris",
+            Scenario::PendingSockets => "pending_sockets",
             Scenario::StalledReaders => "stalled_readers",
             Scenario::MalformedFrames => "malformed_frames",
             Scenario::MalformedHttp => "malformed_http",
@@ -218,6 +223,7 @@ pub fn run(cfg: &AbuseConfig) -> Report {
             Scenario::Churn => drive(cfg, &churn::Churn::new(cfg, churn::Mode::Clean)),
             Scenario::RstChurn => drive(cfg, &churn::Churn::new(cfg, churn::Mode::Reset)),
             Scenario::Slowloris => drive(cfg, &slowloris::Slowloris::new(cfg)),
+            Scenario::PendingSockets => drive(cfg, &pending::PendingSockets::new(cfg)),
             Scenario::StalledReaders => drive(cfg, &stalled::StalledReaders::new(cfg)),
             Scenario::MalformedFrames => drive(cfg, &frames::MalformedFrames::new(cfg)),
             Scenario::MalformedHttp => drive(cfg, &bad_http::MalformedHttp::new(cfg)),

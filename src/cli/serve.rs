@@ -134,6 +134,10 @@ pub struct ServeArgs {
     /// for JSON of a kilobyte. Off: offers are declined and everyone is served plain.
     #[arg(long, env = "TICKCAST_DEFLATE", value_enum, default_value = "on")]
     pub deflate: OnOff,
+    /// The /echo endpoint (each message sent back, charged like a /ws message: past the
+    /// publish limits it is closed with 1008). Off: /echo answers 404.
+    #[arg(long, env = "TICKCAST_ECHO", value_enum, default_value = "on")]
+    pub echo: OnOff,
     /// Messages with a smaller payload are never compressed (alone, they barely shrink).
     #[arg(long, env = "TICKCAST_DEFLATE_MIN_BYTES", default_value_t = 256)]
     pub deflate_min_bytes: usize,
@@ -205,9 +209,15 @@ pub struct ServeArgs {
     /// --publish-burst envelopes of 512 bytes, at most --outbox-limit).
     #[arg(long, env = "TICKCAST_PUBLISH_BYTE_BURST", default_value_t = 256 * 1024)]
     pub publish_byte_burst: usize,
-    /// WebSocket connections allowed at once (more get 503); 0 = unlimited.
-    #[arg(long, env = "TICKCAST_MAX_CONNECTIONS", default_value_t = 0)]
-    pub max_connections: usize,
+    /// WebSocket connections allowed at once (more get 503); 0 = unlimited. Default: 7/8 of
+    /// the open-file limit less 128, so sockets still in their handshake keep descriptors.
+    #[arg(long, env = "TICKCAST_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Sockets one client IP may hold before their upgrade (HTTP head, TLS handshake, an
+    /// HTTP answer's close); more are closed at accept. Not applied to --trusted-proxy peers;
+    /// 0 = unlimited.
+    #[arg(long, env = "TICKCAST_MAX_PENDING_PER_IP", default_value_t = 128)]
+    pub max_pending_per_ip: usize,
     /// WebSocket connections allowed per client IP (more get 429); 0 = unlimited.
     #[arg(long, env = "TICKCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: usize,
@@ -316,6 +326,7 @@ impl ServeArgs {
             history_budget: self.history_budget,
             metrics_listen: self.metrics_listen,
             deflate: self.deflate == OnOff::On,
+            echo: self.echo == OnOff::On,
             deflate_min_bytes: self.deflate_min_bytes,
             presence_list_max: self.presence_list_max,
             proxy_protocol: self.proxy_protocol,
@@ -334,6 +345,7 @@ impl ServeArgs {
             publish_byte_rate: self.publish_byte_rate,
             publish_byte_burst: self.publish_byte_burst,
             max_connections: self.max_connections,
+            max_pending_per_ip: self.max_pending_per_ip,
             max_connections_per_ip: self.max_connections_per_ip,
             auth_secret: self.secret.bytes()?.map(Secret),
             allowed_origins: self.allowed_origins.clone(),

@@ -16,7 +16,6 @@ use crate::edge::forwarded::{self, ForwardedHeader};
 use crate::http::{self, ParseError, Request, Target, WsRoute};
 use crate::metrics::{self, HandshakeFailure};
 use crate::protocol::{self, ClientError, ErrorCode, replies};
-use crate::ratelimit::Limiter;
 
 /// An upgrade refused after routing: status, counted reason, body.
 type Refused = (u16, HandshakeFailure, String);
@@ -183,6 +182,10 @@ impl Conn {
         req: &Request,
         route: WsRoute,
     ) -> Result<Admitted, Refused> {
+        if route == WsRoute::Echo && !ctx.cfg.echo {
+            // `--echo off`: the path does not exist.
+            return Err((404, HandshakeFailure::NotFound, "no such path\n".into()));
+        }
         if !auth::origin_allowed(&ctx.cfg.allowed_origins, req.origin.as_deref()) {
             return Err((
                 403,
@@ -232,7 +235,11 @@ impl Conn {
             None
         };
         match ctx.services.admission.admit(self.peer.ip()) {
-            Ok(ticket) => self.ticket = Some(ticket),
+            Ok(ticket) => {
+                // Counted as open from here on; no longer as pending.
+                self.ticket = Some(ticket);
+                self.pending = None;
+            }
             Err(Refusal::ServerFull) => {
                 return Err((
                     503,
@@ -297,7 +304,6 @@ impl Conn {
             id: Arc::from(client_id.as_str()),
             nick: None,
             rights,
-            limits: Limiter::new(ctx.cfg.message_rate(), ctx.cfg.byte_rate(), ctx.now),
         };
         Session::prepare(client, names, since, ctx.cfg.max_topics_per_conn)
     }

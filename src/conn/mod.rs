@@ -34,13 +34,14 @@ use std::time::Instant;
 
 use mio::{Interest, Registry, Token};
 
-use crate::admission::Ticket;
+use crate::admission::{Pending, Ticket};
 use crate::config::ServerConfig;
 use crate::deflate::Inflater;
 use crate::frame::{self, close_code};
 use crate::http::WsRoute;
 use crate::messages::{ConnKey, MixerPort};
 use crate::metrics::ShardStats;
+use crate::ratelimit::Limiter;
 use crate::services::Services;
 use crate::subs::{Class, Subscriptions};
 use crate::timer::TimerWheel;
@@ -192,6 +193,11 @@ pub struct Conn {
     session: Option<Box<Session>>,
     /// This connection's place under the connection caps, once upgraded.
     ticket: Option<Ticket>,
+    /// Its place under `--max-pending-per-ip` from accept until the upgrade (kept through
+    /// an HTTP answer's lingering close).
+    pending: Option<Pending>,
+    /// Its rate limits (every message on either route; their bytes), from accept.
+    limits: Limiter,
     /// Last time anything arrived from the peer (pongs included).
     last_recv: Instant,
     /// Last time a ping was sent.
@@ -243,6 +249,8 @@ impl Conn {
             assembler: Assembler::default(),
             session: None,
             ticket: None,
+            pending: None,
+            limits: Limiter::new(cfg.message_rate(), cfg.byte_rate(), now),
             last_recv: now,
             last_ping: now,
             stalled_since: None,
@@ -255,6 +263,12 @@ impl Conn {
             close_code: None,
             answered_http: false,
         }
+    }
+
+    /// The connection, holding `pending` (its place from the acceptor) until its upgrade.
+    pub fn with_pending(mut self, pending: Pending) -> Self {
+        self.pending = Some(pending);
+        self
     }
 
     /// Registers the socket with the shard's poll for reading.

@@ -47,6 +47,8 @@ impl Conn {
                 format!("at most {max} topics per connection"),
             ));
         }
+        // Each topic is a replay of up to --history frames: past the first, a token more.
+        self.charge_more(ctx, since.len().saturating_sub(1))?;
         self.request_resume(ctx, since);
         Ok(())
     }
@@ -142,9 +144,19 @@ impl Conn {
         if let Some(frame) = reset {
             self.push_control(ctx, frame);
         }
+        let mut replayed = 0;
         for (_, frame) in frames {
-            self.outbox.push(frame.for_client(deflate).clone(), 0);
+            let frame = frame.for_client(deflate);
+            replayed += frame.len();
+            self.outbox.push(frame.clone(), 0);
         }
+        // The client asked for these bytes: they are owed to its byte bucket.
+        self.limits.owe(
+            ctx.cfg.message_rate(),
+            ctx.cfg.byte_rate(),
+            ctx.now,
+            replayed,
+        );
         self.want_flush(ctx);
     }
 

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::{Conn, ConnCtx};
 use crate::auth::Rights;
-use crate::frame::close_code;
 use crate::messages::{ConnRef, MixerMsg};
 use crate::protocol::{self, ClientError, ClientOp, ErrorCode, WILDCARD, replies};
-use crate::ratelimit::{Limiter, Verdict};
+use crate::ratelimit::Verdict;
 
 /// Who is on the other end of a `/ws` connection.
 #[derive(Debug)]
@@ -25,8 +24,6 @@ pub struct Client {
     pub nick: Option<Arc<str>>,
     /// What it may subscribe and publish to.
     pub rights: Rights,
-    /// Its rate limits (every message; published bytes).
-    pub limits: Limiter,
 }
 
 /// Topics and resumes (topic, last seq seen) an upgrade asks for.
@@ -191,40 +188,6 @@ impl Conn {
         }
     }
 
-    /// Charges a message of `len` bytes to the connection's limits, before anything else is
-    /// done with it, so that every message costs (errors included): true to go on; false
-    /// when it was refused (answered `rate_limited`) or persistent abuse closed the
-    /// connection.
-    pub(super) fn charge_message(&mut self, ctx: &mut ConnCtx<'_>, len: usize) -> bool {
-        let Some(s) = self.session.as_mut() else {
-            return false;
-        };
-        let verdict =
-            s.client
-                .limits
-                .take(ctx.cfg.message_rate(), ctx.cfg.byte_rate(), ctx.now, len);
-        match verdict {
-            Verdict::Allow => true,
-            Verdict::Refuse => {
-                let e = ClientError::new(ErrorCode::RateLimited, "too many messages or bytes");
-                self.send_error(ctx, &e);
-                false
-            }
-            Verdict::Abuse => {
-                ctx.stats
-                    .count_client_error(ErrorCode::RateLimited.as_str());
-                log::info!("{}: closing for persistent rate abuse", self.peer);
-                self.close_ws(
-                    ctx,
-                    close_code::POLICY,
-                    "rate limit exceeded",
-                    ctx.cfg.close_timeout,
-                );
-                false
-            }
-        }
-    }
-
     /// `{"op":"subscribe"}`: every name is checked before any takes effect.
     fn subscribe(&mut self, ctx: &mut ConnCtx<'_>, names: Vec<String>) -> Result<(), ClientError> {
         let max = ctx.cfg.max_topics_per_conn;
@@ -254,6 +217,10 @@ impl Conn {
                     format!("at most {max} topics per connection"),
                 ));
             }
+            // Each room joined builds a presence snapshot and a delta to every member: past
+            // the first, each costs a message token more.
+            let rooms = new.iter().filter(|n| protocol::is_room(n)).count();
+            self.charge_more(ctx, rooms.saturating_sub(1))?;
             let wildcard = names.iter().any(|n| n == WILDCARD);
             self.join_topics(ctx, &new);
             if wildcard {
@@ -262,6 +229,25 @@ impl Conn {
         }
         self.push_reply(ctx, replies::ack_frame("subscribed", &names));
         Ok(())
+    }
+
+    /// Charges `tokens` message tokens beyond the one the message took, for the work it asks
+    /// for; refused (`rate_limited`, nothing done) when they are not there.
+    pub(super) fn charge_more(
+        &mut self,
+        ctx: &mut ConnCtx<'_>,
+        tokens: usize,
+    ) -> Result<(), ClientError> {
+        let verdict =
+            self.limits
+                .take_more(ctx.cfg.message_rate(), ctx.cfg.byte_rate(), ctx.now, tokens);
+        if verdict == Verdict::Allow {
+            return Ok(());
+        }
+        Err(ClientError::new(
+            ErrorCode::RateLimited,
+            format!("this costs {} messages of the rate limit", tokens + 1),
+        ))
     }
 
     /// `{"op":"unsubscribe"}`: unknown names are ignored; named topics under `*` are refused.

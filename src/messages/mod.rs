@@ -346,6 +346,8 @@ pub struct Intake {
     pub peer: SocketAddr,
     /// When the acceptor took it from the listen queue (server-side handshake latency).
     pub accepted: Instant,
+    /// Its place under `--max-pending-per-ip`, given back at its upgrade or close.
+    pub pending: crate::admission::Pending,
 }
 
 /// The handles other threads hold to one shard.

@@ -44,8 +44,9 @@ pub const DROP_REASONS: [&str; 5] = [
 ];
 
 /// Every `reason` of `tickcast_accept_errors_total`: out of descriptors (process, system),
-/// anything else `accept()` returns, and a shard that could not take the socket.
-pub const ACCEPT_ERRORS: [&str; 4] = ["emfile", "enfile", "other", "shard_busy"];
+/// anything else `accept()` returns, a shard that could not take the socket, and an address
+/// over `--max-pending-per-ip` (its socket closed at accept).
+pub const ACCEPT_ERRORS: [&str; 5] = ["emfile", "enfile", "other", "shard_busy", "pending_per_ip"];
 
 /// Label: a server topic's name (a fixed list), or [`ROOMS_LABEL`] for every room together.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -19,7 +19,6 @@ mod bus;
 mod deflate;
 mod labels;
 mod latency;
-mod listen;
 mod process;
 mod shard;
 mod tls;
@@ -27,7 +26,6 @@ mod tls;
 pub use bus::{PublisherMetrics, SubscriberMetrics};
 pub use deflate::DeflateMetrics;
 pub use latency::{LatencyStore, new_latency_histogram};
-pub use listen::MetricsListener;
 pub use shard::{PUBLISH_EVERY, Sampled, ShardStats};
 pub use tls::{ReloadLabel, TlsMetrics};
 

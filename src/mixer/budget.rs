@@ -25,10 +25,9 @@ use super::history::Pushed;
 /// Stale entries tolerated beyond the live ones before a compaction.
 const SLACK: usize = 4096;
 
-/// Smallest `--history-budget` accepted, and the floor of the derived default's range.
-pub const MIN_BUDGET: u64 = 64 * 1024;
-/// Largest `--history-budget` accepted.
-pub const MAX_BUDGET: u64 = 1 << 40;
+pub use crate::config::bounds::{
+    HISTORY_BUDGET_MAX as MAX_BUDGET, HISTORY_BUDGET_MIN as MIN_BUDGET,
+};
 /// The derived default is an eighth of the machine's memory, between these bounds.
 const DEFAULT_FLOOR: u64 = 64 * 1024 * 1024;
 const DEFAULT_CAP: u64 = 4 * 1024 * 1024 * 1024;

@@ -306,6 +306,7 @@ impl Shard {
             stream,
             peer,
             accepted,
+            pending,
         }) = self.intake.try_recv()
         {
             if self.draining_until.is_some() {
@@ -330,14 +331,10 @@ impl Shard {
                 token: entry.key(),
                 id,
             };
-            let conn = entry.insert(Conn::new(
-                id,
-                transport,
-                peer,
-                accepted,
-                now,
-                &self.shared.cfg,
-            ));
+            let conn = entry.insert(
+                Conn::new(id, transport, peer, accepted, now, &self.shared.cfg)
+                    .with_pending(pending),
+            );
             if let Err(e) = conn.register(self.poll.registry(), key.token) {
                 log::warn!("shard {}: cannot register {peer}: {e}", self.id);
                 self.conns.remove(key.token);

@@ -200,7 +200,7 @@ impl Harness {
         let (mixer_tx, mixer_rx) = crossbeam_channel::bounded(64);
         let services = Services {
             admission: Admission::new(
-                cfg.max_connections,
+                cfg.connection_cap(),
                 cfg.max_connections_per_ip,
                 cfg.ipv6_prefix,
             ),

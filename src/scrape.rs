@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{CONTENT_TYPE, Metrics};
 use crate::bus::BusState;
 use crate::http::{self, Target};
+use crate::metrics::{CONTENT_TYPE, Metrics};
 
 /// How long a request head may take to arrive, and its answer to be taken.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
