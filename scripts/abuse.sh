@@ -29,8 +29,8 @@ BUILD=1
 ONLY=""
 BASE_PORT=${ABUSE_PORT:-18300}
 COMMAND_LINE="scripts/abuse.sh $*"
-ALL=(churn rst_churn slowloris pending_sockets stalled_readers malformed_frames malformed_http publish_flood
-     error_flood oversized_burst shutdown reconnect_storm)
+ALL=(churn rst_churn slowloris pending_sockets stalled_readers echo_hold malformed_frames
+     malformed_http publish_flood error_flood oversized_burst shutdown reconnect_storm)
 # Longest the server may take to exit after SIGTERM: --drain-timeout (5 s) + process exit.
 EXIT_LIMIT=5.5
 

@@ -19,7 +19,7 @@
 //! [`crowd`] (how clients are brought up: a pool of attempts, a room, a paced fleet) and
 //! [`kinds`] (one connection per kind of bad input); then one file per scenario family,
 //! each a value saying only what is particular to it: [`churn`], [`slowloris`], [`pending`],
-//! [`stalled`], [`frames`], [`bad_http`], [`flood`], [`burst`], [`shutdown`], [`storm`].
+//! [`stalled`], [`echo_hold`], [`frames`], [`bad_http`], [`flood`], [`burst`], [`shutdown`], [`storm`].
 
 pub mod bad_http;
 pub mod burst;
@@ -27,6 +27,7 @@ pub mod churn;
 pub mod client;
 pub mod crowd;
 pub mod drive;
+pub mod echo_hold;
 pub mod fleet;
 pub mod flood;
 pub mod frames;
@@ -62,6 +63,8 @@ pub enum Scenario {
     PendingSockets,
     /// Subscribers that never read.
     StalledReaders,
+    /// `/echo` writers that never read.
+    EchoHold,
     /// One protocol violation per connection, of each kind.
     MalformedFrames,
     /// One bad HTTP request per connection, of each kind.
@@ -80,12 +83,13 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in suite order.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Churn,
         Scenario::RstChurn,
         Scenario::Slowloris,
         Scenario::PendingSockets,
         Scenario::StalledReaders,
+        Scenario::EchoHold,
         Scenario::MalformedFrames,
         Scenario::MalformedHttp,
         Scenario::PublishFlood,
@@ -103,6 +107,7 @@ impl Scenario {
             Scenario::Slowloris => "slowloris",
             Scenario::PendingSockets => "pending_sockets",
             Scenario::StalledReaders => "stalled_readers",
+            Scenario::EchoHold => "echo_hold",
             Scenario::MalformedFrames => "malformed_frames",
             Scenario::MalformedHttp => "malformed_http",
             Scenario::PublishFlood => "publish_flood",
@@ -225,6 +230,7 @@ pub fn run(cfg: &AbuseConfig) -> Report {
             Scenario::Slowloris => drive(cfg, &slowloris::Slowloris::new(cfg)),
             Scenario::PendingSockets => drive(cfg, &pending::PendingSockets::new(cfg)),
             Scenario::StalledReaders => drive(cfg, &stalled::StalledReaders::new(cfg)),
+            Scenario::EchoHold => drive(cfg, &echo_hold::EchoHold::new(cfg)),
             Scenario::MalformedFrames => drive(cfg, &frames::MalformedFrames::new(cfg)),
             Scenario::MalformedHttp => drive(cfg, &bad_http::MalformedHttp::new(cfg)),
             Scenario::PublishFlood => drive(cfg, &flood::PublishFlood::new(cfg)),

@@ -16,8 +16,9 @@ pub struct AbuseArgs {
     /// The server to play the scenario against (loopback only: 127.0.0.0/8).
     #[arg(long, default_value = "127.0.0.1:8080", value_parser = super::parse_addr)]
     pub target: SocketAddr,
-    /// The scenario: churn, rst_churn, slowloris, pending_sockets, stalled_readers, malformed_frames,
-    /// malformed_http, publish_flood, error_flood, oversized_burst, shutdown, reconnect_storm.
+    /// The scenario: churn, rst_churn, slowloris, pending_sockets, stalled_readers, echo_hold,
+    /// malformed_frames, malformed_http, publish_flood, error_flood, oversized_burst, shutdown,
+    /// reconnect_storm.
     #[arg(long)]
     pub scenario: String,
     /// Small counts and short windows (the whole suite in about 90 s).
