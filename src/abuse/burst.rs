@@ -100,7 +100,7 @@ impl Play for OversizedBurst {
         let published = probe::settled(
             cx.cfg.target,
             "tickcast_messages_published_total",
-            &[("topic", ROOM)],
+            &[("topic", crate::metrics::ROOMS_LABEL)],
             SETTLE,
         )?;
         let refused_so_far = publisher

@@ -177,7 +177,7 @@ impl Play for PublishFlood {
         let published = probe::settled(
             cx.cfg.target,
             "tickcast_messages_published_total",
-            &[("topic", ROOM)],
+            &[("topic", crate::metrics::ROOMS_LABEL)],
             SETTLE,
         )?;
         let refs: Vec<&Member> = readers.iter().collect();

@@ -129,7 +129,10 @@ impl Play for Shutdown {
         let pre = probe::scrape(cx.cfg.target)?;
         paused.store(false, Ordering::SeqCst);
         let client_pubs = pre.sum("tickcast_client_publishes_total", &[]);
-        let room_pubs = pre.sum("tickcast_messages_published_total", &[("topic", ROOM)]);
+        let room_pubs = pre.sum(
+            "tickcast_messages_published_total",
+            &[("topic", crate::metrics::ROOMS_LABEL)],
+        );
         run_for(&mut fleet, Duration::from_millis(200))?;
         let ready_at = Instant::now();
         match &cx.cfg.ready_file {
