@@ -42,8 +42,6 @@ pub struct Admission {
     max_pending_per_ip: usize,
     /// Sockets not yet upgraded, per address key.
     pending: Mutex<HashMap<IpAddr, usize>>,
-    /// Sockets not yet upgraded, in all.
-    pending_total: AtomicUsize,
 }
 
 impl Admission {
@@ -81,8 +79,6 @@ impl Admission {
             return None;
         }
         *n += 1;
-        drop(map);
-        self.pending_total.fetch_add(1, Ordering::AcqRel);
         Some(Pending {
             admission: self.clone(),
             ip,
@@ -91,7 +87,8 @@ impl Admission {
 
     /// Sockets accepted and not yet upgraded (or answered and not yet closed), right now.
     pub fn pending(&self) -> usize {
-        self.pending_total.load(Ordering::Acquire)
+        let map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().sum()
     }
 
     /// The key `ip` is counted under: IPv4 as it is (a mapped address as IPv4), IPv6 with
@@ -148,15 +145,20 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let a = &self.admission;
         if a.max_per_ip != 0 {
-            let mut map = a.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = map.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&self.ip);
-                }
-            }
+            release(&a.per_ip, self.ip);
         }
         a.total.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Gives one place of `ip` back in a per-address map, dropping the address at zero.
+fn release(places: &Mutex<HashMap<IpAddr, usize>>, ip: IpAddr) {
+    let mut map = places.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = map.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&ip);
+        }
     }
 }
 
@@ -169,16 +171,7 @@ pub struct Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        let a = &self.admission;
-        let mut map = a.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-        drop(map);
-        a.pending_total.fetch_sub(1, Ordering::AcqRel);
+        release(&self.admission.pending, self.ip);
     }
 }
 

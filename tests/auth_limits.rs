@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,27 +20,6 @@ fn token(sub: &str, subscribe: &[&str], publish: &[&str], ttl: Duration) -> Stri
         &auth::claims_for(sub, ttl, strings(subscribe), strings(publish)),
     )
     .unwrap()
-}
-
-fn upgrade_status(addr: SocketAddr, path: &str, extra_headers: &str) -> u16 {
-    use std::io::{Read, Write};
-    let request = upgrade_request(
-        path,
-        &format!("Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra_headers}"),
-    );
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    // Only the response head matters; an upgraded connection stays open, so stop there.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    status_of(&String::from_utf8_lossy(&head))
 }
 
 /// `nbf` is honoured, `exp` has a ceiling (`--max-token-lifetime`, default 24 h, from now and

@@ -8,20 +8,6 @@ use common::*;
 
 const MASK: [u8; 4] = [1, 2, 3, 4];
 
-/// An upgrade of `path`'s status, from a raw request.
-fn upgrade_status(addr: std::net::SocketAddr, path: &str) -> u16 {
-    let request = upgrade_request(
-        path,
-        &format!("Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n"),
-    );
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
-    let mut head = [0u8; 12];
-    std::io::Read::read_exact(&mut s, &mut head).unwrap();
-    status_of(&String::from_utf8_lossy(&head))
-}
-
 #[test]
 fn an_echo_client_past_its_byte_burst_is_closed_and_the_others_are_served() {
     const SIZE: usize = 8 * 1024;
@@ -88,8 +74,8 @@ fn echo_off_answers_404_and_leaves_ws_alone() {
     cfg.echo = false;
     let server = start(cfg);
     let addr = server.local_addr();
-    assert_eq!(upgrade_status(addr, "/echo"), 404);
-    assert_eq!(upgrade_status(addr, "/ws"), 101);
+    assert_eq!(upgrade_status(addr, "/echo", ""), 404);
+    assert_eq!(upgrade_status(addr, "/ws", ""), 101);
     assert!(
         metric(
             addr,
@@ -101,7 +87,7 @@ fn echo_off_answers_404_and_leaves_ws_alone() {
 
     let server = start(quiet_config(1));
     assert_eq!(
-        upgrade_status(server.local_addr(), "/echo"),
+        upgrade_status(server.local_addr(), "/echo", ""),
         101,
         "on by default"
     );

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::{READ_TIMEOUT, WAIT_LIMIT};
+use super::{READ_TIMEOUT, WAIT_LIMIT, WS_KEY};
 
 /// Sends a raw HTTP request and returns the whole response text (until the server closes
 /// or the read timeout passes).
@@ -155,4 +155,26 @@ pub fn wait_metric(addr: SocketAddr, name: &str, labels: &[(&str, &str)], at_lea
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The status an upgrade of `path` (with `extra_headers`) is answered with; only the head is
+/// read, as an upgraded connection stays open.
+pub fn upgrade_status(addr: SocketAddr, path: &str, extra_headers: &str) -> u16 {
+    let request = upgrade_request(
+        path,
+        &format!("Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra_headers}"),
+    );
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    // Only the response head matters; an upgraded connection stays open, so stop there.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    status_of(&String::from_utf8_lossy(&head))
 }
