@@ -147,6 +147,15 @@ pub struct StatFields {
 
 /// Reads this process's [`ProcessFigures`].
 pub fn process_figures() -> ProcessFigures {
+    ProcessFigures {
+        open_fds: open_fds(),
+        ..process_figures_but_fds()
+    }
+}
+
+/// This process's [`ProcessFigures`] except the open descriptors (`None`), the one figure
+/// whose cost grows with the connections.
+pub fn process_figures_but_fds() -> ProcessFigures {
     let ticks = clock_ticks_per_sec() as f64;
     let stat = read("/proc/self/stat").and_then(|t| parse_stat_fields(&t));
     let boot = read("/proc/stat").and_then(|t| parse_btime(&t));
@@ -154,9 +163,7 @@ pub fn process_figures() -> ProcessFigures {
         cpu_seconds: stat.map(|s| s.cpu_ticks as f64 / ticks),
         resident_bytes: stat.map(|s| s.rss_pages.saturating_mul(page_size())),
         virtual_bytes: stat.map(|s| s.vsize_bytes),
-        open_fds: std::fs::read_dir("/proc/self/fd")
-            .ok()
-            .map(|dir| dir.count() as u64),
+        open_fds: None,
         max_fds: rlimit::getrlimit(rlimit::Resource::NOFILE)
             .ok()
             .map(|(soft, _hard)| soft),
@@ -164,6 +171,14 @@ pub fn process_figures() -> ProcessFigures {
             .zip(boot)
             .map(|(s, boot)| boot as f64 + s.start_ticks as f64 / ticks),
     }
+}
+
+/// Descriptors this process holds now: a walk of `/proc/self/fd`, one entry per descriptor
+/// (so it costs in proportion to the connections).
+pub fn open_fds() -> Option<u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|dir| dir.count() as u64)
 }
 
 /// utime + stime (fields 14, 15), starttime (22), vsize (23) and rss (24) of a

@@ -1,6 +1,12 @@
 //! Latency histograms, per shard: each shard hands over an hdrhistogram of its recordings
 //! about once a second; a scrape merges them into one Prometheus histogram plus quantile
 //! gauges (`<name>_seconds`, `<name>_p50/p99/p999_seconds`).
+//!
+//! The merge walks every shard's histogram and the quantiles walk the result: most of what a
+//! scrape costs. Between two hand-overs the answer cannot change, so it is computed once per
+//! hand-over ([`Summary`], kept until the next one) and every scrape in between reuses it:
+//! a scrape stays exact, and a flood of scrapes on the public port costs a shard only the
+//! text encoding.
 
 use std::sync::Mutex;
 
@@ -32,6 +38,43 @@ pub struct LatencyStore {
     name: &'static str,
     help: &'static str,
     shards: Vec<Mutex<ShardLatency>>,
+    /// What scrapes export, computed from `shards` once per hand-over (`None`: stale).
+    summary: Mutex<Option<Summary>>,
+}
+
+/// The merged histogram as exported: per-bucket counts, sum, count and quantiles.
+#[derive(Debug, Clone)]
+struct Summary {
+    buckets: Vec<(f64, u64)>,
+    sum_s: f64,
+    count: u64,
+    quantiles: [f64; 3],
+}
+
+/// The quantile gauges exported beside the histogram.
+const QUANTILES: [(&str, f64); 3] = [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)];
+
+impl Summary {
+    fn of(h: &Histogram<u64>) -> Summary {
+        // prometheus-client accumulates the buckets itself: pass per-bucket counts.
+        let mut below = 0;
+        let mut buckets: Vec<(f64, u64)> = BUCKETS_S
+            .iter()
+            .map(|&le| {
+                let upto = h.count_between(0, (le * 1e6) as u64);
+                let in_bucket = upto.saturating_sub(below);
+                below = upto.max(below);
+                (le, in_bucket)
+            })
+            .collect();
+        buckets.push((f64::INFINITY, h.len().saturating_sub(below)));
+        Summary {
+            buckets,
+            sum_s: h.mean() * h.len() as f64 / 1e6,
+            count: h.len(),
+            quantiles: QUANTILES.map(|(_, q)| h.value_at_quantile(q) as f64 / 1e6),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -52,6 +95,7 @@ impl LatencyStore {
             name,
             help,
             shards: (0..shards).map(|_| slot()).collect(),
+            summary: Mutex::new(None),
         }
     }
 
@@ -70,6 +114,21 @@ impl LatencyStore {
         let _ = slot.total.add(interval);
         slot.last_interval.reset();
         let _ = slot.last_interval.add(interval);
+        drop(slot);
+        *self.summary.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The exported figures, computed if a hand-over came since they last were.
+    fn summary(&self) -> Summary {
+        let mut cached = self.summary.lock().unwrap_or_else(|p| p.into_inner());
+        match &*cached {
+            Some(summary) => summary.clone(),
+            None => {
+                let summary = Summary::of(&self.merged(true));
+                *cached = Some(summary.clone());
+                summary
+            }
+        }
     }
 
     /// All shards merged: since start (`total = true`) or over the last interval.
@@ -89,32 +148,21 @@ impl LatencyStore {
 
 impl Collector for LatencyStore {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let h = self.merged(true);
-        // prometheus-client accumulates the buckets itself: pass per-bucket counts.
-        let mut below = 0;
-        let mut buckets: Vec<(f64, u64)> = BUCKETS_S
-            .iter()
-            .map(|&le| {
-                let upto = h.count_between(0, (le * 1e6) as u64);
-                let in_bucket = upto.saturating_sub(below);
-                below = upto.max(below);
-                (le, in_bucket)
-            })
-            .collect();
-        buckets.push((f64::INFINITY, h.len().saturating_sub(below)));
-        let sum_s = h.mean() * h.len() as f64 / 1e6;
+        let Summary {
+            buckets,
+            sum_s,
+            count,
+            quantiles,
+        } = self.summary();
         let histogram_name = format!("{}_seconds", self.name);
         let metric =
             encoder.encode_descriptor(&histogram_name, self.help, None, MetricType::Histogram)?;
         let mut metric = metric;
         metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            sum_s,
-            h.len(),
-            &buckets,
-            None,
+            sum_s, count, &buckets, None,
         )?;
-        for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
-            let gauge = ConstGauge::new(h.value_at_quantile(q) as f64 / 1e6);
+        for ((name, _), value) in QUANTILES.into_iter().zip(quantiles) {
+            let gauge = ConstGauge::new(value);
             let help = format!("{}, {name} since start (seconds)", self.help);
             let name = format!("{}_{name}_seconds", self.name);
             let enc = encoder.encode_descriptor(&name, &help, None, gauge.metric_type())?;

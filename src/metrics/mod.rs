@@ -184,7 +184,7 @@ impl Metrics {
             telemetry_subscribers: Gauge::default(),
         };
         m.process
-            .register_collector(Box::new(process::ProcessCollector));
+            .register_collector(Box::new(process::ProcessCollector::default()));
         m.build_info.get_or_create(&process::BUILD).set(1);
         let r = &mut m.registry;
         r.register(
