@@ -6,9 +6,14 @@
 //! 4.9-6.5 s; `tickcast_handshake_failures_total{reason="timeout"}` must rise by the number
 //! of sockets. Meanwhile 100 normal clients open WebSockets (timed from `connect()` to `101`)
 //! and a normal client keeps reading ticks: the attack must not slow them down.
+//!
+//! The sockets come from addresses of their own, 127.0.1.1 and up, at most three quarters of
+//! `--max-pending-per-ip` (128 by default) from each: the scenario measures the handshake
+//! timeout, and more from one address would be closed at accept instead (`pending_sockets`
+//! plays that).
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -59,14 +64,25 @@ pub struct Slow {
 /// Scenario `slowloris`: `sockets` slow request heads.
 pub struct Slowloris {
     sockets: usize,
+    /// Sockets per source address, under the server's cap on pending sockets per address.
+    per_source: usize,
 }
 
 impl Slowloris {
     /// The scenario as `cfg` sizes it.
     pub fn new(cfg: &AbuseConfig) -> Slowloris {
+        let cap = crate::config::ServerConfig::default().max_pending_per_ip;
         Slowloris {
             sockets: cfg.count_or(200, 2_000),
+            per_source: (cap * 3 / 4).max(1),
         }
+    }
+
+    /// The source address of slow socket `i`: 127.0.1.1 for the first `per_source`, then
+    /// 127.0.1.2, and so on (at most 2,000 sockets: 21 addresses with the default cap).
+    fn source(&self, i: usize) -> Ipv4Addr {
+        let n = i / self.per_source;
+        Ipv4Addr::new(127, 0, 1 + (n / 250) as u8, 1 + (n % 250) as u8)
     }
 }
 
@@ -108,7 +124,7 @@ impl Play for Slowloris {
         let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
         let started = Instant::now();
         let (streams, tally) = crowd::each(self.sockets, |i| {
-            client::connect(cfg.target, cfg.source(i), Duration::from_secs(5))
+            client::connect(cfg.target, Some(self.source(i)), Duration::from_secs(5))
                 .map(|s| (s, Instant::now()))
                 .map_err(|e| client::connect_failure(&e).to_string())
         });
@@ -321,5 +337,26 @@ fn drain(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Some("closed_reset"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_source_holds_more_than_the_pending_cap_allows() {
+        let target = "127.0.0.1:1".parse().unwrap();
+        let cfg = AbuseConfig::new(target, super::super::Scenario::Slowloris);
+        let s = Slowloris::new(&cfg);
+        let cap = crate::config::ServerConfig::default().max_pending_per_ip;
+        let mut per: std::collections::HashMap<Ipv4Addr, usize> = Default::default();
+        for i in 0..s.sockets {
+            let ip = s.source(i);
+            assert!(ip.is_loopback() && ip.octets()[2] >= 1, "{ip}");
+            *per.entry(ip).or_default() += 1;
+        }
+        assert!(per.values().all(|&n| n < cap), "{per:?}");
+        assert_eq!(per.len(), s.sockets.div_ceil(s.per_source));
     }
 }
