@@ -16,10 +16,12 @@
 //! [`watch`] (the normal client that must stay served), [`probe`] (`/metrics`, `/proc`,
 //! sockstat), [`report`] (checks and verdicts); [`drive`] (the one driver: the [`drive::Play`]
 //! trait a scenario implements, the readings before and after, the watcher, the report),
-//! [`crowd`] (how clients are brought up: a pool of attempts, a room, a paced fleet) and
-//! [`kinds`] (one connection per kind of bad input); then one file per scenario family,
-//! each a value saying only what is particular to it: [`churn`], [`slowloris`], [`pending`],
-//! [`stalled`], [`echo_hold`], [`frames`], [`bad_http`], [`flood`], [`burst`], [`shutdown`], [`storm`].
+//! [`crowd`] (how clients are brought up: a pool of attempts, a room, a paced fleet),
+//! [`ops`] (the client protocol's operations, the server's frames sorted, room makers, a
+//! pacer) and [`kinds`] (one connection per kind of bad input); then one file per scenario
+//! family, each a value saying only what is particular to it: [`churn`], [`slowloris`],
+//! [`pending`], [`stalled`], [`echo_hold`], [`frames`], [`bad_http`], [`flood`], [`burst`],
+//! [`shutdown`], [`storm`].
 
 pub mod bad_http;
 pub mod burst;
@@ -33,6 +35,7 @@ pub mod flood;
 pub mod frames;
 pub mod kinds;
 pub mod member;
+pub mod ops;
 pub mod pending;
 pub mod probe;
 pub mod report;
