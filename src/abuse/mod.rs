@@ -21,7 +21,7 @@
 //! pacer) and [`kinds`] (one connection per kind of bad input); then one file per scenario
 //! family, each a value saying only what is particular to it: [`churn`], [`slowloris`],
 //! [`pending`], [`stalled`], [`echo_hold`], [`frames`], [`bad_http`], [`flood`], [`burst`],
-//! [`shutdown`], [`storm`].
+//! [`shutdown`], [`storm`], [`label_churn`].
 
 pub mod bad_http;
 pub mod burst;
@@ -34,6 +34,7 @@ pub mod fleet;
 pub mod flood;
 pub mod frames;
 pub mod kinds;
+pub mod label_churn;
 pub mod member;
 pub mod ops;
 pub mod pending;
@@ -82,11 +83,13 @@ pub enum Scenario {
     Shutdown,
     /// Every client drops at once and reconnects at once.
     ReconnectStorm,
+    /// Short-lived rooms by the thousand, to grow `/metrics`.
+    LabelChurn,
 }
 
 impl Scenario {
     /// Every scenario, in suite order.
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::Churn,
         Scenario::RstChurn,
         Scenario::Slowloris,
@@ -100,6 +103,7 @@ impl Scenario {
         Scenario::OversizedBurst,
         Scenario::Shutdown,
         Scenario::ReconnectStorm,
+        Scenario::LabelChurn,
     ];
 
     /// The name used on the command line and in the reports.
@@ -118,6 +122,7 @@ impl Scenario {
             Scenario::OversizedBurst => "oversized_burst",
             Scenario::Shutdown => "shutdown",
             Scenario::ReconnectStorm => "reconnect_storm",
+            Scenario::LabelChurn => "label_churn",
         }
     }
 
@@ -241,6 +246,7 @@ pub fn run(cfg: &AbuseConfig) -> Report {
             Scenario::OversizedBurst => drive(cfg, &burst::OversizedBurst::new(cfg)),
             Scenario::Shutdown => drive(cfg, &shutdown::Shutdown::new(cfg)),
             Scenario::ReconnectStorm => drive(cfg, &storm::ReconnectStorm::new(cfg)),
+            Scenario::LabelChurn => drive(cfg, &label_churn::LabelChurn::new(cfg)),
         }
     });
     let mut report = result.unwrap_or_else(|e| {
