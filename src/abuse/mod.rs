@@ -21,7 +21,7 @@
 //! pacer) and [`kinds`] (one connection per kind of bad input); then one file per scenario
 //! family, each a value saying only what is particular to it: [`churn`], [`slowloris`],
 //! [`pending`], [`stalled`], [`echo_hold`], [`frames`], [`bad_http`], [`flood`], [`burst`],
-//! [`shutdown`], [`storm`], [`label_churn`].
+//! [`shutdown`], [`storm`], [`label_churn`], [`history_fill`].
 
 pub mod bad_http;
 pub mod burst;
@@ -33,6 +33,7 @@ pub mod echo_hold;
 pub mod fleet;
 pub mod flood;
 pub mod frames;
+pub mod history_fill;
 pub mod kinds;
 pub mod label_churn;
 pub mod member;
@@ -85,11 +86,13 @@ pub enum Scenario {
     ReconnectStorm,
     /// Short-lived rooms by the thousand, to grow `/metrics`.
     LabelChurn,
+    /// Rooms filled past the node's `--history-budget`.
+    HistoryFill,
 }
 
 impl Scenario {
     /// Every scenario, in suite order.
-    pub const ALL: [Scenario; 14] = [
+    pub const ALL: [Scenario; 15] = [
         Scenario::Churn,
         Scenario::RstChurn,
         Scenario::Slowloris,
@@ -104,6 +107,7 @@ impl Scenario {
         Scenario::Shutdown,
         Scenario::ReconnectStorm,
         Scenario::LabelChurn,
+        Scenario::HistoryFill,
     ];
 
     /// The name used on the command line and in the reports.
@@ -123,6 +127,7 @@ impl Scenario {
             Scenario::Shutdown => "shutdown",
             Scenario::ReconnectStorm => "reconnect_storm",
             Scenario::LabelChurn => "label_churn",
+            Scenario::HistoryFill => "history_fill",
         }
     }
 
@@ -247,6 +252,7 @@ pub fn run(cfg: &AbuseConfig) -> Report {
             Scenario::Shutdown => drive(cfg, &shutdown::Shutdown::new(cfg)),
             Scenario::ReconnectStorm => drive(cfg, &storm::ReconnectStorm::new(cfg)),
             Scenario::LabelChurn => drive(cfg, &label_churn::LabelChurn::new(cfg)),
+            Scenario::HistoryFill => drive(cfg, &history_fill::HistoryFill::new(cfg)),
         }
     });
     let mut report = result.unwrap_or_else(|e| {
