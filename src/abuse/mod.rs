@@ -21,8 +21,10 @@
 //! pacer) and [`kinds`] (one connection per kind of bad input); then one file per scenario
 //! family, each a value saying only what is particular to it: [`churn`], [`slowloris`],
 //! [`pending`], [`stalled`], [`echo_hold`], [`frames`], [`bad_http`], [`flood`], [`burst`],
-//! [`shutdown`], [`storm`], [`label_churn`], [`history_fill`].
+//! [`shutdown`], [`storm`], [`label_churn`], [`history_fill`], [`forged_headers`],
+//! [`abandoned_rooms`].
 
+pub mod abandoned_rooms;
 pub mod bad_http;
 pub mod burst;
 pub mod churn;
@@ -32,6 +34,7 @@ pub mod drive;
 pub mod echo_hold;
 pub mod fleet;
 pub mod flood;
+pub mod forged_headers;
 pub mod frames;
 pub mod history_fill;
 pub mod kinds;
@@ -88,11 +91,15 @@ pub enum Scenario {
     LabelChurn,
     /// Rooms filled past the node's `--history-budget`.
     HistoryFill,
+    /// Through nginx, upgrades with forged forwarding headers past the per-address cap.
+    ForgedHeaders,
+    /// Rooms made and left on a Redis-backed server, and streams past their byte cap.
+    AbandonedRooms,
 }
 
 impl Scenario {
     /// Every scenario, in suite order.
-    pub const ALL: [Scenario; 15] = [
+    pub const ALL: [Scenario; 17] = [
         Scenario::Churn,
         Scenario::RstChurn,
         Scenario::Slowloris,
@@ -108,6 +115,8 @@ impl Scenario {
         Scenario::ReconnectStorm,
         Scenario::LabelChurn,
         Scenario::HistoryFill,
+        Scenario::ForgedHeaders,
+        Scenario::AbandonedRooms,
     ];
 
     /// The name used on the command line and in the reports.
@@ -128,6 +137,8 @@ impl Scenario {
             Scenario::ReconnectStorm => "reconnect_storm",
             Scenario::LabelChurn => "label_churn",
             Scenario::HistoryFill => "history_fill",
+            Scenario::ForgedHeaders => "forged_headers",
+            Scenario::AbandonedRooms => "abandoned_rooms",
         }
     }
 
@@ -168,6 +179,12 @@ pub struct AbuseConfig {
     pub ready_file: Option<PathBuf>,
     /// Shutdown: how long to wait for the server to end the connections after `ready`.
     pub shutdown_wait: Duration,
+    /// forged_headers: the proxy (nginx) in front of the server, the clients' way in.
+    pub via: Option<SocketAddr>,
+    /// abandoned_rooms: the Redis server the server's bus uses, read directly.
+    pub redis: Option<SocketAddr>,
+    /// forged_headers: the server's log (at debug level), searched after the run.
+    pub server_log: Option<PathBuf>,
 }
 
 impl AbuseConfig {
@@ -184,6 +201,9 @@ impl AbuseConfig {
             concurrency: 8,
             ready_file: None,
             shutdown_wait: Duration::from_secs(30),
+            via: None,
+            redis: None,
+            server_log: None,
         }
     }
 
@@ -194,6 +214,11 @@ impl AbuseConfig {
                 "{}: abuse scenarios only target loopback (127.0.0.0/8)",
                 self.target
             ));
+        }
+        for (what, addr) in [("--via", self.via), ("--redis", self.redis)] {
+            if addr.is_some_and(|a| !a.ip().is_loopback()) {
+                return Err(format!("{what} must be on loopback (127.0.0.0/8)"));
+            }
         }
         if self.source_ips.is_empty() || self.source_ips.iter().any(|ip| !ip.is_loopback()) {
             return Err("source addresses must be loopback (127.0.0.0/8)".into());
@@ -253,6 +278,8 @@ pub fn run(cfg: &AbuseConfig) -> Report {
             Scenario::ReconnectStorm => drive(cfg, &storm::ReconnectStorm::new(cfg)),
             Scenario::LabelChurn => drive(cfg, &label_churn::LabelChurn::new(cfg)),
             Scenario::HistoryFill => drive(cfg, &history_fill::HistoryFill::new(cfg)),
+            Scenario::ForgedHeaders => drive(cfg, &forged_headers::ForgedHeaders::new(cfg)),
+            Scenario::AbandonedRooms => drive(cfg, &abandoned_rooms::AbandonedRooms::new(cfg)),
         }
     });
     let mut report = result.unwrap_or_else(|e| {
