@@ -21,8 +21,8 @@
 //! pacer) and [`kinds`] (one connection per kind of bad input); then one file per scenario
 //! family, each a value saying only what is particular to it: [`churn`], [`slowloris`],
 //! [`pending`], [`stalled`], [`echo_hold`], [`frames`], [`bad_http`], [`flood`], [`burst`],
-//! [`shutdown`], [`storm`], [`label_churn`], [`history_fill`], [`forged_headers`],
-//! [`abandoned_rooms`].
+//! [`shutdown`], [`storm`], [`label_churn`], [`history_fill`], [`presence_churn`],
+//! [`forged_headers`], [`abandoned_rooms`].
 
 pub mod abandoned_rooms;
 pub mod bad_http;
@@ -42,6 +42,7 @@ pub mod label_churn;
 pub mod member;
 pub mod ops;
 pub mod pending;
+pub mod presence_churn;
 pub mod probe;
 pub mod report;
 pub mod shutdown;
@@ -91,6 +92,8 @@ pub enum Scenario {
     LabelChurn,
     /// Rooms filled past the node's `--history-budget`.
     HistoryFill,
+    /// A room of many members and a churner leaving and rejoining it.
+    PresenceChurn,
     /// Through nginx, upgrades with forged forwarding headers past the per-address cap.
     ForgedHeaders,
     /// Rooms made and left on a Redis-backed server, and streams past their byte cap.
@@ -99,7 +102,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in suite order.
-    pub const ALL: [Scenario; 17] = [
+    pub const ALL: [Scenario; 18] = [
         Scenario::Churn,
         Scenario::RstChurn,
         Scenario::Slowloris,
@@ -115,6 +118,7 @@ impl Scenario {
         Scenario::ReconnectStorm,
         Scenario::LabelChurn,
         Scenario::HistoryFill,
+        Scenario::PresenceChurn,
         Scenario::ForgedHeaders,
         Scenario::AbandonedRooms,
     ];
@@ -137,6 +141,7 @@ impl Scenario {
             Scenario::ReconnectStorm => "reconnect_storm",
             Scenario::LabelChurn => "label_churn",
             Scenario::HistoryFill => "history_fill",
+            Scenario::PresenceChurn => "presence_churn",
             Scenario::ForgedHeaders => "forged_headers",
             Scenario::AbandonedRooms => "abandoned_rooms",
         }
@@ -278,6 +283,7 @@ pub fn run(cfg: &AbuseConfig) -> Report {
             Scenario::ReconnectStorm => drive(cfg, &storm::ReconnectStorm::new(cfg)),
             Scenario::LabelChurn => drive(cfg, &label_churn::LabelChurn::new(cfg)),
             Scenario::HistoryFill => drive(cfg, &history_fill::HistoryFill::new(cfg)),
+            Scenario::PresenceChurn => drive(cfg, &presence_churn::PresenceChurn::new(cfg)),
             Scenario::ForgedHeaders => drive(cfg, &forged_headers::ForgedHeaders::new(cfg)),
             Scenario::AbandonedRooms => drive(cfg, &abandoned_rooms::AbandonedRooms::new(cfg)),
         }

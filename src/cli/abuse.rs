@@ -18,7 +18,7 @@ pub struct AbuseArgs {
     pub target: SocketAddr,
     /// The scenario: churn, rst_churn, slowloris, pending_sockets, stalled_readers, echo_hold,
     /// malformed_frames, malformed_http, publish_flood, error_flood, oversized_burst, shutdown,
-    /// reconnect_storm, label_churn, history_fill, forged_headers,
+    /// reconnect_storm, label_churn, history_fill, presence_churn, forged_headers,
     /// abandoned_rooms.
     #[arg(long)]
     pub scenario: String,
