@@ -9,11 +9,14 @@
 //! `--redis-stream-max-bytes` (4 MiB) of message bodies. `scripts/abuse.sh` starts a
 //! private `redis-server` for this scenario and runs the server with the defaults of both.
 //!
-//! Checks, read from Redis with the bus's own client ([`crate::bus::link::Link`]): once every
-//! member has left, no key of those rooms is without a TTL and none has more than the empty
-//! room TTL left; each heavy stream's bodies are within the cap and its `MEMORY USAGE`
-//! within the cap plus [`stream_slack`]; the keys the run left are at most
-//! [`KEYS_PER_ROOM`] per room; a normal client is served throughout.
+//! Every heavy connection must get its own publishes back (docs/protocol.md: a newcomer may
+//! publish at once, its messages come back after its snapshot), or the fill did not happen
+//! as the protocol promises. Checks, read from Redis with the bus's own client
+//! ([`crate::bus::link::Link`]): once every member has left, no key of those rooms is
+//! without a TTL and none has more than the empty room TTL left; each heavy stream's bodies
+//! are within the cap and its `MEMORY USAGE` within the cap plus [`stream_slack`]; the keys
+//! the run left are at most [`KEYS_PER_ROOM`] per room; a normal client is served
+//! throughout.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -44,9 +47,10 @@ const ROOMS_PER_SEC: f64 = 30.0;
 /// 256 KiB byte burst).
 const HEAVY_DATA: usize = 16_000;
 const HEAVY_PUBLISHES: usize = 16;
-/// Time allowed for each connect, for a heavy connection's echoes, and for the leaves to
-/// reach Redis.
+/// Time allowed for each connect, and for the leaves to reach Redis.
 const STEP: Duration = Duration::from_secs(10);
+/// Time allowed for a heavy connection's echoes (a round trip through Redis each).
+const ECHO_WAIT: Duration = Duration::from_secs(3);
 /// How long a redis command may take.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -110,11 +114,21 @@ pub struct Ttls {
     pub members_left: u64,
 }
 
+/// What the connections filling one heavy room saw.
+pub struct Heavy {
+    room: String,
+    /// Data bytes published.
+    published: u64,
+    /// Each connection's echoes (of [`HEAVY_PUBLISHES`]), in order.
+    echoes: Vec<u64>,
+    frames: Frames,
+}
+
 /// What the run did and what Redis held after it.
 pub struct Left {
     makers: Vec<Maker>,
     failures: Tally,
-    heavy: Vec<(String, u64, Frames)>,
+    heavy: Vec<Heavy>,
     streams: Vec<Stream>,
     ttls: Ttls,
     keys_before: u64,
@@ -184,8 +198,8 @@ impl Play for AbandonedRooms {
         let leaves_seen = self.wait_for_leaves(&mut link, &rooms)?;
         let ttls = self.ttls(&mut link, &rooms)?;
         let mut streams = Vec::new();
-        for (room, published, _) in &heavy {
-            streams.push(self.stream(&mut link, room, *published)?);
+        for h in &heavy {
+            streams.push(self.stream(&mut link, &h.room, h.published)?);
         }
         let keys_after = dbsize(&mut link)?;
         Ok(Left {
@@ -211,8 +225,15 @@ impl Play for AbandonedRooms {
             frames.merge(m.frames.clone());
         }
         let joined = frames.acks_of("subscribed");
-        let heavy_errors: u64 = l.heavy.iter().map(|(_, _, f)| f.error_count()).sum();
-        let heavy_back: u64 = l.heavy.iter().map(|(_, _, f)| f.messages).sum();
+        let heavy_errors: u64 = l.heavy.iter().map(|h| h.frames.error_count()).sum();
+        let heavy_back: u64 = l.heavy.iter().map(|h| h.frames.messages).sum();
+        let short: Vec<String> = l
+            .heavy
+            .iter()
+            .flat_map(|h| h.echoes.iter().enumerate())
+            .filter(|(_, e)| **e < HEAVY_PUBLISHES as u64)
+            .map(|(c, e)| format!("connection {c}: {e}"))
+            .collect();
         let rooms = made + l.heavy.len() as u64;
         let key_limit = rooms * KEYS_PER_ROOM + NODE_KEYS;
         let added = l.keys_after.saturating_sub(l.keys_before);
@@ -237,10 +258,11 @@ impl Play for AbandonedRooms {
             ),
             Check::new(
                 "heavy_filled",
-                l.heavy.len() == self.heavy && heavy_errors == 0,
+                l.heavy.len() == self.heavy && heavy_errors == 0 && short.is_empty(),
                 format!(
-                    "{} heavy rooms, {heavy_back} publishes echoed, {heavy_errors} errors",
-                    l.heavy.len()
+                    "{} heavy rooms, {heavy_back} publishes echoed, {heavy_errors} errors; short of echoes: {}",
+                    l.heavy.len(),
+                    if short.is_empty() { "none".to_string() } else { short.join(", ") }
                 ),
             ),
             Check::new(
@@ -295,6 +317,10 @@ impl Play for AbandonedRooms {
         raw.put("ttls", t);
         raw.put("empty_room_ttl_ms", empty_ms);
         raw.put("streams", &l.streams);
+        raw.put(
+            "heavy_echoes",
+            l.heavy.iter().map(|h| &h.echoes).collect::<Vec<_>>(),
+        );
         raw.put("keys_before", l.keys_before);
         raw.put("keys_after", l.keys_after);
         let summary = format!(
@@ -322,31 +348,35 @@ impl Play for AbandonedRooms {
 
 impl AbandonedRooms {
     /// Fills `room` by `heavy_conns` connections in turn, each publishing its byte burst
-    /// and leaving once its echoes are back. Returns the room, the data bytes published
-    /// and what the connections were sent.
-    fn fill(&self, cfg: &AbuseConfig, k: usize, room: &str) -> (String, u64, Frames) {
-        let mut frames = Frames::default();
-        let mut published = 0u64;
+    /// and leaving once its echoes are back (or after [`ECHO_WAIT`]).
+    fn fill(&self, cfg: &AbuseConfig, k: usize, room: &str) -> Heavy {
+        let mut h = Heavy {
+            room: room.to_string(),
+            published: 0,
+            echoes: Vec::new(),
+            frames: Frames::default(),
+        };
         let op = ops::publish(room, &Value::String("h".repeat(HEAVY_DATA)));
         for c in 0..self.heavy_conns {
             let path = format!("/ws?room={room}");
             let Ok(mut conn) = WsConn::open(cfg.target, cfg.source(k + c), &path, STEP) else {
-                client::count(&mut frames.errors, "connect_failed");
+                client::count(&mut h.frames.errors, "connect_failed");
                 continue;
             };
-            let before = frames.messages;
+            let before = h.frames.messages;
             for _ in 0..HEAVY_PUBLISHES {
                 if conn.send_text(&op).is_ok() {
-                    published += HEAVY_DATA as u64;
+                    h.published += HEAVY_DATA as u64;
                 }
             }
             let want = before + HEAVY_PUBLISHES as u64;
-            ops::read_for(&mut conn, Instant::now() + STEP, &mut frames, |f| {
+            ops::read_for(&mut conn, Instant::now() + ECHO_WAIT, &mut h.frames, |f| {
                 f.messages >= want || f.error_count() > 0
             });
+            h.echoes.push(h.frames.messages - before);
             client::abort(conn.stream);
         }
-        (room.to_string(), published, frames)
+        h
     }
 
     /// Waits until no room has a members hash left in Redis (every leave applied).
