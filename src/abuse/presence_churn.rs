@@ -239,6 +239,9 @@ impl Play for PresenceChurn {
                     client::tally_text(&ch.endings)
                 ),
             ),
+            // Waiting: the count-only snapshot for a rejoin within 1 s is being added on
+            // main; until this branch has it, every rejoin snapshot is a full list and this
+            // check fails with the figures that show it.
             Check::new(
                 "rejoin_count_only",
                 !rejoins.is_empty()
