@@ -16,7 +16,7 @@ use crossbeam_channel::Receiver;
 use mio::{Poll, Token, Waker};
 use serde_json::value::RawValue;
 
-use tickcast::messages::{MixerMsg, Publish, ShardLink, ShardMsg};
+use tickcast::messages::{MixerMsg, Publish, QueueBytes, ShardLink, ShardMsg};
 use tickcast::metrics::Metrics;
 use tickcast::mixer::{Mixer, MixerConfig};
 
@@ -43,6 +43,7 @@ fn rig(shards: usize, history: usize) -> Rig {
             waker: Arc::new(Waker::new(poll.registry(), Token(0)).expect("waker")),
             parked: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(AtomicUsize::new(0)),
+            bytes: QueueBytes::new(usize::MAX),
         });
         queues.push(rx);
         polls.push(poll);
@@ -80,6 +81,7 @@ fn publishes(topics: &[Arc<str>], first: u64, n: u64) -> Vec<Publish> {
             kind: None,
             seq: None,
             made_us: None,
+            queued: 0,
         })
         .collect()
 }

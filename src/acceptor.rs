@@ -316,6 +316,7 @@ mod tests {
             waker: Arc::new(Waker::new(poll.registry(), Token(0)).unwrap()),
             parked: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(AtomicUsize::new(0)),
+            bytes: crate::messages::QueueBytes::new(usize::MAX),
         };
         let metrics = Metrics::new(1);
         let (acceptor, handle) = Acceptor::new(

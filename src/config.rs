@@ -68,8 +68,17 @@ pub struct ServerConfig {
     /// Capacity of each shard's broadcast queue, in messages. A full queue is a counted drop
     /// for that shard, never a block of the mixer. Default 16384.
     pub shard_queue: usize,
+    /// Bytes of frames each shard's queue may hold, the mixer's backlog for it included
+    /// ([`crate::messages::QueueBytes`]): past it a broadcast is a counted drop for that
+    /// shard, a reply a counted control drop, and a resume's replay is cut to its newest
+    /// frames behind a `reset`. Default 64 MiB; at least 4 × `max_message`.
+    pub shard_queue_bytes: usize,
     /// Capacity of the providers -> mixer channel, in messages. Default 65536.
     pub mixer_queue: usize,
+    /// Bytes of client publishes every shard together may have handed the mixer before it
+    /// takes them ([`crate::messages::MixerPort`]): past it a publish gets `server_busy`.
+    /// Default 64 MiB; at least 4 × `max_message`.
+    pub mixer_queue_bytes: usize,
     /// How long the mixer may hold frames before waking shards, to batch writes at low
     /// rates. Default 0 (wake at once).
     pub linger: Duration,
@@ -220,7 +229,9 @@ impl Default for ServerConfig {
             shards: default_shards(),
             pin: true,
             shard_queue: 16 * 1024,
+            shard_queue_bytes: 64 << 20,
             mixer_queue: 64 * 1024,
+            mixer_queue_bytes: 64 << 20,
             linger: Duration::ZERO,
             max_message: 64 * 1024,
             max_header: 8 * 1024,
@@ -320,6 +331,17 @@ impl ServerConfig {
         self.check_upper_bounds()?;
         if self.max_message < 125 {
             return Err("--max-message must be at least 125 bytes".into());
+        }
+        for (option, bytes) in [
+            ("--shard-queue-bytes", self.shard_queue_bytes),
+            ("--mixer-queue-bytes", self.mixer_queue_bytes),
+        ] {
+            if bytes / 4 < self.max_message {
+                return Err(format!(
+                    "{option} ({bytes}) must be at least 4 x --max-message ({})",
+                    self.max_message
+                ));
+            }
         }
         if !(1..=128).contains(&self.ipv6_prefix) {
             return Err("--ipv6-prefix must be between 1 and 128 bits".into());
@@ -441,6 +463,8 @@ pub mod bounds {
     pub const SYMBOLS: usize = 10_000;
     /// `--shard-queue` and `--mixer-queue`, in messages (each queue is allocated whole).
     pub const QUEUE: usize = 1 << 20;
+    /// `--shard-queue-bytes` and `--mixer-queue-bytes`.
+    pub const QUEUE_BYTES: usize = 1 << 40;
     /// `--max-message`, in bytes.
     pub const MAX_MESSAGE: usize = 16 << 20;
     /// `--max-header`, in bytes.
@@ -470,6 +494,16 @@ impl ServerConfig {
             ("--providers", self.ticker.feeds, bounds::PROVIDERS),
             ("--symbols", self.ticker.symbols_per_feed, bounds::SYMBOLS),
             ("--shard-queue", self.shard_queue, bounds::QUEUE),
+            (
+                "--shard-queue-bytes",
+                self.shard_queue_bytes,
+                bounds::QUEUE_BYTES,
+            ),
+            (
+                "--mixer-queue-bytes",
+                self.mixer_queue_bytes,
+                bounds::QUEUE_BYTES,
+            ),
             ("--mixer-queue", self.mixer_queue, bounds::QUEUE),
             ("--max-message", self.max_message, bounds::MAX_MESSAGE),
             ("--max-header", self.max_header, bounds::MAX_HEADER),
@@ -634,6 +668,20 @@ mod tests {
     }
 
     #[test]
+    fn the_queues_hold_at_least_four_of_the_largest_messages() {
+        let mut cfg = ServerConfig::default();
+        cfg.shard_queue_bytes = 4 * cfg.max_message;
+        assert!(cfg.validate().is_ok());
+        cfg.shard_queue_bytes -= 1;
+        let err = cfg.validate().unwrap_err();
+        assert!(err.contains("--shard-queue-bytes"), "{err}");
+        cfg.shard_queue_bytes += 1;
+        cfg.mixer_queue_bytes = 4 * cfg.max_message - 1;
+        let err = cfg.validate().unwrap_err();
+        assert!(err.contains("--mixer-queue-bytes"), "{err}");
+    }
+
+    #[test]
     fn telemetry_interval_is_off_or_bounded() {
         let mut cfg = ServerConfig::default();
         for (interval, ok) in [(0, true), (50, false), (100, true), (3_600_000, true)] {
@@ -648,9 +696,13 @@ mod tests {
     fn every_count_has_an_upper_bound_named_in_its_error() {
         /// An option's name and a change that puts it past its bound.
         type Case = (&'static str, fn(&mut ServerConfig));
-        let cases: [Case; 6] = [
+        let cases: [Case; 8] = [
             ("--providers", |c| c.ticker.feeds = 100_000),
             ("--shard-queue", |c| c.shard_queue = usize::MAX),
+            ("--shard-queue-bytes", |c| c.shard_queue_bytes = usize::MAX),
+            ("--mixer-queue-bytes", |c| {
+                c.mixer_queue_bytes = bounds::QUEUE_BYTES + 1
+            }),
             ("--mixer-queue", |c| c.mixer_queue = bounds::QUEUE + 1),
             ("--max-topics", |c| c.max_topics_per_conn = usize::MAX),
             ("--presence-list-max", |c| c.presence_list_max = usize::MAX),

@@ -33,6 +33,11 @@ impl Encoded {
         }
     }
 
+    /// The bytes it keeps alive: the plain frame and the compressed one.
+    pub fn bytes(&self) -> usize {
+        self.plain.len() + self.deflated.as_ref().map_or(0, |d| d.len())
+    }
+
     /// The frame a client gets: compressed if it negotiated deflate and there is one.
     #[inline]
     pub fn for_client(&self, deflate: bool) -> &FrameBytes {

@@ -10,7 +10,7 @@ use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::bus::BusState;
 use crate::interest::Interest;
-use crate::messages::Publish;
+use crate::messages::{Publish, QueueBytes};
 use crate::tls::Tls;
 
 /// Server-wide services every shard consults at upgrade time (never per message).
@@ -31,4 +31,7 @@ pub struct Services {
     pub bus_tx: Option<Sender<Publish>>,
     /// TLS for new connections, when `--tls-cert` is set.
     pub tls: Option<Arc<Tls>>,
+    /// The bytes of client publishes on their way to the mixer (`--mixer-queue-bytes`),
+    /// shared by every shard's port and the mixer.
+    pub mixer_bytes: QueueBytes,
 }

@@ -341,6 +341,7 @@ impl Wire<'_> {
             },
             seq: Some(self.seq),
             made_us: (self.ts > 0).then_some(self.ts),
+            queued: 0,
         }
     }
 }

@@ -58,9 +58,17 @@ pub struct ServeArgs {
     /// Capacity of each shard's broadcast queue (messages); full = counted drop.
     #[arg(long, env = "TICKCAST_SHARD_QUEUE", default_value_t = 16384)]
     pub shard_queue: usize,
+    /// Bytes of frames each shard's queue may hold (the mixer's backlog for it included);
+    /// past it broadcasts are counted drops and replays are cut behind a `reset`.
+    #[arg(long, env = "TICKCAST_SHARD_QUEUE_BYTES", value_name = "BYTES", default_value_t = 64 << 20)]
+    pub shard_queue_bytes: usize,
     /// Capacity of the providers -> mixer channel (messages).
     #[arg(long, env = "TICKCAST_MIXER_QUEUE", default_value_t = 65536)]
     pub mixer_queue: usize,
+    /// Bytes of client publishes all shards may have handed the mixer before it takes
+    /// them; past it a publish gets `server_busy`.
+    #[arg(long, env = "TICKCAST_MIXER_QUEUE_BYTES", value_name = "BYTES", default_value_t = 64 << 20)]
+    pub mixer_queue_bytes: usize,
     /// How long the mixer may hold frames to batch writes (e.g. 0, 1ms, 500us).
     #[arg(long, env = "TICKCAST_LINGER", default_value = "0s", value_parser = parse_duration)]
     pub linger: Duration,
@@ -299,7 +307,9 @@ impl ServeArgs {
             shards: self.shards.unwrap_or_else(default_shards),
             pin: !self.no_pin,
             shard_queue: self.shard_queue,
+            shard_queue_bytes: self.shard_queue_bytes,
             mixer_queue: self.mixer_queue,
+            mixer_queue_bytes: self.mixer_queue_bytes,
             linger: self.linger,
             max_message: self.max_message,
             max_header: self.max_header,

@@ -47,6 +47,7 @@ impl Conn {
             kind: None,
             seq: None,
             made_us: None,
+            queued: 0,
         };
         match chat::parse(msg.data.get())? {
             None => {}

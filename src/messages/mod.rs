@@ -14,8 +14,10 @@
 //! A connection is named by [`ConnKey`] on its own shard and by [`ConnRef`] anywhere else.
 
 mod port;
+mod queue_bytes;
 
 pub use port::{MixerPort, PUBLISH_BACKLOG, Refused};
+pub use queue_bytes::QueueBytes;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -71,6 +73,9 @@ pub struct Publish {
     /// paced provider's due time. The mixer stamps `ts` with it, so the time the message
     /// waited for the mixer counts in its latency; `None`: stamped when sequenced.
     pub made_us: Option<u64>,
+    /// Bytes this publish counts in the bound on client publishes waiting for the mixer
+    /// (`--mixer-queue-bytes`), taken away when the mixer receives it; 0 for the others.
+    pub queued: usize,
 }
 
 impl Publish {
@@ -84,6 +89,7 @@ impl Publish {
             kind: None,
             seq: None,
             made_us: None,
+            queued: 0,
         }
     }
 
@@ -365,6 +371,8 @@ pub struct ShardLink {
     pub parked: Arc<AtomicBool>,
     /// Connections handed to the shard and not yet closed (acceptor's load balancing).
     pub conns: Arc<AtomicUsize>,
+    /// Bytes in the queue and in the mixer's backlog for it (`--shard-queue-bytes`).
+    pub bytes: QueueBytes,
 }
 
 impl ShardLink {

@@ -2,8 +2,10 @@
 //!
 //! A shard never blocks. Messages that find the mixer's channel full wait here, in order,
 //! and go first next turn. Membership changes always wait (losing a leave would leave a ghost
-//! member); client publishes wait only while the backlog is short, past it the publisher is
-//! told `server_busy`.
+//! member); client publishes wait only while the backlog is short, and only while the
+//! publishes every shard has handed the mixer and it has not taken yet stay within
+//! `--mixer-queue-bytes` (one [`QueueBytes`] for the node); past either, the publisher is told
+//! `server_busy`.
 //!
 //! At shutdown the port is sealed ([`MixerPort::seal`]): the shard's `Drained` follows every
 //! publish it accepted, in order, and later publishes are refused, so that none is accepted
@@ -13,7 +15,7 @@ use std::collections::VecDeque;
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use super::{MixerMsg, Publish, drain_into};
+use super::{MixerMsg, Publish, QueueBytes, drain_into};
 
 /// Client publishes that may wait for room in the mixer's channel, per shard.
 pub const PUBLISH_BACKLOG: usize = 4096;
@@ -28,6 +30,8 @@ pub struct MixerPort {
     bus: Option<Sender<Publish>>,
     /// Set at shutdown: publishes are refused.
     sealed: bool,
+    /// The bytes of client publishes on their way to the mixer, every shard's together.
+    bytes: QueueBytes,
 }
 
 /// Why a client publish was not taken.
@@ -40,13 +44,15 @@ pub enum Refused {
 }
 
 impl MixerPort {
-    /// A port into the mixer's input channel.
-    pub fn new(tx: Sender<MixerMsg>, bus: Option<Sender<Publish>>) -> Self {
+    /// A port into the mixer's input channel; `bytes` bounds the client publishes on their
+    /// way (the mixer takes them away as it receives them).
+    pub fn new(tx: Sender<MixerMsg>, bus: Option<Sender<Publish>>, bytes: QueueBytes) -> Self {
         MixerPort {
             tx,
             pending: VecDeque::new(),
             bus,
             sealed: false,
+            bytes,
         }
     }
 
@@ -63,7 +69,7 @@ impl MixerPort {
     }
 
     /// Sends a client publish, or says why not (the caller answers with an error frame).
-    pub fn publish(&mut self, msg: Publish) -> Result<(), Refused> {
+    pub fn publish(&mut self, mut msg: Publish) -> Result<(), Refused> {
         if self.sealed {
             return Err(Refused::Stopping);
         }
@@ -74,9 +80,12 @@ impl MixerPort {
                 Err(TrySendError::Disconnected(_)) => Err(Refused::Stopping),
             };
         }
-        if self.pending.len() >= PUBLISH_BACKLOG {
+        let bytes = msg.data.get().len();
+        if self.pending.len() >= PUBLISH_BACKLOG || !self.bytes.fits(bytes) {
             return Err(Refused::Busy);
         }
+        self.bytes.add(bytes);
+        msg.queued = bytes;
         self.send(MixerMsg::Publish(msg));
         Ok(())
     }
@@ -128,7 +137,7 @@ mod tests {
     #[test]
     fn waits_in_order_when_full_and_bounds_publishes() {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let mut port = MixerPort::new(tx, None);
+        let mut port = MixerPort::new(tx, None, QueueBytes::new(usize::MAX));
         port.send(leave(1));
         port.send(leave(2));
         port.send(leave(3));
@@ -160,7 +169,7 @@ mod tests {
     #[test]
     fn sealing_queues_drained_behind_every_publish_and_refuses_later_ones() {
         let (tx, rx) = crossbeam_channel::bounded(2);
-        let mut port = MixerPort::new(tx, None);
+        let mut port = MixerPort::new(tx, None, QueueBytes::new(usize::MAX));
         let msg = || {
             Publish::new(
                 Arc::from("r"),
@@ -182,5 +191,29 @@ mod tests {
         assert!(matches!(got[3], MixerMsg::Drained { shard: 7 }));
         port.flush();
         assert!(rx.try_recv().is_err(), "sealed once");
+    }
+
+    #[test]
+    fn publishes_past_the_bytes_are_busy_until_the_mixer_takes_them() {
+        let (tx, rx) = crossbeam_channel::bounded(100);
+        let bytes = QueueBytes::new(10);
+        let mut port = MixerPort::new(tx, None, bytes.clone());
+        let msg = |data: &str| {
+            Publish::new(
+                Arc::from("r"),
+                serde_json::value::RawValue::from_string(data.into()).unwrap(),
+            )
+        };
+        assert_eq!(port.publish(msg("\"abcd\"")), Ok(()));
+        assert_eq!(port.publish(msg("12345")), Err(Refused::Busy), "6 + 5 > 10");
+        assert_eq!(port.publish(msg("1234")), Ok(()));
+        assert_eq!(bytes.held(), 10);
+        // The mixer's side: what it receives says how much to take away.
+        let Ok(MixerMsg::Publish(first)) = rx.try_recv() else {
+            panic!("a publish");
+        };
+        assert_eq!(first.queued, 6);
+        bytes.take(first.queued);
+        assert_eq!(port.publish(msg("12345")), Ok(()));
     }
 }

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub history_bytes: Gauge,
     /// `--history-budget`: the most `history_bytes` may reach.
     pub history_budget: Gauge,
+    /// Bytes of client publishes handed to the mixer and not yet taken by it.
+    pub mixer_queue_bytes: Gauge,
     /// Frames the history budget took out of their rings (the node's oldest first).
     pub history_evicted: Counter,
     /// Messages sequenced by the mixer, every topic together. Not exported (Prometheus sums
@@ -92,6 +94,8 @@ pub struct Metrics {
     pub client_errors: Family<ErrorLabel, Counter>,
     /// Messages waiting in each shard's broadcast queue (sampled every second).
     pub queue_depth: Family<ShardLabel, Gauge>,
+    /// Bytes in each shard's queue and the mixer's backlog for it (`--shard-queue-bytes`).
+    pub queue_bytes: Family<ShardLabel, Gauge>,
     /// Entries in each shard's timer wheel (sampled every second): one per connection, so it
     /// follows `connections`, never how many came and went.
     pub timer_entries: Family<ShardLabel, Gauge>,
@@ -153,6 +157,7 @@ impl Metrics {
             published: Family::default(),
             history_bytes: Gauge::default(),
             history_budget: Gauge::default(),
+            mixer_queue_bytes: Gauge::default(),
             history_evicted: Counter::default(),
             published_all: Counter::default(),
             delivered: Family::default(),
@@ -166,6 +171,7 @@ impl Metrics {
             closes: Family::default(),
             client_errors: Family::default(),
             queue_depth: Family::default(),
+            queue_bytes: Family::default(),
             timer_entries: Family::default(),
             bus_duplicates: Counter::default(),
             bus_publisher: Default::default(),
@@ -247,6 +253,11 @@ impl Metrics {
             m.history_budget.clone(),
         );
         r.register(
+            "mixer_queue_bytes",
+            "Bytes of client publishes handed to the mixer and not yet taken (at most --mixer-queue-bytes)",
+            m.mixer_queue_bytes.clone(),
+        );
+        r.register(
             "history_evicted_frames",
             "History frames evicted, the node's oldest first, to keep within the budget",
             m.history_evicted.clone(),
@@ -306,6 +317,11 @@ impl Metrics {
             "shard_queue_depth",
             "Messages waiting in a shard's queue",
             m.queue_depth.clone(),
+        );
+        r.register(
+            "shard_queue_bytes",
+            "Bytes of frames in a shard's queue and the mixer's backlog for it (at most --shard-queue-bytes)",
+            m.queue_bytes.clone(),
         );
         r.register(
             "timer_entries",

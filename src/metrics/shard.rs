@@ -22,6 +22,8 @@ pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 pub struct Sampled {
     /// Messages waiting in the shard's queue.
     pub queue_depth: usize,
+    /// Bytes in the shard's queue and the mixer's backlog for it.
+    pub queue_bytes: usize,
     /// Entries in the shard's timer wheel (one per open connection, none for closed ones).
     pub timer_entries: usize,
 }
@@ -43,6 +45,7 @@ struct Handles {
     client_publishes: Counter,
     connections: Gauge,
     queue_depth: Gauge,
+    queue_bytes: Gauge,
     timer_entries: Gauge,
 }
 
@@ -130,6 +133,7 @@ impl ShardStats {
             client_publishes: metrics.client_publishes.get_or_create(&label).clone(),
             connections: metrics.connections.get_or_create(&label).clone(),
             queue_depth: metrics.queue_depth.get_or_create(&label).clone(),
+            queue_bytes: metrics.queue_bytes.get_or_create(&label).clone(),
             timer_entries: metrics.timer_entries.get_or_create(&label).clone(),
         };
         ShardStats {
@@ -227,6 +231,7 @@ impl ShardStats {
                 .publish(self.shard, &self.handshake_request);
             self.handshake_request.reset();
             self.handles.queue_depth.set(gauges.queue_depth as i64);
+            self.handles.queue_bytes.set(gauges.queue_bytes as i64);
             self.handles.timer_entries.set(gauges.timer_entries as i64);
             self.next_publish = now + PUBLISH_EVERY;
         }

@@ -37,7 +37,9 @@ use prometheus_client::metrics::counter::Counter;
 use crate::clock::unix_micros;
 use crate::frame::{Encoded, FrameBuilder, FrameBytes};
 use crate::interest::Interest;
-use crate::messages::{Broadcast, ConnRef, FetchAsk, MixerMsg, Publish, ShardLink, ShardMsg};
+use crate::messages::{
+    Broadcast, ConnRef, FetchAsk, MixerMsg, Publish, QueueBytes, ShardLink, ShardMsg,
+};
 use crate::metrics::{Metrics, ROOMS_LABEL, TopicLabel};
 use crate::protocol;
 use budget::Budget;
@@ -134,6 +136,8 @@ pub struct Mixer {
     budget: Budget,
     /// The last [`TopicState::ring`] given out.
     rings: u64,
+    /// Client publishes on their way here (`--mixer-queue-bytes`), taken as they arrive.
+    input_bytes: QueueBytes,
 }
 
 impl Mixer {
@@ -163,7 +167,15 @@ impl Mixer {
             anchoring: Vec::new(),
             presence: None,
             compressor: None,
+            input_bytes: QueueBytes::new(usize::MAX),
         }
+    }
+
+    /// Client publishes arrive counted in `bytes` (the shards' [`crate::messages::MixerPort`]s
+    /// add them, the mixer takes them away as it receives them).
+    pub fn with_input_bytes(mut self, bytes: QueueBytes) -> Self {
+        self.input_bytes = bytes;
+        self
     }
 
     /// Messages are compressed too for topics `interest` names (a subscriber negotiated
@@ -268,6 +280,9 @@ impl Mixer {
             p.flush();
         }
         self.publish_budget();
+        self.metrics
+            .mixer_queue_bytes
+            .set(i64::try_from(self.input_bytes.held()).unwrap_or(i64::MAX));
         for (room, frame) in self.rooms.tick(now) {
             self.offer_unsequenced(room, frame);
         }
@@ -290,7 +305,10 @@ impl Mixer {
     /// Handles one input message; false means stop.
     fn handle(&mut self, msg: MixerMsg) -> bool {
         match msg {
-            MixerMsg::Publish(p) => self.broadcast(&p),
+            MixerMsg::Publish(p) => {
+                self.input_bytes.take(p.queued);
+                self.broadcast(&p);
+            }
             MixerMsg::Join {
                 room,
                 conn,
@@ -298,9 +316,9 @@ impl Mixer {
                 nick,
                 subscribe,
             } => {
-                let out = self
-                    .rooms
-                    .join(&room, conn, client_id.clone(), nick.clone());
+                let out =
+                    self.rooms
+                        .join(&room, conn, client_id.clone(), nick.clone(), Instant::now());
                 self.joined_here(&room, conn, client_id, nick, out.created);
                 self.apply(&room, out);
                 if let Some(generation) = subscribe {
@@ -521,6 +539,7 @@ mod tests {
             kind: Some("me"),
             seq: None,
             made_us: None,
+            queued: 0,
         };
         let envelope = Envelope::of(&p, &topic, u64::MAX, u64::MAX);
         let payload = serde_json::to_vec(&envelope).unwrap().len();

@@ -28,7 +28,7 @@ use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::config::ServerConfig;
 use crate::interest::Interest;
-use crate::messages::{MixerMsg, Publish};
+use crate::messages::{MixerMsg, Publish, QueueBytes};
 use crate::metrics::Metrics;
 use crate::mixer::{Mixer, MixerConfig};
 use crate::provider::telemetry::Telemetry;
@@ -215,6 +215,7 @@ impl Server {
             bus: bus.as_ref().map(|b| b.state.clone()),
             bus_tx: bus.as_ref().map(|b| b.tx.clone()),
             tls: self.tls.clone(),
+            mixer_bytes: QueueBytes::new(cfg.mixer_queue_bytes),
         });
         let pin = start_shards(&cfg, &metrics, &services, &mixer_tx, started)?;
 
@@ -233,7 +234,8 @@ impl Server {
             redis_server_topics: cfg.redis.as_ref().is_some_and(|r| r.publish_providers),
             deflate_min_bytes: cfg.deflate_min_bytes,
         };
-        let mut mixer = Mixer::new(mixer_rx, started.links.clone(), mixer_cfg, metrics.clone());
+        let mut mixer = Mixer::new(mixer_rx, started.links.clone(), mixer_cfg, metrics.clone())
+            .with_input_bytes(services.mixer_bytes.clone());
         if cfg.deflate {
             mixer = mixer.with_deflate(deflate_interest);
         }

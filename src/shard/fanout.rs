@@ -121,10 +121,14 @@ impl Shard {
         let cap = run_byte_cap(self.shared.cfg.outbox_limit, self.shared.cfg.write_budget);
         let mut run = std::mem::take(&mut self.run);
         let mut run_bytes = 0;
+        let mut taken = 0;
         let mut alive = true;
         for _ in 0..MAX_DRAIN_PER_TURN {
             let msg = match self.queue.try_recv() {
-                Ok(msg) => msg,
+                Ok(msg) => {
+                    taken += msg.bytes();
+                    msg
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     alive = false;
@@ -154,6 +158,7 @@ impl Shard {
         }
         self.fan_out_run(&mut run, now, now_us);
         self.run = run;
+        self.queue_bytes.take(taken);
         alive
     }
 

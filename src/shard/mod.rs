@@ -32,7 +32,9 @@ use crate::clock::unix_micros;
 use crate::config::ServerConfig;
 use crate::conn::{Conn, ConnCtx, OutFrame, Transport};
 use crate::deflate::{Deflater, Inflater};
-use crate::messages::{Broadcast, ConnKey, Intake, MixerMsg, MixerPort, ShardLink, ShardMsg};
+use crate::messages::{
+    Broadcast, ConnKey, Intake, MixerMsg, MixerPort, QueueBytes, ShardLink, ShardMsg,
+};
 use crate::metrics::{Metrics, Sampled, ShardStats};
 use crate::protocol::TELEMETRY_TOPIC;
 use crate::services::Services;
@@ -82,6 +84,8 @@ pub struct Shard {
     conns: Slab<Conn>,
     shared: Shared,
     queue: Receiver<ShardMsg>,
+    /// The bytes in `queue`, shared with the mixer (taken away as they are received).
+    queue_bytes: QueueBytes,
     intake: Receiver<Intake>,
     /// The shard's own handle on its waker's eventfd. Without it the last handle could be
     /// another thread's (the mixer's, at shutdown): dropping it right after `wake()` closes
@@ -115,6 +119,7 @@ impl Shard {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (queue_tx, queue_rx) = crossbeam_channel::bounded(cfg.shard_queue);
+        let queue_bytes = QueueBytes::new(cfg.shard_queue_bytes);
         // New sockets are few and each is an open file: bounded by the acceptor's handoff.
         let (intake_tx, intake_rx) = crossbeam_channel::bounded(4096);
         let parked = Arc::new(AtomicBool::new(false));
@@ -136,13 +141,14 @@ impl Shard {
                 to_read: Vec::new(),
                 to_reap: Vec::new(),
                 to_answer: Vec::new(),
-                mixer: MixerPort::new(mixer, services.bus_tx.clone()),
+                mixer: MixerPort::new(mixer, services.bus_tx.clone(), services.mixer_bytes.clone()),
                 inflater: None,
                 deflater: None,
                 services,
                 cfg,
             },
             queue: queue_rx,
+            queue_bytes: queue_bytes.clone(),
             intake: intake_rx,
             _waker: waker.clone(),
             parked: parked.clone(),
@@ -162,6 +168,7 @@ impl Shard {
             waker,
             parked,
             conns: conn_count,
+            bytes: queue_bytes,
         };
         Ok((shard, link))
     }
@@ -187,6 +194,7 @@ impl Shard {
             self.shared.mixer.flush();
             let sampled = Sampled {
                 queue_depth: self.queue.len(),
+                queue_bytes: self.queue_bytes.held(),
                 timer_entries: self.shared.timers.len(),
             };
             let next_publish = self.shared.stats.publish(now, self.conns.len(), sampled);

@@ -7,6 +7,8 @@
 //! `--presence-list-max` members, deltas and lists give way to the count alone, sent at most
 //! once per [`COUNT_EVERY`] while it changes.
 
+pub mod listed;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use indexmap::IndexMap;
 use crate::frame::FrameBytes;
 use crate::messages::{ConnRef, RemoteChange, RemoteMember};
 use crate::protocol::replies::{self, MemberView, PresenceEvent};
+use listed::Listed;
 
 /// How often a large room's changed count is announced.
 pub const COUNT_EVERY: Duration = Duration::from_secs(1);
@@ -181,6 +184,7 @@ pub struct Rooms {
     rooms: HashMap<Arc<str>, Room>,
     list_max: usize,
     next_count_at: Instant,
+    listed: Listed,
 }
 
 impl Rooms {
@@ -190,6 +194,7 @@ impl Rooms {
             rooms: HashMap::new(),
             list_max,
             next_count_at: now + COUNT_EVERY,
+            listed: Listed::new(now),
         }
     }
 
@@ -198,20 +203,28 @@ impl Rooms {
         self.rooms.get(room).map_or(0, |r| r.members.len())
     }
 
-    /// `conn` joins `room`: it gets a snapshot, the room a join delta.
+    /// `conn` joins `room` at `now`: it gets a snapshot (the count only when it had the full
+    /// list of this room less than a second ago: [`Listed`]), the room a join delta.
     pub fn join(
         &mut self,
         room: &Arc<str>,
         conn: ConnRef,
         client_id: Arc<str>,
         nick: Option<Arc<str>>,
+        now: Instant,
     ) -> Outcome {
         let list_max = self.list_max;
         let created = !self.rooms.contains_key(room);
         let r = self.rooms.entry(room.clone()).or_default();
         let member = Member { client_id, nick };
         let mut out = r.add(room, MemberKey::Local(conn), member, list_max);
-        out.to_conn = Some((conn, r.list("snapshot", room, list_max)));
+        let count = r.members.len();
+        let shown = if count <= list_max && self.listed.may_list(conn, room, count, now) {
+            list_max
+        } else {
+            0
+        };
+        out.to_conn = Some((conn, r.list("snapshot", room, shown)));
         if created {
             out.created = true;
             r.loading = Some(Vec::new());
@@ -341,160 +354,4 @@ impl Rooms {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn conn(n: usize) -> ConnRef {
-        ConnRef {
-            shard: 0,
-            key: crate::messages::ConnKey {
-                token: n,
-                id: n as u64,
-            },
-        }
-    }
-
-    fn json(f: &FrameBytes) -> serde_json::Value {
-        serde_json::from_slice(&f[f.len() - payload_len(f)..]).unwrap()
-    }
-
-    fn payload_len(f: &FrameBytes) -> usize {
-        match f[1] & 0x7f {
-            126 => u16::from_be_bytes([f[2], f[3]]) as usize,
-            127 => unreachable!("test frames are small"),
-            n => n as usize,
-        }
-    }
-
-    #[test]
-    fn join_leave_rename_who() {
-        let now = Instant::now();
-        let mut rooms = Rooms::new(10, now);
-        let room: Arc<str> = Arc::from("room.a");
-        let out = rooms.join(&room, conn(1), Arc::from("alice"), None);
-        assert_eq!(
-            json(&out.to_conn.unwrap().1)["members"][0]["client_id"],
-            "alice"
-        );
-        assert_eq!(json(&out.to_room[0])["event"], "join");
-        let out = rooms.join(&room, conn(2), Arc::from("bob"), None);
-        assert_eq!(json(&out.to_conn.unwrap().1)["count"], 2);
-        let renamed = rooms.rename(conn(2), &Arc::from("bobby"), std::slice::from_ref(&room));
-        assert_eq!(json(&renamed[0].1)["nick"], "bobby");
-        assert_eq!(json(&rooms.who("room.a"))["members"][1]["nick"], "bobby");
-        let out = rooms.leave("room.a", conn(1));
-        let v = json(&out.to_room[0]);
-        assert_eq!(
-            (v["event"].as_str(), v["count"].as_u64()),
-            (Some("leave"), Some(1))
-        );
-        assert!(!out.emptied);
-        assert!(rooms.leave("room.a", conn(2)).emptied);
-        assert_eq!(rooms.count("room.a"), 0);
-    }
-
-    fn change(version: u64, event: PresenceEvent, member: &str, client_id: &str) -> RemoteChange {
-        RemoteChange {
-            version,
-            event,
-            member: Arc::from(member),
-            client_id: Arc::from(client_id),
-            nick: None,
-        }
-    }
-
-    #[test]
-    fn other_nodes_members_join_the_view_in_order_once() {
-        let now = Instant::now();
-        let mut rooms = Rooms::new(10, now);
-        let room: Arc<str> = Arc::from("room.c");
-        let out = rooms.join(&room, conn(1), Arc::from("alice"), None);
-        assert!(out.created, "the first member here asks for the others");
-        // Changes that come while the members are read wait; the older one is in the read.
-        assert!(
-            rooms
-                .remote("room.c", change(5, PresenceEvent::Join, "b/0/1/1", "bob"))
-                .to_room
-                .is_empty()
-        );
-        assert!(
-            rooms
-                .remote("room.c", change(6, PresenceEvent::Join, "b/0/2/2", "carol"))
-                .to_room
-                .is_empty()
-        );
-        let read = vec![RemoteMember {
-            member: Arc::from("b/0/1/1"),
-            client_id: Arc::from("bob"),
-            nick: None,
-        }];
-        let out = rooms.loaded("room.c", 5, read);
-        let v = json(&out.to_room[0]);
-        assert_eq!(
-            (v["event"].as_str(), v["count"].as_u64()),
-            (Some("snapshot"), Some(3))
-        );
-        assert_eq!(rooms.count("room.c"), 3);
-        // From now on in order, once.
-        assert!(
-            rooms
-                .remote("room.c", change(6, PresenceEvent::Join, "b/0/2/2", "carol"))
-                .to_room
-                .is_empty()
-        );
-        let out = rooms.remote("room.c", change(7, PresenceEvent::Leave, "b/0/1/1", ""));
-        let v = json(&out.to_room[0]);
-        assert_eq!(
-            (v["event"].as_str(), v["client_id"].as_str()),
-            (Some("leave"), Some("bob"))
-        );
-        assert_eq!(json(&rooms.who("room.c"))["count"], 2);
-        // The last member here leaving takes the room, other nodes' members with it.
-        let out = rooms.leave("room.c", conn(1));
-        assert!(out.emptied && out.to_room.is_empty());
-        assert_eq!(rooms.count("room.c"), 0);
-        assert!(
-            rooms
-                .remote("room.c", change(8, PresenceEvent::Join, "b/0/3/3", "dan"))
-                .to_room
-                .is_empty()
-        );
-        assert_eq!(
-            rooms.count("room.c"),
-            0,
-            "a room not followed here stays away"
-        );
-    }
-
-    #[test]
-    fn large_rooms_send_counts_only_and_throttled() {
-        let now = Instant::now();
-        let mut rooms = Rooms::new(2, now);
-        let room: Arc<str> = Arc::from("big");
-        for n in 0..5 {
-            let out = rooms.join(&room, conn(n), Arc::from(format!("c{n}")), None);
-            if n >= 2 {
-                assert!(out.to_room.is_empty(), "no deltas above the list max");
-                assert_eq!(json(&out.to_conn.unwrap().1)["truncated"], true);
-            }
-        }
-        assert!(rooms.tick(now).is_empty(), "not due yet");
-        let counts = rooms.tick(now + COUNT_EVERY);
-        assert_eq!(counts.len(), 1);
-        assert_eq!(json(&counts[0].1)["count"], 5);
-        assert!(
-            rooms.tick(now + COUNT_EVERY * 2).is_empty(),
-            "unchanged: nothing sent"
-        );
-        // Shrinking back to the list limit sends one fresh snapshot to the room.
-        rooms.leave("big", conn(4));
-        rooms.leave("big", conn(3));
-        let out = rooms.leave("big", conn(2));
-        let v = json(&out.to_room[0]);
-        assert_eq!(
-            (v["event"].as_str(), v["count"].as_u64()),
-            (Some("snapshot"), Some(2))
-        );
-        assert_eq!(v["members"].as_array().map(Vec::len), Some(2));
-    }
-}
+mod tests;
