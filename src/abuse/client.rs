@@ -161,11 +161,30 @@ pub fn upgrade(
     path: &str,
     timeout: Duration,
 ) -> Result<Vec<u8>, String> {
+    upgrade_with(stream, host, path, &[], timeout)
+}
+
+/// [`upgrade`] with `headers` (name, value) added to the request, e.g. a forged
+/// `X-Forwarded-For`.
+pub fn upgrade_with(
+    stream: &mut TcpStream,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
     let key = tungstenite::handshake::client::generate_key();
     stream
         .set_write_timeout(Some(timeout))
         .map_err(|_| "socket_error".to_string())?;
-    if let Err(e) = stream.write_all(&wire::upgrade_request(host, path, &key)) {
+    let mut request = wire::upgrade_request(host, path, &key);
+    // The request ends with its blank line: the extra headers go just before it.
+    request.truncate(request.len() - 2);
+    for (name, value) in headers {
+        request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    if let Err(e) = stream.write_all(&request) {
         return Err(format!(
             "{}_in_handshake",
             Ending::of_error(&e).unwrap_or(Ending::Error).label()
@@ -234,9 +253,20 @@ impl WsConn {
         path: &str,
         timeout: Duration,
     ) -> Result<WsConn, String> {
+        WsConn::open_with(addr, source, path, &[], timeout)
+    }
+
+    /// [`WsConn::open`] with `headers` added to the upgrade request.
+    pub fn open_with(
+        addr: SocketAddr,
+        source: Option<Ipv4Addr>,
+        path: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<WsConn, String> {
         let mut stream =
             connect(addr, source, timeout).map_err(|e| connect_failure(&e).to_string())?;
-        let leftover = upgrade(&mut stream, &addr.to_string(), path, timeout)?;
+        let leftover = upgrade_with(&mut stream, &addr.to_string(), path, headers, timeout)?;
         Ok(WsConn::from_upgraded(stream, &leftover))
     }
 
@@ -251,6 +281,11 @@ impl WsConn {
         };
         conn.feed_bytes(leftover.to_vec().as_slice());
         conn
+    }
+
+    /// Writes one valid masked text frame.
+    pub fn send_text(&mut self, text: &str) -> io::Result<()> {
+        self.stream.write_all(&text_frame(text))
     }
 
     /// Writes bytes as they are.

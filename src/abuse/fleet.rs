@@ -48,6 +48,8 @@ struct Conn {
     upgraded_after: Option<Duration>,
     /// Time of the ending (after the upgrade).
     ended_at: Option<Instant>,
+    /// Text frames received after the upgrade (the welcome included).
+    texts: u64,
 }
 
 /// A set of WebSockets on one poll.
@@ -100,6 +102,7 @@ impl Fleet {
             state: State::Opening,
             upgraded_after: None,
             ended_at: None,
+            texts: 0,
         });
     }
 
@@ -116,6 +119,7 @@ impl Fleet {
             state: State::Failed(client::connect_failure(e).to_string()),
             upgraded_after: None,
             ended_at: None,
+            texts: 0,
         });
     }
 
@@ -212,6 +216,12 @@ impl Fleet {
             .max()
     }
 
+    /// Text frames each connection received after its upgrade (the welcome included), in
+    /// the order they were opened; connections that never upgraded count 0.
+    pub fn texts(&self) -> Vec<u64> {
+        self.conns.iter().map(|c| c.texts).collect()
+    }
+
     /// The moments connections were ended after their upgrade.
     pub fn ended_at(&self) -> Vec<Instant> {
         self.conns.iter().filter_map(|c| c.ended_at).collect()
@@ -294,10 +304,15 @@ impl Conn {
             data.to_vec()
         };
         let mut close = None;
+        let texts = &mut self.texts;
         let result = self.reader.feed(&frames, MAX_FRAME, |info, payload| {
-            if u8::from(info.opcode) == client::op::CLOSE {
-                close = Some(wire::close_code(payload));
-                return false;
+            match u8::from(info.opcode) {
+                client::op::CLOSE => {
+                    close = Some(wire::close_code(payload));
+                    return false;
+                }
+                client::op::TEXT => *texts += 1,
+                _ => {}
             }
             true
         });

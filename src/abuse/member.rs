@@ -233,7 +233,7 @@ fn read_loop(
 }
 
 /// The code of an error frame (`{"type":"error","code":"...",...}`), `None` for others.
-fn error_code(payload: &[u8]) -> Option<String> {
+pub fn error_code(payload: &[u8]) -> Option<String> {
     memchr::memmem::find(payload, b"\"type\":\"error\"")?;
     let at = memchr::memmem::find(payload, b"\"code\":\"")? + 8;
     let len = memchr::memchr(b'"', &payload[at..])?;

@@ -16,11 +16,15 @@
 //! [`watch`] (the normal client that must stay served), [`probe`] (`/metrics`, `/proc`,
 //! sockstat), [`report`] (checks and verdicts); [`drive`] (the one driver: the [`drive::Play`]
 //! trait a scenario implements, the readings before and after, the watcher, the report),
-//! [`crowd`] (how clients are brought up: a pool of attempts, a room, a paced fleet) and
-//! [`kinds`] (one connection per kind of bad input); then one file per scenario family,
-//! each a value saying only what is particular to it: [`churn`], [`slowloris`], [`pending`],
-//! [`stalled`], [`echo_hold`], [`frames`], [`bad_http`], [`flood`], [`burst`], [`shutdown`], [`storm`].
+//! [`crowd`] (how clients are brought up: a pool of attempts, a room, a paced fleet),
+//! [`ops`] (the client protocol's operations, the server's frames sorted, room makers, a
+//! pacer) and [`kinds`] (one connection per kind of bad input); then one file per scenario
+//! family, each a value saying only what is particular to it: [`churn`], [`slowloris`],
+//! [`pending`], [`stalled`], [`echo_hold`], [`frames`], [`bad_http`], [`flood`], [`burst`],
+//! [`shutdown`], [`storm`], [`label_churn`], [`history_fill`], [`presence_churn`],
+//! [`forged_headers`], [`abandoned_rooms`].
 
+pub mod abandoned_rooms;
 pub mod bad_http;
 pub mod burst;
 pub mod churn;
@@ -30,10 +34,15 @@ pub mod drive;
 pub mod echo_hold;
 pub mod fleet;
 pub mod flood;
+pub mod forged_headers;
 pub mod frames;
+pub mod history_fill;
 pub mod kinds;
+pub mod label_churn;
 pub mod member;
+pub mod ops;
 pub mod pending;
+pub mod presence_churn;
 pub mod probe;
 pub mod report;
 pub mod shutdown;
@@ -79,11 +88,21 @@ pub enum Scenario {
     Shutdown,
     /// Every client drops at once and reconnects at once.
     ReconnectStorm,
+    /// Short-lived rooms by the thousand, to grow `/metrics`.
+    LabelChurn,
+    /// Rooms filled past the node's `--history-budget`.
+    HistoryFill,
+    /// A room of many members and a churner leaving and rejoining it.
+    PresenceChurn,
+    /// Through nginx, upgrades with forged forwarding headers past the per-address cap.
+    ForgedHeaders,
+    /// Rooms made and left on a Redis-backed server, and streams past their byte cap.
+    AbandonedRooms,
 }
 
 impl Scenario {
     /// Every scenario, in suite order.
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 18] = [
         Scenario::Churn,
         Scenario::RstChurn,
         Scenario::Slowloris,
@@ -97,6 +116,11 @@ impl Scenario {
         Scenario::OversizedBurst,
         Scenario::Shutdown,
         Scenario::ReconnectStorm,
+        Scenario::LabelChurn,
+        Scenario::HistoryFill,
+        Scenario::PresenceChurn,
+        Scenario::ForgedHeaders,
+        Scenario::AbandonedRooms,
     ];
 
     /// The name used on the command line and in the reports.
@@ -115,6 +139,11 @@ impl Scenario {
             Scenario::OversizedBurst => "oversized_burst",
             Scenario::Shutdown => "shutdown",
             Scenario::ReconnectStorm => "reconnect_storm",
+            Scenario::LabelChurn => "label_churn",
+            Scenario::HistoryFill => "history_fill",
+            Scenario::PresenceChurn => "presence_churn",
+            Scenario::ForgedHeaders => "forged_headers",
+            Scenario::AbandonedRooms => "abandoned_rooms",
         }
     }
 
@@ -155,6 +184,12 @@ pub struct AbuseConfig {
     pub ready_file: Option<PathBuf>,
     /// Shutdown: how long to wait for the server to end the connections after `ready`.
     pub shutdown_wait: Duration,
+    /// forged_headers: the proxy (nginx) in front of the server, the clients' way in.
+    pub via: Option<SocketAddr>,
+    /// abandoned_rooms: the Redis server the server's bus uses, read directly.
+    pub redis: Option<SocketAddr>,
+    /// forged_headers: the server's log (at debug level), searched after the run.
+    pub server_log: Option<PathBuf>,
 }
 
 impl AbuseConfig {
@@ -171,6 +206,9 @@ impl AbuseConfig {
             concurrency: 8,
             ready_file: None,
             shutdown_wait: Duration::from_secs(30),
+            via: None,
+            redis: None,
+            server_log: None,
         }
     }
 
@@ -181,6 +219,11 @@ impl AbuseConfig {
                 "{}: abuse scenarios only target loopback (127.0.0.0/8)",
                 self.target
             ));
+        }
+        for (what, addr) in [("--via", self.via), ("--redis", self.redis)] {
+            if addr.is_some_and(|a| !a.ip().is_loopback()) {
+                return Err(format!("{what} must be on loopback (127.0.0.0/8)"));
+            }
         }
         if self.source_ips.is_empty() || self.source_ips.iter().any(|ip| !ip.is_loopback()) {
             return Err("source addresses must be loopback (127.0.0.0/8)".into());
@@ -238,6 +281,11 @@ pub fn run(cfg: &AbuseConfig) -> Report {
             Scenario::OversizedBurst => drive(cfg, &burst::OversizedBurst::new(cfg)),
             Scenario::Shutdown => drive(cfg, &shutdown::Shutdown::new(cfg)),
             Scenario::ReconnectStorm => drive(cfg, &storm::ReconnectStorm::new(cfg)),
+            Scenario::LabelChurn => drive(cfg, &label_churn::LabelChurn::new(cfg)),
+            Scenario::HistoryFill => drive(cfg, &history_fill::HistoryFill::new(cfg)),
+            Scenario::PresenceChurn => drive(cfg, &presence_churn::PresenceChurn::new(cfg)),
+            Scenario::ForgedHeaders => drive(cfg, &forged_headers::ForgedHeaders::new(cfg)),
+            Scenario::AbandonedRooms => drive(cfg, &abandoned_rooms::AbandonedRooms::new(cfg)),
         }
     });
     let mut report = result.unwrap_or_else(|e| {

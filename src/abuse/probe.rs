@@ -28,6 +28,23 @@ impl Metrics {
         Metrics { text }
     }
 
+    /// The page's body (the text after the HTTP head, or all of it when it has none).
+    pub fn body(&self) -> &str {
+        match self.text.split_once("\r\n\r\n") {
+            Some((head, body)) if head.starts_with("HTTP/") => body,
+            _ => &self.text,
+        }
+    }
+
+    /// The number of series on the page: the body's lines that are neither empty nor
+    /// comments (`# TYPE`, `# HELP`).
+    pub fn series(&self) -> usize {
+        self.body()
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .count()
+    }
+
     /// The sum of every series named exactly `name` whose labels include all of `labels`;
     /// `None` when no series has that name at all (the metric does not exist on this server).
     pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -230,6 +247,11 @@ mod tests {
             m.sum("tickcast_messages_published_total", &[("topic", "room.a")]),
             Some(12.0)
         );
+        assert_eq!(
+            m.series(),
+            PAGE.lines().filter(|l| l.starts_with("tickcast")).count()
+        );
+        assert!(m.body().starts_with("# TYPE"), "{}", m.body());
         assert_eq!(delta(Some(3.0), Some(5.0)), Some(2.0));
         assert_eq!(delta(None, Some(5.0)), None);
         assert_eq!(shown(None), "absent");

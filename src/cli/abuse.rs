@@ -18,7 +18,8 @@ pub struct AbuseArgs {
     pub target: SocketAddr,
     /// The scenario: churn, rst_churn, slowloris, pending_sockets, stalled_readers, echo_hold,
     /// malformed_frames, malformed_http, publish_flood, error_flood, oversized_burst, shutdown,
-    /// reconnect_storm.
+    /// reconnect_storm, label_churn, history_fill, presence_churn, forged_headers,
+    /// abandoned_rooms.
     #[arg(long)]
     pub scenario: String,
     /// Small counts and short windows (the whole suite in about 90 s).
@@ -47,6 +48,18 @@ pub struct AbuseArgs {
     /// Shutdown: how long to wait for the server to end every connection after `ready`.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_wait: Duration,
+    /// forged_headers: the proxy in front of the server (nginx) the clients connect
+    /// through (loopback only).
+    #[arg(long, value_parser = super::parse_addr)]
+    pub via: Option<SocketAddr>,
+    /// abandoned_rooms: the Redis server the server's `--redis` names, read directly
+    /// (host:port, loopback only).
+    #[arg(long, value_parser = super::parse_addr)]
+    pub redis: Option<SocketAddr>,
+    /// forged_headers: the server's log (written at `--log-level debug`), searched after
+    /// the run for the addresses it names.
+    #[arg(long)]
+    pub server_log: Option<PathBuf>,
 }
 
 impl AbuseArgs {
@@ -62,6 +75,9 @@ impl AbuseArgs {
         cfg.concurrency = self.concurrency;
         cfg.ready_file = self.ready_file.clone();
         cfg.shutdown_wait = self.shutdown_wait;
+        cfg.via = self.via;
+        cfg.redis = self.redis;
+        cfg.server_log = self.server_log.clone();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -111,5 +127,24 @@ mod tests {
         assert!(remote.to_config().is_err());
         let bad_source = parse(&["--scenario", "churn", "--source-ips", "10.0.0.1"]);
         assert!(bad_source.to_config().is_err());
+        let remote_proxy = parse(&["--scenario", "forged_headers", "--via", "192.0.2.1:80"]);
+        assert!(remote_proxy.to_config().is_err());
+        let remote_redis = parse(&["--scenario", "abandoned_rooms", "--redis", "192.0.2.1:6379"]);
+        assert!(remote_redis.to_config().is_err());
+        let sidecars = parse(&[
+            "--scenario",
+            "abandoned_rooms",
+            "--redis",
+            "127.0.0.1:6400",
+            "--via",
+            "127.0.0.1:8443",
+            "--server-log",
+            "/tmp/server.log",
+        ])
+        .to_config()
+        .unwrap();
+        assert_eq!(sidecars.redis, Some("127.0.0.1:6400".parse().unwrap()));
+        assert_eq!(sidecars.via.unwrap().port(), 8443);
+        assert!(sidecars.server_log.is_some());
     }
 }
