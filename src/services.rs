@@ -4,13 +4,11 @@
 
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
-
 use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::bus::BusState;
 use crate::interest::Interest;
-use crate::messages::{Publish, QueueBytes};
+use crate::messages::{BusPort, QueueBytes};
 use crate::tls::Tls;
 
 /// Server-wide services every shard consults at upgrade time (never per message).
@@ -27,8 +25,9 @@ pub struct Services {
     pub deflate_interest: Arc<Interest>,
     /// The Redis bus's health, when `--redis` is set (for `/healthz`).
     pub bus: Option<Arc<BusState>>,
-    /// The Redis bus publisher's input, when `--redis` is set (client publishes go there).
-    pub bus_tx: Option<Sender<Publish>>,
+    /// The Redis bus publisher's input and how far its subscriber follows the node's
+    /// interest, when `--redis` is set (client publishes go there).
+    pub bus_port: Option<BusPort>,
     /// TLS for new connections, when `--tls-cert` is set.
     pub tls: Option<Arc<Tls>>,
     /// The bytes of client publishes on their way to the mixer (`--mixer-queue-bytes`),

@@ -221,11 +221,8 @@ fn rooms_left_on_redis_expire_within_the_empty_room_ttl() {
     abuse_cfg.redis = Some(redis.url().trim_start_matches("redis://").parse().unwrap());
     let report = abuse::run(&abuse_cfg);
     let line = report.json_line();
-    // heavy_filled (every heavy connection gets its own publishes back) is left to the
-    // suite: on a Redis-backed node, a connection joining a room its last member just left
-    // sometimes gets none of them (reported; not hardening this test can wait for).
-    assert_ne!(check(&report, "heavy_filled"), Verdict::Undecided, "{line}");
     for name in [
+        "heavy_filled",
         "rooms_made",
         "members_gone",
         "empty_ttl",

@@ -46,6 +46,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::interest::Interest;
 use crate::messages::{MixerMsg, Publish};
 use crate::protocol::SERVER_TOPICS;
 
@@ -343,6 +344,31 @@ impl Wire<'_> {
             made_us: (self.ts > 0).then_some(self.ts),
             queued: 0,
         }
+    }
+}
+
+/// How far the subscriber follows the node's interest, as a shard's port asks it before a
+/// client publish goes to Redis ([`crate::messages::Subscribed`]).
+#[derive(Debug)]
+pub struct Following {
+    state: Arc<BusState>,
+    interest: Arc<Interest>,
+}
+
+impl Following {
+    /// What `state`'s subscriber has applied of `interest`.
+    pub fn new(state: Arc<BusState>, interest: Arc<Interest>) -> Following {
+        Following { state, interest }
+    }
+}
+
+impl crate::messages::Subscribed for Following {
+    fn wanted(&self) -> u64 {
+        self.interest.version()
+    }
+
+    fn applied(&self) -> u64 {
+        self.state.applied_interest()
     }
 }
 

@@ -16,7 +16,7 @@
 mod port;
 mod queue_bytes;
 
-pub use port::{MixerPort, PUBLISH_BACKLOG, Refused};
+pub use port::{BusPort, MixerPort, PUBLISH_BACKLOG, Refused, SUBSCRIBED_WAIT, Subscribed};
 pub use queue_bytes::QueueBytes;
 
 use std::collections::VecDeque;

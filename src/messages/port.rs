@@ -7,11 +7,21 @@
 //! `--mixer-queue-bytes` (one [`QueueBytes`] for the node); past either, the publisher is told
 //! `server_busy`.
 //!
+//! With `--redis`, client publishes go to the bus publisher instead, and Redis sends each back
+//! to every node subscribed to its topic, this one included. A node subscribes to a room when
+//! its first member here joins, a few milliseconds later; a publish sent before that would
+//! reach Redis while this node is not listening, and its own sender would never see it. So a
+//! publish waits here until the bus subscriber has applied the node's interest as it was when
+//! the publish was taken (which holds the publisher's rooms), at most [`SUBSCRIBED_WAIT`],
+//! in order; usually it goes at once.
+//!
 //! At shutdown the port is sealed ([`MixerPort::seal`]): the shard's `Drained` follows every
 //! publish it accepted, in order, and later publishes are refused, so that none is accepted
 //! and then lost.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 
@@ -20,14 +30,38 @@ use super::{MixerMsg, Publish, QueueBytes, drain_into};
 /// Client publishes that may wait for room in the mixer's channel, per shard.
 pub const PUBLISH_BACKLOG: usize = 4096;
 
+/// Longest a client publish waits for the bus subscriber to follow the node's interest
+/// before it goes anyway (Redis down: it cannot be heard back, but is not held forever).
+pub const SUBSCRIBED_WAIT: Duration = Duration::from_secs(2);
+
+/// With `--redis`: how far the bus subscriber follows the node's interest.
+pub trait Subscribed: Send + Sync + std::fmt::Debug {
+    /// The node's interest version now (the topics its clients hold or wait for).
+    fn wanted(&self) -> u64;
+    /// The interest version whose channels are all subscribed now.
+    fn applied(&self) -> u64;
+}
+
+/// With `--redis`: the bus publisher's channel, and what the subscriber follows.
+#[derive(Debug, Clone)]
+pub struct BusPort {
+    /// The bus publisher's input (bounded; full means `server_busy`).
+    pub tx: Sender<Publish>,
+    /// How far the subscriber follows the node's interest.
+    pub subscribed: Arc<dyn Subscribed>,
+}
+
 /// Where a shard sends what its clients ask of the mixer.
 #[derive(Debug)]
 pub struct MixerPort {
     tx: Sender<MixerMsg>,
     pending: VecDeque<MixerMsg>,
     /// With `--redis`: client publishes go to the bus publisher, which sequences them for
-    /// every node (its channel is bounded; full means `server_busy`).
-    bus: Option<Sender<Publish>>,
+    /// every node.
+    bus: Option<BusPort>,
+    /// Client publishes waiting for the subscriber to apply interest version `.1` (or for
+    /// the deadline `.2`), in order, before they go to the bus.
+    waiting: VecDeque<(Publish, u64, Instant)>,
     /// Set at shutdown: publishes are refused.
     sealed: bool,
     /// The bytes of client publishes on their way to the mixer, every shard's together.
@@ -46,11 +80,12 @@ pub enum Refused {
 impl MixerPort {
     /// A port into the mixer's input channel; `bytes` bounds the client publishes on their
     /// way (the mixer takes them away as it receives them).
-    pub fn new(tx: Sender<MixerMsg>, bus: Option<Sender<Publish>>, bytes: QueueBytes) -> Self {
+    pub fn new(tx: Sender<MixerMsg>, bus: Option<BusPort>, bytes: QueueBytes) -> Self {
         MixerPort {
             tx,
             pending: VecDeque::new(),
             bus,
+            waiting: VecDeque::new(),
             sealed: false,
             bytes,
         }
@@ -74,11 +109,23 @@ impl MixerPort {
             return Err(Refused::Stopping);
         }
         if let Some(bus) = &self.bus {
-            return match bus.try_send(msg) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Full(_)) => Err(Refused::Busy),
-                Err(TrySendError::Disconnected(_)) => Err(Refused::Stopping),
-            };
+            let wanted = bus.subscribed.wanted();
+            if self.waiting.is_empty() && bus.subscribed.applied() >= wanted {
+                return match bus.tx.try_send(msg) {
+                    Ok(()) => Ok(()),
+                    Err(TrySendError::Full(_)) => Err(Refused::Busy),
+                    Err(TrySendError::Disconnected(_)) => Err(Refused::Stopping),
+                };
+            }
+            let bytes = msg.data.get().len();
+            if self.waiting.len() >= PUBLISH_BACKLOG || !self.bytes.fits(bytes) {
+                return Err(Refused::Busy);
+            }
+            self.bytes.add(bytes);
+            msg.queued = bytes;
+            self.waiting
+                .push_back((msg, wanted, Instant::now() + SUBSCRIBED_WAIT));
+            return Ok(());
         }
         let bytes = msg.data.get().len();
         if self.pending.len() >= PUBLISH_BACKLOG || !self.bytes.fits(bytes) {
@@ -99,9 +146,45 @@ impl MixerPort {
         }
     }
 
-    /// Moves waiting messages into the channel, in order; true when none is left.
+    /// Moves waiting messages into the channel, in order, and waiting publishes to the bus
+    /// once their rooms are subscribed; true when none is left.
     pub fn flush(&mut self) -> bool {
-        drain_into(&mut self.pending, &self.tx).1
+        self.flush_waiting();
+        drain_into(&mut self.pending, &self.tx).1 && self.waiting.is_empty()
+    }
+
+    /// Sends the waiting publishes whose interest the subscriber has applied (or whose wait
+    /// is over), in order, while the bus takes them.
+    fn flush_waiting(&mut self) {
+        let Some(bus) = &self.bus else {
+            return;
+        };
+        if self.waiting.is_empty() {
+            return;
+        }
+        let applied = bus.subscribed.applied();
+        let now = Instant::now();
+        while let Some((_, wanted, deadline)) = self.waiting.front() {
+            if applied < *wanted && now < *deadline {
+                break;
+            }
+            let Some((mut msg, _, _)) = self.waiting.pop_front() else {
+                break;
+            };
+            let bytes = std::mem::take(&mut msg.queued);
+            match bus.tx.try_send(msg) {
+                Ok(()) => self.bytes.take(bytes),
+                Err(TrySendError::Full(mut msg)) => {
+                    msg.queued = bytes;
+                    self.waiting.push_front((msg, 0, now));
+                    break;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    let rest: usize = self.waiting.drain(..).map(|(m, _, _)| m.queued).sum();
+                    self.bytes.take(bytes + rest);
+                }
+            }
+        }
     }
 
     /// Whether so many messages wait that clients' subscription changes should be refused.
@@ -111,7 +194,7 @@ impl MixerPort {
 
     /// Whether messages are waiting.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || !self.waiting.is_empty()
     }
 }
 
@@ -215,5 +298,89 @@ mod tests {
         assert_eq!(first.queued, 6);
         bytes.take(first.queued);
         assert_eq!(port.publish(msg("12345")), Ok(()));
+    }
+
+    /// The bus as a test drives it: the interest wanted and applied, set by hand.
+    #[derive(Debug, Default)]
+    struct Following {
+        wanted: std::sync::atomic::AtomicU64,
+        applied: std::sync::atomic::AtomicU64,
+    }
+
+    impl Subscribed for Following {
+        fn wanted(&self) -> u64 {
+            self.wanted.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn applied(&self) -> u64 {
+            self.applied.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn with_the_bus_a_publish_waits_until_its_room_is_subscribed_in_order() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let (bus_tx, bus_rx) = crossbeam_channel::bounded(10);
+        let following = Arc::new(Following::default());
+        let bytes = QueueBytes::new(1000);
+        let bus = BusPort {
+            tx: bus_tx,
+            subscribed: following.clone(),
+        };
+        let mut port = MixerPort::new(tx, Some(bus), bytes.clone());
+        let msg = |n: u32| {
+            Publish::new(
+                Arc::from("room"),
+                serde_json::value::RawValue::from_string(n.to_string()).unwrap(),
+            )
+        };
+        // Everything the node wants is subscribed: straight to the bus.
+        assert_eq!(port.publish(msg(1)), Ok(()));
+        assert_eq!(bus_rx.len(), 1);
+        // A room joined (interest version 5) not yet subscribed (applied 4): they wait.
+        following.wanted.store(5, SeqCst);
+        following.applied.store(4, SeqCst);
+        assert_eq!(port.publish(msg(2)), Ok(()));
+        assert_eq!(port.publish(msg(3)), Ok(()));
+        assert!(port.has_pending());
+        assert!(!port.flush());
+        assert_eq!(bus_rx.len(), 1);
+        assert_eq!(bytes.held(), 2);
+        // Applied: they go, in order, and a later one behind them even though it is ready.
+        following.applied.store(5, SeqCst);
+        following.wanted.store(6, SeqCst);
+        assert_eq!(port.publish(msg(4)), Ok(()), "waits behind: version 6");
+        assert!(!port.flush(), "4 still waits for version 6");
+        following.applied.store(6, SeqCst);
+        assert!(port.flush());
+        let got: Vec<String> = bus_rx
+            .try_iter()
+            .map(|p| p.data.get().to_string())
+            .collect();
+        assert_eq!(got, ["1", "2", "3", "4"]);
+        assert_eq!(bytes.held(), 0);
+    }
+
+    #[test]
+    fn a_waiting_publish_goes_after_the_longest_wait_even_if_never_subscribed() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let (bus_tx, bus_rx) = crossbeam_channel::bounded(10);
+        let following = Arc::new(Following::default());
+        following.wanted.store(1, SeqCst);
+        let bus = BusPort {
+            tx: bus_tx,
+            subscribed: following,
+        };
+        let mut port = MixerPort::new(tx, Some(bus), QueueBytes::new(1000));
+        let msg = Publish::new(
+            Arc::from("room"),
+            serde_json::value::RawValue::from_string("1".into()).unwrap(),
+        );
+        assert_eq!(port.publish(msg), Ok(()));
+        // The deadline is SUBSCRIBED_WAIT away: move it to now.
+        port.waiting[0].2 = Instant::now();
+        assert!(port.flush());
+        assert_eq!(bus_rx.len(), 1);
     }
 }

@@ -28,7 +28,7 @@ use crate::admission::Admission;
 use crate::auth::Verifier;
 use crate::config::ServerConfig;
 use crate::interest::Interest;
-use crate::messages::{MixerMsg, Publish, QueueBytes};
+use crate::messages::{BusPort, MixerMsg, Publish, QueueBytes};
 use crate::metrics::Metrics;
 use crate::mixer::{Mixer, MixerConfig};
 use crate::provider::telemetry::Telemetry;
@@ -199,6 +199,13 @@ impl Server {
             )?),
             None => None,
         };
+        let bus_port = bus.as_ref().map(|b| BusPort {
+            tx: b.tx.clone(),
+            subscribed: Arc::new(crate::bus::Following::new(
+                b.state.clone(),
+                interest.clone(),
+            )),
+        });
         let services = Arc::new(Services {
             admission: Admission::with_pending(
                 cfg.connection_cap(),
@@ -213,7 +220,7 @@ impl Server {
             interest,
             deflate_interest: deflate_interest.clone(),
             bus: bus.as_ref().map(|b| b.state.clone()),
-            bus_tx: bus.as_ref().map(|b| b.tx.clone()),
+            bus_port,
             tls: self.tls.clone(),
             mixer_bytes: QueueBytes::new(cfg.mixer_queue_bytes),
         });

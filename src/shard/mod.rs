@@ -141,7 +141,11 @@ impl Shard {
                 to_read: Vec::new(),
                 to_reap: Vec::new(),
                 to_answer: Vec::new(),
-                mixer: MixerPort::new(mixer, services.bus_tx.clone(), services.mixer_bytes.clone()),
+                mixer: MixerPort::new(
+                    mixer,
+                    services.bus_port.clone(),
+                    services.mixer_bytes.clone(),
+                ),
                 inflater: None,
                 deflater: None,
                 services,
