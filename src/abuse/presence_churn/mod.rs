@@ -32,6 +32,11 @@ use super::report::{Check, Raw};
 use crate::mixer::rooms::listed::{CHEAP_LIST, REJOIN_WINDOW};
 use crate::procstat::{self, Process};
 
+mod rejoins;
+
+pub use rejoins::{Rejoins, rejoins};
+use rejoins::room_starts;
+
 /// Rooms subscribed in one op beside the churned one (a connection holds 64 topics).
 const SMALL_ROOMS: usize = 63;
 /// One op in this many is the big subscribe (or its unsubscribe).
@@ -308,66 +313,6 @@ impl Play for PresenceChurn {
     }
 }
 
-/// What the rejoin snapshots were.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Rejoins {
-    /// Snapshots after each connection's first.
-    pub rejoins: u64,
-    /// Of them, count only (no `members`).
-    pub count_only: u64,
-    /// Of them, full lists.
-    pub lists: u64,
-    /// Full lists that came sooner than [`REJOIN_WINDOW`] (less [`ARRIVAL_MARGIN`]) after
-    /// the connection's last one: the ones the server should have cut.
-    pub early_lists: u64,
-    /// Bytes of every rejoin snapshot.
-    pub bytes: u64,
-}
-
-/// Sorts the room's snapshots (`room`, in arrival order; `starts[k]` the index of
-/// connection `k`'s first): a connection's first is its join, each later one a rejoin, a
-/// count only or a full list; a full list is due again only [`REJOIN_WINDOW`] after the
-/// last (docs/protocol.md).
-pub fn rejoins(room: &[&ops::Snapshot], starts: &[usize]) -> Rejoins {
-    let mut r = Rejoins::default();
-    let mut last_list: Option<Instant> = None;
-    for (i, s) in room.iter().enumerate() {
-        let listed = s.listed.is_some();
-        if starts.contains(&i) {
-            last_list = s.at;
-            continue;
-        }
-        r.rejoins += 1;
-        r.bytes += s.bytes;
-        if !listed {
-            r.count_only += 1;
-            continue;
-        }
-        r.lists += 1;
-        let soon = REJOIN_WINDOW.saturating_sub(ARRIVAL_MARGIN);
-        if let (Some(last), Some(at)) = (last_list, s.at)
-            && at.saturating_duration_since(last) < soon
-        {
-            r.early_lists += 1;
-        }
-        last_list = s.at;
-    }
-    r
-}
-
-/// The index, among the room's snapshots, of each connection's first (`starts`: how many
-/// snapshots of any room had come when each connection opened).
-fn room_starts(all: &[ops::Snapshot], starts: &[usize], room: &str) -> Vec<usize> {
-    starts
-        .iter()
-        .filter_map(|&start| {
-            (start..all.len())
-                .find(|&i| all[i].topic == room)
-                .map(|i| all[..i].iter().filter(|s| s.topic == room).count())
-        })
-        .collect()
-}
-
 /// The deltas each member should see: one per accepted leave and rejoin of the room, and
 /// one per join of a churner connection.
 fn expected_deltas(accepted: &Tally) -> u64 {
@@ -516,71 +461,4 @@ fn reply_count(f: &Frames) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_churn_alternates_and_the_big_op_comes_every_twentieth() {
-        assert_eq!(Op::next(0, true, false), Op::Leave);
-        assert_eq!(Op::next(1, false, false), Op::Rejoin);
-        assert_eq!(Op::next(19, true, false), Op::BigSubscribe);
-        assert_eq!(Op::next(39, true, true), Op::BigUnsubscribe);
-        assert_eq!(Op::BigSubscribe.tokens(), 63.0);
-        assert_eq!(Op::Rejoin.tokens(), 1.0);
-        let mut t = Tally::new();
-        client::count(&mut t, "leave");
-        client::count(&mut t, "rejoin");
-        client::count(&mut t, "join");
-        client::count(&mut t, "big_subscribe");
-        assert_eq!(expected_deltas(&t), 3);
-    }
-
-    #[test]
-    fn rejoins_are_sorted_against_the_window() {
-        let t0 = Instant::now();
-        let snap = |ms: u64, listed: bool| ops::Snapshot {
-            topic: "room.pc.x".into(),
-            count: 40,
-            listed: listed.then_some(40),
-            bytes: if listed { 1000 } else { 80 },
-            at: Some(t0 + Duration::from_millis(ms)),
-        };
-        let all = [
-            snap(0, true),
-            snap(10, false),
-            snap(20, false),
-            snap(1010, true),
-            snap(1020, true),
-            snap(1500, true),
-        ];
-        let room: Vec<&ops::Snapshot> = all.iter().collect();
-        let r = rejoins(&room, &[0, 5]);
-        assert_eq!(
-            r,
-            Rejoins {
-                rejoins: 4,
-                count_only: 2,
-                lists: 2,
-                early_lists: 1,
-                bytes: 2160,
-            }
-        );
-        let with_others = [
-            all[0].clone(),
-            ops::Snapshot {
-                topic: "room.pc-small.1".into(),
-                ..all[1].clone()
-            },
-            all[1].clone(),
-        ];
-        assert_eq!(room_starts(&with_others, &[0, 1], "room.pc.x"), vec![0, 1]);
-    }
-
-    #[test]
-    fn a_connection_holds_the_room_and_the_small_ones() {
-        let d = crate::config::ServerConfig::default();
-        assert_eq!(SMALL_ROOMS + 1, d.max_topics_per_conn);
-        const { assert!(BACK_OFF_AFTER < crate::ratelimit::STRIKES_BEFORE_CLOSE) };
-        assert!(Op::BigSubscribe.tokens() <= f64::from(d.publish_burst));
-    }
-}
+mod tests;
