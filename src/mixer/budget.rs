@@ -147,6 +147,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_overhead_counted_per_frame_covers_what_keeping_one_costs() {
+        use crate::mixer::history::{FRAME_OVERHEAD, Sequenced};
+        // Ring slot with the ring's spare capacity, two budget entries, and two frame
+        // allocations' headers (Arc counts, 16 bytes, and the allocator's, up to 16).
+        let slot = 2 * std::mem::size_of::<Sequenced>();
+        let entries = 2 * std::mem::size_of::<Entry>();
+        let headers = 2 * (16 + 16);
+        assert!(
+            slot + entries + headers <= FRAME_OVERHEAD,
+            "{slot} + {entries} + {headers}"
+        );
+    }
+
+    #[test]
     fn the_default_is_an_eighth_of_memory_within_bounds() {
         const GIB: u64 = 1 << 30;
         assert_eq!(derive_budget(Some(16 * GIB)), 2 * GIB);

@@ -21,9 +21,19 @@ pub const MAX_BYTES: usize = 4 * 1024 * 1024;
 /// A frame with its sequence number.
 pub type Sequenced = (u64, Encoded);
 
-/// The bytes a message's frames keep alive (plain and compressed).
+/// What keeping one frame costs at most beyond its bytes: its slot in the ring (the seq and
+/// two references, twice over for the ring's spare capacity), the headers of its two
+/// allocations (reference counts, the allocator's own), and the node-wide budget's entries
+/// for it (at most two per kept frame, `budget.rs`); checked against the types' sizes in
+/// `budget.rs`'s tests. Counted in [`kept_bytes`] so that the rings' caps and the budget
+/// bound memory, not only frame bytes: with small frames the bookkeeping is as large as the
+/// frames.
+pub const FRAME_OVERHEAD: usize = 256;
+
+/// The bytes keeping a message's frames costs: plain and compressed, and
+/// [`FRAME_OVERHEAD`].
 pub fn kept_bytes(frame: &Encoded) -> usize {
-    frame.plain.len() + frame.deflated.as_ref().map_or(0, |d| d.len())
+    frame.bytes() + FRAME_OVERHEAD
 }
 
 /// What a resume from `since` gets.
@@ -229,7 +239,7 @@ mod tests {
             h.push(seq, &big);
         }
         assert_eq!(h.ring.len(), 1, "only what fits the byte cap stays");
-        assert_eq!(h.bytes(), MAX_BYTES / 2 + 1);
+        assert_eq!(h.bytes(), MAX_BYTES / 2 + 1 + FRAME_OVERHEAD);
     }
 
     #[test]
@@ -241,8 +251,8 @@ mod tests {
         // 1 went with the ring's own cap; 2 is the oldest now.
         assert_eq!(h.evict_front(1), None);
         assert!(h.holds_from(2) && !h.holds_from(1));
-        assert_eq!(h.evict_front(2), Some(1));
-        assert_eq!((h.len(), h.bytes()), (1, 1));
+        assert_eq!(h.evict_front(2), Some(1 + FRAME_OVERHEAD));
+        assert_eq!((h.len(), h.bytes()), (1, 1 + FRAME_OVERHEAD));
         assert!(matches!(h.replay(1, 3), Replay::Reset { oldest: 3, .. }));
     }
 

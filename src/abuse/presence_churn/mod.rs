@@ -34,8 +34,8 @@ use crate::procstat::{self, Process};
 
 mod rejoins;
 
-pub use rejoins::{Rejoins, rejoins};
 use rejoins::room_starts;
+pub use rejoins::{Rejoins, rejoins};
 
 /// Rooms subscribed in one op beside the churned one (a connection holds 64 topics).
 const SMALL_ROOMS: usize = 63;

@@ -67,4 +67,3 @@ pub(super) fn room_starts(all: &[ops::Snapshot], starts: &[usize], room: &str) -
         })
         .collect()
 }
-
