@@ -32,7 +32,7 @@ use tickcast::config::{ServerConfig, SlowPolicy};
 use tickcast::conn::{Conn, ConnCtx, FanOut, Offer, State, Transport};
 use tickcast::frame::{self, is_valid_received_close_code};
 use tickcast::interest::Interest;
-use tickcast::messages::{ConnKey, MixerMsg, MixerPort};
+use tickcast::messages::{ConnKey, MixerMsg, MixerPort, QueueBytes};
 use tickcast::metrics::{Metrics, ShardStats};
 use tickcast::services::Services;
 use tickcast::subs::{Class, Subscriptions};
@@ -211,8 +211,10 @@ impl Harness {
             interest: Interest::new(),
             deflate_interest: Interest::new(),
             bus: None,
-            bus_tx: None,
+            bus_port: None,
             tls: None,
+            // No mixer takes publishes here: unbounded, as if it kept up.
+            mixer_bytes: QueueBytes::new(usize::MAX),
         };
         let (server_end, peer) = socket_pair();
         let poll = mio::Poll::new().expect("epoll");
@@ -239,7 +241,7 @@ impl Harness {
             to_read: Vec::new(),
             to_reap: Vec::new(),
             to_answer: Vec::new(),
-            mixer: MixerPort::new(mixer_tx, None),
+            mixer: MixerPort::new(mixer_tx, None, QueueBytes::new(usize::MAX)),
             inflater: None,
             mixer_rx,
             services,
