@@ -372,10 +372,10 @@ impl crate::messages::Subscribed for Following {
     }
 }
 
-/// Sleeps `backoff` in small steps (returning early when `stopping` says so) and doubles it.
 /// Longest a bus thread waits for the subscriber to follow the node's interest before it
-/// reads a topic's state from Redis anyway.
-pub const SUBSCRIBED_WAIT: Duration = Duration::from_secs(2);
+/// reads a topic's state from Redis anyway: the same wait a client publish gets in its
+/// shard's port.
+pub use crate::messages::SUBSCRIBED_WAIT;
 
 /// Hands `msg` to the mixer, waiting for room (blocking only the calling bus thread) until
 /// the node stops: true once it is sent.

@@ -117,23 +117,26 @@ impl MixerPort {
                     Err(TrySendError::Disconnected(_)) => Err(Refused::Stopping),
                 };
             }
-            let bytes = msg.data.get().len();
-            if self.waiting.len() >= PUBLISH_BACKLOG || !self.bytes.fits(bytes) {
-                return Err(Refused::Busy);
-            }
-            self.bytes.add(bytes);
-            msg.queued = bytes;
+            self.charge(&mut msg, self.waiting.len())?;
             self.waiting
                 .push_back((msg, wanted, Instant::now() + SUBSCRIBED_WAIT));
             return Ok(());
         }
+        self.charge(&mut msg, self.pending.len())?;
+        self.send(MixerMsg::Publish(msg));
+        Ok(())
+    }
+
+    /// Counts `msg`'s data in the bytes on their way (`msg.queued` says how many, for
+    /// whoever takes it), or refuses it when `waiting` messages already wait or the bytes
+    /// are full.
+    fn charge(&self, msg: &mut Publish, waiting: usize) -> Result<(), Refused> {
         let bytes = msg.data.get().len();
-        if self.pending.len() >= PUBLISH_BACKLOG || !self.bytes.fits(bytes) {
+        if waiting >= PUBLISH_BACKLOG || !self.bytes.fits(bytes) {
             return Err(Refused::Busy);
         }
         self.bytes.add(bytes);
         msg.queued = bytes;
-        self.send(MixerMsg::Publish(msg));
         Ok(())
     }
 
